@@ -1,0 +1,39 @@
+"""Demand the right Ory Kratos Authenticator Assurance Level per route.
+
+The core imports no web framework; adapters live in ``kratos_aal.integrations``.
+"""
+
+from __future__ import annotations
+
+from ._client import AsyncKratosClient, KratosClient
+from ._config import KratosConfig
+from ._core import Decision, Outcome, Requirement
+from ._models import AAL, AuthenticationMethod, Credentials, Identity, Session
+from .exceptions import (
+    ConfigurationError,
+    KratosAALError,
+    KratosUnavailable,
+    MalformedResponse,
+    StepUpRequired,
+)
+
+__all__ = [
+    "AAL",
+    "AsyncKratosClient",
+    "AuthenticationMethod",
+    "ConfigurationError",
+    "Credentials",
+    "Decision",
+    "Identity",
+    "KratosAALError",
+    "KratosClient",
+    "KratosConfig",
+    "KratosUnavailable",
+    "MalformedResponse",
+    "Outcome",
+    "Requirement",
+    "Session",
+    "StepUpRequired",
+]
+
+__version__ = "0.1.0.dev0"

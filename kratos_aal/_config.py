@@ -1,0 +1,167 @@
+"""KratosConfig: where Kratos is, how browsers reach it, and how long to trust an answer."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._models import valid_cookie_name
+from .exceptions import ConfigurationError
+
+__all__ = ["KratosConfig"]
+
+
+def _base_url(value: object, setting: str, *, path_allowed: bool = True) -> str:
+    text = value if isinstance(value, str) else ""
+    try:
+        parts = urlsplit(text.strip())
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = None, False
+    if (
+        parts is None
+        or not port_ok
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.password
+        or any(c.isspace() for c in text.strip())
+    ):
+        raise ConfigurationError(
+            f"{setting} must be an absolute http(s) URL such as 'http://127.0.0.1:4433', "
+            f"with no query, fragment or user info; got {value!r}"
+        )
+    if parts.path not in ("", "/") and not path_allowed:
+        raise ConfigurationError(f"{setting} must not carry a path; got {value!r}")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _number(value: object, setting: str, *, allow_zero: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ConfigurationError(f"{setting} must be a number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero) or math.isinf(value):
+        bound = "0 or more" if allow_zero else "more than 0"
+        raise ConfigurationError(f"{setting} must be {bound} seconds, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class KratosConfig:
+    """Where Kratos is and how to use it; validated when built.
+
+    Args:
+        public_url: Kratos's public API as this server reaches it, e.g. ``http://kratos:4433``.
+        browser_url: Kratos's public API as browsers reach it, may carry a path prefix
+            (``http://127.0.0.1:4455/kratos``). Defaults to *public_url*.
+        cookie_name: The Kratos session cookie (``ory_session_<slug>`` on Ory Network).
+        timeout: Seconds to wait for Kratos before answering 503.
+        cache_ttl: Seconds to trust a whoami answer; 0 disables the cache.
+        cache_maxsize: How many sessions the cache holds at most.
+        admin_url: Kratos's admin API, to learn whether an identity has a second factor.
+        admin_token: Bearer token for *admin_url* (Ory Network API key). Never shown.
+        app_url: Fixed scheme and host of this app for building ``return_to``.
+
+    Raises:
+        ConfigurationError: a value is wrong; the message names the setting.
+    """
+
+    public_url: str
+    browser_url: str | None = None
+    cookie_name: str = "ory_kratos_session"
+    timeout: float = 3.0
+    cache_ttl: float = 30.0
+    cache_maxsize: int = 10_000
+    admin_url: str | None = None
+    admin_token: str | None = field(default=None, repr=False)
+    app_url: str | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "public_url", _base_url(self.public_url, "public_url"))
+        browser = self.browser_url or self.public_url
+        set_(self, "browser_url", _base_url(browser, "browser_url"))
+        if not valid_cookie_name(self.cookie_name):
+            raise ConfigurationError(
+                f"cookie_name must be a cookie name such as 'ory_kratos_session', "
+                f"got {self.cookie_name!r}"
+            )
+        set_(self, "timeout", _number(self.timeout, "timeout", allow_zero=False))
+        set_(self, "cache_ttl", _number(self.cache_ttl, "cache_ttl", allow_zero=True))
+        size = self.cache_maxsize
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigurationError(f"cache_maxsize must be a whole number of 1 or more, got {size!r}")
+        if self.admin_url is not None:
+            set_(self, "admin_url", _base_url(self.admin_url, "admin_url"))
+        if self.admin_token is not None and (
+            not isinstance(self.admin_token, str) or not self.admin_token.strip()
+        ):
+            raise ConfigurationError("admin_token must be a non-empty string")
+        if self.admin_token and self.admin_url is None:
+            raise ConfigurationError("admin_token is set but admin_url is not: set both")
+        if self.app_url is not None:
+            set_(self, "app_url", _base_url(self.app_url, "app_url"))
+
+    @property
+    def browser_base(self) -> str:
+        """Return *browser_url*, always set after construction."""
+        return self.browser_url or self.public_url
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> KratosConfig:
+        """Build a config from ``KRATOS_*`` environment variables.
+
+        Reads ``KRATOS_PUBLIC_URL`` (required), ``KRATOS_BROWSER_URL``, ``KRATOS_COOKIE_NAME``,
+        ``KRATOS_ADMIN_URL``, ``KRATOS_ADMIN_TOKEN``, ``KRATOS_AAL_CACHE_TTL``,
+        ``KRATOS_AAL_TIMEOUT`` and ``KRATOS_AAL_APP_URL``; keyword *overrides* win.
+
+        Raises:
+            ConfigurationError: a variable is missing or wrong; the message names it.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, key in _ENV_STRINGS.items():
+            if env.get(name):
+                values[key] = env[name]
+        for name, key in _ENV_NUMBERS.items():
+            if env.get(name):
+                try:
+                    values[key] = float(env[name])
+                except ValueError:
+                    raise ConfigurationError(
+                        f"{name} must be a number of seconds, got {env[name]!r}"
+                    ) from None
+        values.update(overrides)
+        if "public_url" not in values:
+            raise ConfigurationError("KRATOS_PUBLIC_URL is not set: set it to Kratos's public URL")
+        try:
+            return cls(**values)
+        except ConfigurationError as exc:
+            # Name the variable the user actually set, not only the field.
+            field_name = str(exc).split(" ", 1)[0]
+            env_name = _ENV_NAMES.get(field_name)
+            if env_name and field_name not in overrides:
+                raise ConfigurationError(f"{env_name}: {exc}") from None
+            raise
+
+    def replace(self, **changes: Any) -> KratosConfig:
+        """Return a copy with *changes* applied (validated again)."""
+        return replace(self, **changes)
+
+
+_ENV_STRINGS = {
+    "KRATOS_PUBLIC_URL": "public_url",
+    "KRATOS_BROWSER_URL": "browser_url",
+    "KRATOS_COOKIE_NAME": "cookie_name",
+    "KRATOS_ADMIN_URL": "admin_url",
+    "KRATOS_ADMIN_TOKEN": "admin_token",
+    "KRATOS_AAL_APP_URL": "app_url",
+}
+_ENV_NUMBERS = {"KRATOS_AAL_CACHE_TTL": "cache_ttl", "KRATOS_AAL_TIMEOUT": "timeout"}
+_ENV_NAMES = {v: k for k, v in {**_ENV_STRINGS, **_ENV_NUMBERS}.items()}
+CONFIG_FIELDS = tuple(f.name for f in fields(KratosConfig))

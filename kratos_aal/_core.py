@@ -1,0 +1,520 @@
+"""The sans-IO core: requests to Kratos, parsing its answers, and the AAL decision.
+
+Nothing here sends anything. The clients in ``_client`` drive :func:`check_plan`,
+a generator that yields :class:`Fetch` effects and receives their results, so the
+blocking and the awaitable client share every line of logic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Generator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any, Generic, TypeVar
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+import httpx
+
+from ._config import KratosConfig
+from ._models import AAL, AALLike, Credentials, Session
+from .exceptions import ConfigurationError, KratosUnavailable, MalformedResponse, StepUpRequired
+
+__all__ = ["Decision", "Outcome", "Requirement", "decide"]
+
+T = TypeVar("T")
+
+#: Seconds a 503 asks clients to wait when Kratos gave no Retry-After of its own.
+DEFAULT_RETRY_AFTER = 5
+_MAX_RETRY_AFTER = 3600
+# Second-factor answers are cached this long at most (and never longer than cache_ttl).
+SECOND_FACTOR_TTL = 60.0
+_SECOND_FACTOR_GROUPS = frozenset({"totp", "webauthn", "lookup_secret"})
+
+
+class Outcome(str, Enum):
+    """What to do with a request; see :class:`Decision`."""
+
+    ALLOW = "allow"
+    LOGIN = "login"
+    STEP_UP = "step_up"
+    ENROLL = "enroll"
+    REAUTHENTICATE = "reauthenticate"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """What a route demands of a session.
+
+    Args:
+        aal: The least AAL, ``"aal1"`` or ``"aal2"``.
+        max_age: Seconds (or a ``timedelta``) since the newest method of at least *aal*
+            was completed; older sessions must re-authenticate.
+        methods: Method names of which at least one must be among the session's methods
+            of at least *aal*, e.g. ``{"webauthn", "passkey"}``.
+
+    Raises:
+        ConfigurationError: a value is wrong.
+    """
+
+    aal: AAL = AAL.AAL2
+    max_age: float | None = None
+    methods: frozenset[str] | None = None
+
+    def __init__(
+        self,
+        aal: AALLike = AAL.AAL2,
+        max_age: float | timedelta | None = None,
+        methods: Collection[str] | None = None,
+    ) -> None:
+        level = AAL.parse(aal, setting="Requirement.aal")
+        if level not in (AAL.AAL1, AAL.AAL2):
+            raise ConfigurationError(
+                f"Requirement.aal must be 'aal1' or 'aal2' (Kratos issues no other), got {aal!r}"
+            )
+        if isinstance(max_age, timedelta):
+            max_age = max_age.total_seconds()
+        if max_age is not None and (
+            isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or not max_age > 0
+        ):
+            raise ConfigurationError(f"Requirement.max_age must be more than 0 seconds, got {max_age!r}")
+        if methods is not None:
+            if isinstance(methods, str) or not all(isinstance(m, str) and m for m in methods):
+                raise ConfigurationError(
+                    f"Requirement.methods must be a set of method names, got {methods!r}"
+                )
+            if not methods:
+                raise ConfigurationError("Requirement.methods must name at least one method")
+        object.__setattr__(self, "aal", level)
+        object.__setattr__(self, "max_age", None if max_age is None else float(max_age))
+        object.__setattr__(self, "methods", None if methods is None else frozenset(methods))
+
+    @classmethod
+    def parse(cls, value: RequirementLike, *, setting: str = "requirement") -> Requirement:
+        """Return *value* as a Requirement (an AAL string is accepted).
+
+        Raises:
+            ConfigurationError: *value* is neither; the message names *setting*.
+        """
+        if isinstance(value, Requirement):
+            return value
+        if isinstance(value, (str, AAL)):
+            try:
+                return cls(value)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"{setting}: {exc}") from None
+        raise ConfigurationError(
+            f"{setting} must be 'aal1', 'aal2' or a Requirement(...), got {value!r}"
+        )
+
+
+RequirementLike = Requirement | AAL | str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict for one request.
+
+    Attributes:
+        outcome: What to do.
+        session: The session when Kratos showed one, else ``None``.
+        redirect_to: Where to send the browser (under ``browser_url``), else ``None``.
+        retry_after: Seconds for ``Retry-After`` when the outcome is ``UNAVAILABLE``.
+        requirement: The requirement this decision was made for.
+    """
+
+    outcome: Outcome
+    session: Session | None = None
+    redirect_to: str | None = None
+    retry_after: int | None = None
+    requirement: Requirement | None = None
+
+    @property
+    def allowed(self) -> bool:
+        """Return whether the request may proceed."""
+        return self.outcome is Outcome.ALLOW
+
+
+# ---------------------------------------------------------------------------
+# URLs
+
+
+def browser_flow_url(config: KratosConfig, path: str, params: dict[str, str]) -> str:
+    """Return *path* (starting ``/self-service/``) with *params* under ``browser_url``."""
+    query = urlencode(params)
+    return f"{config.browser_base}{path}" + (f"?{query}" if query else "")
+
+
+def rebase(config: KratosConfig, url: object, return_to: str | None) -> str | None:
+    """Move a URL Kratos handed out onto ``browser_url``, keeping path and query.
+
+    Whatever origin Kratos wrote (its public URL, or an internal ``http://kratos:4433``)
+    only the part from ``/self-service/`` on is kept. *return_to* replaces any
+    ``return_to`` in the query. Returns ``None`` when *url* is no Kratos flow URL.
+    """
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    index = parts.path.find("/self-service/")
+    if index < 0:
+        return None
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    params.pop("return_to", None)
+    if return_to:
+        params["return_to"] = return_to
+    return browser_flow_url(config, parts.path[index:], params)
+
+
+def login_url(config: KratosConfig, return_to: str | None, **extra: str) -> str:
+    """Return the browser login URL, with *extra* query parameters and *return_to*."""
+    params = dict(extra)
+    if return_to:
+        params["return_to"] = return_to
+    return browser_flow_url(config, "/self-service/login/browser", params)
+
+
+def settings_url(config: KratosConfig, return_to: str | None) -> str:
+    """Return the browser settings URL where a second factor is set up."""
+    return browser_flow_url(
+        config, "/self-service/settings/browser", {"return_to": return_to} if return_to else {}
+    )
+
+
+# ---------------------------------------------------------------------------
+# Requests and answers
+
+
+def _request(
+    config: KratosConfig,
+    base: str,
+    path: str,
+    credentials: Credentials | None,
+    *,
+    params: list[tuple[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Request:
+    all_headers = {"Accept": "application/json", **(headers or {})}
+    if credentials is not None:
+        if credentials.token:
+            all_headers["X-Session-Token"] = credentials.token
+        elif credentials.cookie:
+            # Only the Kratos cookie: the app's other cookies never leave the app.
+            all_headers["Cookie"] = f"{config.cookie_name}={credentials.cookie}"
+    return httpx.Request(
+        "GET",
+        f"{base}{path}",
+        params=params,
+        headers=all_headers,
+        extensions={"timeout": httpx.Timeout(config.timeout).as_dict()},
+    )
+
+
+def whoami_request(config: KratosConfig, credentials: Credentials) -> httpx.Request:
+    """Return the ``GET /sessions/whoami`` request for *credentials*."""
+    return _request(config, config.public_url, "/sessions/whoami", credentials)
+
+
+def _retry_after(response: httpx.Response) -> int | None:
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return min(int(value), _MAX_RETRY_AFTER)
+    return None
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedResponse(
+            f"Kratos answered {response.status_code} with a body that is not JSON"
+        ) from None
+
+
+def _error_id(body: Any) -> str | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    value = error.get("id") if isinstance(error, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def raise_for_unavailable(response: httpx.Response) -> None:
+    """Raise :class:`KratosUnavailable` for 5xx and 429 answers."""
+    status = response.status_code
+    if status == 429 or status >= 500:
+        raise KratosUnavailable(
+            f"Kratos answered {status}",
+            retry_after=_retry_after(response) if status == 429 else None,
+            status_code=status,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WhoamiResult:
+    """A parsed whoami answer: a session, no session, or a step-up demanded by Kratos."""
+
+    session: Session | None
+    step_up_to: str | None = None
+
+
+def parse_whoami(
+    config: KratosConfig, response: httpx.Response, now: float
+) -> tuple[WhoamiResult, float]:
+    """Read a whoami answer; return the result and how many seconds it may be cached.
+
+    Raises:
+        KratosUnavailable: the answer is not one Kratos gives for a working session check.
+    """
+    raise_for_unavailable(response)
+    status = response.status_code
+    if status == 401:
+        return WhoamiResult(None), 0.0
+    body = _json(response)
+    if status == 403:
+        if _error_id(body) == "session_aal2_required":
+            target = rebase(config, body.get("redirect_browser_to"), None)
+            return WhoamiResult(None, target or login_url(config, None, aal="aal2")), 0.0
+        raise KratosUnavailable(f"Kratos answered 403 {_error_id(body) or ''}".rstrip(), status_code=403)
+    if status != 200:
+        raise KratosUnavailable(f"Kratos answered {status} to whoami", status_code=status)
+    session = Session.from_json(body)
+    if not session.active:
+        raise MalformedResponse("Kratos answered 200 with a session that is not active")
+    ttl = config.cache_ttl
+    if session.expires_at is not None:
+        ttl = min(ttl, session.expires_at.timestamp() - now)
+    cache_for = response.headers.get("Ory-Session-Cache-For", "").strip()
+    if cache_for.isdigit():
+        ttl = min(ttl, float(cache_for))
+    return WhoamiResult(session), max(ttl, 0.0)
+
+
+def second_factor_request(
+    config: KratosConfig, credentials: Credentials, session: Session
+) -> httpx.Request:
+    """Return the request that tells whether the session's identity has a second factor.
+
+    With ``admin_url`` it asks the admin identity API; otherwise it creates an ``aal=aal2``
+    login flow for this very session, whose nodes list the second factors it has.
+    """
+    if config.admin_url and session.identity is not None:
+        headers = {"Authorization": f"Bearer {config.admin_token}"} if config.admin_token else {}
+        query = [("include_credential", kind) for kind in sorted(_SECOND_FACTOR_GROUPS)]
+        path = f"/admin/identities/{quote(session.identity.id, safe='')}"
+        return _request(config, config.admin_url, path, None, params=query, headers=headers)
+    # Cookies use the browser route (answered as JSON); tokens the API route.
+    flow = "api" if credentials.token else "browser"
+    return _request(
+        config, config.public_url, f"/self-service/login/{flow}", credentials,
+        params=[("aal", "aal2")],
+    )
+
+
+def parse_second_factor(response: httpx.Response) -> bool:
+    """Read the answer to :func:`second_factor_request`: does a second factor exist?
+
+    Raises:
+        KratosUnavailable: the answer does not say.
+    """
+    raise_for_unavailable(response)
+    if response.status_code != 200:
+        raise KratosUnavailable(
+            f"Kratos answered {response.status_code} to the second-factor probe",
+            status_code=response.status_code,
+        )
+    body = _json(response)
+    if not isinstance(body, dict):
+        raise MalformedResponse("the second-factor probe got a body that is not an object")
+    if "credentials" in body or "schema_id" in body:
+        return _identity_has_second_factor(body.get("credentials"))
+    ui = body.get("ui")
+    nodes = ui.get("nodes") if isinstance(ui, dict) else None
+    if not isinstance(nodes, list):
+        raise MalformedResponse("the login flow has no ui.nodes")
+    return any(isinstance(n, dict) and n.get("group") in _SECOND_FACTOR_GROUPS for n in nodes)
+
+
+def _identity_has_second_factor(credentials: Any) -> bool:
+    if not isinstance(credentials, dict):
+        return False
+    for kind in ("totp", "lookup_secret"):
+        if isinstance(credentials.get(kind), dict):
+            return True
+    webauthn = credentials.get("webauthn")
+    if isinstance(webauthn, dict):
+        config = webauthn.get("config")
+        keys = config.get("credentials") if isinstance(config, dict) else None
+        if not isinstance(keys, list):
+            # Without the config we cannot tell passwordless keys apart: a step-up is the
+            # safe guess, Kratos offers it only when it can succeed.
+            return True
+        return any(isinstance(k, dict) and not k.get("is_passwordless") for k in keys)
+    return False
+
+
+# ---------------------------------------------------------------------------
+# The decision
+
+
+def _newest_completion(session: Session, level: AAL) -> datetime | None:
+    times = [
+        m.completed_at
+        for m in session.authentication_methods
+        if m.aal >= level and m.completed_at is not None
+    ]
+    return max(times) if times else None
+
+
+def decide(
+    session: Session | None,
+    requirement: Requirement,
+    *,
+    now: datetime,
+    return_to: str | None,
+    config: KratosConfig,
+    has_second_factor: bool = True,
+) -> Decision:
+    """Decide one request from the session Kratos showed (SPEC §3); pure.
+
+    *has_second_factor* matters only when the session's AAL is below the requirement.
+    """
+    if session is None or not session.is_active(now):
+        return Decision(Outcome.LOGIN, None, login_url(config, return_to), requirement=requirement)
+    level = requirement.aal
+    if session.aal < level:
+        if has_second_factor:
+            target = login_url(config, return_to, aal=level.value)
+            return Decision(Outcome.STEP_UP, session, target, requirement=requirement)
+        return Decision(Outcome.ENROLL, session, settings_url(config, return_to), requirement=requirement)
+    stale = False
+    if requirement.max_age is not None:
+        newest = _newest_completion(session, level)
+        stale = newest is None or (now - newest).total_seconds() > requirement.max_age
+    if requirement.methods is not None and not stale:
+        used = {m.method for m in session.authentication_methods if m.aal >= level}
+        stale = used.isdisjoint(requirement.methods)
+    if stale:
+        target = login_url(config, return_to, aal=level.value, refresh="true")
+        return Decision(Outcome.REAUTHENTICATE, session, target, requirement=requirement)
+    return Decision(Outcome.ALLOW, session, requirement=requirement)
+
+
+def unavailable(error: KratosUnavailable, requirement: Requirement | None) -> Decision:
+    """Return the 503 decision for *error*."""
+    return Decision(
+        Outcome.UNAVAILABLE,
+        retry_after=error.retry_after or DEFAULT_RETRY_AFTER,
+        requirement=requirement,
+    )
+
+
+# ---------------------------------------------------------------------------
+# The plan the clients drive
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch(Generic[T]):
+    """An effect: send *request* (unless *key* is cached), parse, cache.
+
+    The driver answers with ``(value, from_cache)``. Concurrent fetches of one *key*
+    share one request. *refresh* skips the cached value.
+    """
+
+    key: bytes
+    request: Callable[[], httpx.Request]
+    parse: Callable[[httpx.Response, float], tuple[T, float]]
+    refresh: bool = False
+
+
+Plan = Generator[Fetch[Any], tuple[Any, bool], T]
+
+
+def whoami_fetch(
+    config: KratosConfig, credentials: Credentials, *, refresh: bool = False
+) -> Fetch[WhoamiResult]:
+    """Return the effect that looks up *credentials* with whoami."""
+    return Fetch(
+        key=b"s" + credentials.cache_key(),
+        request=lambda: whoami_request(config, credentials),
+        parse=lambda response, now: parse_whoami(config, response, now),
+        refresh=refresh,
+    )
+
+
+def whoami_plan(config: KratosConfig, credentials: Credentials) -> Plan[Session | None]:
+    """Look up the session for *credentials*; ``None`` when there is none.
+
+    Raises:
+        StepUpRequired: Kratos withholds the session until a second factor is given.
+        KratosUnavailable: Kratos could not answer.
+    """
+    if not credentials:
+        return None
+    result, _ = yield whoami_fetch(config, credentials)
+    if result.step_up_to is not None:
+        raise StepUpRequired(result.step_up_to)
+    return result.session  # type: ignore[no-any-return]
+
+
+def check_plan(
+    config: KratosConfig,
+    credentials: Credentials,
+    requirement: Requirement,
+    return_to: str | None,
+    now: Callable[[], datetime],
+) -> Plan[Decision]:
+    """Decide a request, asking Kratos again before any denial made from the cache."""
+    if not credentials:
+        return Decision(Outcome.LOGIN, None, login_url(config, return_to), requirement=requirement)
+    try:
+        result, cached = yield whoami_fetch(config, credentials)
+        decision = _decide_result(config, result, requirement, return_to, now())
+        if decision.outcome is not Outcome.ALLOW and cached:
+            # Kratos upgrades a session in place (same id, same token): a cached aal1
+            # copy would send the user to step-up forever. Ask again before denying.
+            result, _ = yield whoami_fetch(config, credentials, refresh=True)
+            decision = _decide_result(config, result, requirement, return_to, now())
+        if decision.outcome is Outcome.STEP_UP and result.step_up_to is None:
+            assert decision.session is not None
+            has_second_factor = yield from _second_factor_plan(config, credentials, decision.session)
+            if not has_second_factor:
+                decision = decide(
+                    decision.session, requirement, now=now(), return_to=return_to,
+                    config=config, has_second_factor=False,
+                )
+    except KratosUnavailable as error:
+        return unavailable(error, requirement)
+    return decision
+
+
+def _decide_result(
+    config: KratosConfig,
+    result: WhoamiResult,
+    requirement: Requirement,
+    return_to: str | None,
+    now: datetime,
+) -> Decision:
+    if result.step_up_to is not None:
+        target = rebase(config, result.step_up_to, return_to)
+        return Decision(Outcome.STEP_UP, None, target, requirement=requirement)
+    return decide(result.session, requirement, now=now, return_to=return_to, config=config)
+
+
+def _second_factor_plan(
+    config: KratosConfig, credentials: Credentials, session: Session
+) -> Generator[Fetch[Any], tuple[Any, bool], bool]:
+    owner = session.identity.id if session.identity is not None else session.id
+    ttl = min(config.cache_ttl, SECOND_FACTOR_TTL)
+    try:
+        value, _ = yield Fetch(
+            key=b"f" + owner.encode(),
+            request=lambda: second_factor_request(config, credentials, session),
+            parse=lambda response, now: (parse_second_factor(response), ttl),
+        )
+    except KratosUnavailable:
+        # Kratos knows a session exists: step-up is the way forward that can still work.
+        return True
+    return bool(value)
