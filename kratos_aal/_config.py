@@ -95,7 +95,9 @@ class KratosConfig:
         set_(self, "cache_ttl", _number(self.cache_ttl, "cache_ttl", allow_zero=True))
         size = self.cache_maxsize
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigurationError(f"cache_maxsize must be a whole number of 1 or more, got {size!r}")
+            raise ConfigurationError(
+                f"cache_maxsize must be a whole number of 1 or more, got {size!r}"
+            )
         if self.admin_url is not None:
             set_(self, "admin_url", _base_url(self.admin_url, "admin_url"))
         if self.admin_token is not None and (

@@ -79,7 +79,9 @@ class Requirement:
         if max_age is not None and (
             isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or not max_age > 0
         ):
-            raise ConfigurationError(f"Requirement.max_age must be more than 0 seconds, got {max_age!r}")
+            raise ConfigurationError(
+                f"Requirement.max_age must be more than 0 seconds, got {max_age!r}"
+            )
         if methods is not None:
             if isinstance(methods, str) or not all(isinstance(m, str) and m for m in methods):
                 raise ConfigurationError(
@@ -195,7 +197,7 @@ def _request(
     path: str,
     credentials: Credentials | None,
     *,
-    params: list[tuple[str, str]] | None = None,
+    params: tuple[tuple[str, str], ...] = (),
     headers: dict[str, str] | None = None,
 ) -> httpx.Request:
     all_headers = {"Accept": "application/json", **(headers or {})}
@@ -277,7 +279,9 @@ def parse_whoami(
         if _error_id(body) == "session_aal2_required":
             target = rebase(config, body.get("redirect_browser_to"), None)
             return WhoamiResult(None, target or login_url(config, None, aal="aal2")), 0.0
-        raise KratosUnavailable(f"Kratos answered 403 {_error_id(body) or ''}".rstrip(), status_code=403)
+        raise KratosUnavailable(
+            f"Kratos answered 403 {_error_id(body) or ''}".rstrip(), status_code=403
+        )
     if status != 200:
         raise KratosUnavailable(f"Kratos answered {status} to whoami", status_code=status)
     session = Session.from_json(body)
@@ -302,14 +306,17 @@ def second_factor_request(
     """
     if config.admin_url and session.identity is not None:
         headers = {"Authorization": f"Bearer {config.admin_token}"} if config.admin_token else {}
-        query = [("include_credential", kind) for kind in sorted(_SECOND_FACTOR_GROUPS)]
+        query = tuple(("include_credential", kind) for kind in sorted(_SECOND_FACTOR_GROUPS))
         path = f"/admin/identities/{quote(session.identity.id, safe='')}"
         return _request(config, config.admin_url, path, None, params=query, headers=headers)
     # Cookies use the browser route (answered as JSON); tokens the API route.
     flow = "api" if credentials.token else "browser"
     return _request(
-        config, config.public_url, f"/self-service/login/{flow}", credentials,
-        params=[("aal", "aal2")],
+        config,
+        config.public_url,
+        f"/self-service/login/{flow}",
+        credentials,
+        params=(("aal", "aal2"),),
     )
 
 
@@ -384,11 +391,18 @@ def decide(
     if session is None or not session.is_active(now):
         return Decision(Outcome.LOGIN, None, login_url(config, return_to), requirement=requirement)
     level = requirement.aal
+    if session.aal < AAL.AAL1:
+        # No first factor on record (e.g. identifier_first only): Kratos would call a plain
+        # login "already logged in", so ask it to log in afresh.
+        target = login_url(config, return_to, refresh="true")
+        return Decision(Outcome.LOGIN, session, target, requirement=requirement)
     if session.aal < level:
         if has_second_factor:
             target = login_url(config, return_to, aal=level.value)
             return Decision(Outcome.STEP_UP, session, target, requirement=requirement)
-        return Decision(Outcome.ENROLL, session, settings_url(config, return_to), requirement=requirement)
+        return Decision(
+            Outcome.ENROLL, session, settings_url(config, return_to), requirement=requirement
+        )
     stale = False
     if requirement.max_age is not None:
         newest = _newest_completion(session, level)
@@ -479,11 +493,17 @@ def check_plan(
             decision = _decide_result(config, result, requirement, return_to, now())
         if decision.outcome is Outcome.STEP_UP and result.step_up_to is None:
             assert decision.session is not None
-            has_second_factor = yield from _second_factor_plan(config, credentials, decision.session)
+            has_second_factor = yield from _second_factor_plan(
+                config, credentials, decision.session
+            )
             if not has_second_factor:
                 decision = decide(
-                    decision.session, requirement, now=now(), return_to=return_to,
-                    config=config, has_second_factor=False,
+                    decision.session,
+                    requirement,
+                    now=now(),
+                    return_to=return_to,
+                    config=config,
+                    has_second_factor=False,
                 )
     except KratosUnavailable as error:
         return unavailable(error, requirement)

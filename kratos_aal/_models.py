@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any
 
 from .exceptions import ConfigurationError, MalformedResponse
 
@@ -95,7 +95,7 @@ class AAL(str, Enum):
         return self.value
 
 
-AALLike = Union[AAL, str]
+AALLike = AAL | str
 
 # Kratos writes RFC 3339 with "Z" and up to nine fractional digits
 # (2025-05-27T07:04:13.918276388Z); Python 3.10's fromisoformat rejects both.
@@ -266,7 +266,8 @@ class Session:
         active = data.get("active", False)
         if not isinstance(active, bool):
             raise _malformed("active is not a boolean")
-        methods = data.get("authentication_methods") or []
+        methods = data.get("authentication_methods")
+        methods = [] if methods is None else methods
         if not isinstance(methods, list):
             raise _malformed("authentication_methods is not a list")
         identity = data.get("identity")
@@ -313,7 +314,7 @@ MAX_CREDENTIAL_LENGTH = 4096
 # Keyed so that a cache key says nothing about a credential outside this process.
 _KEY_SALT = secrets.token_bytes(16)
 
-HeaderPairs = Union[Mapping[str, str], Iterable[tuple[Union[str, bytes], Union[str, bytes]]]]
+HeaderPairs = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
 
 
 def _text(value: str | bytes) -> str:

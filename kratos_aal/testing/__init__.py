@@ -1,11 +1,24 @@
 """Test helpers: FakeKratos, an in-memory Ory Kratos, and its pytest plugin.
 
-Needs the ``testing`` extra: ``pip install "kratos-aal[testing]"``.
+Needs the ``testing`` extra: ``pip install "kratos-aal[testing]"``. Names load on first
+use, so that the pytest plugin living in this package costs nothing at start-up.
 """
 
 from __future__ import annotations
 
-from ._clock import FakeClock
-from ._fake import FakeIdentity, FakeKratos, FakeSession, FakeTransport, Fault
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._clock import FakeClock
+    from ._fake import FakeIdentity, FakeKratos, FakeSession, FakeTransport, Fault
 
 __all__ = ["FakeClock", "FakeIdentity", "FakeKratos", "FakeSession", "FakeTransport", "Fault"]
+
+_HOMES = {"FakeClock": "._clock"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module(_HOMES.get(name, "._fake"), __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,9 +37,15 @@ RequiredAAL = Literal["aal1", "highest_available"]
 _ALPHANUM = string.ascii_letters + string.digits
 _NO_CACHE = "private, no-cache, no-store, must-revalidate"
 _SESSION_METHOD_AAL = {
-    "password": "aal1", "passkey": "aal1", "oidc": "aal1", "code": "aal1",
-    "link_recovery": "aal1", "code_recovery": "aal1",
-    "totp": "aal2", "lookup_secret": "aal2", "webauthn": "aal2",
+    "password": "aal1",
+    "passkey": "aal1",
+    "oidc": "aal1",
+    "code": "aal1",
+    "link_recovery": "aal1",
+    "code_recovery": "aal1",
+    "totp": "aal2",
+    "lookup_secret": "aal2",
+    "webauthn": "aal2",
     "identifier_first": "aal0",
 }
 _WHOAMI_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "CONNECT", "OPTIONS", "TRACE"}
@@ -54,7 +60,11 @@ MSG_INVALID_CREDENTIALS = (
     "username, email address, or phone number.",
     "error",
 )
-MSG_INVALID_CODE = (4000008, "The provided authentication code is invalid, please try again.", "error")
+MSG_INVALID_CODE = (
+    4000008,
+    "The provided authentication code is invalid, please try again.",
+    "error",
+)
 MSG_NO_TOTP = (4000011, "You have no TOTP device set up.", "error")
 
 
@@ -245,7 +255,11 @@ class FakeKratos:
         self.ui_url = (ui_url or f"{self.public_url}/ui").rstrip("/")
         self.whoami_required_aal = whoami_required_aal
         self.settings_required_aal = settings_required_aal
-        self.allowed_return_urls = [self.public_url + "/self-service", self.ui_url, *allowed_return_urls]
+        self.allowed_return_urls = [
+            self.public_url + "/self-service",
+            self.ui_url,
+            *allowed_return_urls,
+        ]
         self.default_return_url = default_return_url or f"{self.ui_url}/welcome"
         self.admin_token = admin_token
         self.clock = clock or FakeClock()
@@ -255,7 +269,9 @@ class FakeKratos:
         self.cookie_name = cookie_name
         self.cacheable_sessions = cacheable_sessions
         self.latency = 0.0
-        self.csrf_cookie_name = "csrf_token_" + hashlib.sha256(self.public_url.encode()).hexdigest()[:16]
+        self.csrf_cookie_name = (
+            "csrf_token_" + hashlib.sha256(self.public_url.encode()).hexdigest()[:16]
+        )
         self.identities: dict[str, FakeIdentity] = {}
         self._sessions: dict[str, _SessionRecord] = {}
         self._tokens: dict[str, str] = {}
@@ -313,8 +329,10 @@ class FakeKratos:
             expires_in: Seconds until the session expires (``session_lifespan``).
         """
         level = AAL.parse(aal)
-        names = list(methods) if methods is not None else (
-            ["password", "totp"] if level >= AAL.AAL2 else ["password"]
+        names = (
+            list(methods)
+            if methods is not None
+            else (["password", "totp"] if level >= AAL.AAL2 else ["password"])
         )
         with self._lock:
             if identity is None:
@@ -333,15 +351,22 @@ class FakeKratos:
 
     def _handle_for(self, record: _SessionRecord, cookie: str) -> FakeSession:
         return FakeSession(
-            id=record.id, token=record.token, cookie=cookie, cookie_name=self.cookie_name,
+            id=record.id,
+            token=record.token,
+            cookie=cookie,
+            cookie_name=self.cookie_name,
             identity=self.identities[record.identity_id],
         )
 
     def _new_session(self, identity: FakeIdentity, when: datetime) -> _SessionRecord:
         token = "ory_st_" + "".join(secrets.choice(_ALPHANUM) for _ in range(32))
         record = _SessionRecord(
-            id=_uuid(), token=token, identity_id=identity.id, issued_at=when,
-            authenticated_at=when, expires_at=when + timedelta(seconds=self.session_lifespan),
+            id=_uuid(),
+            token=token,
+            identity_id=identity.id,
+            issued_at=when,
+            authenticated_at=when,
+            expires_at=when + timedelta(seconds=self.session_lifespan),
         )
         self._sessions[record.id] = record
         self._tokens[token] = record.id
@@ -349,7 +374,11 @@ class FakeKratos:
 
     @staticmethod
     def _method(name: str, when: datetime) -> dict[str, Any]:
-        return {"method": name, "aal": _SESSION_METHOD_AAL.get(name, "aal1"), "completed_at": rfc3339(when)}
+        return {
+            "method": name,
+            "aal": _SESSION_METHOD_AAL.get(name, "aal1"),
+            "completed_at": rfc3339(when),
+        }
 
     def _issue_cookie(self, record: _SessionRecord) -> str:
         # Like securecookie with a nonce: a new string every time, same token inside.
@@ -376,7 +405,9 @@ class FakeKratos:
     def session_json(self, session: FakeSession | str) -> dict[str, Any]:
         """Return the whoami JSON of a session."""
         with self._lock:
-            return self._session_json(self._sessions[session if isinstance(session, str) else session.id])
+            return self._session_json(
+                self._sessions[session if isinstance(session, str) else session.id]
+            )
 
     def totp_code(self, identity: FakeIdentity, *, secret: str | None = None) -> str:
         """Return the current TOTP code of *identity* (or of *secret*) by the fake's clock."""
@@ -418,7 +449,8 @@ class FakeKratos:
         from .._client import KratosClient
 
         return KratosClient(
-            self.config(**config), http_client=httpx.Client(transport=self.transport()),
+            self.config(**config),
+            http_client=httpx.Client(transport=self.transport()),
             timer=self.clock,
         )
 
@@ -427,7 +459,8 @@ class FakeKratos:
         from .._client import AsyncKratosClient
 
         return AsyncKratosClient(
-            self.config(**config), http_client=httpx.AsyncClient(transport=self.transport()),
+            self.config(**config),
+            http_client=httpx.AsyncClient(transport=self.transport()),
             timer=self.clock,
         )
 
@@ -492,23 +525,35 @@ class FakeKratos:
             return handler(request)
         if method == "GET" and path.startswith("/admin/identities/"):
             return self._admin_identity(request, path.removeprefix("/admin/identities/"))
-        return self._error(404, None, "", "The requested resource could not be found", status_text="Not Found")
+        return self._not_found()
 
     # --------------------------------------------------------------- answers
 
     def _json(
-        self, status: int, body: Any, *, headers: Mapping[str, str] | None = None,
+        self,
+        status: int,
+        body: Any,
+        *,
+        headers: Mapping[str, str] | None = None,
         cookies: Iterable[str] = (),
     ) -> httpx.Response:
-        all_headers = [("Content-Type", "application/json; charset=utf-8"), ("Cache-Control", _NO_CACHE)]
+        all_headers = [
+            ("Content-Type", "application/json; charset=utf-8"),
+            ("Cache-Control", _NO_CACHE),
+        ]
         all_headers += list((headers or {}).items())
         all_headers += [("Set-Cookie", c) for c in cookies]
         return httpx.Response(status, headers=all_headers, content=json.dumps(body).encode())
 
     @staticmethod
     def _error_body(
-        code: int, error_id: str | None, reason: str, message: str, *,
-        details: dict[str, Any] | None = None, status_text: str | None = None,
+        code: int,
+        error_id: str | None,
+        reason: str,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        status_text: str | None = None,
     ) -> dict[str, Any]:
         from http import HTTPStatus
 
@@ -525,17 +570,59 @@ class FakeKratos:
         return {"error": error}
 
     def _error(
-        self, code: int, error_id: str | None, reason: str, message: str, *,
-        extra: Mapping[str, Any] | None = None, details: dict[str, Any] | None = None,
-        status_text: str | None = None, cookies: Iterable[str] = (),
+        self,
+        code: int,
+        error_id: str | None,
+        reason: str,
+        message: str,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
+        status_text: str | None = None,
+        cookies: Iterable[str] = (),
     ) -> httpx.Response:
-        body = self._error_body(code, error_id, reason, message, details=details, status_text=status_text)
+        body = self._error_body(
+            code, error_id, reason, message, details=details, status_text=status_text
+        )
         body.update(extra or {})
         headers = [
-            ("Content-Type", "application/json"), ("Cache-Control", _NO_CACHE),
+            ("Content-Type", "application/json"),
+            ("Cache-Control", _NO_CACHE),
             ("Ory-Error-Id", error_id or ""),
         ] + [("Set-Cookie", c) for c in cookies]
         return httpx.Response(code, headers=headers, content=json.dumps(body).encode())
+
+    def _not_found(self) -> httpx.Response:
+        return self._error(
+            404, None, "", "The requested resource could not be found", status_text="Not Found"
+        )
+
+    def _no_session(self) -> httpx.Response:
+        return self._error(
+            401,
+            "session_inactive",
+            "No active session was found in this request.",
+            "request does not have a valid authentication session",
+        )
+
+    def _aal1_required(self) -> httpx.Response:
+        return self._error(
+            401,
+            "session_aal1_required",
+            "You can not requested a higher AAL (AAL2/AAL3) without an active session.",
+            "aal2 and aal3 can only be requested if a session exists already",
+        )
+
+    def _aal2_required(self, target: str) -> httpx.Response:
+        return self._error(
+            403,
+            "session_aal2_required",
+            "An active session was found but it does not fulfill the requested Authenticator "
+            "Assurance Level. Please verify yourself with a second factor to resolve this issue.",
+            "Session does not fulfill the requested Authenticator Assurance Level",
+            details={"redirect_browser_to": target},
+            extra={"redirect_browser_to": target},
+        )
 
     @staticmethod
     def _redirect(location: str, cookies: Iterable[str] = ()) -> httpx.Response:
@@ -550,8 +637,10 @@ class FakeKratos:
         error_id = _uuid()
         now = rfc3339(self.clock.now())
         self._errors[error_id] = {
-            "id": error_id, "error": json.loads(response.content)["error"],
-            "created_at": now, "updated_at": now,
+            "id": error_id,
+            "error": json.loads(response.content)["error"],
+            "created_at": now,
+            "updated_at": now,
         }
         return self._redirect(f"{self.ui_url}/error?id={error_id}")
 
@@ -563,7 +652,9 @@ class FakeKratos:
     def _accepts_json(request: httpx.Request) -> bool:
         # x/http.go AcceptsJSON: offers text/html and application/json only.
         accept = request.headers.get("Accept", "")
-        return negotiate(accept, ("text/html", "application/json"), "text/html") == "application/json"
+        return (
+            negotiate(accept, ("text/html", "application/json"), "text/html") == "application/json"
+        )
 
     def _session_cookie(self, record: _SessionRecord, cookie: str) -> str:
         max_age = max(int((record.expires_at - self.clock.now()).total_seconds()), 0)
@@ -603,8 +694,10 @@ class FakeKratos:
     def _is_active(self, record: _SessionRecord) -> bool:
         identity = self.identities.get(record.identity_id)
         return (
-            record.active and record.expires_at > self.clock.now()
-            and identity is not None and identity.state == "active"
+            record.active
+            and record.expires_at > self.clock.now()
+            and identity is not None
+            and identity.state == "active"
         )
 
     def _satisfies(self, record: _SessionRecord, mode: str) -> bool:
@@ -614,7 +707,9 @@ class FakeKratos:
             return record.aal >= "aal1"
         return self.identities[record.identity_id].available_aal != "aal2"
 
-    def _identity_json(self, identity: FakeIdentity, credentials: Iterable[str] | None = None) -> dict[str, Any]:
+    def _identity_json(
+        self, identity: FakeIdentity, credentials: Iterable[str] | None = None
+    ) -> dict[str, Any]:
         created = rfc3339(identity.created_at)
         body: dict[str, Any] = {
             "id": identity.id,
@@ -634,24 +729,35 @@ class FakeKratos:
             creds: dict[str, Any] = {}
             if identity.password is not None:
                 creds["password"] = {
-                    "type": "password", "identifiers": [identity.email], "version": 0,
-                    "created_at": created, "updated_at": created,
+                    "type": "password",
+                    "identifiers": [identity.email],
+                    "version": 0,
+                    "created_at": created,
+                    "updated_at": created,
                 }
             if identity.totp_secret is not None:
                 creds["totp"] = {
-                    "type": "totp", "identifiers": [identity.id], "version": 0,
-                    "created_at": created, "updated_at": created,
+                    "type": "totp",
+                    "identifiers": [identity.id],
+                    "version": 0,
+                    "created_at": created,
+                    "updated_at": created,
                 }
                 if "totp" in included:
-                    creds["totp"]["config"] = {"totp_url": pyotp.TOTP(identity.totp_secret).provisioning_uri(
-                        name=identity.id, issuer_name=self._issuer())}
+                    creds["totp"]["config"] = {
+                        "totp_url": pyotp.TOTP(identity.totp_secret).provisioning_uri(
+                            name=identity.id, issuer_name=self._issuer()
+                        )
+                    }
             body["credentials"] = creds
         return body
 
     def _issuer(self) -> str:
         return urlsplit(self.public_url).hostname or "kratos"
 
-    def _session_json(self, record: _SessionRecord, *, with_identity: bool = True) -> dict[str, Any]:
+    def _session_json(
+        self, record: _SessionRecord, *, with_identity: bool = True
+    ) -> dict[str, Any]:
         identity = self.identities[record.identity_id]
         return {
             "id": record.id,
@@ -662,7 +768,14 @@ class FakeKratos:
             "authentication_methods": list(record.methods),
             "issued_at": rfc3339(record.issued_at),
             "identity": self._identity_json(identity) if with_identity else None,
-            "devices": [{"id": _uuid(), "ip_address": "127.0.0.1", "user_agent": "FakeKratos", "location": ""}],
+            "devices": [
+                {
+                    "id": _uuid(),
+                    "ip_address": "127.0.0.1",
+                    "user_agent": "FakeKratos",
+                    "location": "",
+                }
+            ],
         }
 
     def _whoami(self, request: httpx.Request) -> httpx.Response:
@@ -670,20 +783,16 @@ class FakeKratos:
         if record is None:
             headers = {} if present else {"Ory-Session-Cache-For": "60"}
             response = self._error(
-                401, None, "No valid session credentials found in the request.",
+                401,
+                None,
+                "No valid session credentials found in the request.",
                 "The request could not be authorized",
             )
             response.headers.update(headers)
             return response
         if not self._satisfies(record, self.whoami_required_aal):
             target = f"{self.public_url}/self-service/login/browser?aal=aal2"
-            return self._error(
-                403, "session_aal2_required",
-                "An active session was found but it does not fulfill the requested Authenticator "
-                "Assurance Level. Please verify yourself with a second factor to resolve this issue.",
-                "Session does not fulfill the requested Authenticator Assurance Level",
-                details={"redirect_browser_to": target}, extra={"redirect_browser_to": target},
-            )
+            return self._aal2_required(target)
         headers = {"X-Kratos-Authenticated-Identity-Id": record.identity_id}
         if self.cacheable_sessions is not None:
             headers["Ory-Session-Cache-For"] = str(self.cacheable_sessions)
@@ -697,9 +806,14 @@ class FakeKratos:
     def _allowed_return_to(self, value: str) -> bool:
         try:
             target = urlsplit(value)
+            if not target.scheme:
+                # A relative return_to inherits scheme and host from the default return URL.
+                default = urlsplit(self.default_return_url)
+                target = target._replace(
+                    scheme=default.scheme, netloc=target.netloc or default.netloc
+                )
+            target.port  # noqa: B018 (raises ValueError on a bad port)
         except ValueError:
-            return False
-        if not target.scheme or not target.netloc:
             return False
         for allowed in self.allowed_return_urls:
             entry = urlsplit(allowed)
@@ -709,30 +823,45 @@ class FakeKratos:
             )
             same_port = entry.port is None or target.port == entry.port
             if (
-                target.scheme.lower() == entry.scheme.lower() and host_ok and same_port
+                target.scheme.lower() == entry.scheme.lower()
+                and host_ok
+                and same_port
                 and (target.path or "/").startswith(entry.path or "/")
             ):
                 return True
         return False
 
-    def _check_return_to(self, request: httpx.Request, return_to: str | None) -> None:
+    def _check_return_to(
+        self, request: httpx.Request, return_to: str | None, *, api: bool = False
+    ) -> None:
         if return_to and not self._allowed_return_to(return_to):
-            raise _Reply(self._forward(request, self._error(
-                400, "self_service_flow_return_to_forbidden",
+            response = self._error(
+                400,
+                "self_service_flow_return_to_forbidden",
                 f'Requested return_to URL "{return_to}" is not allowed.',
                 "The request was malformed or contained invalid parameters",
-            )))
+            )
+            raise _Reply(response if api else self._forward(request, response))
 
     def _new_flow(
-        self, request: httpx.Request, kind: Literal["login", "settings"],
-        flow_type: Literal["browser", "api"], lifespan: float, **values: Any,
+        self,
+        request: httpx.Request,
+        kind: Literal["login", "settings"],
+        flow_type: Literal["browser", "api"],
+        lifespan: float,
+        **values: Any,
     ) -> _Flow:
         now = self.clock.now()
         flow = _Flow(
-            id=_uuid(), kind=kind, type=flow_type, request_url=self._request_url(request),
-            issued_at=now, expires_at=now + timedelta(seconds=lifespan),
+            id=_uuid(),
+            kind=kind,
+            type=flow_type,
+            request_url=self._request_url(request),
+            issued_at=now,
+            expires_at=now + timedelta(seconds=lifespan),
             return_to=request.url.params.get("return_to") or None,
-            csrf=secrets.token_urlsafe(32) if flow_type == "browser" else None, **values,
+            csrf=secrets.token_urlsafe(32) if flow_type == "browser" else None,
+            **values,
         )
         self._flows[flow.id] = flow
         return flow
@@ -744,14 +873,27 @@ class FakeKratos:
     def _csrf_cookie(self, flow: _Flow) -> list[str]:
         if flow.csrf is None:
             return []
-        return [f"{self.csrf_cookie_name}={flow.csrf}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax"]
+        return [
+            f"{self.csrf_cookie_name}={flow.csrf}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax"
+        ]
 
     @staticmethod
     def _input(
-        name: str, input_type: str, group: str, *, value: Any = None, required: bool = False,
-        label: tuple[int, str, str] | None = None, autocomplete: str | None = None,
+        name: str,
+        input_type: str,
+        group: str,
+        *,
+        value: Any = None,
+        required: bool = False,
+        label: tuple[int, str, str] | None = None,
+        autocomplete: str | None = None,
     ) -> dict[str, Any]:
-        attributes: dict[str, Any] = {"name": name, "type": input_type, "disabled": False, "node_type": "input"}
+        attributes: dict[str, Any] = {
+            "name": name,
+            "type": input_type,
+            "disabled": False,
+            "node_type": "input",
+        }
         if value is not None:
             attributes["value"] = value
         if required:
@@ -759,80 +901,174 @@ class FakeKratos:
         if autocomplete:
             attributes["autocomplete"] = autocomplete
         meta = {"label": _ui_text(label)} if label else {}
-        return {"type": "input", "group": group, "attributes": attributes, "messages": [], "meta": meta}
+        return {
+            "type": "input",
+            "group": group,
+            "attributes": attributes,
+            "messages": [],
+            "meta": meta,
+        }
 
     def _login_nodes(self, flow: _Flow) -> list[dict[str, Any]]:
         nodes = []
         if flow.csrf:
-            nodes.append(self._input("csrf_token", "hidden", "default", value=flow.csrf, required=True))
+            nodes.append(
+                self._input("csrf_token", "hidden", "default", value=flow.csrf, required=True)
+            )
         identity = self.identities.get(flow.identity_id or "")
         if flow.requested_aal == "aal2":
             if identity is not None and identity.totp_secret:
-                nodes.append(self._input(
-                    "totp_code", "text", "totp", required=True, autocomplete="one-time-code",
-                    label=(1010006, "Authentication code", "info"),
-                ))
-                nodes.append(self._input("method", "submit", "totp", value="totp",
-                                         label=(1010009, "Use Authenticator", "info")))
+                nodes.append(
+                    self._input(
+                        "totp_code",
+                        "text",
+                        "totp",
+                        required=True,
+                        autocomplete="one-time-code",
+                        label=(1010006, "Authentication code", "info"),
+                    )
+                )
+                nodes.append(
+                    self._input(
+                        "method",
+                        "submit",
+                        "totp",
+                        value="totp",
+                        label=(1010009, "Use Authenticator", "info"),
+                    )
+                )
             return nodes
-        nodes.append(self._input(
-            "identifier", "hidden" if identity else "text", "default", required=True,
-            value=identity.email if identity else "", autocomplete="username",
-            label=(1070004, "ID", "info"),
-        ))
-        nodes.append(self._input("password", "password", "password", required=True,
-                                 autocomplete="current-password", label=(1070001, "Password", "info")))
-        nodes.append(self._input("method", "submit", "password", value="password",
-                                 label=(1010022, "Sign in with password", "info")))
+        nodes.append(
+            self._input(
+                "identifier",
+                "hidden" if identity else "text",
+                "default",
+                required=True,
+                value=identity.email if identity else "",
+                autocomplete="username",
+                label=(1070004, "ID", "info"),
+            )
+        )
+        nodes.append(
+            self._input(
+                "password",
+                "password",
+                "password",
+                required=True,
+                autocomplete="current-password",
+                label=(1070001, "Password", "info"),
+            )
+        )
+        nodes.append(
+            self._input(
+                "method",
+                "submit",
+                "password",
+                value="password",
+                label=(1010022, "Sign in with password", "info"),
+            )
+        )
         return nodes
 
     def _settings_nodes(self, flow: _Flow) -> list[dict[str, Any]]:
         nodes = []
         if flow.csrf:
-            nodes.append(self._input("csrf_token", "hidden", "default", value=flow.csrf, required=True))
+            nodes.append(
+                self._input("csrf_token", "hidden", "default", value=flow.csrf, required=True)
+            )
         identity = self.identities[flow.identity_id or ""]
         if identity.totp_secret:
-            nodes.append(self._input("totp_unlink", "submit", "totp", value="true",
-                                     label=(1050004, "Unlink TOTP Authenticator App", "info")))
+            nodes.append(
+                self._input(
+                    "totp_unlink",
+                    "submit",
+                    "totp",
+                    value="true",
+                    label=(1050004, "Unlink TOTP Authenticator App", "info"),
+                )
+            )
             return nodes
         secret = flow.pending_totp or ""
         uri = pyotp.TOTP(secret).provisioning_uri(name=identity.email, issuer_name=self._issuer())
-        nodes.append({
-            "type": "img", "group": "totp",
-            "attributes": {"src": _qr_data_uri(uri), "id": "totp_qr", "width": 256, "height": 256,
-                           "node_type": "img"},
-            "messages": [], "meta": {"label": _ui_text((1050005, "Authenticator app QR code", "info"))},
-        })
-        nodes.append({
-            "type": "text", "group": "totp",
-            "attributes": {"text": _ui_text((1050006, secret, "info"), secret=secret),
-                           "id": "totp_secret_key", "node_type": "text"},
-            "messages": [],
-            "meta": {"label": _ui_text((1050017, "This is your authenticator app secret. Use it if you "
-                                                 "can not scan the QR code.", "info"))},
-        })
-        nodes.append(self._input("totp_code", "text", "totp", required=True, autocomplete="one-time-code",
-                                 label=(1070006, "Verify code", "info")))
-        nodes.append(self._input("method", "submit", "totp", value="totp", label=(1070003, "Save", "info")))
+        nodes.append(
+            {
+                "type": "img",
+                "group": "totp",
+                "attributes": {
+                    "src": _qr_data_uri(uri),
+                    "id": "totp_qr",
+                    "width": 256,
+                    "height": 256,
+                    "node_type": "img",
+                },
+                "messages": [],
+                "meta": {"label": _ui_text((1050005, "Authenticator app QR code", "info"))},
+            }
+        )
+        nodes.append(
+            {
+                "type": "text",
+                "group": "totp",
+                "attributes": {
+                    "text": _ui_text((1050006, secret, "info"), secret=secret),
+                    "id": "totp_secret_key",
+                    "node_type": "text",
+                },
+                "messages": [],
+                "meta": {
+                    "label": _ui_text(
+                        (
+                            1050017,
+                            "This is your authenticator app secret. Use it if you "
+                            "can not scan the QR code.",
+                            "info",
+                        )
+                    )
+                },
+            }
+        )
+        nodes.append(
+            self._input(
+                "totp_code",
+                "text",
+                "totp",
+                required=True,
+                autocomplete="one-time-code",
+                label=(1070006, "Verify code", "info"),
+            )
+        )
+        nodes.append(
+            self._input("method", "submit", "totp", value="totp", label=(1070003, "Save", "info"))
+        )
         return nodes
 
     def flow_json(self, flow: _Flow) -> dict[str, Any]:
         """Return the JSON of a login or settings flow."""
         action = f"{self.public_url}/self-service/{flow.kind}?flow={flow.id}"
         ui: dict[str, Any] = {"action": action, "method": "POST"}
-        ui["nodes"] = self._login_nodes(flow) if flow.kind == "login" else self._settings_nodes(flow)
+        ui["nodes"] = (
+            self._login_nodes(flow) if flow.kind == "login" else self._settings_nodes(flow)
+        )
         if flow.messages:
             ui["messages"] = list(flow.messages)
         body: dict[str, Any] = {
-            "id": flow.id, "type": flow.type,
-            "expires_at": rfc3339(flow.expires_at), "issued_at": rfc3339(flow.issued_at),
-            "request_url": flow.request_url, "ui": ui, "state": flow.state,
+            "id": flow.id,
+            "type": flow.type,
+            "expires_at": rfc3339(flow.expires_at),
+            "issued_at": rfc3339(flow.issued_at),
+            "request_url": flow.request_url,
+            "ui": ui,
+            "state": flow.state,
         }
         if flow.return_to:
             body["return_to"] = flow.return_to
         if flow.kind == "login":
-            body.update(refresh=flow.refresh, requested_aal=flow.requested_aal,
-                        created_at=rfc3339(flow.issued_at), updated_at=rfc3339(flow.issued_at))
+            body.update(
+                refresh=flow.refresh,
+                requested_aal=flow.requested_aal,
+                created_at=rfc3339(flow.issued_at),
+                updated_at=rfc3339(flow.issued_at),
+            )
         else:
             body["identity"] = self._identity_json(self.identities[flow.identity_id or ""])
         return body
@@ -843,12 +1079,15 @@ class FakeKratos:
             return self._redirect(f"{self.ui_url}/{ui_page}?flow={flow.id}", cookies)
         return self._json(200, self.flow_json(flow), cookies=cookies)
 
-    def _login_init(self, request: httpx.Request, flow_type: Literal["browser", "api"]) -> httpx.Response:
+    def _login_init(
+        self, request: httpx.Request, flow_type: Literal["browser", "api"]
+    ) -> httpx.Response:
         params = request.url.params
         requested = (params.get("aal") or "aal1").lower()
         if requested not in ("aal1", "aal2"):
             response = self._error(
-                400, None,
+                400,
+                None,
                 "Unable to parse AuthenticationMethod Assurance Level (AAL): expected one of "
                 f"[aal1, aal2] but got {params.get('aal')}",
                 "The request was malformed or contained invalid parameters",
@@ -856,19 +1095,17 @@ class FakeKratos:
             return response if flow_type == "api" else self._forward(request, response)
         refresh = params.get("refresh", "").lower() in ("1", "t", "true")
         return_to = params.get("return_to") or None
-        self._check_return_to(request, return_to)
+        self._check_return_to(request, return_to, api=flow_type == "api")
         record, _, _ = self._current(request)
         if record is None and requested == "aal2":
-            response = self._error(
-                401, "session_aal1_required",
-                "You can not requested a higher AAL (AAL2/AAL3) without an active session.",
-                "aal2 and aal3 can only be requested if a session exists already",
-            )
+            response = self._aal1_required()
             return response if flow_type == "api" else self._forward(request, response)
         if record is not None and not refresh and (requested == "aal1" or requested <= record.aal):
             response = self._error(
-                400, "session_already_available",
-                "A valid session was detected and thus login is not possible. Did you forget to set "
+                400,
+                "session_already_available",
+                "A valid session was detected and thus login is not possible. "
+                "Did you forget to set "
                 "`?refresh=true`?",
                 "you are already logged in",
             )
@@ -876,7 +1113,11 @@ class FakeKratos:
                 return response
             return self._redirect(return_to or self.default_return_url)
         flow = self._new_flow(
-            request, "login", flow_type, self.login_lifespan, requested_aal=requested,
+            request,
+            "login",
+            flow_type,
+            self.login_lifespan,
+            requested_aal=requested,
             refresh=refresh and record is not None,
             identity_id=record.identity_id if record is not None else None,
         )
@@ -886,11 +1127,12 @@ class FakeKratos:
             flow.messages.append(_ui_text(MSG_SECOND_FACTOR))
         return self._flow_answer(request, flow, "login")
 
-    def _get_flow(self, request: httpx.Request, kind: Literal["login", "settings"]) -> httpx.Response:
+    def _get_flow(
+        self, request: httpx.Request, kind: Literal["login", "settings"]
+    ) -> httpx.Response:
         flow = self._flows.get(request.url.params.get("id", ""))
         if flow is None or flow.kind != kind:
-            return self._error(404, None, "", "The requested resource could not be found",
-                               status_text="Not Found")
+            return self._not_found()
         if flow.type == "browser" and self._csrf_of(request) != flow.csrf:
             return self._csrf_violation()
         return self._json(200, self.flow_json(flow))
@@ -904,17 +1146,21 @@ class FakeKratos:
 
     def _csrf_violation(self) -> httpx.Response:
         return self._error(
-            403, "security_csrf_violation",
+            403,
+            "security_csrf_violation",
             "Please retry the flow and optionally clear your cookies. The request was rejected to "
-            "protect you from Cross-Site-Request-Forgery (CSRF) which could cause account takeover, "
+            "protect you from Cross-Site-Request-Forgery (CSRF) which could cause account "
+            "takeover, "
             "leaking personal information, and other serious security issues.",
             "the request was rejected to protect you from Cross-Site-Request-Forgery",
-            details={"docs": "https://www.ory.sh/kratos/docs/debug/csrf",
-                     "hint": "The anti-CSRF cookie was found but the CSRF token was not included in "
-                             "the HTTP request body (csrf_token) nor in the HTTP Header (X-CSRF-Token).",
-                     "reject_reason": "The HTTP Cookie Header was set and a CSRF token was sent but "
-                                      "they do not match. We recommend deleting all cookies for this "
-                                      "domain and retrying the flow."},
+            details={
+                "docs": "https://www.ory.sh/kratos/docs/debug/csrf",
+                "hint": "The anti-CSRF cookie was found but the CSRF token was not included in "
+                "the HTTP request body (csrf_token) nor in the HTTP Header (X-CSRF-Token).",
+                "reject_reason": "The HTTP Cookie Header was set and a CSRF token was sent but "
+                "they do not match. We recommend deleting all cookies for this "
+                "domain and retrying the flow.",
+            },
         )
 
     @staticmethod
@@ -926,42 +1172,66 @@ class FakeKratos:
                 data = json.loads(raw or b"{}")
             except ValueError:
                 return {}
-            return {k: str(v).lower() if isinstance(v, bool) else str(v)
-                    for k, v in data.items()} if isinstance(data, dict) else {}
+            return (
+                {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in data.items()}
+                if isinstance(data, dict)
+                else {}
+            )
         return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
 
-    def _submit_flow(self, request: httpx.Request, kind: Literal["login", "settings"]) -> tuple[_Flow, dict[str, str]]:
+    def _submit_flow(
+        self, request: httpx.Request, kind: Literal["login", "settings"]
+    ) -> tuple[_Flow, dict[str, str]]:
         flow = self._flows.get(request.url.params.get("flow", ""))
         if flow is None or flow.kind != kind:
-            raise _Reply(self._error(404, None, "", "The requested resource could not be found",
-                                     status_text="Not Found"))
+            raise _Reply(self._not_found())
         now = self.clock.now()
         if flow.expires_at <= now:
             replacement = self._new_flow(
-                request, kind, flow.type, self.login_lifespan, requested_aal=flow.requested_aal,
-                refresh=flow.refresh, identity_id=flow.identity_id,
+                request,
+                kind,
+                flow.type,
+                self.login_lifespan,
+                requested_aal=flow.requested_aal,
+                refresh=flow.refresh,
+                identity_id=flow.identity_id,
                 pending_totp=pyotp.random_base32() if kind == "settings" else None,
             )
             replacement.return_to, replacement.request_url = flow.return_to, flow.request_url
             minutes = (now - flow.expires_at).total_seconds() / 60
             if flow.type == "browser" and not self._is_json(request):
-                raise _Reply(self._redirect(f"{self.ui_url}/{kind}?flow={replacement.id}",
-                                            self._csrf_cookie(replacement)))
-            raise _Reply(self._error(
-                410, "self_service_flow_expired",
-                f"The self-service flow expired {minutes:.2f} minutes ago, initialize a new one.",
-                "self-service flow expired",
-                extra={"expired_at": rfc3339(flow.expires_at), "since": int(minutes * 60e9),
-                       "use_flow_id": replacement.id},
-            ))
+                raise _Reply(
+                    self._redirect(
+                        f"{self.ui_url}/{kind}?flow={replacement.id}",
+                        self._csrf_cookie(replacement),
+                    )
+                )
+            raise _Reply(
+                self._error(
+                    410,
+                    "self_service_flow_expired",
+                    f"The self-service flow expired {minutes:.2f} minutes ago, "
+                    "initialize a new one.",
+                    "self-service flow expired",
+                    extra={
+                        "expired_at": rfc3339(flow.expires_at),
+                        "since": int(minutes * 60e9),
+                        "use_flow_id": replacement.id,
+                    },
+                )
+            )
         form = self._form(request)
-        if flow.type == "browser" and (not form.get("csrf_token") or form.get("csrf_token") != flow.csrf
-                                       or self._csrf_of(request) != flow.csrf):
+        if flow.type == "browser" and (
+            not form.get("csrf_token")
+            or form.get("csrf_token") != flow.csrf
+            or self._csrf_of(request) != flow.csrf
+        ):
             raise _Reply(self._csrf_violation())
         return flow, form
 
-    def _flow_error(self, request: httpx.Request, flow: _Flow, message: tuple[int, str, str],
-                    ui_page: str) -> httpx.Response:
+    def _flow_error(
+        self, request: httpx.Request, flow: _Flow, message: tuple[int, str, str], ui_page: str
+    ) -> httpx.Response:
         flow.messages = [_ui_text(message)]
         if flow.type == "browser" and not self._is_json(request):
             return self._redirect(f"{self.ui_url}/{ui_page}?flow={flow.id}")
@@ -974,20 +1244,40 @@ class FakeKratos:
         now = self.clock.now()
         if method == "password":
             if flow.requested_aal == "aal2":
-                return self._flow_error(request, flow, (4000001, "Could not find a strategy to log you "
-                                                        "in with. Did you fill out the form correctly?",
-                                                        "error"), "login")
+                return self._flow_error(
+                    request,
+                    flow,
+                    (
+                        4000001,
+                        "Could not find a strategy to log you "
+                        "in with. Did you fill out the form correctly?",
+                        "error",
+                    ),
+                    "login",
+                )
             identifier = form.get("identifier") or form.get("password_identifier") or ""
-            identity = next((i for i in self.identities.values()
-                             if i.email.lower() == identifier.strip().lower()), None)
+            identity = next(
+                (
+                    i
+                    for i in self.identities.values()
+                    if i.email.lower() == identifier.strip().lower()
+                ),
+                None,
+            )
             password = form.get("password", "")
-            if identity is None or identity.password is None or not secrets.compare_digest(
-                identity.password.encode(), password.encode()
+            if (
+                identity is None
+                or identity.password is None
+                or not secrets.compare_digest(identity.password.encode(), password.encode())
             ):
                 return self._flow_error(request, flow, MSG_INVALID_CREDENTIALS, "login")
             if identity.state != "active":
-                return self._error(400, "identity_disabled", "This account was disabled.",
-                                   "The request was malformed or contained invalid parameters")
+                return self._error(
+                    400,
+                    "identity_disabled",
+                    "This account was disabled.",
+                    "The request was malformed or contained invalid parameters",
+                )
             if record is not None and record.identity_id == identity.id:
                 if not flow.refresh:
                     return self._already_logged_in(request, flow)
@@ -995,34 +1285,49 @@ class FakeKratos:
                 record = self._new_session(identity, now)
         elif method == "totp":
             if record is None:
-                return self._error(
-                    401, "session_aal1_required",
-                    "You can not requested a higher AAL (AAL2/AAL3) without an active session.",
-                    "aal2 and aal3 can only be requested if a session exists already",
-                )
+                return self._aal1_required()
             identity = self.identities[record.identity_id]
             if not identity.totp_secret:
                 return self._flow_error(request, flow, MSG_NO_TOTP, "login")
-            if not pyotp.TOTP(identity.totp_secret).verify(form.get("totp_code", ""), for_time=now,
-                                                           valid_window=1):
+            if not pyotp.TOTP(identity.totp_secret).verify(
+                form.get("totp_code", ""), for_time=now, valid_window=1
+            ):
                 return self._flow_error(request, flow, MSG_INVALID_CODE, "login")
             if not flow.refresh and flow.requested_aal <= record.aal:
                 return self._already_logged_in(request, flow)
         else:
-            return self._flow_error(request, flow, (4010002, "Could not find a strategy to log you in "
-                                                    "with. Did you fill out the form correctly?",
-                                                    "error"), "login")
+            return self._flow_error(
+                request,
+                flow,
+                (
+                    4010002,
+                    "Could not find a strategy to log you in "
+                    "with. Did you fill out the form correctly?",
+                    "error",
+                ),
+                "login",
+            )
         return self._login_success(request, flow, record, method)
 
     def _already_logged_in(self, request: httpx.Request, flow: _Flow) -> httpx.Response:
         if flow.type == "browser" and not self._is_json(request):
             return self._redirect(self.default_return_url)
-        return self._flow_error(request, flow, (4000001, "A valid session was detected and thus login "
-                                                "is not possible. Did you forget to set "
-                                                "`?refresh=true`?", "error"), "login")
+        return self._flow_error(
+            request,
+            flow,
+            (
+                4000001,
+                "A valid session was detected and thus login "
+                "is not possible. Did you forget to set "
+                "`?refresh=true`?",
+                "error",
+            ),
+            "login",
+        )
 
-    def _login_success(self, request: httpx.Request, flow: _Flow, record: _SessionRecord,
-                       method: str) -> httpx.Response:
+    def _login_success(
+        self, request: httpx.Request, flow: _Flow, record: _SessionRecord, method: str
+    ) -> httpx.Response:
         now = self.clock.now()
         record.methods.append(self._method(method, now))
         record.active = True
@@ -1030,9 +1335,12 @@ class FakeKratos:
         record.expires_at = now + timedelta(seconds=self.session_lifespan)
         flow.state = "passed_challenge"
         satisfied = self._satisfies(record, self.whoami_required_aal)
+        body: dict[str, Any]
         if flow.type == "api":
-            body = {"session_token": record.token,
-                    "session": self._session_json(record, with_identity=satisfied)}
+            body = {
+                "session_token": record.token,
+                "session": self._session_json(record, with_identity=satisfied),
+            }
             return self._json(200, body)
         cookie = self._session_cookie(record, self._issue_cookie(record))
         if not satisfied:
@@ -1044,33 +1352,46 @@ class FakeKratos:
             target = f"{self.public_url}/self-service/login/browser?{urlencode(params)}"
             if self._is_json(request):
                 return self._error(
-                    422, "browser_location_change_required",
+                    422,
+                    "browser_location_change_required",
                     f"In order to complete this flow please redirect the browser to: {target}",
-                    "browser location change required", extra={"redirect_browser_to": target},
+                    "browser location change required",
+                    extra={"redirect_browser_to": target},
                     cookies=[cookie],
                 )
             return self._redirect(target, [cookie])
         destination = flow.return_to or self.default_return_url
         if self._is_json(request):
-            body = {"session": self._session_json(record), "continue_with": [
-                {"action": "redirect_browser_to", "redirect_browser_to": destination}]}
+            body = {
+                "session": self._session_json(record),
+                "continue_with": [
+                    {"action": "redirect_browser_to", "redirect_browser_to": destination}
+                ],
+            }
             return self._json(200, body, cookies=[cookie])
         return self._redirect(destination, [cookie])
 
-    def _settings_init(self, request: httpx.Request, flow_type: Literal["browser", "api"]) -> httpx.Response:
+    def _settings_init(
+        self, request: httpx.Request, flow_type: Literal["browser", "api"]
+    ) -> httpx.Response:
         record, _, _ = self._current(request)
         return_to = request.url.params.get("return_to") or None
         if record is None:
             if flow_type == "api":
-                return self._error(401, "session_inactive", "This endpoint can only be accessed with a "
-                                   "valid session. Please log in and try again.",
-                                   "request does not have a valid authentication session")
+                return self._error(
+                    401,
+                    "session_inactive",
+                    "This endpoint can only be accessed with a "
+                    "valid session. Please log in and try again.",
+                    "request does not have a valid authentication session",
+                )
             if self._is_json(request):
-                return self._error(401, "session_inactive", "No active session was found in this request.",
-                                   "request does not have a valid authentication session")
+                return self._no_session()
             target = f"{self.public_url}/self-service/login/browser"
-            return self._redirect(target + (f"?{urlencode({'return_to': return_to})}" if return_to else ""))
-        self._check_return_to(request, return_to)
+            return self._redirect(
+                target + (f"?{urlencode({'return_to': return_to})}" if return_to else "")
+            )
+        self._check_return_to(request, return_to, api=flow_type == "api")
         if not self._satisfies(record, self.settings_required_aal):
             params = {"aal": "aal2"}
             if return_to and flow_type == "browser":
@@ -1078,50 +1399,62 @@ class FakeKratos:
             target = f"{self.public_url}/self-service/login/browser?{urlencode(params)}"
             if flow_type == "browser" and not self._is_json(request):
                 return self._redirect(target)
-            return self._error(
-                403, "session_aal2_required",
-                "An active session was found but it does not fulfill the requested Authenticator "
-                "Assurance Level. Please verify yourself with a second factor to resolve this issue.",
-                "Session does not fulfill the requested Authenticator Assurance Level",
-                details={"redirect_browser_to": target}, extra={"redirect_browser_to": target},
-            )
-        flow = self._new_flow(request, "settings", flow_type, self.login_lifespan,
-                              identity_id=record.identity_id, pending_totp=pyotp.random_base32())
+            return self._aal2_required(target)
+        flow = self._new_flow(
+            request,
+            "settings",
+            flow_type,
+            self.login_lifespan,
+            identity_id=record.identity_id,
+            pending_totp=pyotp.random_base32(),
+        )
         return self._flow_answer(request, flow, "settings")
 
     def _settings_submit(self, request: httpx.Request) -> httpx.Response:
         flow, form = self._submit_flow(request, "settings")
         record, _, _ = self._current(request)
         if record is None:
-            return self._error(401, "session_inactive", "No active session was found in this request.",
-                               "request does not have a valid authentication session")
+            return self._no_session()
         if record.identity_id != flow.identity_id:
-            return self._error(403, "security_identity_mismatch",
-                               "The request was initiated by someone else and has been blocked for "
-                               "security reasons. Please go back and try again.",
-                               "The requested action was forbidden")
+            return self._error(
+                403,
+                "security_identity_mismatch",
+                "The request was initiated by someone else and has been blocked for "
+                "security reasons. Please go back and try again.",
+                "The requested action was forbidden",
+            )
         now = self.clock.now()
         if record.authenticated_at + timedelta(seconds=self.privileged_max_age) <= now:
             continue_url = f"{self.public_url}/self-service/settings?flow={flow.id}"
-            target = (f"{self.public_url}/self-service/login/browser?"
-                      f"{urlencode({'refresh': 'true', 'return_to': continue_url})}")
+            target = (
+                f"{self.public_url}/self-service/login/browser?"
+                f"{urlencode({'refresh': 'true', 'return_to': continue_url})}"
+            )
             if flow.type == "browser" and not self._is_json(request):
                 return self._redirect(target)
             return self._error(
-                403, "session_refresh_required",
+                403,
+                "session_refresh_required",
                 "The login session is too old and thus not allowed to update these fields. Please "
-                "re-authenticate.", "The requested action was forbidden",
+                "re-authenticate.",
+                "The requested action was forbidden",
                 extra={"redirect_browser_to": target},
             )
         identity = self.identities[record.identity_id]
         if form.get("method") != "totp":
-            return self._flow_error(request, flow, (4000001, "Could not find a strategy to update your "
-                                                    "settings.", "error"), "settings")
+            return self._flow_error(
+                request,
+                flow,
+                (4000001, "Could not find a strategy to update your settings.", "error"),
+                "settings",
+            )
         if form.get("totp_unlink", "").lower() == "true":
             identity.totp_secret = None
         else:
             secret = flow.pending_totp or ""
-            if not pyotp.TOTP(secret).verify(form.get("totp_code", ""), for_time=now, valid_window=1):
+            if not pyotp.TOTP(secret).verify(
+                form.get("totp_code", ""), for_time=now, valid_window=1
+            ):
                 return self._flow_error(request, flow, MSG_INVALID_CODE, "settings")
             identity.totp_secret = secret
             record.methods.append(self._method("totp", now))
@@ -1135,8 +1468,9 @@ class FakeKratos:
         if self._is_json(request):
             body = self.flow_json(flow)
             if flow.return_to:
-                body["continue_with"] = [{"action": "redirect_browser_to",
-                                          "redirect_browser_to": flow.return_to}]
+                body["continue_with"] = [
+                    {"action": "redirect_browser_to", "redirect_browser_to": flow.return_to}
+                ]
             return self._json(200, body, cookies=[cookie])
         return self._redirect(flow.return_to or f"{self.ui_url}/settings?flow={flow.id}", [cookie])
 
@@ -1145,54 +1479,72 @@ class FakeKratos:
     def _logout_browser(self, request: httpx.Request) -> httpx.Response:
         record, _, _ = self._current(request)
         if record is None:
-            return self._error(401, "session_inactive", "No active session was found in this request.",
-                               "request does not have a valid authentication session")
+            return self._no_session()
         token = secrets.token_urlsafe(24)
         self._logout_tokens[token] = record.id
         params = {"token": token}
         if request.url.params.get("return_to"):
             self._check_return_to(request, request.url.params["return_to"])
             params["return_to"] = request.url.params["return_to"]
-        return self._json(200, {"logout_url": f"{self.public_url}/self-service/logout?{urlencode(params)}",
-                                "logout_token": token})
+        return self._json(
+            200,
+            {
+                "logout_url": f"{self.public_url}/self-service/logout?{urlencode(params)}",
+                "logout_token": token,
+            },
+        )
 
     def _logout(self, request: httpx.Request) -> httpx.Response:
         session_id = self._logout_tokens.pop(request.url.params.get("token", ""), None)
         if session_id is None:
-            return self._forward(request, self._error(
-                401, None, "No active session was found in this request.",
-                "request does not have a valid authentication session"))
+            return self._forward(
+                request,
+                self._error(
+                    401,
+                    None,
+                    "No active session was found in this request.",
+                    "request does not have a valid authentication session",
+                ),
+            )
         self._sessions[session_id].active = False
         if self._accepts_json(request):
             return httpx.Response(204, headers=[("Set-Cookie", self._clear_cookie())])
-        return self._redirect(request.url.params.get("return_to") or self.default_return_url,
-                              [self._clear_cookie()])
+        return self._redirect(
+            request.url.params.get("return_to") or self.default_return_url, [self._clear_cookie()]
+        )
 
     def _logout_api(self, request: httpx.Request) -> httpx.Response:
         token = self._form(request).get("session_token", "")
         session_id = self._tokens.get(token)
         if session_id is None:
-            return self._error(403, None, "The provided session token is invalid.",
-                               "The requested action was forbidden")
+            return self._error(
+                403,
+                None,
+                "The provided session token is invalid.",
+                "The requested action was forbidden",
+            )
         self._sessions[session_id].active = False
         return httpx.Response(204)
 
     def _admin_identity(self, request: httpx.Request, identity_id: str) -> httpx.Response:
         if self.admin_token is not None:
             expected = f"Bearer {self.admin_token}"
-            if not secrets.compare_digest(request.headers.get("Authorization", "").encode(), expected.encode()):
+            if not secrets.compare_digest(
+                request.headers.get("Authorization", "").encode(), expected.encode()
+            ):
                 return self._error(401, None, "", "The request could not be authorized")
         identity = self.identities.get(identity_id)
         if identity is None:
-            return self._error(404, None, "", "Unable to locate the resource", status_text="Not Found")
+            return self._error(
+                404, None, "", "Unable to locate the resource", status_text="Not Found"
+            )
         included = request.url.params.get_list("include_credential")
         return self._json(200, self._identity_json(identity, credentials=included))
 
     def _get_error(self, request: httpx.Request) -> httpx.Response:
         error = self._errors.get(request.url.params.get("id", ""))
         if error is None:
-            return self._error(404, None, "", "The requested resource could not be found",
-                               status_text="Not Found")
+            return self._not_found()
         return self._json(200, error)
 
     # ------------------------------------------------------------ ASGI
@@ -1219,8 +1571,10 @@ class FakeKratos:
         url = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
         query = scope.get("query_string", b"").decode("latin-1")
         request = httpx.Request(
-            scope["method"], url + (f"?{query}" if query else ""),
-            headers=[(k, v) for k, v in scope["headers"]], content=body,
+            scope["method"],
+            url + (f"?{query}" if query else ""),
+            headers=[(k, v) for k, v in scope["headers"]],
+            content=body,
         )
         if self.latency:
             await asyncio.sleep(self.latency)
@@ -1230,10 +1584,13 @@ class FakeKratos:
                 await asyncio.sleep(3600)
             raise ConnectionResetError("injected fault: connection reset")
         response = self._fault_response(fault, request) if fault else self.handle(request)
-        await send({
-            "type": "http.response.start", "status": response.status_code,
-            "headers": [(k.lower(), v) for k, v in response.headers.raw],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": [(k.lower(), v) for k, v in response.headers.raw],
+            }
+        )
         await send({"type": "http.response.body", "body": response.content})
 
 

@@ -6,7 +6,6 @@ never slows down or breaks an unrelated test run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -16,7 +15,7 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def fake_kratos() -> Iterator[FakeKratos]:
+def fake_kratos() -> FakeKratos:
     """Return a fresh in-memory Kratos for this test.
 
     ``fake_kratos.session(aal="aal2")`` makes a logged-in session; its ``.cookies`` or
@@ -25,4 +24,4 @@ def fake_kratos() -> Iterator[FakeKratos]:
     """
     from kratos_aal.testing import FakeKratos
 
-    yield FakeKratos()
+    return FakeKratos()
