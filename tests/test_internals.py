@@ -118,7 +118,7 @@ def test_flights_recheck_under_the_lock_sees_a_finished_load() -> None:
 def test_flights_follower_gets_its_own_copy_of_the_error() -> None:
     flights = Flights()
     started, release = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
+    errors: list[KratosUnavailable] = []
 
     def load() -> Any:
         started.set()
