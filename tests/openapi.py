@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,20 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "kratos"
 
 
 def shared_path() -> Path:
-    """Return the folder with BEHAVIOR.md, openapi.json and config.schema.json."""
-    for candidate in (SHARED, Path(__file__).resolve().parents[1] / "shared" / "kratos"):
+    """Return the folder with BEHAVIOR.md, openapi.json and config.schema.json.
+
+    It is ``shared/kratos`` beside the repository, or ``$KRATOS_AAL_SHARED/kratos``.
+    """
+    candidates = [SHARED]
+    if os.environ.get("KRATOS_AAL_SHARED"):
+        candidates.insert(0, Path(os.environ["KRATOS_AAL_SHARED"]) / "kratos")
+    for candidate in candidates:
         if (candidate / "openapi.json").exists():
             return candidate
-    raise FileNotFoundError("shared/kratos/openapi.json is not beside the repository")
+    raise FileNotFoundError(
+        f"{SHARED / 'openapi.json'} is missing: put shared/ beside the repository "
+        "or set KRATOS_AAL_SHARED"
+    )
 
 
 @functools.cache
