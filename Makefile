@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check kratos_aal tests
-	$(BIN)/ruff format --check kratos_aal tests
+	$(BIN)/ruff check kratos_aal tests examples
+	$(BIN)/ruff format --check kratos_aal tests examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

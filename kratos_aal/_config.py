@@ -107,7 +107,7 @@ class KratosConfig:
         if self.admin_token and self.admin_url is None:
             raise ConfigurationError("admin_token is set but admin_url is not: set both")
         if self.app_url is not None:
-            set_(self, "app_url", _base_url(self.app_url, "app_url"))
+            set_(self, "app_url", _base_url(self.app_url, "app_url", path_allowed=False))
 
     @property
     def browser_base(self) -> str:

@@ -12,10 +12,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._clock import FakeClock
     from ._fake import FakeIdentity, FakeKratos, FakeSession, FakeTransport, Fault
+    from ._serve import reserve_port, serve
 
-__all__ = ["FakeClock", "FakeIdentity", "FakeKratos", "FakeSession", "FakeTransport", "Fault"]
+__all__ = [
+    "FakeClock",
+    "FakeIdentity",
+    "FakeKratos",
+    "FakeSession",
+    "FakeTransport",
+    "Fault",
+    "reserve_port",
+    "serve",
+]
 
-_HOMES = {"FakeClock": "._clock"}
+_HOMES = {"FakeClock": "._clock", "reserve_port": "._serve", "serve": "._serve"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,385 @@
+"""What every integration shares: reading a request, ``return_to``, and the denial response.
+
+Sans-IO and framework-free: ASGI, WSGI and Django adapters turn their request into a
+:class:`WebRequest`, ask the client for a decision, and turn a :class:`WebResponse` back
+into their own response type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from urllib.parse import quote, urlsplit
+
+from ._config import KratosConfig
+from ._core import Decision, Outcome, Requirement, RequirementLike
+from ._models import Credentials, cookie_from_header
+from ._negotiate import wants_json
+from .exceptions import ConfigurationError
+
+__all__ = ["PathRules", "WebRequest", "WebResponse", "conclude", "prepare"]
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+HOP_COOKIE = "kratos_aal_hops"
+#: Redirects to Kratos for one route within HOP_WINDOW seconds before the loop page.
+MAX_HOPS = 3
+HOP_WINDOW = 60
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\])(?::\d{{1,5}})?")
+# Everything a URL may hold unescaped; the rest (spaces, CR/LF, non-ASCII) is %-encoded.
+_URL_SAFE = "/%:@!$&'()*+,;=-._~?"
+_MAX_URL = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class WebRequest:
+    """One HTTP request, as much of it as kratos-aal reads.
+
+    Args:
+        method: Upper-case method.
+        scheme: ``http`` or ``https`` as the app sees it.
+        host: The ``Host`` header as the app sees it (behind a proxy, the framework's
+            proxy support decides what that is).
+        path: The path as sent, with any mount prefix (``root_path``/``SCRIPT_NAME``).
+        query: The raw query string, without ``?``.
+        headers: Header names in lower case; repeated headers may be joined with ``,``.
+    """
+
+    method: str
+    scheme: str
+    host: str | None
+    path: str
+    query: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str:
+        """Return a header value, or ``""``."""
+        return self.headers.get(name, "")
+
+    @property
+    def is_preflight(self) -> bool:
+        """Return whether this is a CORS preflight."""
+        return self.method == "OPTIONS" and bool(self.header("access-control-request-method"))
+
+    @property
+    def is_htmx(self) -> bool:
+        return self.header("hx-request").lower() == "true"
+
+
+@dataclass(frozen=True, slots=True)
+class WebResponse:
+    """A response for the framework adapter to send as it is."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+
+
+class PathRules:
+    """Path globs mapped to requirements; the first match wins.
+
+    ``*`` matches any run of characters, ``/`` included; ``/billing/*`` also matches
+    ``/billing``. Matching is case-sensitive, against the request path.
+
+    Raises:
+        ConfigurationError: a glob or a requirement is wrong; the message names it.
+    """
+
+    def __init__(
+        self, rules: Mapping[str, RequirementLike] | None, *, setting: str = "rules"
+    ) -> None:
+        self._rules: list[tuple[re.Pattern[str], Requirement]] = []
+        if rules is None:
+            return
+        if not isinstance(rules, Mapping):
+            raise ConfigurationError(
+                f"{setting} must map path globs to requirements, got {rules!r}"
+            )
+        for glob, requirement in rules.items():
+            if not isinstance(glob, str) or not glob.startswith("/"):
+                raise ConfigurationError(
+                    f"{setting}: the glob {glob!r} must be a path starting with '/'"
+                )
+            name = f"{setting}[{glob!r}]"
+            self._rules.append((_compile(glob), Requirement.parse(requirement, setting=name)))
+
+    def __bool__(self) -> bool:
+        return bool(self._rules)
+
+    def match(self, path: str) -> Requirement | None:
+        """Return the requirement of the first glob that matches *path*, else ``None``."""
+        for pattern, requirement in self._rules:
+            if pattern.fullmatch(path):
+                return requirement
+        return None
+
+
+def _compile(glob: str) -> re.Pattern[str]:
+    tail = ""
+    if glob.endswith("/*"):
+        glob, tail = glob[:-2], "(?:/.*)?"
+    return re.compile(".*".join(re.escape(part) for part in glob.split("*")) + tail, re.DOTALL)
+
+
+class BadRequest(Exception):
+    """The request cannot be answered safely (e.g. a malformed ``Host``)."""
+
+
+def _quoted(text: str) -> str:
+    return quote(text, safe=_URL_SAFE)
+
+
+def origin_of(request: WebRequest, config: KratosConfig) -> str:
+    """Return this app's origin: ``app_url`` when set, else the request's own.
+
+    Raises:
+        BadRequest: there is no ``app_url`` and the ``Host`` header is not a host.
+    """
+    if config.app_url:
+        parts = urlsplit(config.app_url)
+        return f"{parts.scheme}://{parts.netloc}"
+    host = request.host or ""
+    if len(host) > 260 or not _HOST.fullmatch(host) or request.scheme not in ("http", "https"):
+        raise BadRequest("the Host header is not a valid host")
+    return f"{request.scheme}://{host.lower()}"
+
+
+def _same_origin(url: str, origin: str) -> str | None:
+    if not url or len(url) > _MAX_URL or any(ord(c) < 0x21 or ord(c) > 0x7E for c in url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if f"{parts.scheme.lower()}://{parts.netloc.lower()}" != origin.lower() or parts.username:
+        return None
+    return url
+
+
+def request_url(request: WebRequest, config: KratosConfig) -> str:
+    """Return the absolute URL of *request* (on ``app_url`` when set), safely encoded."""
+    url = origin_of(request, config) + _quoted(request.path or "/")
+    if request.query:
+        url += "?" + _quoted(request.query)
+    return url
+
+
+def return_to(request: WebRequest, config: KratosConfig) -> str:
+    """Return where Kratos should send the browser back to (SPEC §3's X).
+
+    The current URL for safe methods; for unsafe methods (the request is not run) the
+    same-origin ``Referer`` (the page with the form), else ``app_url`` or ``/``. For HTMX,
+    the same-origin ``HX-Current-URL`` (the page, not the fragment).
+
+    Raises:
+        BadRequest: the ``Host`` header is not a host and no ``app_url`` is set.
+    """
+    origin = origin_of(request, config)
+    if request.is_htmx:
+        current = _same_origin(request.header("hx-current-url"), origin)
+        if current:
+            return current
+    if request.method in SAFE_METHODS:
+        return request_url(request, config)
+    referer = _same_origin(request.header("referer"), origin)
+    if referer:
+        return referer
+    return config.app_url or origin + "/"
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A request ready for :meth:`KratosClient.check`."""
+
+    credentials: Credentials
+    return_to: str
+
+
+def prepare(
+    request: WebRequest,
+    config: KratosConfig,
+    raw_headers: Iterable[tuple[str | bytes, str | bytes]],
+) -> Prepared:
+    """Read the credentials and ``return_to`` of *request*.
+
+    Raises:
+        BadRequest: the request cannot be answered safely.
+    """
+    credentials = Credentials.from_headers(raw_headers, cookie_name=config.cookie_name)
+    back = return_to(request, config)
+    if len(back) > _MAX_URL:
+        back = origin_of(request, config) + "/"
+    return Prepared(credentials, back)
+
+
+# ---------------------------------------------------------------------------- responses
+
+_JSON_ERRORS: dict[Outcome, tuple[int, str, str, str]] = {
+    Outcome.LOGIN: (
+        401,
+        "session_inactive",
+        "No active session was found in this request.",
+        "request does not have a valid authentication session",
+    ),
+    Outcome.STEP_UP: (
+        403,
+        "session_aal2_required",
+        "An active session was found but it does not fulfill the requested Authenticator "
+        "Assurance Level. Please verify yourself with a second factor to resolve this issue.",
+        "Session does not fulfill the requested Authenticator Assurance Level",
+    ),
+    Outcome.REAUTHENTICATE: (
+        403,
+        "session_refresh_required",
+        "The login session is too old or lacks a required method for this action. "
+        "Please re-authenticate.",
+        "The requested action was forbidden",
+    ),
+    Outcome.ENROLL: (
+        403,
+        "session_aal2_enrollment_required",
+        "This action requires a second factor, and this account has none yet. "
+        "Please set one up in your account settings.",
+        "A second factor must be set up first",
+    ),
+    Outcome.UNAVAILABLE: (
+        503,
+        "kratos_unavailable",
+        "The session could not be verified because Ory Kratos did not answer in time. "
+        "Please try again shortly.",
+        "The service is temporarily unavailable",
+    ),
+}
+_NO_STORE = ("Cache-Control", "no-store")
+
+
+def error_body(decision: Decision) -> dict[str, object]:
+    """Return the Kratos-shaped JSON body for a denial."""
+    status, error_id, reason, message = _JSON_ERRORS[decision.outcome]
+    body: dict[str, object] = {
+        "error": {
+            "id": error_id,
+            "code": status,
+            "status": HTTPStatus(status).phrase,
+            "reason": reason,
+            "message": message,
+        }
+    }
+    if decision.redirect_to:
+        body["redirect_browser_to"] = decision.redirect_to
+    return body
+
+
+def _json_response(decision: Decision, extra: list[tuple[str, str]]) -> WebResponse:
+    status = _JSON_ERRORS[decision.outcome][0]
+    headers = [("Content-Type", "application/json"), _NO_STORE, *extra]
+    return WebResponse(status, headers, json.dumps(error_body(decision)).encode())
+
+
+def _page(
+    status: int, title: str, paragraphs: Iterable[str], extra: list[tuple[str, str]]
+) -> WebResponse:
+    text = "".join(f"<p>{p}</p>" for p in paragraphs)
+    body = (
+        "<!doctype html><html lang=en><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width,initial-scale=1">'
+        f"<title>{html.escape(title)}</title>"
+        '<body style="font-family:system-ui,sans-serif;max-width:40rem;'
+        'margin:3rem auto;padding:0 1rem">'
+        f"<h1>{html.escape(title)}</h1>{text}</body></html>"
+    )
+    headers = [("Content-Type", "text/html; charset=utf-8"), _NO_STORE, *extra]
+    return WebResponse(status, headers, body.encode())
+
+
+def _hop_cookie(value: str, request: WebRequest, max_age: int) -> tuple[str, str]:
+    secure = "; Secure" if request.scheme == "https" else ""
+    return (
+        "Set-Cookie",
+        f"{HOP_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}",
+    )
+
+
+def clear_hops(request: WebRequest) -> tuple[str, str] | None:
+    """Return the ``Set-Cookie`` that resets the loop counter, when the request carries one."""
+    if f"{HOP_COOKIE}=" not in request.header("cookie"):
+        return None
+    return _hop_cookie("", request, 0)
+
+
+def _hops(request: WebRequest, route: str, now: int) -> tuple[int, int]:
+    """Return how often this browser was sent to Kratos for *route*, and since when."""
+    value = cookie_from_header(request.header("cookie"), HOP_COOKIE) or ""
+    parts = value.split(".")
+    if len(parts) == 3 and parts[0] == route and parts[1].isdigit() and parts[2].isdigit():
+        count, since = int(parts[1]), int(parts[2])
+        if 0 <= now - since < HOP_WINDOW:
+            return count, since
+    return 0, now
+
+
+def _loop_page(
+    decision: Decision, request: WebRequest, extra: list[tuple[str, str]]
+) -> WebResponse:
+    target = html.escape(decision.redirect_to or "")
+    return _page(
+        409,
+        "Sign-in keeps coming back here",
+        [
+            "This page sent you to sign in several times within a minute, and each time you came "
+            "back without a session this page accepts.",
+            "Likely causes: the Kratos session cookie does not reach this app (its domain or "
+            "path does not cover this site, or it is Secure and this site is plain http), or "
+            "kratos-aal's <code>browser_url</code> does not point at the Kratos that browsers use.",
+            f'When that is fixed, <a href="{target}">try again</a>.',
+        ],
+        [*extra, _hop_cookie("", request, 0)],
+    )
+
+
+def conclude(
+    decision: Decision, request: WebRequest, credentials: Credentials, *, now: float | None = None
+) -> WebResponse | None:
+    """Return the response for a denial (SPEC §4), or ``None`` when the request may run."""
+    if decision.outcome is Outcome.ALLOW:
+        return None
+    extra: list[tuple[str, str]] = []
+    if decision.outcome is Outcome.UNAVAILABLE:
+        extra.append(("Retry-After", str(decision.retry_after or 5)))
+    if request.is_htmx and decision.redirect_to:
+        return _json_response(decision, [*extra, ("HX-Redirect", decision.redirect_to)])
+    if credentials.is_token or wants_json(request.header("accept"), request.header("content-type")):
+        return _json_response(decision, extra)
+    if decision.outcome is Outcome.UNAVAILABLE:
+        return _page(
+            503,
+            "Please try again in a moment",
+            [
+                "Your session could not be checked because the sign-in service did not answer. "
+                "Nothing was changed. Please reload this page in a few seconds."
+            ],
+            extra,
+        )
+    assert decision.redirect_to is not None
+    moment = int(time.time() if now is None else now)
+    route = hashlib.sha256(request.path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    hops, since = _hops(request, route, moment)
+    if hops >= MAX_HOPS:
+        return _loop_page(decision, request, extra)
+    cookie = _hop_cookie(f"{route}.{hops + 1}.{since}", request, HOP_WINDOW)
+    return WebResponse(303, [("Location", decision.redirect_to), _NO_STORE, cookie, *extra])
+
+
+def bad_request(reason: str) -> WebResponse:
+    """Return a plain 400 for a request that cannot be answered safely."""
+    return WebResponse(
+        400,
+        [("Content-Type", "text/plain; charset=utf-8"), _NO_STORE],
+        f"Bad Request: {reason}\n".encode(),
+    )

@@ -1,0 +1,85 @@
+"""FastAPI: dependencies that demand an AAL and return the :class:`~kratos_aal.Session`.
+
+.. code-block:: python
+
+    app = FastAPI()
+    app.add_middleware(KratosAALMiddleware, config=KratosConfig.from_env())
+
+    @app.get("/billing")
+    async def billing(session: Session = Depends(require_aal2)): ...
+
+Denials answer with Kratos's own error envelope (``{"error": {...}, "redirect_browser_to"}``)
+or a 303 for browsers, not FastAPI's ``{"detail": ...}``: the dependency raises
+:class:`KratosDenied`, which :class:`KratosAALMiddleware` turns into that response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import timedelta
+
+from fastapi import Request, Security
+from fastapi.security import APIKeyCookie, APIKeyHeader
+
+from .._core import Requirement
+from .._models import AAL, AALLike, Session
+from .starlette import KratosAALMiddleware, KratosDenied, get_session, middleware_of
+
+__all__ = ["KratosAALMiddleware", "KratosDenied", "RequireAAL", "require_aal1", "require_aal2"]
+
+# Declared so that the OpenAPI document shows which routes need a Kratos session;
+# kratos-aal reads the credentials itself (with the configured cookie name).
+session_cookie = APIKeyCookie(
+    name="ory_kratos_session",
+    scheme_name="KratosSessionCookie",
+    description="The Ory Kratos session cookie (its name is set by KratosConfig.cookie_name).",
+    auto_error=False,
+)
+session_token = APIKeyHeader(
+    name="X-Session-Token",
+    scheme_name="KratosSessionToken",
+    description="An Ory Kratos session token (`Authorization: Bearer` works too).",
+    auto_error=False,
+)
+
+
+class RequireAAL:
+    """A dependency that demands *aal* and returns the request's :class:`Session`.
+
+    Args:
+        aal: ``"aal1"`` or ``"aal2"``.
+        max_age: Seconds since the newest method of at least *aal* was completed.
+        methods: Method names of which one must have been used, e.g. ``{"webauthn"}``.
+
+    Overriding it in tests works as usual: ``app.dependency_overrides[require_aal2] = ...``.
+    """
+
+    def __init__(
+        self,
+        aal: AALLike = AAL.AAL2,
+        *,
+        max_age: float | timedelta | None = None,
+        methods: Collection[str] | None = None,
+    ) -> None:
+        self.requirement = Requirement(aal, max_age=max_age, methods=methods)
+
+    def __repr__(self) -> str:
+        return f"RequireAAL({self.requirement.aal.value!r})"
+
+    async def __call__(
+        self,
+        request: Request,
+        _cookie: str | None = Security(session_cookie),
+        _token: str | None = Security(session_token),
+    ) -> Session:
+        middleware = middleware_of(request, "RequireAAL")
+        denial = await middleware.enforce(request.scope, self.requirement)
+        if denial is not None:
+            raise KratosDenied(denial)
+        session = get_session(request)
+        assert session is not None  # enforce() attached it
+        return session
+
+
+require_aal1 = RequireAAL(AAL.AAL1)
+require_aal2 = RequireAAL(AAL.AAL2)

@@ -1,0 +1,365 @@
+"""Starlette (and any ASGI app): ``KratosAALMiddleware`` and endpoint decorators.
+
+.. code-block:: python
+
+    app = Starlette(routes=[...], middleware=[
+        Middleware(KratosAALMiddleware, config=KratosConfig.from_env(),
+                   rules={"/account/*": "aal1", "/billing/*": Requirement("aal2", max_age=300)}),
+    ])
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, overload
+from urllib.parse import quote_from_bytes
+
+from starlette.authentication import AuthCredentials, BaseUser
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from .._client import AsyncKratosClient
+from .._config import KratosConfig
+from .._core import Requirement, RequirementLike
+from .._models import AAL, AALLike, Credentials, Session
+from .._web import (
+    BadRequest,
+    PathRules,
+    WebRequest,
+    WebResponse,
+    bad_request,
+    clear_hops,
+    conclude,
+    prepare,
+)
+from ..exceptions import ConfigurationError, StepUpRequired
+
+__all__ = [
+    "KratosAALMiddleware",
+    "KratosDenied",
+    "KratosUser",
+    "get_session",
+    "load_session",
+    "require_aal",
+    "require_aal2",
+]
+
+SCOPE_KEY = "kratos_aal.middleware"
+_SESSION_KEY = "kratos_session"
+_URL_SAFE = "/%:@!$&'()*+,;=-._~"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class KratosUser(BaseUser):
+    """``request.user`` for a request with a Kratos session."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        identity = self.session.identity
+        if identity is None:
+            return ""
+        for trait in ("email", "username", "name"):
+            value = identity.traits.get(trait)
+            if isinstance(value, str):
+                return value
+        return identity.id
+
+    @property
+    def identity(self) -> str:
+        return self.session.identity.id if self.session.identity else ""
+
+
+class KratosDenied(Exception):
+    """Raised by a FastAPI dependency; the middleware answers with :attr:`response`."""
+
+    def __init__(self, response: WebResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def _web_request(scope: Scope) -> WebRequest:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        if name in headers:
+            value = headers[name] + ("; " if name == "cookie" else ", ") + value
+        headers[name] = value
+    raw_path = scope.get("raw_path")
+    path = (
+        quote_from_bytes(raw_path, safe=_URL_SAFE)
+        if raw_path
+        else quote_from_bytes(scope["path"].encode("utf-8", "surrogateescape"), safe=_URL_SAFE)
+    )
+    root = scope.get("root_path", "")
+    if root and not path.startswith(root):
+        path = root + path
+    scheme = str(scope.get("scheme") or "http")
+    scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
+    return WebRequest(
+        method=scope.get("method", "GET"),
+        scheme=scheme,
+        host=headers.get("host") or _server_host(scope),
+        path=path,
+        query=scope.get("query_string", b"").decode("latin-1"),
+        headers=headers,
+    )
+
+
+def _server_host(scope: Scope) -> str | None:
+    server = scope.get("server")
+    if not server or server[1] is None:
+        return None
+    return f"{server[0]}:{server[1]}"
+
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] or "/" if root and path.startswith(root) else path
+
+
+def _attach(scope: Scope, session: Session | None) -> None:
+    scope.setdefault("state", {})[_SESSION_KEY] = session
+    if session is not None:
+        scopes = [
+            "authenticated",
+            *(level.value for level in AAL if AAL.AAL1 <= level <= session.aal),
+        ]
+        scope["auth"] = AuthCredentials(scopes)
+        scope["user"] = KratosUser(session)
+
+
+async def _send(send: Send, response: WebResponse) -> None:
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+    headers.append((b"content-length", str(len(response.body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+class KratosAALMiddleware:
+    """Pure ASGI middleware: enforce AAL rules by path, and serve the decorators' client.
+
+    Args:
+        app: The ASGI app to protect.
+        config: Where Kratos is; a new :class:`AsyncKratosClient` is made from it.
+        client: An :class:`AsyncKratosClient` to use instead of *config*.
+        rules: Path globs mapped to requirements (``"aal1"``, ``"aal2"`` or a
+            :class:`Requirement`); first match wins; unmatched paths are public.
+
+    Raises:
+        ConfigurationError: neither or both of *config* and *client*, or a bad rule.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        config: KratosConfig | None = None,
+        client: AsyncKratosClient | None = None,
+        rules: Mapping[str, RequirementLike] | None = None,
+    ) -> None:
+        if (config is None) == (client is None):
+            raise ConfigurationError(
+                "KratosAALMiddleware needs either config= or client=, not both"
+            )
+        if client is not None and not isinstance(client, AsyncKratosClient):
+            raise ConfigurationError("KratosAALMiddleware client= must be an AsyncKratosClient")
+        self.app = app
+        self._owns_client = client is None
+        self.client = client if client is not None else AsyncKratosClient(config)  # type: ignore[arg-type]
+        self.config = self.client.config
+        self.rules = PathRules(rules)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            if scope["type"] == "lifespan" and self._owns_client:
+                send = functools.partial(self._close_on_shutdown, send)
+            await self.app(scope, receive, send)
+            return
+        scope[SCOPE_KEY] = self
+        requirement = self.rules.match(_route_path(scope))
+        if requirement is None or (
+            scope["type"] == "http"
+            and scope.get("method") == "OPTIONS"
+            and _web_request(scope).is_preflight
+        ):
+            await self._call_app(scope, receive, send)
+            return
+        response = await self.enforce(scope, requirement)
+        if response is None:
+            await self._call_app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            await send(
+                {"type": "websocket.close", "code": 1008, "reason": "Kratos session required"}
+            )
+        else:
+            await _send(send, response)
+
+    async def enforce(self, scope: Scope, requirement: Requirement) -> WebResponse | None:
+        """Decide the request in *scope*; attach the session when allowed.
+
+        Returns the denial response (a 400 for a request that cannot be answered safely),
+        or ``None`` when the request may run.
+        """
+        web = _web_request(scope)
+        try:
+            prepared = prepare(web, self.config, scope.get("headers", ()))
+        except BadRequest as error:
+            return bad_request(str(error))
+        decision = await self.client.check(prepared.credentials, requirement, prepared.return_to)
+        denial = conclude(decision, web, prepared.credentials)
+        if denial is None:
+            _attach(scope, decision.session)
+            scope["kratos_aal.allowed"] = True
+        return denial
+
+    async def _close_on_shutdown(self, send: Send, message: Message) -> None:
+        # The client made from config= is ours: close its connections with the app.
+        if message["type"] == "lifespan.shutdown.complete":
+            await self.client.aclose()
+        await send(message)
+
+    async def _call_app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        wrapped = send
+        if scope["type"] == "http" and any(
+            k.lower() == b"cookie" and b"kratos_aal_hops=" in v for k, v in scope.get("headers", ())
+        ):
+            wrapped = functools.partial(_clear_hops_on_allow, scope, send)
+        try:
+            await self.app(scope, receive, wrapped)
+        except KratosDenied as denied:
+            await _send(send, denied.response)
+
+
+async def _clear_hops_on_allow(scope: Scope, send: Send, message: Message) -> None:
+    if message["type"] == "http.response.start" and scope.get("kratos_aal.allowed"):
+        clear = clear_hops(_web_request(scope))
+        if clear is not None:
+            message = {
+                **message,
+                "headers": [
+                    *message.get("headers", []),
+                    (b"set-cookie", clear[1].encode("latin-1")),
+                ],
+            }
+    await send(message)
+
+
+def middleware_of(connection: HTTPConnection, what: str) -> KratosAALMiddleware:
+    """Return the KratosAALMiddleware that wraps this app.
+
+    Raises:
+        RuntimeError: there is none.
+    """
+    middleware = connection.scope.get(SCOPE_KEY)
+    if not isinstance(middleware, KratosAALMiddleware):
+        raise RuntimeError(
+            f"{what} needs KratosAALMiddleware: add "
+            "Middleware(KratosAALMiddleware, config=KratosConfig(...)) to the app"
+        )
+    return middleware
+
+
+def get_session(connection: HTTPConnection) -> Session | None:
+    """Return the session a rule, decorator or dependency attached, else ``None``."""
+    session = connection.scope.get("state", {}).get(_SESSION_KEY)
+    return session if isinstance(session, Session) else None
+
+
+async def load_session(connection: HTTPConnection) -> Session | None:
+    """Return the session of this request, asking Kratos (cached) if none is attached yet.
+
+    For public pages that show who is signed in. ``None`` when there is no session or
+    Kratos withholds it; Kratos trouble raises :class:`KratosUnavailable`.
+    """
+    session = get_session(connection)
+    if session is None:
+        middleware = middleware_of(connection, "load_session")
+        credentials = Credentials.from_headers(
+            connection.scope.get("headers", ()), cookie_name=middleware.config.cookie_name
+        )
+        try:
+            session = await middleware.client.whoami(credentials)
+        except StepUpRequired:
+            return None
+    return session
+
+
+def _as_response(response: WebResponse) -> Response:
+    return Response(response.body, status_code=response.status, headers=dict(response.headers))
+
+
+def _find_connection(args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str) -> HTTPConnection:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, HTTPConnection):
+            return value
+    raise TypeError(f"{name} decorates Starlette endpoints: none of the arguments is a Request")
+
+
+def _decorate(requirement: Requirement, endpoint: F, name: str) -> F:
+    is_async = inspect.iscoroutinefunction(endpoint)
+
+    @functools.wraps(endpoint)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        connection = _find_connection(args, kwargs, name)
+        middleware = middleware_of(connection, name)
+        denial = await middleware.enforce(connection.scope, requirement)
+        if denial is not None:
+            if isinstance(connection, WebSocket):
+                await connection.close(code=1008, reason="Kratos session required")
+                return None
+            return _as_response(denial)
+        if is_async:
+            return await endpoint(*args, **kwargs)
+        return await run_in_threadpool(endpoint, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@overload
+def require_aal(aal: F, /) -> F: ...
+@overload
+def require_aal(
+    aal: AALLike = ..., /, *, max_age: float | None = ..., methods: set[str] | None = ...
+) -> Callable[[F], F]: ...
+def require_aal(
+    aal: AALLike | F = AAL.AAL2, /, *, max_age: float | None = None, methods: set[str] | None = None
+) -> Callable[[F], F] | F:
+    """Require *aal* (and optionally freshness and methods) of an endpoint's session.
+
+    Works on sync and async function endpoints and on ``HTTPEndpoint`` methods, with or
+    without parentheses. Uses the client of the wrapping :class:`KratosAALMiddleware`.
+    """
+    if callable(aal) and not isinstance(aal, str):
+        return _decorate(Requirement(AAL.AAL2), aal, "require_aal")
+    requirement = Requirement(aal, max_age=max_age, methods=methods)
+    return lambda endpoint: _decorate(requirement, endpoint, "require_aal")
+
+
+@overload
+def require_aal2(endpoint: F, /) -> F: ...
+@overload
+def require_aal2(
+    *, max_age: float | None = ..., methods: set[str] | None = ...
+) -> Callable[[F], F]: ...
+def require_aal2(
+    endpoint: F | None = None, /, *, max_age: float | None = None, methods: set[str] | None = None
+) -> Callable[[F], F] | F:
+    """Require an aal2 session: :func:`require_aal` with ``"aal2"`` bound."""
+    requirement = Requirement(AAL.AAL2, max_age=max_age, methods=methods)
+    if endpoint is not None:
+        return _decorate(requirement, endpoint, "require_aal2")
+    return lambda func: _decorate(requirement, func, "require_aal2")

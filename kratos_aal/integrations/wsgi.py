@@ -1,0 +1,137 @@
+"""Any WSGI app (Flask, Bottle, Pyramid, ...): ``KratosAALWSGIMiddleware``.
+
+.. code-block:: python
+
+    app.wsgi_app = KratosAALWSGIMiddleware(app.wsgi_app, config=KratosConfig.from_env(),
+                                           rules={"/billing/*": "aal2"})
+
+The session of an allowed request is at ``environ["kratos_aal.session"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from .._client import KratosClient
+from .._config import KratosConfig
+from .._core import RequirementLike
+from .._web import (
+    BadRequest,
+    PathRules,
+    WebRequest,
+    WebResponse,
+    bad_request,
+    clear_hops,
+    conclude,
+    prepare,
+)
+from ..exceptions import ConfigurationError
+
+__all__ = ["ENVIRON_KEY", "KratosAALWSGIMiddleware"]
+
+ENVIRON_KEY = "kratos_aal.session"
+_URL_SAFE = "/%:@!$&'()*+,;=-._~"
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+def _wsgi_text(value: str) -> str:
+    # PEP 3333 strings are bytes decoded as latin-1: decode them as what they are, UTF-8.
+    return value.encode("latin-1", "replace").decode("utf-8", "replace")
+
+
+def _web_request(environ: Mapping[str, Any]) -> tuple[WebRequest, list[tuple[str, str]]]:
+    headers: dict[str, str] = {}
+    raw: list[tuple[str, str]] = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_") and isinstance(value, str):
+            name = key[5:].replace("_", "-").lower()
+            headers[name] = value
+            raw.append((name, value))
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.replace("_", "-").lower()] = environ[key]
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    request = WebRequest(
+        method=str(environ.get("REQUEST_METHOD", "GET")).upper(),
+        scheme=str(environ.get("wsgi.url_scheme", "http")),
+        host=headers.get("host") or _server_host(environ),
+        path=quote(path.encode("latin-1", "replace"), safe=_URL_SAFE) or "/",
+        query=environ.get("QUERY_STRING", ""),
+        headers=headers,
+    )
+    return request, raw
+
+
+def _server_host(environ: Mapping[str, Any]) -> str | None:
+    name, port = environ.get("SERVER_NAME"), environ.get("SERVER_PORT")
+    return f"{name}:{port}" if name and port else None
+
+
+class KratosAALWSGIMiddleware:
+    """WSGI middleware: enforce AAL rules by path with the blocking client.
+
+    Args:
+        app: The WSGI app to protect.
+        config: Where Kratos is; a new :class:`KratosClient` is made from it.
+        client: A :class:`KratosClient` to use instead of *config*.
+        rules: Path globs mapped to requirements; first match wins; unmatched paths are public.
+
+    Raises:
+        ConfigurationError: neither or both of *config* and *client*, or a bad rule.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        config: KratosConfig | None = None,
+        client: KratosClient | None = None,
+        rules: Mapping[str, RequirementLike] | None = None,
+    ) -> None:
+        if (config is None) == (client is None):
+            raise ConfigurationError(
+                "KratosAALWSGIMiddleware needs either config= or client=, not both"
+            )
+        if client is not None and not isinstance(client, KratosClient):
+            raise ConfigurationError("KratosAALWSGIMiddleware client= must be a KratosClient")
+        self.app = app
+        self.client = client if client is not None else KratosClient(config)  # type: ignore[arg-type]
+        self.config = self.client.config
+        self.rules = PathRules(rules)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        environ["kratos_aal.middleware"] = self
+        requirement = self.rules.match(_wsgi_text(environ.get("PATH_INFO", "")) or "/")
+        if requirement is None:
+            return self.app(environ, start_response)
+        request, raw = _web_request(environ)
+        if request.is_preflight:
+            return self.app(environ, start_response)
+        try:
+            prepared = prepare(request, self.config, raw)
+        except BadRequest as error:
+            return _respond(start_response, bad_request(str(error)))
+        decision = self.client.check(prepared.credentials, requirement, prepared.return_to)
+        denial = conclude(decision, request, prepared.credentials)
+        if denial is not None:
+            return _respond(start_response, denial)
+        environ[ENVIRON_KEY] = decision.session
+        clear = clear_hops(request)
+        if clear is None:
+            return self.app(environ, start_response)
+
+        def start_and_clear(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            return start_response(status, [*headers, clear], *exc)
+
+        return self.app(environ, start_and_clear)
+
+
+def _respond(start_response: StartResponse, response: WebResponse) -> Iterable[bytes]:
+    from http import HTTPStatus
+
+    status = f"{response.status} {HTTPStatus(response.status).phrase}"
+    start_response(status, [*response.headers, ("Content-Length", str(len(response.body)))])
+    return [response.body]

@@ -1,0 +1,53 @@
+"""Serve an ASGI app (FakeKratos, an example app) with uvicorn on a real loopback port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+def reserve_port(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """Bind a listening socket now, so a URL with its port can be known before serving."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    """Return ``http://host:port`` of a bound socket."""
+    host, port = sock.getsockname()[:2]
+    return f"http://{host}:{port}"
+
+
+@contextmanager
+def serve(
+    app: Any, *, sock: socket.socket | None = None, log_level: str = "warning", **options: Any
+) -> Iterator[str]:
+    """Run *app* with uvicorn in a background thread; yield its base URL; stop it after.
+
+    *options* go to ``uvicorn.Config`` (e.g. ``proxy_headers=True``).
+    """
+    import uvicorn
+
+    sock = sock or reserve_port()
+    config = uvicorn.Config(app, log_level=log_level, lifespan="auto", **options)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield url_of(sock)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
