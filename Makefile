@@ -1,5 +1,4 @@
-# Two commands on a fresh machine: `make demo` and `make test`.
-# Each builds .venv from nothing but python3 the first time.
+# `make test` builds .venv from nothing but python3 the first time, then runs every check.
 
 PYTHON ?= python3
 VENV ?= .venv
