@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home),
+    path("account/", views.account),
+    path("billing/", views.billing),
+    path("billing/async/", views.billing_async),
+    path("transfer/", views.TransferView.as_view()),
+    path("statement/", views.AsyncStatementView.as_view()),
+    path("api/balance/", views.api_balance),
+    path("reports/<str:name>/", views.report),
+    path("django-only/", views.django_only),
+]

@@ -1,0 +1,44 @@
+"""Django: `@require_aal2`, `require_aal(...)`, `AALRequiredMixin`, `KratosSessionMiddleware`.
+
+.. code-block:: python
+
+    INSTALLED_APPS = [..., "kratos_aal.integrations.django"]
+    MIDDLEWARE = [..., "kratos_aal.integrations.django.KratosSessionMiddleware"]
+    KRATOS_AAL = {"PUBLIC_URL": "http://kratos:4433", "BROWSER_URL": "https://example.com/kratos"}
+
+Names load on first use, so that listing the app in ``INSTALLED_APPS`` imports nothing
+that needs Django's settings or app registry before they are ready.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .conf import override_clients
+    from .decorators import require_aal, require_aal2
+    from .middleware import KratosSessionMiddleware
+    from .mixins import AALRequiredMixin
+
+__all__ = [
+    "AALRequiredMixin",
+    "KratosSessionMiddleware",
+    "override_clients",
+    "require_aal",
+    "require_aal2",
+]
+
+_HOMES = {
+    "AALRequiredMixin": ".mixins",
+    "KratosSessionMiddleware": ".middleware",
+    "override_clients": ".conf",
+    "require_aal": ".decorators",
+    "require_aal2": ".decorators",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,52 @@
+"""``AALRequiredMixin`` for class-based views."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import timedelta
+from typing import Any
+
+from ..._core import Requirement
+from ..._models import AALLike
+from ._glue import adeny, after, deny
+
+__all__ = ["AALRequiredMixin"]
+
+
+class AALRequiredMixin:
+    """Require an AAL of a class-based view's Kratos session; put it first in the bases.
+
+    Attributes:
+        required_aal: ``"aal1"`` or ``"aal2"`` (the default).
+        max_age: Seconds since the newest method of at least ``required_aal``.
+        methods: Method names of which one must have been used.
+    """
+
+    required_aal: AALLike = "aal2"
+    max_age: float | timedelta | None = None
+    methods: Collection[str] | None = None
+
+    def get_requirement(self) -> Requirement:
+        """Return the requirement for this request; override to decide per request."""
+        return Requirement(self.required_aal, max_age=self.max_age, methods=self.methods)
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        requirement = self.get_requirement()
+        parent = super().dispatch  # type: ignore[misc]
+        if getattr(self, "view_is_async", False):
+
+            async def _adispatch() -> Any:
+                denial = await adeny(request, requirement)
+                if denial is not None:
+                    return denial
+                return after(request, await parent(request, *args, **kwargs))
+
+            return _adispatch()
+        denial = deny(request, requirement)
+        if denial is not None:
+            return denial
+        return after(request, parent(request, *args, **kwargs))
+
+    # View.as_view() copies dispatch's attributes onto the view function: this one tells
+    # Django's LoginRequiredMiddleware that Kratos decides who may see the view.
+    dispatch.login_required = False  # type: ignore[attr-defined]
