@@ -231,3 +231,54 @@ async def test_async_view_uses_the_async_client_under_asgi(fake_kratos: FakeKrat
             statement = await http.get("/statement/", headers={"Cookie": session.cookie_header})
             assert statement.status_code == 200
     assert fake_kratos.calls["/sessions/whoami"] == 1  # one call, cached for the second view
+
+
+async def test_akratos_session_in_a_public_async_view(fake_kratos: FakeKratos) -> None:
+    session = fake_kratos.session("aal1")
+    client = AsyncClient()
+    assert (await client.get("/me/")).json() == {"session": None}
+    login(client, session)
+    assert (await client.get("/me/")).json() == {"session": session.id}
+    fake_kratos.revoke(session)
+    fake_kratos.clock.advance(31)  # past CACHE_TTL
+    assert (await client.get("/me/")).json() == {"session": None}
+
+
+def test_withheld_session_reads_as_none(fake_kratos: FakeKratos) -> None:
+    from kratos_aal.integrations.django.conf import override_clients
+
+    strict = FakeKratos()  # whoami hides aal1 sessions of users with a second factor
+    with override_clients(strict.client(), strict.async_client()):
+        client = Client()
+        login(client, strict.session("aal1", totp=True))
+        assert b"Not signed in" in client.get("/").content
+        async_client = AsyncClient()
+        login(async_client, strict.session("aal1", totp=True))
+        from asgiref.sync import async_to_sync
+
+        assert async_to_sync(async_client.get)("/me/").json() == {"session": None}
+
+
+def test_cors_preflight_on_a_rule_passes(fake_kratos: FakeKratos) -> None:
+    reply = Client().options("/reports/q1/", headers={"Origin": "http://spa.example",
+                                                       "Access-Control-Request-Method": "GET"})
+    assert reply.status_code == 200
+    assert fake_kratos.calls["/sessions/whoami"] == 0
+
+
+def test_hop_cookie_is_cleared_once_allowed(fake_kratos: FakeKratos) -> None:
+    client = Client(**HTML)
+    login(client, fake_kratos.session("aal2"))
+    client.cookies["kratos_aal_hops"] = "abc.2.1"
+    reply = client.get("/billing/")
+    assert reply.status_code == 200
+    assert reply.cookies["kratos_aal_hops"]["max-age"] == 0
+
+
+def test_other_exceptions_are_not_swallowed(fake_kratos: FakeKratos) -> None:
+    from django.http import HttpRequest
+
+    from kratos_aal.integrations.django import KratosSessionMiddleware
+
+    middleware = KratosSessionMiddleware(lambda request: None)
+    assert middleware.process_exception(HttpRequest(), ValueError("boom")) is None

@@ -6,6 +6,7 @@ from . import views
 
 urlpatterns = [
     path("", views.home),
+    path("me/", views.me),
     path("account/", views.account),
     path("billing/", views.billing),
     path("billing/async/", views.billing_async),

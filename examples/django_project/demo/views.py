@@ -38,6 +38,13 @@ def account(request: HttpRequest) -> HttpResponse:
     return page(request, "Account", "A password is enough here (aal1).")
 
 
+@login_not_required
+async def me(request: HttpRequest) -> JsonResponse:
+    """Public async view: who is signed in, read without blocking the event loop."""
+    session = await request.akratos_session()
+    return JsonResponse({"session": session.id if session else None})
+
+
 @require_aal2
 def billing(request: HttpRequest) -> HttpResponse:
     return page(request, "Billing", "This page needs a second factor (aal2).")
