@@ -21,6 +21,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from html import escape
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -29,6 +30,7 @@ import pyotp
 
 from .._models import AAL, cookie_from_header
 from .._negotiate import negotiate, wants_json
+from . import _ui
 from ._clock import FakeClock
 
 __all__ = ["FakeIdentity", "FakeKratos", "FakeSession", "Fault"]
@@ -269,6 +271,10 @@ class FakeKratos:
         self.cookie_name = cookie_name
         self.cacheable_sessions = cacheable_sessions
         self.latency = 0.0
+        #: A line shown under the login form (the demo lists its users there).
+        self.ui_hint = ""
+        #: Serve ``POST <ui_url>/clock`` (seconds=N) to move the clock on: for demos only.
+        self.demo_controls = False
         self.csrf_cookie_name = (
             "csrf_token_" + hashlib.sha256(self.public_url.encode()).hexdigest()[:16]
         )
@@ -523,6 +529,9 @@ class FakeKratos:
         handler = routes.get((method, path))
         if handler is not None:
             return handler(request)
+        ui_prefix = urlsplit(self.ui_url).path.rstrip("/") + "/"
+        if path.startswith(ui_prefix):
+            return self._ui(request, path[len(ui_prefix) :])
         if method == "GET" and path.startswith("/admin/identities/"):
             return self._admin_identity(request, path.removeprefix("/admin/identities/"))
         return self._not_found()
@@ -1289,9 +1298,7 @@ class FakeKratos:
             identity = self.identities[record.identity_id]
             if not identity.totp_secret:
                 return self._flow_error(request, flow, MSG_NO_TOTP, "login")
-            if not pyotp.TOTP(identity.totp_secret).verify(
-                form.get("totp_code", ""), for_time=now, valid_window=1
-            ):
+            if not self._totp_ok(identity.totp_secret, form.get("totp_code", "")):
                 return self._flow_error(request, flow, MSG_INVALID_CODE, "login")
             if not flow.refresh and flow.requested_aal <= record.aal:
                 return self._already_logged_in(request, flow)
@@ -1452,9 +1459,7 @@ class FakeKratos:
             identity.totp_secret = None
         else:
             secret = flow.pending_totp or ""
-            if not pyotp.TOTP(secret).verify(
-                form.get("totp_code", ""), for_time=now, valid_window=1
-            ):
+            if not self._totp_ok(secret, form.get("totp_code", "")):
                 return self._flow_error(request, flow, MSG_INVALID_CODE, "settings")
             identity.totp_secret = secret
             record.methods.append(self._method("totp", now))
@@ -1473,6 +1478,18 @@ class FakeKratos:
                 ]
             return self._json(200, body, cookies=[cookie])
         return self._redirect(flow.return_to or f"{self.ui_url}/settings?flow={flow.id}", [cookie])
+
+    def _totp_ok(self, secret: str, code: str) -> bool:
+        """Validate like Kratos (30 s, 6 digits, SHA1, skew ±1) at the fake's time.
+
+        Codes valid at the real time pass too: a phone's authenticator app keeps real
+        time when a test or the demo has moved the fake's clock on.
+        """
+        totp = pyotp.TOTP(secret)
+        return any(
+            totp.verify(code, for_time=moment, valid_window=1)
+            for moment in (self.clock.now(), datetime.now(timezone.utc))
+        )
 
     # ------------------------------------------------------------ logout, admin, errors
 
@@ -1546,6 +1563,107 @@ class FakeKratos:
         if error is None:
             return self._not_found()
         return self._json(200, error)
+
+    # ------------------------------------------------------------ self-service UI
+
+    def _html(self, status: int, body: bytes, cookies: Iterable[str] = ()) -> httpx.Response:
+        headers = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", _NO_CACHE)]
+        headers += [("Set-Cookie", c) for c in cookies]
+        return httpx.Response(status, headers=headers, content=body)
+
+    def _ui(self, request: httpx.Request, page: str) -> httpx.Response:
+        pages: dict[tuple[str, str], Callable[[httpx.Request], httpx.Response]] = {
+            ("GET", "login"): lambda r: self._ui_flow(r, "login"),
+            ("GET", "settings"): lambda r: self._ui_flow(r, "settings"),
+            ("GET", "error"): self._ui_error,
+            ("GET", "welcome"): self._ui_welcome,
+            ("GET", "logout"): self._ui_logout,
+            ("POST", "clock"): self._ui_clock,
+        }
+        handler = pages.get((request.method, page))
+        return handler(request) if handler else self._not_found()
+
+    def _ui_flow(
+        self, request: httpx.Request, kind: Literal["login", "settings"]
+    ) -> httpx.Response:
+        flow = self._flows.get(request.url.params.get("flow", ""))
+        if flow is None or flow.kind != kind or flow.expires_at <= self.clock.now():
+            start = f"{self.public_url}/self-service/{kind}/browser"
+            return self._redirect(start)
+        body = self.flow_json(flow)
+        identity = self.identities.get(flow.identity_id or "")
+        if kind == "login":
+            title = "Sign in"
+            if flow.requested_aal == "aal2":
+                title = "Confirm it's you" if flow.refresh else "Second factor"
+            elif flow.refresh:
+                title = "Confirm it's you"
+        else:
+            title = "Account settings"
+        html = _ui.messages(body["ui"].get("messages", []))
+        if identity is not None:
+            html += f'<p class="hint">Signed in as <b>{escape(identity.email)}</b></p>'
+        if kind == "settings" and identity is not None and not identity.totp_secret:
+            html += (
+                "<p>Scan the QR code with an authenticator app (or type the secret), then "
+                "enter the code it shows.</p>"
+            )
+        html += _ui.form(body["ui"])
+        if kind == "login" and flow.requested_aal == "aal1" and self.ui_hint:
+            html += f'<p class="hint">{escape(self.ui_hint)}</p>'
+        back = [("Back to the app", flow.return_to)] if flow.return_to else []
+        signed_in = [("Sign out", f"{self.ui_url}/logout")] if identity is not None else []
+        html += _ui.links(*back, *signed_in)
+        return self._html(200, _ui.document(title, html))
+
+    def _ui_error(self, request: httpx.Request) -> httpx.Response:
+        stored = self._errors.get(request.url.params.get("id", ""), {})
+        error = stored.get("error", {})
+        rows = "".join(
+            f"<tr><td><b>{escape(key)}</b></td><td>{escape(str(error[key]))}</td></tr>"
+            for key in ("id", "code", "reason", "message")
+            if key in error
+        )
+        html = f"<table>{rows}</table>" if rows else "<p>No such error.</p>"
+        html += _ui.links(("Sign in", f"{self.public_url}/self-service/login/browser"))
+        return self._html(200 if rows else 404, _ui.document("Something went wrong", html))
+
+    def _ui_welcome(self, request: httpx.Request) -> httpx.Response:
+        record, _, _ = self._current(request)
+        if record is None:
+            html = "<p>You are not signed in.</p>"
+            html += _ui.links(("Sign in", f"{self.public_url}/self-service/login/browser"))
+        else:
+            identity = self.identities[record.identity_id]
+            html = f"<p>Signed in as <b>{escape(identity.email)}</b> at <b>{record.aal}</b>.</p>"
+            html += _ui.links(
+                ("Settings", f"{self.public_url}/self-service/settings/browser"),
+                ("Sign out", f"{self.ui_url}/logout"),
+            )
+        return self._html(200, _ui.document("Welcome", html))
+
+    def _ui_logout(self, request: httpx.Request) -> httpx.Response:
+        record, _, _ = self._current(request)
+        if record is None:
+            return self._redirect(self.default_return_url)
+        token = secrets.token_urlsafe(24)
+        self._logout_tokens[token] = record.id
+        params = {"token": token}
+        return_to = request.url.params.get("return_to")
+        if return_to and self._allowed_return_to(return_to):
+            params["return_to"] = return_to
+        return self._redirect(f"{self.public_url}/self-service/logout?{urlencode(params)}")
+
+    def _ui_clock(self, request: httpx.Request) -> httpx.Response:
+        """Demo control: move the fake's clock on (sessions age; max_age routes re-ask)."""
+        if not self.demo_controls:
+            return self._not_found()
+        try:
+            seconds = float(self._form(request).get("seconds", "0"))
+        except ValueError:
+            seconds = 0.0
+        self.clock.advance(max(0.0, min(seconds, 86400.0)))
+        return self._redirect(request.headers.get("Referer") or self.default_return_url)
 
     # ------------------------------------------------------------ ASGI
 

@@ -260,8 +260,10 @@ def test_withheld_session_reads_as_none(fake_kratos: FakeKratos) -> None:
 
 
 def test_cors_preflight_on_a_rule_passes(fake_kratos: FakeKratos) -> None:
-    reply = Client().options("/reports/q1/", headers={"Origin": "http://spa.example",
-                                                       "Access-Control-Request-Method": "GET"})
+    reply = Client().options(
+        "/reports/q1/",
+        headers={"Origin": "http://spa.example", "Access-Control-Request-Method": "GET"},
+    )
     assert reply.status_code == 200
     assert fake_kratos.calls["/sessions/whoami"] == 0
 
