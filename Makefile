@@ -1,11 +1,15 @@
-# `make test` builds .venv from nothing but python3 the first time, then runs every check.
+# `make demo` and `make test` build .venv from nothing but python3 the first time.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck cov clean
+.PHONY: demo test lint typecheck cov clean
+
+# The example app and an embedded FakeKratos on 127.0.0.1:8000 and :4433.
+demo: $(STAMP)
+	$(BIN)/kratos-aal demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -24,6 +24,7 @@ from ._core import (
     Requirement,
     RequirementLike,
     check_plan,
+    logout_plan,
     whoami_fetch,
     whoami_plan,
 )
@@ -66,6 +67,8 @@ class _BaseClient:
     def _store(self, effect: Fetch[T], response: httpx.Response) -> T:
         value, ttl = effect.parse(response, self._timer())
         self._cache.put(effect.key, value, ttl)
+        for key, learned, learned_ttl in effect.learn(value) if effect.learn else ():
+            self._cache.put(key, learned, learned_ttl)
         return value
 
     def _check(
@@ -138,6 +141,17 @@ class KratosClient(_BaseClient):
             KratosUnavailable: Kratos could not vouch for the session either way.
         """
         return self._run(whoami_plan(self.config, credentials))
+
+    def logout_url(self, credentials: Credentials, return_to: str | None = None) -> str | None:
+        """Return a browser logout URL (under ``browser_url``) and forget the cached session.
+
+        ``None`` when the request has no session cookie or Kratos knows no session.
+
+        Raises:
+            KratosUnavailable: Kratos could not answer.
+        """
+        self.invalidate(credentials)
+        return self._run(logout_plan(self.config, credentials, return_to))
 
     def check(
         self,
@@ -219,6 +233,13 @@ class AsyncKratosClient(_BaseClient):
     async def whoami(self, credentials: Credentials) -> Session | None:
         """Return the session for *credentials*, or ``None``; see :meth:`KratosClient.whoami`."""
         return await self._run(whoami_plan(self.config, credentials))
+
+    async def logout_url(
+        self, credentials: Credentials, return_to: str | None = None
+    ) -> str | None:
+        """Return a browser logout URL; see :meth:`KratosClient.logout_url`."""
+        self.invalidate(credentials)
+        return await self._run(logout_plan(self.config, credentials, return_to))
 
     async def check(
         self,

@@ -441,6 +441,8 @@ class Fetch(Generic[T]):
     request: Callable[[], httpx.Request]
     parse: Callable[[httpx.Response, float], tuple[T, float]]
     refresh: bool = False
+    #: What else the value teaches, as ``(key, value, ttl)`` entries to cache.
+    learn: Callable[[T], tuple[tuple[bytes, Any, float], ...]] | None = None
 
 
 Plan = Generator[Fetch[Any], tuple[Any, bool], T]
@@ -455,7 +457,57 @@ def whoami_fetch(
         request=lambda: whoami_request(config, credentials),
         parse=lambda response, now: parse_whoami(config, response, now),
         refresh=refresh,
+        learn=lambda result: _learn_second_factor(config, result.session),
     )
+
+
+def _second_factor_key(session: Session) -> bytes:
+    return b"f" + (session.identity.id if session.identity is not None else session.id).encode()
+
+
+def _learn_second_factor(
+    config: KratosConfig, session: Session | None
+) -> tuple[tuple[bytes, Any, float], ...]:
+    # A session that used a second factor proves the identity has one: a user who just
+    # paired TOTP and logs in again is stepped up, not sent to enroll a second time.
+    if session is None or session.identity is None or session.aal < AAL.AAL2:
+        return ()
+    return ((_second_factor_key(session), True, min(config.cache_ttl, SECOND_FACTOR_TTL)),)
+
+
+def parse_logout(
+    config: KratosConfig, response: httpx.Response, return_to: str | None
+) -> str | None:
+    """Read ``/self-service/logout/browser``: the logout URL on ``browser_url``, or ``None``."""
+    raise_for_unavailable(response)
+    if response.status_code in (401, 403):
+        return None  # no session to end
+    if response.status_code != 200:
+        raise KratosUnavailable(
+            f"Kratos answered {response.status_code} to logout", status_code=response.status_code
+        )
+    body = _json(response)
+    url = rebase(config, body.get("logout_url") if isinstance(body, dict) else None, return_to)
+    if url is None:
+        raise MalformedResponse("Kratos sent no logout_url")
+    return url
+
+
+def logout_plan(
+    config: KratosConfig, credentials: Credentials, return_to: str | None
+) -> Plan[str | None]:
+    """Create a browser logout flow for *credentials*; never cached."""
+    if not credentials.cookie:
+        return None
+    url, _ = yield Fetch(
+        key=b"l" + credentials.cache_key(),
+        request=lambda: _request(
+            config, config.public_url, "/self-service/logout/browser", credentials
+        ),
+        parse=lambda response, now: (parse_logout(config, response, return_to), 0.0),
+        refresh=True,
+    )
+    return url  # type: ignore[no-any-return]
 
 
 def whoami_plan(config: KratosConfig, credentials: Credentials) -> Plan[Session | None]:
@@ -526,13 +578,17 @@ def _decide_result(
 def _second_factor_plan(
     config: KratosConfig, credentials: Credentials, session: Session
 ) -> Generator[Fetch[Any], tuple[Any, bool], bool]:
-    owner = session.identity.id if session.identity is not None else session.id
     ttl = min(config.cache_ttl, SECOND_FACTOR_TTL)
     try:
+        # Only "yes" is cached: "no" changes the moment the user pairs a device, and
+        # asking again costs one call on a path (enrollment) that users rarely take.
         value, _ = yield Fetch(
-            key=b"f" + owner.encode(),
+            key=_second_factor_key(session),
             request=lambda: second_factor_request(config, credentials, session),
-            parse=lambda response, now: (parse_second_factor(response), ttl),
+            parse=lambda response, now: (
+                found := parse_second_factor(response),
+                ttl if found else 0.0,
+            ),
         )
     except KratosUnavailable:
         # Kratos knows a session exists: step-up is the way forward that can still work.

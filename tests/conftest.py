@@ -4,6 +4,10 @@ import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
+# Imported here, in the main thread: hypothesis's pytest plugin otherwise imports it
+# lazily, which can happen inside Playwright's greenlet, where CPython 3.11's parser
+# trips over the greenlet's recursion depth ("AST constructor recursion depth mismatch").
+import hypothesis  # noqa: F401
 import pytest
 
 from kratos_aal import AsyncKratosClient, KratosClient

@@ -175,3 +175,30 @@ async def test_async_flights_recheck_and_other_loops() -> None:
     await asyncio.sleep(0.02)
     assert await flights.run("x", load, lambda: MISSING) == ("loaded", False)
     thread.join(5)
+
+
+async def test_logout_url(driver: Driver, fake: FakeKratos) -> None:
+    session = fake.session("aal2")
+    credentials = Credentials(cookie=session.cookie)
+    assert (await driver.check(credentials, "aal2", APP)).allowed
+    url = await driver._call("logout_url", credentials, "http://testserver/")
+    assert url.startswith(f"{fake.public_url}/self-service/logout?token=")
+    assert "return_to=http%3A%2F%2Ftestserver%2F" in url
+    with httpx.Client(transport=fake.transport()) as browser:
+        assert browser.get(url).status_code == 303
+    # The cache entry was dropped with the logout: the next check sees the ended session.
+    assert (await driver.check(credentials, "aal2", APP)).outcome.value == "login"
+    assert await driver._call("logout_url", Credentials(token=session.token)) is None
+    assert await driver._call("logout_url", Credentials(cookie="unknown")) is None
+    fake.fail("status", status=500, path_prefix="/self-service/logout")
+    with pytest.raises(KratosUnavailable):
+        await driver._call("logout_url", credentials)
+
+
+@pytest.mark.parametrize(("status", "body"), [(200, {"logout_url": "http://x/nope"}), (404, {})])
+def test_parse_logout_errors(status: int, body: Any) -> None:
+    from kratos_aal import KratosConfig
+    from kratos_aal._core import parse_logout
+
+    with pytest.raises(KratosUnavailable):
+        parse_logout(KratosConfig(public_url="http://k"), reply(status, body), None)

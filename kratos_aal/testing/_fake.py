@@ -1663,7 +1663,10 @@ class FakeKratos:
         except ValueError:
             seconds = 0.0
         self.clock.advance(max(0.0, min(seconds, 86400.0)))
-        return self._redirect(request.headers.get("Referer") or self.default_return_url)
+        back = self._form(request).get("return_to", "")
+        return self._redirect(
+            back if back and self._allowed_return_to(back) else self.default_return_url
+        )
 
     # ------------------------------------------------------------ ASGI
 

@@ -42,11 +42,10 @@ class Harness:
             self.flask = create_flask(client=fake.client(**config)).test_client(use_cookies=False)
             self._async: httpx.AsyncClient | None = None
         else:
-            if framework == "starlette":
-                from examples.starlette_app import create_app
-            else:
-                from examples.fastapi_app import create_app
-            self.app = create_app(client=fake.async_client(**config))
+            from examples import fastapi_app, starlette_app
+
+            module: Any = starlette_app if framework == "starlette" else fastapi_app
+            self.app = module.create_app(client=fake.async_client(**config))
             self._async = httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=self.app), base_url="http://testserver"
             )

@@ -65,7 +65,7 @@ def test_step_up_end_to_end(stack: tuple[FakeKratos, str, str]) -> None:
 
         allowed = browser.get(done.headers["location"])
         assert allowed.status_code == 200
-        assert "Signed in at aal2" in allowed.text
+        assert "Signed in at <b>aal2</b>" in allowed.text
 
     # The old cookie string names the same, now aal2, session. The app cached it as
     # aal1 a moment ago; it asks Kratos again instead of looping back to step-up.

@@ -1,0 +1,388 @@
+"""The ``kratos-aal`` command: ``demo``, ``whoami`` and ``doctor``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+import httpx
+
+from ._client import KratosClient
+from ._config import KratosConfig
+from ._core import Requirement
+from ._models import Credentials, Session
+from .exceptions import ConfigurationError, KratosAALError
+
+#: Kratos's error ids and UI message ids, in plain words.
+EXPLANATIONS: dict[str, str] = {
+    "session_aal1_required": (
+        "A login flow was started with aal=aal2 for a browser that has no session at all. Kratos "
+        "only steps up a session that exists, so send users without a session to plain login "
+        "(/self-service/login/browser?return_to=...) first; kratos-aal does so (outcome LOGIN)."
+    ),
+    "session_aal2_required": (
+        "The session exists but has only one factor, while the identity has a second one. Whoami "
+        "answers so when Kratos runs with session.whoami.required_aal: highest_available (its "
+        "default): every aal1 session of a user with 2FA looks like this, even on routes that "
+        "need no more. For per-route step-up set session.whoami.required_aal: aal1 and let "
+        "kratos-aal decide per route; send the user to /self-service/login/browser?aal=aal2."
+    ),
+    "session_refresh_required": (
+        "The session is older than the action allows (Kratos's privileged_session_max_age for "
+        "settings, or a route's max_age in kratos-aal). The user must confirm who they are: "
+        "/self-service/login/browser?refresh=true (with aal=aal2 for a second factor)."
+    ),
+    "browser_location_change_required": (
+        "A browser flow was submitted with a JSON request (an SPA) and Kratos needs the browser "
+        "itself to go on elsewhere, for example to aal2 after a password login. This is a 422 "
+        "with redirect_browser_to: set window.location to it; do not treat it as an error."
+    ),
+    "4000011": (
+        "'You have no TOTP device set up.' The login flow asked for a second factor the identity "
+        "does not have: a step-up page that can only fail. Users without a second factor must "
+        "set one up first (/self-service/settings/browser); kratos-aal sends them there "
+        "(outcome ENROLL) instead of to step-up."
+    ),
+    "session_already_available": (
+        "A login flow was started for a browser that already has a session meeting the requested "
+        "AAL. Add refresh=true to re-authenticate, or aal=aal2 to step up an aal1 session."
+    ),
+    "self_service_flow_return_to_forbidden": (
+        "return_to is not in selfservice.allowed_return_urls. Add your app's origin (for example "
+        "https://app.example.com/) to that list in kratos.yml."
+    ),
+    "security_csrf_violation": (
+        "The flow's CSRF cookie did not come back with the form. Usually the Kratos cookies are "
+        "set for another domain than the one the browser uses (serve.public.base_url vs. the "
+        "browser URL), or a proxy drops cookies."
+    ),
+    "session_inactive": "There is no active session: the user must log in.",
+}
+
+
+def _age(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "unknown"
+    seconds = int((moment - now).total_seconds())
+    span = abs(seconds)
+    text = (
+        f"{span // 3600} h {span % 3600 // 60} min"
+        if span >= 3600
+        else f"{span // 60} min {span % 60} s"
+    )
+    stamp = moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{stamp} (in {text})" if seconds >= 0 else f"{stamp} ({text} ago)"
+
+
+def describe_session(session: Session, now: datetime) -> list[str]:
+    """Return the lines ``whoami`` prints for *session* (no secret in them)."""
+    identity = session.identity
+    email = identity.traits.get("email") if identity else None
+    lines = [
+        f"Session     {session.id} ({'active' if session.active else 'inactive'})",
+        f"Identity    {identity.id if identity else '(not shown)'}"
+        + (f" <{email}>" if email else ""),
+        f"AAL         {session.aal.value}",
+        f"Expires     {_age(session.expires_at, now)}",
+        "Methods",
+    ]
+    for method in session.authentication_methods:
+        provider = f" via {method.provider}" if method.provider else ""
+        lines.append(
+            f"  {method.method:<14} {method.aal.value}  {_age(method.completed_at, now)}{provider}"
+        )
+    if not session.authentication_methods:
+        lines.append("  (none)")
+    return lines
+
+
+def cmd_whoami(args: argparse.Namespace, out: TextIO) -> int:
+    config = KratosConfig(
+        public_url=args.url,
+        browser_url=args.browser_url,
+        cookie_name=args.cookie_name,
+        timeout=args.timeout,
+        cache_ttl=0,
+        admin_url=args.admin_url,
+    )
+    credentials = Credentials(cookie=args.cookie, token=args.token)
+    requirement = Requirement(args.require, max_age=args.max_age)
+    with KratosClient(config) as client:
+        decision = client.check(credentials, requirement, args.return_to)
+    now = datetime.now(timezone.utc)
+    if decision.session is not None:
+        for line in describe_session(decision.session, now):
+            print(line, file=out)
+    elif decision.outcome.value == "unavailable":
+        print("Session     unknown: Kratos did not answer (or answered oddly)", file=out)
+    else:
+        print(
+            "Session     none: Kratos knows no active session for this credential"
+            if decision.outcome.value == "login"
+            else "Session     withheld: Kratos wants a second factor first (session_aal2_required)",
+            file=out,
+        )
+    rule = f"{requirement.aal.value}" + (
+        f", max_age {int(requirement.max_age)} s" if requirement.max_age else ""
+    )
+    print(f"\nDecision for {rule}: {decision.outcome.name}", file=out)
+    if decision.redirect_to:
+        print(f"Redirect    {decision.redirect_to}", file=out)
+    if decision.retry_after:
+        print(f"Retry-After {decision.retry_after} s (the middleware answers 503)", file=out)
+    return 0 if decision.outcome.value != "unavailable" else 2
+
+
+class _Doctor:
+    def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
+        self.url = args.url.rstrip("/")
+        self.browser_url = (args.browser_url or args.url).rstrip("/")
+        self.out = out
+        self.problems = 0
+        self.seen: set[str] = set()
+        self.http = httpx.Client(timeout=args.timeout, follow_redirects=False)
+
+    def say(self, mark: str, text: str) -> None:
+        print(f"{mark} {text}", file=self.out)
+
+    def problem(self, text: str) -> None:
+        self.problems += 1
+        self.say("✗", text)
+
+    def explain(self, error_id: str | None) -> None:
+        if error_id and error_id in EXPLANATIONS and error_id not in self.seen:
+            self.seen.add(error_id)
+            print(f"    {error_id}: {EXPLANATIONS[error_id]}", file=self.out)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response | None:
+        try:
+            return self.http.get(f"{self.url}{path}", **kwargs)
+        except httpx.HTTPError as error:
+            self.problem(
+                f"GET {path}: Kratos did not answer ({type(error).__name__}) at {self.url}"
+            )
+            return None
+
+    def run(self) -> int:
+        alive = self.get("/health/alive")
+        if alive is None:
+            self.say(" ", "Is Kratos running, and is --url its public API (port 4433 by default)?")
+            return 2
+        if alive.status_code == 200:
+            self.say("✓", f"Kratos answers at {self.url}")
+        else:
+            self.problem(
+                f"/health/alive answered {alive.status_code}: is {self.url} Kratos's public API?"
+            )
+        self.check_whoami()
+        self.check_browser_urls()
+        self.check_aal2_without_session()
+        verdict = "no problems found" if not self.problems else f"{self.problems} problem(s) found"
+        self.say("", f"\n{verdict}")
+        return 0 if not self.problems else 1
+
+    def check_whoami(self) -> None:
+        response = self.get("/sessions/whoami", headers={"Accept": "application/json"})
+        if response is None:
+            return
+        body = _body(response)
+        if response.status_code == 401 and isinstance(body, dict) and "error" in body:
+            self.say("✓", "whoami without a session answers 401, as Kratos does")
+        else:
+            self.problem(
+                f"whoami without a session answered {response.status_code}, not 401: "
+                "is a proxy in front of Kratos rewriting answers?"
+            )
+
+    def check_browser_urls(self) -> None:
+        response = self.get("/self-service/login/browser", headers={"Accept": "application/json"})
+        if response is None:
+            return
+        body = _body(response)
+        action = body.get("ui", {}).get("action") if isinstance(body, dict) else None
+        if response.status_code != 200 or not isinstance(action, str):
+            self.problem(f"could not create a login flow (answered {response.status_code})")
+            self.explain(_error_id(body))
+            return
+        if action.startswith(f"{self.browser_url}/self-service/"):
+            self.say("✓", f"URLs Kratos hands to browsers use the browser URL ({self.browser_url})")
+            return
+        base = action.split("/self-service/")[0]
+        self.problem(
+            f"Kratos hands browsers URLs on {base}, not on {self.browser_url}: "
+            "browsers cannot follow them (the http://kratos:4433 trap)."
+        )
+        print(
+            f"    Set serve.public.base_url in kratos.yml to {self.browser_url}/, "
+            "or pass the URL browsers use as --browser-url if this one is internal.",
+            file=self.out,
+        )
+
+    def check_aal2_without_session(self) -> None:
+        response = self.get(
+            "/self-service/login/browser",
+            params={"aal": "aal2"},
+            headers={"Accept": "application/json"},
+        )
+        if response is None:
+            return
+        error_id = _error_id(_body(response))
+        if response.status_code == 401 and error_id == "session_aal1_required":
+            self.say(
+                "✓",
+                "aal=aal2 without a session is refused with session_aal1_required, as expected:",
+            )
+            self.explain(error_id)
+        else:
+            self.say(
+                "?", f"aal=aal2 without a session answered {response.status_code} {error_id or ''}"
+            )
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _error_id(body: Any) -> str | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    return error.get("id") if isinstance(error, dict) else None
+
+
+def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
+    if args.explain:
+        key = args.explain.strip()
+        if key not in EXPLANATIONS:
+            print(f"No explanation for {key!r}; known: {', '.join(sorted(EXPLANATIONS))}", file=out)
+            return 1
+        print(f"{key}: {EXPLANATIONS[key]}", file=out)
+        return 0
+    if not args.url:
+        print("doctor needs --url (Kratos's public URL), or --explain ID", file=out)
+        return 2
+    doctor = _Doctor(args, out)
+    try:
+        return doctor.run()
+    finally:
+        doctor.http.close()
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        from ._demo import banner, run_demo
+    except ImportError as error:  # pragma: no cover - depends on what is installed
+        print(
+            f"kratos-aal demo needs the extras: pip install 'kratos-aal[all]' ({error})", file=out
+        )
+        return 2
+    with run_demo(
+        args.framework, host=args.host, port=args.port, kratos_port=args.kratos_port
+    ) as demo:
+        print(banner(demo, qr=not args.no_qr), file=out, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("\nStopped.", file=out)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="kratos-aal",
+        description="Per-route Ory Kratos AAL for Python web apps: a demo, and tools to check a session and a Kratos set-up.",
+    )
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run an example app with an embedded FakeKratos and watch step-up work",
+        description="Serve an example app protected by kratos-aal on --port and a FakeKratos with its "
+        "login and settings pages on --kratos-port, both on loopback. Open the app URL it prints.",
+    )
+    demo.add_argument(
+        "--framework",
+        choices=["starlette", "fastapi", "flask", "django"],
+        default="starlette",
+        help="which example app to serve (default: starlette)",
+    )
+    demo.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    demo.add_argument(
+        "--port", type=int, default=8000, help="app port (default: 8000; 0 picks a free one)"
+    )
+    demo.add_argument(
+        "--kratos-port", type=int, default=4433, help="FakeKratos port (default: 4433)"
+    )
+    demo.add_argument(
+        "--no-qr", action="store_true", help="do not print the QR code of the demo user's TOTP"
+    )
+    demo.set_defaults(run=cmd_demo)
+
+    whoami = commands.add_parser(
+        "whoami",
+        help="show a session and the decision the middleware would take",
+        description="Ask Kratos's /sessions/whoami about one session cookie or token, print the session "
+        "(AAL, methods and when they were completed, expiry), and the decision kratos-aal would take for "
+        "--require (and --max-age), with the URL the browser would be sent to. Never prints the credential.",
+    )
+    whoami.add_argument(
+        "--url", required=True, help="Kratos's public URL, e.g. http://127.0.0.1:4433"
+    )
+    credential = whoami.add_mutually_exclusive_group(required=True)
+    credential.add_argument("--cookie", help="the value of the Kratos session cookie")
+    credential.add_argument("--token", help="a session token (ory_st_...)")
+    whoami.add_argument(
+        "--require", default="aal2", help="the route's AAL: aal1 or aal2 (default: aal2)"
+    )
+    whoami.add_argument("--max-age", type=float, help="the route's max_age in seconds")
+    whoami.add_argument("--browser-url", help="Kratos's URL as browsers reach it (default: --url)")
+    whoami.add_argument(
+        "--cookie-name", default="ory_kratos_session", help="the session cookie's name"
+    )
+    whoami.add_argument(
+        "--admin-url", help="Kratos's admin URL, to tell whether the identity has a second factor"
+    )
+    whoami.add_argument("--return-to", default=None, help="where the browser should come back to")
+    whoami.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to wait for Kratos (default: 5)"
+    )
+    whoami.set_defaults(run=cmd_whoami)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a Kratos set-up for the usual step-up traps",
+        description="Check that Kratos answers, that the URLs it hands to browsers use the browser URL "
+        "(the http://kratos:4433 trap), and explain the Kratos errors it meets in plain words.",
+    )
+    doctor.add_argument("--url", help="Kratos's public URL as this machine reaches it")
+    doctor.add_argument("--browser-url", help="Kratos's URL as browsers reach it (default: --url)")
+    doctor.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to wait for Kratos (default: 5)"
+    )
+    doctor.add_argument(
+        "--explain", metavar="ID", help=f"explain one error id: {', '.join(EXPLANATIONS)}"
+    )
+    doctor.set_defaults(run=cmd_doctor)
+    return root
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = parser().parse_args(argv)
+    stream = out or sys.stdout
+    try:
+        return int(args.run(args, stream))
+    except (ConfigurationError, ValueError) as error:
+        print(f"kratos-aal: {error}", file=sys.stderr)
+        return 2
+    except KratosAALError as error:
+        print(f"kratos-aal: {error}", file=sys.stderr)
+        return 2
