@@ -55,9 +55,7 @@ def _build_app(
         return _example("fastapi_app").create_app(client=async_client)
     sync_client = KratosClient(config, timer=timer)
     if framework == "flask":
-        from asgiref.wsgi import WsgiToAsgi
-
-        return WsgiToAsgi(_example("flask_app").create_app(client=sync_client))  # type: ignore[no-untyped-call]
+        return _example("flask_app").create_app(client=sync_client)  # a WSGI app
     os.environ["KRATOS_PUBLIC_URL"] = config.public_url
     settings = _example("django_project.demo.settings").__name__
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings)
@@ -81,7 +79,7 @@ def run_demo(
 ) -> Iterator[Demo]:
     """Serve the example app and FakeKratos until the block ends."""
     from .testing import FakeKratos, reserve_port, serve
-    from .testing._serve import url_of
+    from .testing._serve import serve_wsgi, url_of
 
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {', '.join(FRAMEWORKS)}, got {framework!r}")
@@ -109,7 +107,10 @@ def run_demo(
     with ExitStack() as stack:
         app = _build_app(framework, config, fake.clock, f"{kratos_url}/ui/clock", stack)
         stack.enter_context(serve(fake, sock=kratos_socket))
-        stack.enter_context(serve(app, sock=app_socket))
+        if framework == "flask":
+            stack.enter_context(serve_wsgi(app, sock=app_socket))
+        else:
+            stack.enter_context(serve(app, sock=app_socket))
         yield Demo(framework, app_url, kratos_url, users, fake)
 
 

@@ -7,7 +7,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 
 def reserve_port(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -51,3 +53,35 @@ def serve(
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+@contextmanager
+def serve_wsgi(app: Any, *, sock: socket.socket | None = None) -> Iterator[str]:
+    """Run a WSGI *app* (Flask, ...) with the standard library's server in a thread."""
+    sock = sock or reserve_port()
+    server = _ThreadingWSGIServer(sock.getsockname()[:2], _QuietHandler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = sock
+    host, port = sock.getsockname()[:2]
+    server.server_address, server.server_name, server.server_port = (host, port), host, port
+    server.setup_environ()
+    server.set_app(app)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield url_of(sock)
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
