@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck cov clean
+.PHONY: demo test lint typecheck docs cov clean
 
 # The example app and an embedded FakeKratos on 127.0.0.1:8000 and :4433.
 demo: $(STAMP)
@@ -14,7 +14,7 @@ demo: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[all]" --group test --group lint
+	$(BIN)/python -m pip install --quiet -e ".[all]" --group test --group lint --group docs
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -30,7 +30,11 @@ cov: $(STAMP)
 	$(BIN)/python -m coverage run -m pytest
 	$(BIN)/python -m coverage report --fail-under=95
 
-test: lint typecheck cov
+# The docs build without a warning (and their kratos.yml is checked by the suite).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir "$$(mktemp -d)"
+
+test: lint typecheck docs cov
 
 clean:
 	rm -rf $(VENV) .venv-* .coverage .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,41 @@
+"""The docs: the kratos.yml they ship is valid Kratos configuration, and their code parses."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from .openapi import shared_path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = sorted([*ROOT.glob("docs/**/*.md"), ROOT / "README.md"])
+
+
+def test_kratos_yml_matches_kratos_config_schema() -> None:
+    schema = json.loads((shared_path() / "config.schema.json").read_text())
+    config = yaml.safe_load((ROOT / "docs" / "kratos.yml").read_text())
+    jsonschema.validate(config, schema, cls=jsonschema.Draft7Validator)
+    assert config["session"]["whoami"]["required_aal"] == "aal1"
+    assert config["selfservice"]["methods"]["totp"]["enabled"] is True
+    assert config["selfservice"]["allowed_return_urls"]
+
+
+def test_a_wrong_kratos_yml_is_caught() -> None:
+    schema = json.loads((shared_path() / "config.schema.json").read_text())
+    config = yaml.safe_load((ROOT / "docs" / "kratos.yml").read_text())
+    config["session"]["whoami"]["required_aal"] = "aal2"  # not one of Kratos's values
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(config, schema, cls=jsonschema.Draft7Validator)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_python_blocks_parse(page: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.DOTALL)
+    for block in blocks:
+        ast.parse(block.replace("...,", "None,").replace("[...]", "[]"))
