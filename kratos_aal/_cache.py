@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import Future
 from typing import Any, Final
 
-from cachetools import TLRUCache
+from cachetools import LRUCache
 
 from .exceptions import KratosAALError
 
@@ -24,34 +24,39 @@ class _Missing:
 MISSING: Final[Any] = _Missing()
 
 
-def _expiry(_key: Hashable, entry: tuple[float, Any], _now: float) -> float:
-    return entry[0]
-
-
 class TTLCache:
-    """A bounded cache whose every entry has its own time to live.
+    """A bounded LRU cache whose every entry has its own time to live.
 
-    The lock is held only around dict operations, never across I/O or an ``await``.
+    Entries are ``(expires_at, value)`` in a cachetools ``LRUCache``; an expired entry is
+    dropped when it is read, and the least recently used goes first when the cache is
+    full. One timer call per read: this sits on every request's path. The lock is held
+    only around dict operations, never across I/O or an ``await``.
     """
 
     def __init__(self, maxsize: int, timer: Callable[[], float]) -> None:
         self._timer = timer
         self._lock = threading.Lock()
-        self._data: TLRUCache[Hashable, tuple[float, Any]] = TLRUCache(
-            maxsize, ttu=_expiry, timer=timer
-        )
+        self._data: LRUCache[Hashable, tuple[float, Any]] = LRUCache(maxsize)
 
     def get(self, key: Hashable) -> Any:
         """Return the live value for *key*, or ``MISSING``."""
+        now = self._timer()
         with self._lock:
-            entry = self._data.get(key)
-        return MISSING if entry is None else entry[1]
+            try:
+                entry = self._data[key]
+            except KeyError:
+                return MISSING
+            if entry[0] <= now:
+                del self._data[key]
+                return MISSING
+            return entry[1]
 
     def put(self, key: Hashable, value: Any, ttl: float) -> None:
         """Keep *value* for *ttl* seconds; a *ttl* of 0 or less drops *key* instead."""
+        expires = self._timer() + ttl
         with self._lock:
             if ttl > 0:
-                self._data[key] = (self._timer() + ttl, value)
+                self._data[key] = (expires, value)
             else:
                 self._data.pop(key, None)
 
@@ -66,8 +71,10 @@ class TTLCache:
             self._data.clear()
 
     def __len__(self) -> int:
+        now = self._timer()
         with self._lock:
-            self._data.expire()
+            for key in [k for k, (expires, _) in self._data.items() if expires <= now]:
+                del self._data[key]
             return len(self._data)
 
 

@@ -23,8 +23,11 @@ from ._core import (
     Plan,
     Requirement,
     RequirementLike,
+    ReturnTo,
+    allowed_from_cache,
     check_plan,
     logout_plan,
+    session_key,
     whoami_fetch,
     whoami_plan,
 )
@@ -71,12 +74,18 @@ class _BaseClient:
             self._cache.put(key, learned, learned_ttl)
         return value
 
+    def _from_cache(self, credentials: Credentials, requirement: Requirement) -> Decision | None:
+        if not credentials:
+            return None
+        cached = self._cache.get(session_key(credentials))
+        if cached is MISSING:
+            return None
+        return allowed_from_cache(self.config, cached, requirement, self._now())
+
     def _check(
-        self, credentials: Credentials, requirement: RequirementLike, return_to: str | None
+        self, credentials: Credentials, requirement: Requirement, return_to: ReturnTo
     ) -> Plan[Decision]:
-        return check_plan(
-            self.config, credentials, Requirement.parse(requirement), return_to, self._now
-        )
+        return check_plan(self.config, credentials, requirement, return_to, self._now)
 
     def invalidate(self, credentials: Credentials) -> None:
         """Forget the cached session for *credentials*; call it from your logout view."""
@@ -157,14 +166,19 @@ class KratosClient(_BaseClient):
         self,
         credentials: Credentials,
         requirement: RequirementLike = "aal2",
-        return_to: str | None = None,
+        return_to: ReturnTo = None,
     ) -> Decision:
         """Decide whether a request with *credentials* meets *requirement*.
 
         Never raises for Kratos trouble: that is an ``UNAVAILABLE`` decision.
-        *return_to* is where Kratos sends the browser back to afterwards.
+        *return_to* is where Kratos sends the browser back to afterwards; pass a
+        callable to build it only when a denial needs it.
         """
-        return _log_decision(self._run(self._check(credentials, requirement, return_to)))
+        rule = Requirement.parse(requirement)
+        decision = self._from_cache(credentials, rule)
+        if decision is None:
+            decision = self._run(self._check(credentials, rule, return_to))
+        return _log_decision(decision)
 
     def _run(self, plan: Plan[T]) -> T:
         reply: tuple[Any, bool] | None = None
@@ -245,10 +259,14 @@ class AsyncKratosClient(_BaseClient):
         self,
         credentials: Credentials,
         requirement: RequirementLike = "aal2",
-        return_to: str | None = None,
+        return_to: ReturnTo = None,
     ) -> Decision:
         """Decide a request; see :meth:`KratosClient.check`."""
-        return _log_decision(await self._run(self._check(credentials, requirement, return_to)))
+        rule = Requirement.parse(requirement)
+        decision = self._from_cache(credentials, rule)
+        if decision is None:
+            decision = await self._run(self._check(credentials, rule, return_to))
+        return _log_decision(decision)
 
     async def _run(self, plan: Plan[T]) -> T:
         reply: tuple[Any, bool] | None = None

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import httpx
@@ -115,9 +115,10 @@ class Requirement:
 RequirementLike = Requirement | AAL | str
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The verdict for one request.
+class Decision(NamedTuple):
+    """The verdict for one request (immutable).
+
+    A named tuple, so that making one costs next to nothing on every request.
 
     Attributes:
         outcome: What to do.
@@ -375,34 +376,58 @@ def _newest_completion(session: Session, level: AAL) -> datetime | None:
     return max(times) if times else None
 
 
+ReturnTo = str | Callable[[], str | None] | None
+
+
+def _resolve(return_to: ReturnTo) -> str | None:
+    return return_to() if callable(return_to) else return_to
+
+
+def _once(return_to: ReturnTo) -> ReturnTo:
+    """Compute a lazy *return_to* at most once: only denials need it."""
+    if not callable(return_to):
+        return return_to
+    cell: list[str | None] = []
+
+    def resolve() -> str | None:
+        if not cell:
+            cell.append(return_to())
+        return cell[0]
+
+    return resolve
+
+
 def decide(
     session: Session | None,
     requirement: Requirement,
     *,
     now: datetime,
-    return_to: str | None,
+    return_to: ReturnTo,
     config: KratosConfig,
     has_second_factor: bool = True,
 ) -> Decision:
     """Decide one request from the session Kratos showed (SPEC §3); pure.
 
-    *has_second_factor* matters only when the session's AAL is below the requirement.
+    *return_to* may be a callable: it is called only for a denial (allowing a request
+    never builds URLs). *has_second_factor* matters only when the session's AAL is below
+    the requirement.
     """
     if session is None or not session.is_active(now):
-        return Decision(Outcome.LOGIN, None, login_url(config, return_to), requirement=requirement)
+        target = login_url(config, _resolve(return_to))
+        return Decision(Outcome.LOGIN, None, target, requirement=requirement)
     level = requirement.aal
-    if session.aal < AAL.AAL1:
+    have = session.aal.rank
+    if have < 1:
         # No first factor on record (e.g. identifier_first only): Kratos would call a plain
         # login "already logged in", so ask it to log in afresh.
-        target = login_url(config, return_to, refresh="true")
+        target = login_url(config, _resolve(return_to), refresh="true")
         return Decision(Outcome.LOGIN, session, target, requirement=requirement)
-    if session.aal < level:
+    if have < level.rank:
         if has_second_factor:
-            target = login_url(config, return_to, aal=level.value)
+            target = login_url(config, _resolve(return_to), aal=level.value)
             return Decision(Outcome.STEP_UP, session, target, requirement=requirement)
-        return Decision(
-            Outcome.ENROLL, session, settings_url(config, return_to), requirement=requirement
-        )
+        target = settings_url(config, _resolve(return_to))
+        return Decision(Outcome.ENROLL, session, target, requirement=requirement)
     stale = False
     if requirement.max_age is not None:
         newest = _newest_completion(session, level)
@@ -411,7 +436,7 @@ def decide(
         used = {m.method for m in session.authentication_methods if m.aal >= level}
         stale = used.isdisjoint(requirement.methods)
     if stale:
-        target = login_url(config, return_to, aal=level.value, refresh="true")
+        target = login_url(config, _resolve(return_to), aal=level.value, refresh="true")
         return Decision(Outcome.REAUTHENTICATE, session, target, requirement=requirement)
     return Decision(Outcome.ALLOW, session, requirement=requirement)
 
@@ -448,12 +473,32 @@ class Fetch(Generic[T]):
 Plan = Generator[Fetch[Any], tuple[Any, bool], T]
 
 
+def session_key(credentials: Credentials) -> bytes:
+    """Return the cache key of the whoami answer for *credentials*."""
+    return b"s" + credentials.cache_key()
+
+
+def allowed_from_cache(
+    config: KratosConfig, cached: Any, requirement: Requirement, now: datetime
+) -> Decision | None:
+    """Return ``ALLOW`` when a cached whoami answer meets *requirement*, else ``None``.
+
+    The short way for the common case: only an allowing decision is taken from the cache;
+    anything else goes the whole way, which asks Kratos again before denying.
+    """
+    session = getattr(cached, "session", None)
+    if session is None:
+        return None
+    decision = decide(session, requirement, now=now, return_to=None, config=config)
+    return decision if decision.outcome is Outcome.ALLOW else None
+
+
 def whoami_fetch(
     config: KratosConfig, credentials: Credentials, *, refresh: bool = False
 ) -> Fetch[WhoamiResult]:
     """Return the effect that looks up *credentials* with whoami."""
     return Fetch(
-        key=b"s" + credentials.cache_key(),
+        key=session_key(credentials),
         request=lambda: whoami_request(config, credentials),
         parse=lambda response, now: parse_whoami(config, response, now),
         refresh=refresh,
@@ -529,12 +574,14 @@ def check_plan(
     config: KratosConfig,
     credentials: Credentials,
     requirement: Requirement,
-    return_to: str | None,
+    return_to: ReturnTo,
     now: Callable[[], datetime],
 ) -> Plan[Decision]:
     """Decide a request, asking Kratos again before any denial made from the cache."""
     if not credentials:
-        return Decision(Outcome.LOGIN, None, login_url(config, return_to), requirement=requirement)
+        target = login_url(config, _resolve(return_to))
+        return Decision(Outcome.LOGIN, None, target, requirement=requirement)
+    return_to = _once(return_to)
     try:
         result, cached = yield whoami_fetch(config, credentials)
         decision = _decide_result(config, result, requirement, return_to, now())
@@ -566,11 +613,11 @@ def _decide_result(
     config: KratosConfig,
     result: WhoamiResult,
     requirement: Requirement,
-    return_to: str | None,
+    return_to: ReturnTo,
     now: datetime,
 ) -> Decision:
     if result.step_up_to is not None:
-        target = rebase(config, result.step_up_to, return_to)
+        target = rebase(config, result.step_up_to, _resolve(return_to))
         return Decision(Outcome.STEP_UP, None, target, requirement=requirement)
     return decide(result.session, requirement, now=now, return_to=return_to, config=config)
 

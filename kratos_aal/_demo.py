@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+import httpx
+
 from ._client import AsyncKratosClient, KratosClient
 from ._config import KratosConfig
 
@@ -48,12 +50,17 @@ def _build_app(
     framework: str, config: KratosConfig, timer: Any, clock_url: str, stack: ExitStack
 ) -> Any:
     # The app's clients use the fake's clock, so that moving it ages sessions for both.
-    async_client = AsyncKratosClient(config, timer=timer)
+    # No kept-alive connections: the servers' event loops end with the demo, and a pooled
+    # connection of a loop that is gone could never be closed.
+    no_pool = httpx.Limits(max_keepalive_connections=0)
+    async_client = AsyncKratosClient(
+        config, timer=timer, http_client=httpx.AsyncClient(limits=no_pool)
+    )
     if framework == "starlette":
         return _example("starlette_app").create_app(client=async_client, demo_clock_url=clock_url)
     if framework == "fastapi":
         return _example("fastapi_app").create_app(client=async_client)
-    sync_client = KratosClient(config, timer=timer)
+    sync_client = KratosClient(config, timer=timer, http_client=httpx.Client(limits=no_pool))
     if framework == "flask":
         return _example("flask_app").create_app(client=sync_client)  # a WSGI app
     os.environ["KRATOS_PUBLIC_URL"] = config.public_url

@@ -52,41 +52,38 @@ class AAL(str, Enum):
             f"{setting} must be one of 'aal0', 'aal1', 'aal2', 'aal3', got {value!r}"
         )
 
+    def __init__(self, value: str) -> None:
+        # A plain attribute: comparisons sit on every request's path.
+        self._rank = _RANK[value]
+
     @property
     def rank(self) -> int:
         """Return the level as a number, 0 to 3."""
-        return _RANK[self.value]
+        return self._rank
 
-    def _other_rank(self, other: object) -> int | None:
+    @staticmethod
+    def _other_rank(other: object) -> int | None:
         if isinstance(other, AAL):
-            return other.rank
+            return other._rank
         if isinstance(other, str):
             return _RANK.get(other.lower())
         return None
 
     def __lt__(self, other: object) -> bool:
         rank = self._other_rank(other)
-        if rank is None:
-            return NotImplemented
-        return self.rank < rank
+        return NotImplemented if rank is None else self._rank < rank
 
     def __le__(self, other: object) -> bool:
         rank = self._other_rank(other)
-        if rank is None:
-            return NotImplemented
-        return self.rank <= rank
+        return NotImplemented if rank is None else self._rank <= rank
 
     def __gt__(self, other: object) -> bool:
         rank = self._other_rank(other)
-        if rank is None:
-            return NotImplemented
-        return self.rank > rank
+        return NotImplemented if rank is None else self._rank > rank
 
     def __ge__(self, other: object) -> bool:
         rank = self._other_rank(other)
-        if rank is None:
-            return NotImplemented
-        return self.rank >= rank
+        return NotImplemented if rank is None else self._rank >= rank
 
     # str's own __eq__ and __hash__ stay, so AAL.AAL2 == "aal2" and both hash alike.
     __hash__ = str.__hash__
@@ -312,9 +309,15 @@ _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Longer credentials are not Kratos's (its cookies stay under 4 KiB): treated as absent.
 MAX_CREDENTIAL_LENGTH = 4096
 # Keyed so that a cache key says nothing about a credential outside this process.
-_KEY_SALT = secrets.token_bytes(16)
+_KEYED_HASH = hashlib.blake2b(key=secrets.token_bytes(16), digest_size=16)
 
 HeaderPairs = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
+
+
+_HEADER_KINDS: dict[str | bytes, int] = {}
+for _kind, _name in enumerate(("x-session-token", "cookie", "authorization"), start=1):
+    _HEADER_KINDS[_name] = _HEADER_KINDS[_name.encode()] = _kind
+_HEADER_LENGTHS = frozenset(len(name) for name in _HEADER_KINDS)
 
 
 def _text(value: str | bytes) -> str:
@@ -343,13 +346,12 @@ def valid_cookie_name(name: object) -> bool:
     return isinstance(name, str) and _COOKIE_NAME.fullmatch(name) is not None
 
 
-@dataclass(frozen=True, slots=True, repr=False)
 class Credentials:
     """What one request presents to Kratos: a session cookie value or a session token.
 
     Falsy when it presents nothing. When both are given, the token wins, as in Kratos
-    (``X-Session-Token`` first), and only the winner is kept and sent. The repr never
-    shows a value.
+    (``X-Session-Token`` first), and only the winner is kept and sent. Immutable; the repr
+    never shows a value.
 
     Args:
         cookie: The value of the Kratos session cookie.
@@ -360,22 +362,49 @@ class Credentials:
         ValueError: a value has characters or a length Kratos never issues.
     """
 
-    cookie: str | None = None
-    token: str | None = None
-    bearer: bool = False
+    __slots__ = ("_key", "bearer", "cookie", "token")
+    cookie: str | None
+    token: str | None
+    bearer: bool
+    _key: bytes | None
 
-    def __post_init__(self) -> None:
-        if self.token and not _valid(self.token, _TOKEN_VALUE):
+    def __init__(
+        self, cookie: str | None = None, token: str | None = None, bearer: bool = False
+    ) -> None:
+        if token and not _valid(token, _TOKEN_VALUE):
             raise ValueError("the session token is not a well-formed Kratos token")
-        if self.cookie and not _valid(self.cookie, _COOKIE_VALUE):
+        if cookie and not _valid(cookie, _COOKIE_VALUE):
             raise ValueError("the session cookie is not a well-formed cookie value")
-        if self.token:
-            object.__setattr__(self, "cookie", None)
+        if token:
+            self._set(None, token, bearer)
         else:
-            object.__setattr__(self, "token", None)
-            object.__setattr__(self, "bearer", False)
-            if not self.cookie:
-                object.__setattr__(self, "cookie", None)
+            self._set(cookie or None, None, False)
+
+    def _set(self, cookie: str | None, token: str | None, bearer: bool) -> None:
+        object.__setattr__(self, "cookie", cookie)
+        object.__setattr__(self, "token", token)
+        object.__setattr__(self, "bearer", bearer)
+        object.__setattr__(self, "_key", None)
+
+    @classmethod
+    def _checked(
+        cls, cookie: str | None = None, token: str | None = None, bearer: bool = False
+    ) -> Credentials:
+        # For values from_headers has validated already: no second pass on the hot path.
+        made = cls.__new__(cls)
+        made._set(cookie, token, bearer)
+        return made
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Credentials are immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Credentials):
+            return NotImplemented
+        return (self.cookie, self.token, self.bearer) == (other.cookie, other.token, other.bearer)
+
+    def __hash__(self) -> int:
+        return hash((self.cookie, self.token, self.bearer))
 
     @classmethod
     def from_headers(
@@ -390,22 +419,30 @@ class Credentials:
         pairs = headers.items() if isinstance(headers, Mapping) else headers
         session_token = cookie = bearer = None
         for raw_name, raw_value in pairs:
-            name = _text(raw_name).lower()
-            if name == "x-session-token":
+            kind = _HEADER_KINDS.get(raw_name)
+            if kind is None:
+                if len(raw_name) not in _HEADER_LENGTHS:
+                    continue  # most headers: not even worth lower-casing
+                kind = _HEADER_KINDS.get(raw_name.lower())
+            if kind is None:
+                continue
+            if kind == 1:
                 session_token = session_token or _text(raw_value).strip()
-            elif name == "cookie" and cookie is None:
+            elif kind == 2 and cookie is None:
                 cookie = cookie_from_header(_text(raw_value), cookie_name)
-            elif name == "authorization" and bearer is None:
+            elif kind == 3 and bearer is None:
                 scheme, _, value = _text(raw_value).strip().partition(" ")
                 if scheme.lower() == "bearer" and value and " " not in value:
                     bearer = value
         # Kratos reads X-Session-Token first and does not fall back when it is invalid.
         if session_token:
-            return cls(token=session_token) if _valid(session_token, _TOKEN_VALUE) else cls()
+            return (
+                cls._checked(token=session_token) if _valid(session_token, _TOKEN_VALUE) else cls()
+            )
         if cookie:
-            return cls(cookie=cookie)
+            return cls._checked(cookie=cookie)
         if bearer and _valid(bearer, _TOKEN_VALUE):
-            return cls(token=bearer, bearer=True)
+            return cls._checked(token=bearer, bearer=True)
         return cls()
 
     def __bool__(self) -> bool:
@@ -425,5 +462,11 @@ class Credentials:
 
     def cache_key(self) -> bytes:
         """Return a keyed hash of the credential: safe to keep in memory, never reversible."""
-        kind, value = (b"t", self.token) if self.token else (b"c", self.cookie or "")
-        return hashlib.blake2b(kind + value.encode(), key=_KEY_SALT, digest_size=16).digest()
+        key = self._key
+        if key is None:
+            kind, value = (b"t", self.token) if self.token else (b"c", self.cookie or "")
+            hasher = _KEYED_HASH.copy()
+            hasher.update(kind + value.encode())
+            key = hasher.digest()
+            object.__setattr__(self, "_key", key)
+        return key

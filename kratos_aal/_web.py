@@ -23,7 +23,7 @@ from ._models import Credentials, cookie_from_header
 from ._negotiate import wants_json
 from .exceptions import ConfigurationError
 
-__all__ = ["PathRules", "WebRequest", "WebResponse", "conclude", "prepare"]
+__all__ = ["PathRules", "WebRequest", "WebResponse", "conclude", "return_to"]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 HOP_COOKIE = "kratos_aal_hops"
@@ -186,36 +186,13 @@ def return_to(request: WebRequest, config: KratosConfig) -> str:
         if current:
             return current
     if request.method in SAFE_METHODS:
-        return request_url(request, config)
+        url = request_url(request, config)
+        # An oversized URL would not survive the trip through Kratos: come back to the root.
+        return url if len(url) <= _MAX_URL else origin + "/"
     referer = _same_origin(request.header("referer"), origin)
     if referer:
         return referer
     return config.app_url or origin + "/"
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A request ready for :meth:`KratosClient.check`."""
-
-    credentials: Credentials
-    return_to: str
-
-
-def prepare(
-    request: WebRequest,
-    config: KratosConfig,
-    raw_headers: Iterable[tuple[str | bytes, str | bytes]],
-) -> Prepared:
-    """Read the credentials and ``return_to`` of *request*.
-
-    Raises:
-        BadRequest: the request cannot be answered safely.
-    """
-    credentials = Credentials.from_headers(raw_headers, cookie_name=config.cookie_name)
-    back = return_to(request, config)
-    if len(back) > _MAX_URL:
-        back = origin_of(request, config) + "/"
-    return Prepared(credentials, back)
 
 
 # ---------------------------------------------------------------------------- responses

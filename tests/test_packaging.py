@@ -27,7 +27,7 @@ def test_importing_kratos_aal_imports_no_framework() -> None:
 def test_public_api_is_all() -> None:
     # "@py..." names are pytest's assertion rewriting (the plugin lives in this package).
     exported = {name for name in vars(kratos_aal) if not name.startswith(("_", "@"))}
-    modules = {"annotations", "exceptions", "integrations", "testing"}
+    modules = {"annotations", "cli", "exceptions", "integrations", "testing"}
     assert exported - modules == set(kratos_aal.__all__)
     for name in kratos_aal.__all__:
         assert getattr(kratos_aal, name).__module__.startswith("kratos_aal")

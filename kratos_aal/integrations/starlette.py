@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket
 
 from .._client import AsyncKratosClient
 from .._config import KratosConfig
-from .._core import Requirement, RequirementLike
+from .._core import Outcome, Requirement, RequirementLike
 from .._models import AAL, AALLike, Credentials, Session
 from .._web import (
     BadRequest,
@@ -35,7 +35,7 @@ from .._web import (
     bad_request,
     clear_hops,
     conclude,
-    prepare,
+    return_to,
 )
 from ..exceptions import ConfigurationError, StepUpRequired
 
@@ -130,14 +130,16 @@ def _route_path(scope: Scope) -> str:
     return path[len(root) :] or "/" if root and path.startswith(root) else path
 
 
+_SCOPES = {
+    level: ["authenticated", *(other.value for other in AAL if AAL.AAL1 <= other <= level)]
+    for level in AAL
+}
+
+
 def _attach(scope: Scope, session: Session | None) -> None:
     scope.setdefault("state", {})[_SESSION_KEY] = session
     if session is not None:
-        scopes = [
-            "authenticated",
-            *(level.value for level in AAL if AAL.AAL1 <= level <= session.aal),
-        ]
-        scope["auth"] = AuthCredentials(scopes)
+        scope["auth"] = AuthCredentials(_SCOPES[session.aal])
         scope["user"] = KratosUser(session)
 
 
@@ -214,17 +216,23 @@ class KratosAALMiddleware:
         Returns the denial response (a 400 for a request that cannot be answered safely),
         or ``None`` when the request may run.
         """
-        web = _web_request(scope)
+        credentials = Credentials.from_headers(
+            scope.get("headers", ()), cookie_name=self.config.cookie_name
+        )
+        # Built only for a denial: an allowed request never pays for URLs.
+        back = functools.partial(self._return_to, scope)
         try:
-            prepared = prepare(web, self.config, scope.get("headers", ()))
+            decision = await self.client.check(credentials, requirement, back)
         except BadRequest as error:
             return bad_request(str(error))
-        decision = await self.client.check(prepared.credentials, requirement, prepared.return_to)
-        denial = conclude(decision, web, prepared.credentials)
-        if denial is None:
+        if decision.outcome is Outcome.ALLOW:
             _attach(scope, decision.session)
             scope["kratos_aal.allowed"] = True
-        return denial
+            return None
+        return conclude(decision, _web_request(scope), credentials)
+
+    def _return_to(self, scope: Scope) -> str:
+        return return_to(_web_request(scope), self.config)
 
     async def _close_on_shutdown(self, send: Send, message: Message) -> None:
         # The client made from config= is ours: close its connections with the app.

@@ -17,6 +17,7 @@ from urllib.parse import quote
 from .._client import KratosClient
 from .._config import KratosConfig
 from .._core import RequirementLike
+from .._models import Credentials
 from .._web import (
     BadRequest,
     PathRules,
@@ -25,7 +26,7 @@ from .._web import (
     bad_request,
     clear_hops,
     conclude,
-    prepare,
+    return_to,
 )
 from ..exceptions import ConfigurationError
 
@@ -110,12 +111,14 @@ class KratosAALWSGIMiddleware:
         request, raw = _web_request(environ)
         if request.is_preflight:
             return self.app(environ, start_response)
+        credentials = Credentials.from_headers(raw, cookie_name=self.config.cookie_name)
         try:
-            prepared = prepare(request, self.config, raw)
+            decision = self.client.check(
+                credentials, requirement, lambda: return_to(request, self.config)
+            )
         except BadRequest as error:
             return _respond(start_response, bad_request(str(error)))
-        decision = self.client.check(prepared.credentials, requirement, prepared.return_to)
-        denial = conclude(decision, request, prepared.credentials)
+        denial = conclude(decision, request, credentials)
         if denial is not None:
             return _respond(start_response, denial)
         environ[ENVIRON_KEY] = decision.session

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import HttpRequest, HttpResponse
 from django.utils.encoding import escape_uri_path
 
-from ..._core import Requirement
+from ..._core import Decision, Outcome, Requirement
 from ..._models import Credentials
 from ..._web import (
+    HOP_COOKIE,
     BadRequest,
-    Prepared,
     WebRequest,
     WebResponse,
     bad_request,
-    clear_hops,
     conclude,
-    prepare,
+    return_to,
 )
 from . import conf
 
@@ -59,51 +56,46 @@ def as_response(response: WebResponse) -> HttpResponse:
     return result
 
 
-def _prepare(request: HttpRequest) -> tuple[WebRequest, Prepared] | HttpResponse:
-    web = web_request(request)
-    try:
-        return web, prepare(web, conf.get().config, _credential_pairs(request))
-    except BadRequest as error:
-        return as_response(bad_request(str(error)))
+def _return_to(request: HttpRequest) -> str:
+    return return_to(web_request(request), conf.get().config)
 
 
 def _finish(
-    request: HttpRequest, web: WebRequest, prepared: Prepared, decision: Any
+    request: HttpRequest, credentials: Credentials, decision: Decision
 ) -> HttpResponse | None:
-    denial = conclude(decision, web, prepared.credentials)
-    if denial is not None:
-        return as_response(denial)
-    request.kratos_session = decision.session
-    request._kratos_aal_clear_hops = clear_hops(web) is not None
-    return None
+    if decision.outcome is Outcome.ALLOW:
+        request.kratos_session = decision.session
+        request._kratos_aal_clear_hops = HOP_COOKIE in request.COOKIES
+        return None
+    denial = conclude(decision, web_request(request), credentials)
+    assert denial is not None
+    return as_response(denial)
 
 
 def deny(request: HttpRequest, requirement: Requirement) -> HttpResponse | None:
     """Return the denial for *request*, or ``None`` (and attach the session) when allowed."""
-    ready = _prepare(request)
-    if isinstance(ready, HttpResponse):
-        return ready
-    web, prepared = ready
+    credentials = credentials_of(request)
     client, _ = conf.clients()
-    decision = client.check(prepared.credentials, requirement, prepared.return_to)
-    return _finish(request, web, prepared, decision)
+    try:
+        decision = client.check(credentials, requirement, lambda: _return_to(request))
+    except BadRequest as error:
+        return as_response(bad_request(str(error)))
+    return _finish(request, credentials, decision)
 
 
 async def adeny(request: HttpRequest, requirement: Requirement) -> HttpResponse | None:
     """:func:`deny` for async views, on the awaitable client."""
-    ready = _prepare(request)
-    if isinstance(ready, HttpResponse):
-        return ready
-    web, prepared = ready
+    credentials = credentials_of(request)
     _, client = conf.clients()
-    decision = await client.check(prepared.credentials, requirement, prepared.return_to)
-    return _finish(request, web, prepared, decision)
+    try:
+        decision = await client.check(credentials, requirement, lambda: _return_to(request))
+    except BadRequest as error:
+        return as_response(bad_request(str(error)))
+    return _finish(request, credentials, decision)
 
 
 def after(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     """Reset the loop breaker's counter on a response to an allowed request."""
     if getattr(request, "_kratos_aal_clear_hops", False):
-        from ..._web import HOP_COOKIE
-
         response.delete_cookie(HOP_COOKIE, path="/", samesite="Lax")
     return response
