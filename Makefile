@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck docs cov clean
+.PHONY: demo test bench lint typecheck docs cov clean
 
 # The example app and an embedded FakeKratos on 127.0.0.1:8000 and :4433.
 demo: $(STAMP)
@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check kratos_aal tests examples
-	$(BIN)/ruff format --check kratos_aal tests examples
+	$(BIN)/ruff check kratos_aal tests examples benchmarks
+	$(BIN)/ruff format --check kratos_aal tests examples benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -35,6 +35,10 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir "$$(mktemp -d)"
 
 test: lint typecheck docs cov
+
+# SPEC §8's figures as ratios and counts, measured side by side (a few minutes).
+bench: $(STAMP)
+	$(BIN)/python -W ignore::DeprecationWarning -m benchmarks
 
 clean:
 	rm -rf $(VENV) .venv-* .coverage .mypy_cache .pytest_cache .ruff_cache

@@ -1,10 +1,9 @@
+# No `from __future__ import annotations`: FastAPI reads the local routes' annotations.
 """``make bench``: SPEC §8's figures, each a ratio or a count measured side by side in one run.
 
 Timings are medians over interleaved rounds (A, B, A, B, ...), so that a noisy, shared
 machine slows both sides alike. Run: ``python -m benchmarks [--quick]``.
 """
-
-from __future__ import annotations
 
 import argparse
 import asyncio
@@ -20,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from kratos_aal import AsyncKratosClient, Credentials, KratosClient, KratosConfig, Requirement
+from kratos_aal import AsyncKratosClient, Credentials, KratosClient, KratosConfig
 from kratos_aal._core import parse_whoami
 from kratos_aal.testing import FakeKratos, reserve_port, serve
 
@@ -160,7 +159,8 @@ def fastapi_overhead(requests: int, rounds: int) -> None:
 
         return lambda: loop.run_until_complete(many())
 
-    assert loop.run_until_complete(call(guarded, scope)) == 200
+    status = loop.run_until_complete(call(guarded, scope))
+    assert status == 200, status
     times = interleaved({"plain": raw(plain), "guarded": raw(guarded)}, rounds)
     added = times["guarded"] / times["plain"] - 1
     row(
@@ -285,8 +285,9 @@ def coalescing() -> None:
 
 def against_sdk(seconds: float) -> None:
     """Throughput of a check per request: kratos-aal (cached) vs. ory-kratos-client's to_session."""
-    import ory_kratos_client
     from ory_kratos_client.api.frontend_api import FrontendApi
+    from ory_kratos_client.api_client import ApiClient
+    from ory_kratos_client.configuration import Configuration
 
     sock = reserve_port()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -294,7 +295,7 @@ def against_sdk(seconds: float) -> None:
     fake.latency = 0.001  # Kratos 1 ms away
     cookies = [fake.session("aal2").cookie for _ in range(100)]
     with serve(fake, sock=sock):
-        sdk = FrontendApi(ory_kratos_client.ApiClient(ory_kratos_client.Configuration(host=url)))
+        sdk = FrontendApi(ApiClient(Configuration(host=url)))
         ours = KratosClient(KratosConfig(public_url=url))
 
         def run(check: Callable[[str], None]) -> float:
@@ -376,8 +377,8 @@ def memory_per_session(count: int) -> None:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
-    for response, credential in zip(bodies, credentials):
-        result, ttl = parse_whoami(config, response, time.time())
+    for response, credential in zip(bodies, credentials, strict=True):
+        result, _ = parse_whoami(config, response, time.time())
         client._cache.put(b"s" + credential.cache_key(), result, 30)
     gc.collect()
     after = tracemalloc.take_snapshot()
@@ -412,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     for figure, value, target, verdict in ROWS:
         print(f"| {figure:<{width}} | {value} | {target} | {verdict} |")
     print(
-        f"\n({sys.platform}, Python {sys.version.split()[0]}, {time.perf_counter() - started:.0f} s)"
+        f"\n({sys.platform}, Python {sys.version.split()[0]}, "
+        f"{time.perf_counter() - started:.0f} s)"
     )
     return 0
 

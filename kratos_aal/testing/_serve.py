@@ -14,8 +14,12 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 def reserve_port(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     """Bind a listening socket now, so a URL with its port can be known before serving."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets
+    # whose proto says TCP, and with Nagle on, every keep-alive answer waits ~40 ms for
+    # the peer's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(2048)
     return sock
