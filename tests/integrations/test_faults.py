@@ -1,0 +1,80 @@
+"""A fault run end to end: the Starlette example on uvicorn, FakeKratos behind a breaking proxy.
+
+Every whoami call meets a reset, a stall, a 500, a 429 or garbage one time in five. Each
+request uses its own session, so each one's fate is known: a fault must give 503, and
+anything else exactly what Kratos's answer calls for. Never a 500, never a wrong 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import httpx
+
+from examples.starlette_app import create_app
+from kratos_aal import KratosConfig
+from kratos_aal.testing import FakeKratos, reserve_port, serve
+from kratos_aal.testing._faults import FaultProxy, fault_proxy
+
+REQUESTS = 900
+CONCURRENCY = 50
+
+
+def test_fault_run(tmp_path: Any) -> None:
+    kratos_socket = reserve_port()
+    kratos_url = f"http://127.0.0.1:{kratos_socket.getsockname()[1]}"
+    fake = FakeKratos(public_url=kratos_url, whoami_required_aal="aal1")
+    kinds = ["aal2", "aal1", "none"]
+    plan = []
+    for index in range(REQUESTS):
+        kind = kinds[index % 3]
+        if kind == "none":
+            plan.append((kind, f"ory_kratos_session=forged{index:06d}"))
+        else:
+            plan.append((kind, fake.session(kind).cookie_header))
+    proxy = FaultProxy(upstream=kratos_url, rate=0.2, stall=0.6)
+    with serve(fake, sock=kratos_socket), fault_proxy(proxy) as proxy_url:
+        app = create_app(
+            config=KratosConfig(public_url=proxy_url, browser_url=kratos_url, timeout=0.3)
+        )
+        # A long keep-alive: uvicorn closing an idle connection just as the load client
+        # reuses it is a race of the test's own HTTP client, not of kratos-aal.
+        with serve(app, timeout_keep_alive=120) as app_url:
+            results = asyncio.run(_run(app_url, plan))
+
+    faults = Counter(proxy.log.get(cookie, "never-sent") for _, cookie in plan)
+    assert sum(faults[kind] for kind in ("reset", "stall", "500", "429", "garbage")) > 60, faults
+    assert faults["never-sent"] < REQUESTS // 20, faults
+    wrong = []
+    for (kind, cookie), (status, headers) in zip(plan, results, strict=True):
+        fault = proxy.log.get(cookie)
+        # A fault, or no whoami reached Kratos at all (a pooled connection the proxy had
+        # dropped): either way Kratos vouched for nothing, and the answer is 503.
+        expected = 503 if fault != "pass" else 200 if kind == "aal2" else 303
+        if status != expected:
+            wrong.append((kind, fault, status))
+        if status == 503:
+            assert headers.get("retry-after") == ("7" if fault == "429" else "5")
+        if status == 303:
+            assert headers["location"].startswith(f"{kratos_url}/self-service/")
+    assert wrong == [], wrong[:20]
+    statuses = Counter(status for status, _ in results)
+    assert 500 not in statuses
+    assert statuses[503] == REQUESTS - faults["pass"]
+
+
+async def _run(app_url: str, plan: list[tuple[str, str]]) -> list[tuple[int, httpx.Headers]]:
+    limits = httpx.Limits(max_connections=CONCURRENCY)
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+    async with httpx.AsyncClient(base_url=app_url, limits=limits, timeout=30) as http:
+
+        async def one(cookie: str) -> tuple[int, httpx.Headers]:
+            async with semaphore:
+                reply = await http.get(
+                    "/billing", headers={"Cookie": cookie, "Accept": "text/html"}
+                )
+                return reply.status_code, reply.headers
+
+        return await asyncio.gather(*(one(cookie) for _, cookie in plan))
