@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._clock import FakeClock
     from ._fake import FakeIdentity, FakeKratos, FakeSession, FakeTransport, Fault
-    from ._serve import reserve_port, serve
+    from ._faults import FaultProxy, fault_proxy
+    from ._serve import reserve_port, serve, serve_wsgi
 
 __all__ = [
     "FakeClock",
@@ -21,11 +22,21 @@ __all__ = [
     "FakeSession",
     "FakeTransport",
     "Fault",
+    "FaultProxy",
+    "fault_proxy",
     "reserve_port",
     "serve",
+    "serve_wsgi",
 ]
 
-_HOMES = {"FakeClock": "._clock", "reserve_port": "._serve", "serve": "._serve"}
+_HOMES = {
+    "FakeClock": "._clock",
+    "FaultProxy": "._faults",
+    "fault_proxy": "._faults",
+    "reserve_port": "._serve",
+    "serve": "._serve",
+    "serve_wsgi": "._serve",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -15,8 +15,7 @@ import httpx
 
 from examples.starlette_app import create_app
 from kratos_aal import KratosConfig
-from kratos_aal.testing import FakeKratos, reserve_port, serve
-from kratos_aal.testing._faults import FaultProxy, fault_proxy
+from kratos_aal.testing import FakeKratos, FaultProxy, fault_proxy, reserve_port, serve
 
 REQUESTS = 900
 CONCURRENCY = 50

@@ -84,6 +84,9 @@ def get() -> KratosAALSettings:
     Raises:
         ImproperlyConfigured: ``KRATOS_AAL`` is missing or wrong; the message names the key.
     """
+    settings = _state.settings
+    if settings is not None:  # every request: no lock once read
+        return settings
     with _state.lock:
         if _state.settings is None:
             try:
@@ -97,6 +100,8 @@ def clients() -> tuple[KratosClient, AsyncKratosClient]:
     """Return the blocking and the awaitable client (one cache between them)."""
     if _state.override is not None:
         return _state.override
+    if _state.clients is not None:
+        return _state.clients
     config = get().config
     with _state.lock:
         if _state.clients is None:
