@@ -32,7 +32,7 @@ from ._core import (
     whoami_plan,
 )
 from ._models import Credentials, Session
-from .exceptions import KratosAALError, KratosUnavailable
+from .exceptions import ConfigurationError, KratosAALError, KratosUnavailable
 
 __all__ = ["AsyncKratosClient", "KratosClient"]
 
@@ -95,6 +95,27 @@ class _BaseClient:
     def clear_cache(self) -> None:
         """Forget every cached session and second-factor answer."""
         self._cache.clear()
+
+
+ClientT = TypeVar("ClientT", "KratosClient", "AsyncKratosClient")
+
+
+def client_for(
+    owner: str, kind: type[ClientT], config: KratosConfig | None, client: ClientT | None
+) -> tuple[ClientT, bool]:
+    """Return the client a middleware uses, and whether it made it (and so closes it).
+
+    Raises:
+        ConfigurationError: neither or both of *config* and *client*, or a client of the
+            wrong kind; the message names *owner*.
+    """
+    if (config is None) == (client is None):
+        raise ConfigurationError(f"{owner} needs either config= or client=, not both")
+    if client is None:
+        return kind(config), True  # type: ignore[arg-type]
+    if not isinstance(client, kind):
+        raise ConfigurationError(f"{owner} client= must be an instance of {kind.__name__}")
+    return client, False
 
 
 def _advance(

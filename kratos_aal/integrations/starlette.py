@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from .._client import AsyncKratosClient
+from .._client import AsyncKratosClient, client_for
 from .._config import KratosConfig
 from .._core import Outcome, Requirement, RequirementLike
 from .._models import AAL, AALLike, Credentials, Session
@@ -37,7 +37,7 @@ from .._web import (
     conclude,
     return_to,
 )
-from ..exceptions import ConfigurationError, StepUpRequired
+from ..exceptions import StepUpRequired
 
 __all__ = [
     "KratosAALMiddleware",
@@ -172,15 +172,10 @@ class KratosAALMiddleware:
         client: AsyncKratosClient | None = None,
         rules: Mapping[str, RequirementLike] | None = None,
     ) -> None:
-        if (config is None) == (client is None):
-            raise ConfigurationError(
-                "KratosAALMiddleware needs either config= or client=, not both"
-            )
-        if client is not None and not isinstance(client, AsyncKratosClient):
-            raise ConfigurationError("KratosAALMiddleware client= must be an AsyncKratosClient")
         self.app = app
-        self._owns_client = client is None
-        self.client = client if client is not None else AsyncKratosClient(config)  # type: ignore[arg-type]
+        self.client, self._owns_client = client_for(
+            "KratosAALMiddleware", AsyncKratosClient, config, client
+        )
         self.config = self.client.config
         self.rules = PathRules(rules)
 

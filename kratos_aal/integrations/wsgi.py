@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from .._client import KratosClient
+from .._client import KratosClient, client_for
 from .._config import KratosConfig
 from .._core import RequirementLike
 from .._models import Credentials
@@ -28,7 +28,6 @@ from .._web import (
     conclude,
     return_to,
 )
-from ..exceptions import ConfigurationError
 
 __all__ = ["ENVIRON_KEY", "KratosAALWSGIMiddleware"]
 
@@ -92,14 +91,8 @@ class KratosAALWSGIMiddleware:
         client: KratosClient | None = None,
         rules: Mapping[str, RequirementLike] | None = None,
     ) -> None:
-        if (config is None) == (client is None):
-            raise ConfigurationError(
-                "KratosAALWSGIMiddleware needs either config= or client=, not both"
-            )
-        if client is not None and not isinstance(client, KratosClient):
-            raise ConfigurationError("KratosAALWSGIMiddleware client= must be a KratosClient")
         self.app = app
-        self.client = client if client is not None else KratosClient(config)  # type: ignore[arg-type]
+        self.client, _ = client_for("KratosAALWSGIMiddleware", KratosClient, config, client)
         self.config = self.client.config
         self.rules = PathRules(rules)
 
