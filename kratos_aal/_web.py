@@ -127,6 +127,15 @@ def _compile(glob: str) -> re.Pattern[str]:
     return re.compile(".*".join(re.escape(part) for part in glob.split("*")) + tail, re.DOTALL)
 
 
+# Kratos writes Go's http.StatusText; Python 3.13 renamed two of these phrases.
+_GO_STATUS_TEXT = {413: "Request Entity Too Large", 422: "Unprocessable Entity"}
+
+
+def status_text(code: int) -> str:
+    """Return the status text Kratos (Go's ``http.StatusText``) writes for *code*."""
+    return _GO_STATUS_TEXT.get(code) or HTTPStatus(code).phrase
+
+
 class BadRequest(Exception):
     """The request cannot be answered safely (e.g. a malformed ``Host``)."""
 
@@ -243,7 +252,7 @@ def error_body(decision: Decision) -> dict[str, object]:
         "error": {
             "id": error_id,
             "code": status,
-            "status": HTTPStatus(status).phrase,
+            "status": status_text(status),
             "reason": reason,
             "message": message,
         }

@@ -36,3 +36,12 @@ def test_negotiate_prefers_exact_over_wildcards() -> None:
     assert negotiate("*/*;q=0.9, application/json;q=0.9", offers, "text/html") == "application/json"
     assert negotiate("text/*", offers, "x") == "text/html"
     assert negotiate("image/png", offers, "fallback") == "fallback"
+
+
+def test_status_texts_are_kratos_own() -> None:
+    from kratos_aal._web import status_text
+
+    # Go's http.StatusText, whatever Python version renamed (3.13: "Unprocessable Content").
+    assert status_text(422) == "Unprocessable Entity"
+    assert status_text(413) == "Request Entity Too Large"
+    assert status_text(403) == "Forbidden"

@@ -27,6 +27,7 @@ from .._web import (
     clear_hops,
     conclude,
     return_to,
+    status_text,
 )
 
 __all__ = ["ENVIRON_KEY", "KratosAALWSGIMiddleware"]
@@ -126,8 +127,6 @@ class KratosAALWSGIMiddleware:
 
 
 def _respond(start_response: StartResponse, response: WebResponse) -> Iterable[bytes]:
-    from http import HTTPStatus
-
-    status = f"{response.status} {HTTPStatus(response.status).phrase}"
+    status = f"{response.status} {status_text(response.status)}"
     start_response(status, [*response.headers, ("Content-Length", str(len(response.body)))])
     return [response.body]

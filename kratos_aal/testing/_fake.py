@@ -30,6 +30,7 @@ import pyotp
 
 from .._models import AAL, cookie_from_header
 from .._negotiate import negotiate, wants_json
+from .._web import status_text as go_status_text
 from . import _ui
 from ._clock import FakeClock
 
@@ -564,13 +565,11 @@ class FakeKratos:
         details: dict[str, Any] | None = None,
         status_text: str | None = None,
     ) -> dict[str, Any]:
-        from http import HTTPStatus
-
         error: dict[str, Any] = {}
         if error_id:
             error["id"] = error_id
         error["code"] = code
-        error["status"] = status_text or HTTPStatus(code).phrase
+        error["status"] = status_text or go_status_text(code)
         if reason:
             error["reason"] = reason
         if details:
