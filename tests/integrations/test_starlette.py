@@ -299,3 +299,37 @@ async def test_trusted_host_middleware_refuses_foreign_hosts(fake: FakeKratos) -
     ) as http:
         assert (await http.get("/rule/x", headers={"Host": "evil.example"})).status_code == 400
         assert (await http.get("/rule/x")).status_code == 303
+
+
+def test_lifespan_closes_the_client_the_middleware_made(fake: FakeKratos) -> None:
+    app = Starlette(routes=[], middleware=[Middleware(KratosAALMiddleware, config=fake.config())])
+    with TestClient(app):
+        pass
+    stack: Any = app.middleware_stack
+    middleware = stack.app  # ServerErrorMiddleware wraps ours
+    assert isinstance(middleware, KratosAALMiddleware)
+    assert middleware.client._http.is_closed
+
+
+async def test_hop_cookie_stays_on_pages_that_did_not_check(client: httpx.AsyncClient) -> None:
+    # A public page never checked the session: the loop counter is not its to reset.
+    reply = await client.get("/whoami", headers={"Cookie": "kratos_aal_hops=abc.1.1"})
+    assert reply.status_code == 200 and "set-cookie" not in reply.headers
+
+
+async def test_load_session_reuses_what_a_rule_attached(fake: FakeKratos) -> None:
+    async def page(request: Request) -> PlainTextResponse:
+        first = await load_session(request)
+        return PlainTextResponse(f"{first.id if first else None} {fake.calls['/sessions/whoami']}")
+
+    app = Starlette(
+        routes=[Route("/p", page)],
+        middleware=[
+            Middleware(KratosAALMiddleware, client=fake.async_client(), rules={"/p": "aal1"})
+        ],
+    )
+    session = fake.session("aal1")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as http:
+        assert (await http.get("/p", headers=cookie(session))).text == f"{session.id} 1"
