@@ -18,7 +18,7 @@ from http import HTTPStatus
 from urllib.parse import quote, urlsplit
 
 from ._config import KratosConfig
-from ._core import Decision, Outcome, Requirement, RequirementLike
+from ._core import DEFAULT_RETRY_AFTER, Decision, Outcome, Requirement, RequirementLike
 from ._models import Credentials, cookie_from_header
 from ._negotiate import wants_json
 from .exceptions import ConfigurationError
@@ -337,7 +337,7 @@ def conclude(
         return None
     extra: list[tuple[str, str]] = []
     if decision.outcome is Outcome.UNAVAILABLE:
-        extra.append(("Retry-After", str(decision.retry_after or 5)))
+        extra.append(("Retry-After", str(decision.retry_after or DEFAULT_RETRY_AFTER)))
     if request.is_htmx and decision.redirect_to:
         return _json_response(decision, [*extra, ("HX-Redirect", decision.redirect_to)])
     if credentials.is_token or wants_json(request.header("accept"), request.header("content-type")):

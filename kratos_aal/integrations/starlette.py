@@ -28,6 +28,7 @@ from .._config import KratosConfig
 from .._core import Outcome, Requirement, RequirementLike
 from .._models import AAL, AALLike, Credentials, Session
 from .._web import (
+    HOP_COOKIE,
     BadRequest,
     PathRules,
     WebRequest,
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 SCOPE_KEY = "kratos_aal.middleware"
+_HOP_MARK = f"{HOP_COOKIE}=".encode()
 _SESSION_KEY = "kratos_session"
 _URL_SAFE = "/%:@!$&'()*+,;=-._~"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -238,7 +240,7 @@ class KratosAALMiddleware:
     async def _call_app(self, scope: Scope, receive: Receive, send: Send) -> None:
         wrapped = send
         if scope["type"] == "http" and any(
-            k.lower() == b"cookie" and b"kratos_aal_hops=" in v for k, v in scope.get("headers", ())
+            k.lower() == b"cookie" and _HOP_MARK in v for k, v in scope.get("headers", ())
         ):
             wrapped = functools.partial(_clear_hops_on_allow, scope, send)
         try:
