@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ._config import KratosConfig
 from ._core import DEFAULT_RETRY_AFTER, Decision, Outcome, Requirement, RequirementLike
@@ -23,7 +23,7 @@ from ._models import Credentials, cookie_from_header
 from ._negotiate import wants_json
 from .exceptions import ConfigurationError
 
-__all__ = ["PathRules", "WebRequest", "WebResponse", "conclude", "return_to"]
+__all__ = ["PathRules", "WebRequest", "WebResponse", "conclude", "return_to", "route_readings"]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 HOP_COOKIE = "kratos_aal_hops"
@@ -35,6 +35,7 @@ _HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\])(?::\d{{1
 # Everything a URL may hold unescaped; the rest (spaces, CR/LF, non-ASCII) is %-encoded.
 _URL_SAFE = "/%:@!$&'()*+,;=-._~?"
 _MAX_URL = 4096
+_SLASHES = re.compile("/{2,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +62,6 @@ class WebRequest:
     def header(self, name: str) -> str:
         """Return a header value, or ``""``."""
         return self.headers.get(name, "")
-
-    @property
-    def is_preflight(self) -> bool:
-        """Return whether this is a CORS preflight."""
-        return self.method == "OPTIONS" and bool(self.header("access-control-request-method"))
 
     @property
     def is_htmx(self) -> bool:
@@ -113,11 +109,92 @@ class PathRules:
         return bool(self._rules)
 
     def match(self, path: str) -> Requirement | None:
-        """Return the requirement of the first glob that matches *path*, else ``None``."""
+        """Return the requirement of the first glob that matches *path* as given, else ``None``.
+
+        Adapters use :meth:`requirement`, which reads the path the way frameworks route it.
+        """
         for pattern, requirement in self._rules:
             if pattern.fullmatch(path):
                 return requirement
         return None
+
+    def requirement(self, path: str) -> Requirement | None:
+        """Return the strictest requirement any routing of *path* meets, else ``None``.
+
+        *path* is the decoded path below the mount point (``PATH_INFO``, ASGI's path less
+        ``root_path``, Django's ``path_info``). Each reading from :func:`route_readings`
+        is matched (first glob wins per reading), and the matches are merged with
+        :func:`strictest`: ``//billing`` is public to a matcher that sees it as written,
+        but Werkzeug routes it to ``/billing``.
+        """
+        if not self._rules:
+            return None
+        found = [r for r in map(self.match, route_readings(path)) if r is not None]
+        return strictest(found) if found else None
+
+
+def _collapse(path: str) -> str:
+    return _SLASHES.sub("/", path)
+
+
+def _remove_dots(path: str) -> str:
+    # RFC 3986 section 5.2.4, on whole segments: what browsers, curl and Django's
+    # resolvers would make of "." and ".." (a ".." at the top stays at the top).
+    out: list[str] = []
+    segments = path.split("/")
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        if segment == ".":
+            if last:
+                out.append("")
+        elif segment == "..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append("")
+        else:
+            out.append(segment)
+    result = "/".join(out)
+    return result if result.startswith("/") else "/" + result
+
+
+def route_readings(path: str) -> frozenset[str]:
+    """Return every path a framework might route *path* to.
+
+    Servers pass the path through as the client sent it (gunicorn keeps ``//`` and, once
+    decoded, ``%2f`` is a ``/``), and each framework then reads it its own way: Werkzeug
+    strips leading slashes, some routers collapse repeated slashes, some resolve ``.``
+    and ``..``, a proxy may decode ``%2e`` and ``%2f`` once more. The readings are the
+    path as given, with repeated slashes collapsed, with dot segments resolved, both,
+    and all of these again after one more percent-decoding.
+    """
+    path = path or "/"
+    readings = {path}
+    for text in (path, unquote(path)):
+        for variant in (text, _collapse(text)):
+            readings.add(variant)
+            readings.add(_remove_dots(variant))
+            readings.add(_collapse(_remove_dots(variant)))
+    return frozenset(readings)
+
+
+def strictest(requirements: list[Requirement]) -> Requirement:
+    """Return one requirement that demands what each of *requirements* demands.
+
+    The highest ``aal``, the shortest ``max_age``, and the methods every set allows.
+    Two method sets with nothing in common cannot both be met by one method: the
+    first such set is kept, as it still demands a second factor of that kind.
+    """
+    first = requirements[0]
+    if all(r == first for r in requirements):
+        return first
+    aal = max(r.aal for r in requirements)
+    ages = [r.max_age for r in requirements if r.max_age is not None]
+    methods: frozenset[str] | None = None
+    for r in requirements:
+        if r.methods is not None:
+            methods = r.methods if methods is None else (methods & r.methods or methods)
+    return Requirement(aal, max_age=min(ages) if ages else None, methods=methods)
 
 
 def _compile(glob: str) -> re.Pattern[str]:

@@ -23,7 +23,13 @@ from fastapi.security import APIKeyCookie, APIKeyHeader
 
 from .._core import Requirement
 from .._models import AAL, AALLike, Session
-from .starlette import KratosAALMiddleware, KratosDenied, get_session, middleware_of
+from .starlette import (
+    KratosAALMiddleware,
+    KratosDenied,
+    deny_in_scope,
+    get_session,
+    middleware_of,
+)
 
 __all__ = ["KratosAALMiddleware", "KratosDenied", "RequireAAL", "require_aal1", "require_aal2"]
 
@@ -75,7 +81,7 @@ class RequireAAL:
         middleware = middleware_of(request, "RequireAAL")
         denial = await middleware.enforce(request.scope, self.requirement)
         if denial is not None:
-            raise KratosDenied(denial)
+            raise deny_in_scope(request.scope, denial)
         session = get_session(request)
         assert session is not None  # enforce() attached it
         return session

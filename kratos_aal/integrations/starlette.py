@@ -188,12 +188,8 @@ class KratosAALMiddleware:
             await self.app(scope, receive, send)
             return
         scope[SCOPE_KEY] = self
-        requirement = self.rules.match(_route_path(scope))
-        if requirement is None or (
-            scope["type"] == "http"
-            and scope.get("method") == "OPTIONS"
-            and _web_request(scope).is_preflight
-        ):
+        requirement = self.rules.requirement(_route_path(scope))
+        if requirement is None:
             await self._call_app(scope, receive, send)
             return
         response = await self.enforce(scope, requirement)
@@ -238,29 +234,62 @@ class KratosAALMiddleware:
         await send(message)
 
     async def _call_app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        wrapped = send
-        if scope["type"] == "http" and any(
-            k.lower() == b"cookie" and _HOP_MARK in v for k, v in scope.get("headers", ())
-        ):
-            wrapped = functools.partial(_clear_hops_on_allow, scope, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        relay = _Relay(scope, send)
         try:
-            await self.app(scope, receive, wrapped)
+            await self.app(scope, receive, relay)
         except KratosDenied as denied:
-            await _send(send, denied.response)
+            # A mounted app's own error middleware may already have answered for it.
+            if not relay.started:
+                await _send(send, denied.response)
 
 
-async def _clear_hops_on_allow(scope: Scope, send: Send, message: Message) -> None:
-    if message["type"] == "http.response.start" and scope.get("kratos_aal.allowed"):
-        clear = clear_hops(_web_request(scope))
-        if clear is not None:
-            message = {
-                **message,
-                "headers": [
-                    *message.get("headers", []),
-                    (b"set-cookie", clear[1].encode("latin-1")),
-                ],
-            }
-    await send(message)
+_DENIAL_KEY = "kratos_aal.denial"
+
+
+class _Relay:
+    """Pass an app's messages on, answering a denial the app itself failed to answer.
+
+    A FastAPI app mounted below this middleware has its own error middleware: a
+    :class:`KratosDenied` raised by a dependency reaches it first, and it starts a 500.
+    The denial is in the scope by then (the mounted app shares the scope dict), so that
+    500 is replaced by the denial. On an allowed request, the loop counter is reset.
+    """
+
+    __slots__ = ("scope", "send", "started", "swallow")
+
+    def __init__(self, scope: Scope, send: Send) -> None:
+        self.scope = scope
+        self.send = send
+        self.started = False
+        self.swallow = False
+
+    async def __call__(self, message: Message) -> None:
+        if self.swallow:
+            return
+        if message["type"] == "http.response.start" and not self.started:
+            self.started = True
+            denial = self.scope.get(_DENIAL_KEY)
+            if isinstance(denial, WebResponse):
+                self.swallow = True
+                await _send(self.send, denial)
+                return
+            if self.scope.get("kratos_aal.allowed") and any(
+                k.lower() == b"cookie" and _HOP_MARK in v for k, v in self.scope.get("headers", ())
+            ):
+                clear = clear_hops(_web_request(self.scope))
+                if clear is not None:
+                    headers = [*message.get("headers", []), (b"set-cookie", clear[1].encode())]
+                    message = {**message, "headers": headers}
+        await self.send(message)
+
+
+def deny_in_scope(scope: Scope, response: WebResponse) -> KratosDenied:
+    """Return the exception a dependency raises for *response*, remembering it in *scope*."""
+    scope[_DENIAL_KEY] = response
+    return KratosDenied(response)
 
 
 def middleware_of(connection: HTTPConnection, what: str) -> KratosAALMiddleware:

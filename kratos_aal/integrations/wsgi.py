@@ -99,12 +99,11 @@ class KratosAALWSGIMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         environ["kratos_aal.middleware"] = self
-        requirement = self.rules.match(_wsgi_text(environ.get("PATH_INFO", "")) or "/")
+        # PATH_INFO is what the app routes; SCRIPT_NAME is where the app is mounted.
+        requirement = self.rules.requirement(_wsgi_text(environ.get("PATH_INFO", "")))
         if requirement is None:
             return self.app(environ, start_response)
         request, raw = _web_request(environ)
-        if request.is_preflight:
-            return self.app(environ, start_response)
         credentials = Credentials.from_headers(raw, cookie_name=self.config.cookie_name)
         try:
             decision = self.client.check(

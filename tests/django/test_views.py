@@ -259,13 +259,15 @@ def test_withheld_session_reads_as_none(fake_kratos: FakeKratos) -> None:
         assert async_to_sync(async_client.get)("/me/").json() == {"session": None}
 
 
-def test_cors_preflight_on_a_rule_passes(fake_kratos: FakeKratos) -> None:
-    reply = Client().options(
+@pytest.mark.parametrize("method", ["options", "get"])
+def test_preflight_headers_earn_no_exemption(fake_kratos: FakeKratos, method: str) -> None:
+    # The report view runs for any method: a forged preflight must not read it.
+    reply = getattr(Client(**HTML), method)(
         "/reports/q1/",
         headers={"Origin": "http://spa.example", "Access-Control-Request-Method": "GET"},
     )
-    assert reply.status_code == 200
-    assert fake_kratos.calls["/sessions/whoami"] == 0
+    assert reply.status_code == 303
+    assert b"q1" not in reply.content
 
 
 def test_hop_cookie_is_cleared_once_allowed(fake_kratos: FakeKratos) -> None:

@@ -12,6 +12,7 @@ from . import conf
 
 MIDDLEWARE = "kratos_aal.integrations.django.KratosSessionMiddleware"
 _SECURITY = "django.middleware.security.SecurityMiddleware"
+_CORS = "corsheaders.middleware.CorsMiddleware"
 
 
 @register(Tags.security, "kratos_aal")
@@ -57,6 +58,19 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                 "checked, and browsers sent to Kratos, before the HTTPS redirect.",
                 hint=f"Move '{MIDDLEWARE}' below '{_SECURITY}' in MIDDLEWARE.",
                 id="kratos_aal.W001",
+            )
+        )
+    if (
+        MIDDLEWARE in middleware
+        and _CORS in middleware
+        and middleware.index(_CORS) > middleware.index(MIDDLEWARE)
+    ):
+        found.append(
+            Warning(
+                "CorsMiddleware comes after KratosSessionMiddleware: a cross-origin "
+                "preflight to a protected path is denied before CORS can answer it.",
+                hint=f"Move '{_CORS}' above '{MIDDLEWARE}' in MIDDLEWARE.",
+                id="kratos_aal.W002",
             )
         )
     return found

@@ -66,9 +66,7 @@ class KratosSessionMiddleware:
         settings = conf.get()
         if not settings.rules:
             return None
-        if request.method == "OPTIONS" and "access-control-request-method" in request.headers:
-            return None
-        return settings.rules.match(request.path_info)
+        return settings.rules.requirement(request.path_info)
 
     @staticmethod
     def _attach(request: HttpRequest) -> None:
