@@ -1,0 +1,123 @@
+"""Issue 9 item 4: FastAPI mounted inside another app denies as it does at the top."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import httpx
+import pytest
+from fastapi import APIRouter, Depends, FastAPI
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Mount
+from starlette.testclient import TestClient
+
+from kratos_aal import Session
+from kratos_aal.integrations.fastapi import KratosAALMiddleware, require_aal2
+from kratos_aal.testing import FakeKratos
+from kratos_aal.testing._serve import serve
+
+JSON = {"Accept": "application/json"}
+HTML = {"Accept": "text/html"}
+
+
+def inner_api() -> FastAPI:
+    api = FastAPI()
+
+    @api.get("/billing")
+    async def billing(session: Annotated[Session, Depends(require_aal2)]) -> dict[str, str]:
+        return {"page": "billing", "aal": session.aal.value}
+
+    router = APIRouter(prefix="/r")
+
+    @router.get("/billing")
+    def routed(session: Annotated[Session, Depends(require_aal2)]) -> dict[str, str]:
+        return {"page": "routed", "aal": session.aal.value}
+
+    api.include_router(router)
+    return api
+
+
+def starlette_outside(fake: FakeKratos) -> Any:
+    middleware = [Middleware(KratosAALMiddleware, client=fake.async_client())]
+    return Starlette(routes=[Mount("/api", app=inner_api())], middleware=middleware)
+
+
+def fastapi_outside(fake: FakeKratos) -> Any:
+    app = FastAPI()
+    app.add_middleware(KratosAALMiddleware, client=fake.async_client())
+    app.mount("/api", inner_api())
+    return app
+
+
+def twice_mounted(fake: FakeKratos) -> Any:
+    middle = FastAPI()
+    middle.mount("/v1", inner_api())
+    app = Starlette(routes=[Mount("/outer", app=middle)])
+    return KratosAALMiddleware(app, client=fake.async_client())
+
+
+OUTER: dict[str, tuple[Callable[[FakeKratos], Any], str]] = {
+    "starlette-mount": (starlette_outside, "/api"),
+    "fastapi-mount": (fastapi_outside, "/api"),
+    "nested-twice": (twice_mounted, "/outer/v1"),
+}
+PATHS = ["/billing", "/r/billing"]
+
+
+def expectations(fake: FakeKratos) -> list[tuple[dict[str, str], int, str | None]]:
+    """Return (headers, status, error id) for every denial and the allowed case."""
+    totp = fake.session("aal1", totp=True).cookie_header
+    bare = fake.session("aal1").cookie_header
+    return [
+        (HTML, 303, None),
+        (JSON, 401, "session_inactive"),
+        ({**JSON, "Cookie": totp}, 403, "session_aal2_required"),
+        ({**JSON, "Cookie": bare}, 403, "session_aal2_enrollment_required"),
+        ({**JSON, "Cookie": fake.session("aal2").cookie_header}, 200, None),
+    ]
+
+
+def check(reply: httpx.Response, status: int, error_id: str | None) -> None:
+    assert reply.status_code == status, reply.text
+    if status == 303:
+        assert "/self-service/login/browser" in reply.headers["location"]
+    elif error_id is not None:
+        assert reply.json()["error"]["id"] == error_id
+        assert "redirect_browser_to" in reply.json()
+        assert reply.headers["cache-control"] == "no-store"
+    else:
+        assert reply.json()["aal"] == "aal2"
+
+
+@pytest.mark.parametrize("outer", sorted(OUTER))
+@pytest.mark.parametrize("path", PATHS)
+def test_mounted_denials_with_test_client(outer: str, path: str) -> None:
+    fake = FakeKratos(whoami_required_aal="aal1")
+    build, prefix = OUTER[outer]
+    # raise_server_exceptions stays on: a denial that escaped as an error would raise here.
+    with TestClient(build(fake), follow_redirects=False) as client:
+        for headers, status, error_id in expectations(fake):
+            check(client.get(prefix + path, headers=headers), status, error_id)
+
+
+@pytest.mark.parametrize("outer", sorted(OUTER))
+def test_mounted_denials_under_uvicorn(outer: str) -> None:
+    fake = FakeKratos(whoami_required_aal="aal1")
+    build, prefix = OUTER[outer]
+    with serve(build(fake)) as url, httpx.Client(base_url=url, timeout=10) as client:
+        for path in PATHS:
+            for headers, status, error_id in expectations(fake):
+                check(client.get(prefix + path, headers=headers), status, error_id)
+            # The connection stays usable after a denial: the next answer is whole.
+            assert client.get("/nowhere").status_code == 404
+
+
+def test_top_level_fastapi_still_denies() -> None:
+    fake = FakeKratos(whoami_required_aal="aal1")
+    app = inner_api()
+    app.add_middleware(KratosAALMiddleware, client=fake.async_client())
+    with TestClient(app, follow_redirects=False) as client:
+        for headers, status, error_id in expectations(fake):
+            check(client.get("/r/billing", headers=headers), status, error_id)
