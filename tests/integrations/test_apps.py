@@ -286,7 +286,7 @@ async def test_preflight_headers_earn_no_exemption(
     preflight = {"Origin": "http://spa.example", "Access-Control-Request-Method": "GET"}
     # Starlette's router answers OPTIONS on a GET/POST route with 405 before any handler.
     expected = {303, 405} if method == "OPTIONS" and app.framework != "flask" else {303}
-    reply = await app.request(method, "/billing", browser(**preflight))
+    reply = await app.request(method, "/billing", {**browser(), **preflight})
     assert reply.status in expected
     assert b"aal2" not in reply.body
     json_reply = await app.request(method, "/billing", {**JSON, **preflight})

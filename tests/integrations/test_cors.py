@@ -29,6 +29,16 @@ async def secret(request: Request) -> PlainTextResponse:
     return PlainTextResponse("SECRET")
 
 
+def add_cors(app: Any) -> None:
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=[SPA],
+        allow_methods=["*"],
+        allow_headers=["*"],
+        allow_credentials=True,
+    )
+
+
 def cors() -> Middleware:
     return Middleware(
         CORSMiddleware,
@@ -52,9 +62,9 @@ def fastapi_app(fake: FakeKratos, cors_outside: bool) -> Any:
     # add_middleware puts each new middleware outside the ones added before.
     if cors_outside:
         app.add_middleware(KratosAALMiddleware, client=fake.async_client(), rules=RULES)
-        app.add_middleware(CORSMiddleware, **cors().kwargs)
+        add_cors(app)
     else:
-        app.add_middleware(CORSMiddleware, **cors().kwargs)
+        add_cors(app)
         app.add_middleware(KratosAALMiddleware, client=fake.async_client(), rules=RULES)
     return app
 

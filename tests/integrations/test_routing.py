@@ -117,7 +117,7 @@ def test_gunicorn_flask_battery(flask_under_gunicorn: str, target: str) -> None:
     assert status == 303, (target, status, body)
     json_status, json_body = raw_get(flask_under_gunicorn, target, {"Accept": "application/json"})
     assert json_status == 401
-    assert b"\"balance\"" not in json_body and b'"page"' not in json_body
+    assert b'"balance"' not in json_body and b'"page"' not in json_body
 
 
 def test_gunicorn_flask_session_still_passes(
