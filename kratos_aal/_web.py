@@ -81,7 +81,8 @@ class PathRules:
     """Path globs mapped to requirements; the first match wins.
 
     ``*`` matches any run of characters, ``/`` included; ``/billing/*`` also matches
-    ``/billing``. Matching is case-sensitive, against the request path.
+    ``/billing``. Matching is case-sensitive. Adapters ask :meth:`requirement`, which
+    matches every path the framework may route the request to (SPEC §4).
 
     Raises:
         ConfigurationError: a glob or a requirement is wrong; the message names it.

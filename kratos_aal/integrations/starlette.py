@@ -160,7 +160,9 @@ class KratosAALMiddleware:
         config: Where Kratos is; a new :class:`AsyncKratosClient` is made from it.
         client: An :class:`AsyncKratosClient` to use instead of *config*.
         rules: Path globs mapped to requirements (``"aal1"``, ``"aal2"`` or a
-            :class:`Requirement`); first match wins; unmatched paths are public.
+            :class:`Requirement`); first match wins; unmatched paths are public. Each
+            path is matched as the framework may route it (``//x``, ``/./x``): the strictest
+            rule applies.
 
     Raises:
         ConfigurationError: neither or both of *config* and *client*, or a bad rule.

@@ -79,6 +79,8 @@ class KratosAALWSGIMiddleware:
         config: Where Kratos is; a new :class:`KratosClient` is made from it.
         client: A :class:`KratosClient` to use instead of *config*.
         rules: Path globs mapped to requirements; first match wins; unmatched paths are public.
+            Each ``PATH_INFO`` is matched as the framework may route it (``//x``, ``/./x``):
+            the strictest rule applies.
 
     Raises:
         ConfigurationError: neither or both of *config* and *client*, or a bad rule.
