@@ -139,24 +139,23 @@ def _collapse(path: str) -> str:
 
 
 def _remove_dots(path: str) -> str:
-    # RFC 3986 section 5.2.4, on whole segments: what browsers, curl and Django's
-    # resolvers would make of "." and ".." (a ".." at the top stays at the top).
+    # RFC 3986 section 5.2.4 on whole segments, as browsers and curl resolve "." and
+    # "..": a trailing one leaves a trailing slash, and ".." never climbs above the top.
     out: list[str] = []
     segments = path.split("/")
-    for index, segment in enumerate(segments):
-        last = index == len(segments) - 1
-        if segment == ".":
-            if last:
-                out.append("")
-        elif segment == "..":
+    for segment in segments:
+        if segment == "..":
             if len(out) > 1:
                 out.pop()
-            if last:
-                out.append("")
-        else:
+        elif segment != ".":
             out.append(segment)
-    result = "/".join(out)
-    return result if result.startswith("/") else "/" + result
+    if segments[-1] in (".", ".."):
+        out.append("")
+    return "/".join(out)
+
+
+def _plain(path: str) -> bool:
+    return path.startswith("/") and "//" not in path and "/." not in path and "%" not in path
 
 
 def route_readings(path: str) -> frozenset[str]:
@@ -164,18 +163,18 @@ def route_readings(path: str) -> frozenset[str]:
 
     Servers pass the path through as the client sent it (gunicorn keeps ``//`` and, once
     decoded, ``%2f`` is a ``/``), and each framework then reads it its own way: Werkzeug
-    strips leading slashes, some routers collapse repeated slashes, some resolve ``.``
-    and ``..``, a proxy may decode ``%2e`` and ``%2f`` once more. The readings are the
-    path as given, with repeated slashes collapsed, with dot segments resolved, both,
-    and all of these again after one more percent-decoding.
+    routes ``"/" + path.lstrip("/")``, some routers collapse repeated slashes, some
+    resolve ``.`` and ``..``, a proxy may decode ``%2e`` and ``%2f`` once more. The
+    readings are the path as given, with repeated slashes collapsed, with dot segments
+    resolved after that, and all of these again after one more percent-decoding.
     """
     path = path or "/"
-    readings = {path}
+    if _plain(path):
+        return frozenset((path,))  # the common case: nothing to read differently
+    readings = set()
     for text in (path, unquote(path)):
-        for variant in (text, _collapse(text)):
-            readings.add(variant)
-            readings.add(_remove_dots(variant))
-            readings.add(_collapse(_remove_dots(variant)))
+        collapsed = "/" + _collapse(text).lstrip("/")
+        readings.update((text, collapsed, _remove_dots(collapsed)))
     return frozenset(readings)
 
 

@@ -54,6 +54,8 @@ BILLING = PathRules({"/billing/transfer": Requirement("aal2", max_age=300), "/bi
         "/../billing",
         "/billing/.",
         "/billing/./x",
+        "billing",  # Werkzeug routes a PATH_INFO without its slash as "/billing"
+        "/billing/x/..",
         "/%62illing",  # a literal %62 in the decoded path: a proxy may decode once more
     ],
 )
@@ -78,6 +80,29 @@ def test_other_paths_stay_public(path: str) -> None:
 def test_readings_of_a_plain_path_are_just_the_path() -> None:
     assert route_readings("/billing/x") == {"/billing/x"}
     assert route_readings("") == {"/"}
+
+
+@pytest.mark.parametrize(
+    ("path", "resolved"),
+    [
+        ("/a/./b", "/a/b"),
+        ("/a/.", "/a/"),
+        ("/a/b/..", "/a/"),
+        ("/a/../b", "/b"),
+        ("/../b", "/b"),
+        ("/..", "/"),
+        ("/a/..b/.c", "/a/..b/.c"),
+    ],
+)
+def test_dot_segments_resolve_as_browsers_do(path: str, resolved: str) -> None:
+    assert resolved in route_readings(path)
+
+
+@pytest.mark.parametrize("path", ["/x/../y", "//x/../y", "/x//../y"])
+def test_unresolved_readings_count_too(path: str) -> None:
+    # A router that keeps ".." routes "/x/../y" below /x; one that also collapses
+    # slashes routes "//x/../y" there too.
+    assert PathRules({"/x/*": "aal1"}).requirement(path) == Requirement("aal1")
 
 
 def test_readings_include_what_werkzeug_routes() -> None:
