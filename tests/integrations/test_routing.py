@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from io import BytesIO
@@ -268,3 +269,48 @@ def test_asgi_root_path(target: str) -> None:
         assert status == 303 and b"SECRET" not in body
         ok, text = raw_get(url, "/shop/billing", {"Cookie": fake.session("aal2").cookie_header})
         assert (ok, text) == (200, b"SECRET /prefix/shop/billing")
+
+
+# ------------------------------------------------- Starlette rules in front of mounted Flask
+
+
+def plain_flask() -> Any:
+    """A Flask app with no protection of its own: only the Starlette rules guard it."""
+    from flask import Flask
+
+    app = Flask(__name__)
+    app.add_url_rule("/billing", "billing", lambda: "SECRET billing")
+    app.add_url_rule("/billing/<path:rest>", "rest", lambda rest: "SECRET " + rest)
+    app.add_url_rule("/api/balance", "balance", lambda: "SECRET balance")
+    return app
+
+
+@pytest.fixture(scope="module")
+def flask_behind_starlette() -> Iterator[tuple[FakeKratos, str]]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # StarletteDeprecationWarning: the module still works
+        from starlette.middleware.wsgi import WSGIMiddleware
+    fake = FakeKratos(whoami_required_aal="aal1")
+    app = Starlette(
+        routes=[Mount("/legacy", app=WSGIMiddleware(plain_flask()))],
+        middleware=[
+            Middleware(
+                KratosAALMiddleware,
+                client=fake.async_client(),
+                rules={"/legacy/billing/*": "aal2", "/legacy/api/*": "aal2"},
+            )
+        ],
+    )
+    with serve(app) as url:
+        yield fake, url
+
+
+@pytest.mark.parametrize("target", BATTERY)
+def test_starlette_rules_guard_a_mounted_flask_app(
+    flask_behind_starlette: tuple[FakeKratos, str], target: str
+) -> None:
+    fake, url = flask_behind_starlette
+    status, body = raw_get(url, "/legacy" + target)
+    assert status == 303 and b"SECRET" not in body, (target, status, body)
+    cookie = {"Cookie": fake.session("aal2").cookie_header}
+    assert raw_get(url, "/legacy//billing", cookie) == (200, b"SECRET billing")
