@@ -283,7 +283,10 @@ class _Relay:
             ):
                 clear = clear_hops(_web_request(self.scope))
                 if clear is not None:
-                    headers = [*message.get("headers", []), (b"set-cookie", clear[1].encode())]
+                    headers = [
+                        *message.get("headers", []),
+                        (b"set-cookie", clear[1].encode("latin-1")),
+                    ]
                     message = {**message, "headers": headers}
         await self.send(message)
 
