@@ -130,6 +130,8 @@ class PathRules:
         """
         if not self._rules:
             return None
+        if _plain(path):
+            return self.match(path)  # the common case, on every request: one reading
         found = [r for r in map(self.match, route_readings(path)) if r is not None]
         return strictest(found) if found else None
 
