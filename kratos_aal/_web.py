@@ -173,7 +173,7 @@ def route_readings(path: str) -> frozenset[str]:
     path = path or "/"
     if _plain(path):
         return frozenset((path,))  # the common case: nothing to read differently
-    readings = set()
+    readings: set[str] = set()
     for text in (path, unquote(path)):
         collapsed = "/" + _collapse(text).lstrip("/")
         readings.update((text, collapsed, _remove_dots(collapsed)))
