@@ -3,8 +3,8 @@
 Framework-free. ``opentelemetry`` is imported lazily and only when installed (extra
 ``otel``); with no SDK configured every hook returns after one attribute read, so the hot
 path costs what it cost before. Whether an SDK is configured is looked up again on every
-call to Kratos (a request is on its way anyway, and an app configures its SDK before the
-first one), never on a cache hit.
+call to Kratos and every denial (both cost far more than the look-up), never on an allow
+from the cache: that one always follows a call to Kratos.
 
 The hooks the rest of the package calls:
 
@@ -342,6 +342,9 @@ def decided(
     Never raises: observing must not break a request.
     """
     try:
+        if decision.outcome is not Outcome.ALLOW:
+            # A denial may come before any call to Kratos (no credentials at all).
+            refresh()
         if STATE.metrics is not None:
             _counted(decision, framework)
         if decision.outcome is Outcome.ALLOW:

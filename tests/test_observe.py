@@ -270,7 +270,10 @@ def test_counts_match_a_scripted_run(framework: str, otel: Otel, audit: Audit) -
     assert [s.name for s in spans].count("GET /self-service/login/browser") == 2
     assert {s.kind for s in spans} == {trace.SpanKind.CLIENT}
     failed = [s for s in spans if s.status.status_code is trace.StatusCode.ERROR]
-    assert sorted(str(s.attributes.get("error.type")) for s in failed) == ["500", "RemoteProtocolError"]  # type: ignore[union-attr]
+    assert sorted(str(s.attributes.get("error.type")) for s in failed) == [
+        "500",
+        "RemoteProtocolError",
+    ]  # type: ignore[union-attr]
     # One record per denial, one for the allow that came back with the hop cookie.
     assert [r.outcome for r in audit.records] == [  # type: ignore[attr-defined]
         "login",
@@ -320,9 +323,7 @@ def test_audit_records_carry_the_fields_as_json(framework: str, audit: Audit) ->
 
 
 @pytest.mark.parametrize("framework", ["starlette", "wsgi"])
-def test_no_credential_in_any_attribute_or_record(
-    framework: str, otel: Otel, audit: Audit
-) -> None:
+def test_no_credential_in_any_attribute_or_record(framework: str, otel: Otel, audit: Audit) -> None:
     script = scripted(framework)
     seen: list[str] = []
     data = otel.reader.get_metrics_data()
