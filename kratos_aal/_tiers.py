@@ -98,13 +98,14 @@ def describe_tiers(config: Any, timeout: float) -> list[tuple[bool, str]]:
     return lines
 
 
-def check_cache_tiers(doctor: _Reporter, url: str, timeout: float) -> None:
-    """Report the cache tiers of the ``KRATOS_*`` environment's configuration to *doctor*."""
-    try:
-        config = KratosConfig.from_env(os.environ, public_url=url)
-    except ConfigurationError as error:
-        doctor.problem(f"the KRATOS_* environment is not a valid configuration: {error}")
-        return
+def check_cache_tiers(doctor: _Reporter, url: str, timeout: float, config: Any = None) -> None:
+    """Report the cache tiers of *config* (default: the ``KRATOS_*`` environment's) to *doctor*."""
+    if config is None:
+        try:
+            config = KratosConfig.from_env(os.environ, public_url=url)
+        except ConfigurationError as error:
+            doctor.problem(f"the KRATOS_* environment is not a valid configuration: {error}")
+            return
     for ok, text in describe_tiers(config, timeout):
         if ok:
             doctor.say("✓", text)

@@ -434,3 +434,32 @@ def test_spans_are_children_of_the_current_span(otel: Otel) -> None:
     child = next(s for s in otel.spans.get_finished_spans() if s.name != "request")
     assert child.parent is not None
     assert child.parent.span_id == parent.get_span_context().span_id
+
+
+def test_without_opentelemetry_installed_nothing_is_recorded(
+    monkeypatch: pytest.MonkeyPatch, audit: Audit
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # import fails
+    monkeypatch.setattr(_observe.STATE, "api", None)
+    monkeypatch.setattr(_observe.STATE, "meter_provider", None)
+    _observe.refresh()
+    assert _observe.STATE.api is False and _observe.STATE.metrics is None
+    scripted("starlette")
+    assert len(audit.records) == 7  # the audit trail is plain logging
+
+
+def test_spans_without_metrics() -> None:
+    _reset_globals()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    try:
+        scripted("wsgi")
+        assert _observe.STATE.metrics is None
+        assert len(exporter.get_finished_spans()) == 9
+    finally:
+        _reset_globals()
+        _observe.refresh()

@@ -178,3 +178,34 @@ def test_a_real_redis_answers() -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_rediss_to_a_plain_server_is_no_answer(resp_port: int) -> None:
+    reason = ping_redis(f"rediss://127.0.0.1:{resp_port}", 2.0)
+    assert reason is not None and reason.startswith("no answer (SSL")
+
+
+def test_doctor_counts_a_silent_shared_tier_as_a_problem(resp_port: int) -> None:
+    from kratos_aal._tiers import check_cache_tiers
+
+    class Doctor:
+        def __init__(self) -> None:
+            self.lines: list[tuple[str, str]] = []
+
+        def say(self, mark: str, text: str) -> None:
+            self.lines.append((mark, text))
+
+        def problem(self, text: str) -> None:
+            self.lines.append(("✗", text))
+
+    doctor = Doctor()
+    config = SimpleNamespace(
+        cache_ttl=30, cache_maxsize=5, cache_url=f"redis://u:not-{PASSWORD}@127.0.0.1:{resp_port}"
+    )
+    check_cache_tiers(doctor, "http://127.0.0.1:4433", 2.0, config)
+    assert [mark for mark, _ in doctor.lines] == ["✓", "✗"]
+    assert PASSWORD not in str(doctor.lines)
+    config.cache_url = f"redis://:{PASSWORD}@127.0.0.1:{resp_port}"
+    doctor.lines.clear()
+    check_cache_tiers(doctor, "http://127.0.0.1:4433", 2.0, config)
+    assert [mark for mark, _ in doctor.lines] == ["✓", "✓"]
