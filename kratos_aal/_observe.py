@@ -2,9 +2,10 @@
 
 Framework-free. ``opentelemetry`` is imported lazily and only when installed (extra
 ``otel``); with no SDK configured every hook returns after one attribute read, so the hot
-path costs what it cost before. Whether an SDK is configured is looked up again on every
-call to Kratos and every denial (both cost far more than the look-up), never on an allow
-from the cache: that one always follows a call to Kratos.
+path costs what it cost before. Whether an SDK is configured, and whether the audit
+logger takes INFO records, is looked up again on every call to Kratos and every denial
+(both cost far more than the look-up), never on an allow from the cache: that one always
+follows a call to Kratos.
 
 The hooks the rest of the package calls:
 
@@ -60,6 +61,8 @@ class _State:
     meter_provider: Any = None
     tracer_provider: Any = None
     api: Any = None  # (metrics module, trace module), False when not installed
+    audit = False  # whether kratos_aal.audit takes INFO records
+    quiet = True  # neither metrics nor audit: an allow needs nothing at all
 
 
 STATE = _State()
@@ -100,11 +103,15 @@ def _api() -> Any:
 
 
 def refresh() -> None:
-    """Look up the globally configured OpenTelemetry SDK again (none: record nothing)."""
+    """Look up the configured OpenTelemetry SDK (none: record nothing) and audit level."""
+    STATE.audit = audit_logger.isEnabledFor(logging.INFO)
     api = _api()
-    if not api:
-        return
-    metrics, trace = api
+    if api:
+        _refresh_otel(*api)
+    STATE.quiet = STATE.metrics is None and not STATE.audit
+
+
+def _refresh_otel(metrics: Any, trace: Any) -> None:
     meter_provider = metrics.get_meter_provider()
     if meter_provider is not STATE.meter_provider:
         STATE.meter_provider = meter_provider
@@ -290,8 +297,7 @@ def _above_first_factor(requirement: Requirement | None) -> bool:
 
 
 def _audits_allows(decision: Decision) -> bool:
-    # The level check first: it is the cheaper one, and false unless the app opted in.
-    return audit_logger.isEnabledFor(logging.INFO) and _above_first_factor(decision.requirement)
+    return STATE.audit and _above_first_factor(decision.requirement)
 
 
 def audit_fields(decision: Decision, request: WebRequest, framework: str) -> dict[str, Any]:
@@ -342,7 +348,7 @@ def decided(
     when a record is written); *hop_cookie* tells cheaply whether the cookie came along.
     Never raises: observing must not break a request.
     """
-    if STATE.metrics is None and decision.outcome is Outcome.ALLOW and not _audits_allows(decision):
+    if STATE.quiet and decision.outcome is Outcome.ALLOW:
         return  # the hot path with nothing configured
     try:
         if decision.outcome is not Outcome.ALLOW:
@@ -390,6 +396,6 @@ def decided_asgi(
     decision: Decision, scope: Mapping[str, Any], build: Callable[[Any], WebRequest]
 ) -> None:
     """:func:`decided` for an ASGI *scope*; the framework is read from ``scope["app"]``."""
-    if STATE.metrics is None and decision.outcome is Outcome.ALLOW and not _audits_allows(decision):
+    if STATE.quiet and decision.outcome is Outcome.ALLOW:
         return  # the hot path with nothing configured
     decided(decision, asgi_framework(scope), scope, build, lambda: _scope_has_hops(scope))
