@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from . import _observe
 from ._cache import MISSING, AsyncFlights, Flights, TTLCache
 from ._config import KratosConfig
 from ._core import (
@@ -80,7 +81,7 @@ class _BaseClient:
         cached = self._cache.get(session_key(credentials))
         if cached is MISSING:
             return None
-        return allowed_from_cache(self.config, cached, requirement, self._now())
+        return _observe.fast_hit(allowed_from_cache(self.config, cached, requirement, self._now()))
 
     def _check(
         self, credentials: Credentials, requirement: Requirement, return_to: ReturnTo
@@ -217,13 +218,14 @@ class KratosClient(_BaseClient):
     def _fetch(self, effect: Fetch[Any]) -> tuple[Any, bool]:
         if not effect.refresh:
             hit = self._cache.get(effect.key)
+            _observe.cache_lookup("local", hit is not MISSING)
             if hit is not MISSING:
                 return hit, True
         return self._flights.run(effect.key, lambda: self._load(effect), self._recheck(effect))
 
     def _load(self, effect: Fetch[T]) -> T:
         try:
-            response = self._http.send(effect.request())
+            response = _observe.send(self._http.send, effect.request())
         except Exception as exc:
             raise _unavailable(exc) from None
         return self._store(effect, response)
@@ -305,6 +307,7 @@ class AsyncKratosClient(_BaseClient):
     async def _fetch(self, effect: Fetch[Any]) -> tuple[Any, bool]:
         if not effect.refresh:
             hit = self._cache.get(effect.key)
+            _observe.cache_lookup("local", hit is not MISSING)
             if hit is not MISSING:
                 return hit, True
         return await self._flights.run(
@@ -313,7 +316,7 @@ class AsyncKratosClient(_BaseClient):
 
     async def _load(self, effect: Fetch[T]) -> T:
         try:
-            response = await self._http.send(effect.request())
+            response = await _observe.asend(self._http.send, effect.request())
         except Exception as exc:
             raise _unavailable(exc) from None
         return self._store(effect, response)

@@ -15,6 +15,7 @@ from ._client import KratosClient
 from ._config import KratosConfig
 from ._core import Requirement
 from ._models import Credentials, Session
+from ._tiers import check_cache_tiers
 from .exceptions import ConfigurationError, KratosAALError
 
 #: Kratos's error ids and UI message ids, in plain words.
@@ -144,6 +145,7 @@ class _Doctor:
         self.out = out
         self.problems = 0
         self.seen: set[str] = set()
+        self.timeout = args.timeout
         self.http = httpx.Client(timeout=args.timeout, follow_redirects=False)
 
     def say(self, mark: str, text: str) -> None:
@@ -181,6 +183,7 @@ class _Doctor:
         self.check_whoami()
         self.check_browser_urls()
         self.check_aal2_without_session()
+        check_cache_tiers(self, self.url, self.timeout)
         verdict = "no problems found" if not self.problems else f"{self.problems} problem(s) found"
         self.say("", f"\n{verdict}")
         return 0 if not self.problems else 1

@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from .. import _observe
 from .._client import AsyncKratosClient, client_for
 from .._config import KratosConfig
 from .._core import Outcome, Requirement, RequirementLike
@@ -220,6 +221,7 @@ class KratosAALMiddleware:
             decision = await self.client.check(credentials, requirement, back)
         except BadRequest as error:
             return bad_request(str(error))
+        _observe.decided_asgi(decision, scope, _web_request)
         if decision.outcome is Outcome.ALLOW:
             _attach(scope, decision.session)
             scope["kratos_aal.allowed"] = True

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
+from .. import _observe
 from .._client import KratosClient, client_for
 from .._config import KratosConfig
 from .._core import RequirementLike
@@ -114,6 +115,7 @@ class KratosAALWSGIMiddleware:
         except BadRequest as error:
             return _respond(start_response, bad_request(str(error)))
         denial = conclude(decision, request, credentials)
+        _observe.decided(decision, "wsgi", request)
         if denial is not None:
             return _respond(start_response, denial)
         environ[ENVIRON_KEY] = decision.session

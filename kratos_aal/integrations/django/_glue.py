@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.utils.encoding import escape_uri_path
 
+from ... import _observe
 from ..._core import Decision, Outcome, Requirement
 from ..._models import Credentials
 from ..._web import (
@@ -63,6 +64,7 @@ def _return_to(request: HttpRequest) -> str:
 def _finish(
     request: HttpRequest, credentials: Credentials, decision: Decision
 ) -> HttpResponse | None:
+    _observe.decided(decision, "django", request, web_request)
     if decision.outcome is Outcome.ALLOW:
         request.kratos_session = decision.session
         # A substring test: parsing request.COOKIES costs more than the whole check.

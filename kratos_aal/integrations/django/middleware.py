@@ -9,6 +9,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject
 
+from ... import _observe
 from ..._core import Decision, Outcome, unavailable
 from ..._models import Session
 from ..._web import WebRequest, conclude
@@ -99,6 +100,7 @@ class KratosSessionMiddleware:
         from ._glue import web_request
 
         web: WebRequest = web_request(request)
+        _observe.decided(decision, "django", web)
         response = conclude(decision, web, credentials_of(request))
         assert response is not None
         return as_response(response)
