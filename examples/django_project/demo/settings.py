@@ -39,7 +39,7 @@ KRATOS_AAL = {
 }
 
 # Set by `kratos-aal demo`: where the home page's "move Kratos's clock" button posts.
-KRATOS_DEMO_CLOCK_URL = os.environ.get("KRATOS_DEMO_CLOCK_URL") or None
+KRATOS_DEMO_CLOCK_URL: str | None = None
 
 ROOT_URLCONF = f"{__package__}.urls"
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
