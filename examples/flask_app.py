@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flask import Flask, Response, jsonify, redirect, request, url_for
+from flask import Flask, jsonify, redirect, request, url_for
+from werkzeug.wrappers import Response
 
 from kratos_aal import Credentials, KratosClient, KratosConfig, Requirement, Session
 from kratos_aal.exceptions import KratosUnavailable, StepUpRequired

@@ -72,8 +72,8 @@ def _build_app(
     if framework == "flask":
         return _example("flask_app").create_app(client=sync_client, demo_clock_url=clock_url)
     os.environ["KRATOS_PUBLIC_URL"] = config.public_url
-    settings = _example("django_project.demo.settings").__name__
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings)
+    settings_module = _example("django_project.demo.settings").__name__
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_module)
     import django
     from django.core.asgi import get_asgi_application
 
@@ -97,7 +97,7 @@ def demo_fake(
     from .testing import FakeKratos
 
     app_url = app_url.rstrip("/")
-    fake = FakeKratos(
+    fake: Any = FakeKratos(  # Any: app_url is set below, whatever the FakeKratos version
         public_url=kratos_url,
         whoami_required_aal="aal1",  # what per-route step-up wants (see docs/kratos.md)
         default_return_url=f"{app_url}/",
