@@ -138,6 +138,11 @@ def wants_json(accept: str, *, default: bool = False) -> bool:
     return True if "json" in accept else default
 
 
+#: What a public page answers when it could not ask Kratos who is signed in: fail closed.
+UNAVAILABLE = "Kratos did not answer; try again in a few seconds."
+UNAVAILABLE_HEADERS = {"Retry-After": "5"}
+
+
 def as_json(page: str, session: Session | None, **extra: object) -> dict[str, object]:
     """Return a page's content for JSON clients."""
     return {"page": page, "aal": session.aal.value if session else None, **extra}

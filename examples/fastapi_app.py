@@ -15,9 +15,16 @@ import os
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 
 from kratos_aal import AsyncKratosClient, Credentials, KratosConfig, Session
+from kratos_aal.exceptions import KratosUnavailable
 from kratos_aal.integrations.fastapi import (
     KratosAALMiddleware,
     RequireAAL,
@@ -53,6 +60,11 @@ def create_app(
     kratos = client
     app = FastAPI(title="kratos-aal FastAPI example")
     app.add_middleware(KratosAALMiddleware, client=kratos)
+
+    @app.exception_handler(KratosUnavailable)
+    async def kratos_unavailable(request: Request, error: KratosUnavailable) -> Response:
+        # A public page that asked Kratos in vain: fail closed, as the middleware does.
+        return PlainTextResponse(_pages.UNAVAILABLE, 503, _pages.UNAVAILABLE_HEADERS)
 
     @app.get("/", response_class=HTMLResponse, name="home")
     async def home(request: Request, clock: str | None = None) -> Response:

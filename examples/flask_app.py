@@ -71,7 +71,7 @@ def create_app(
     @app.errorhandler(KratosUnavailable)
     def unavailable(error: KratosUnavailable) -> Any:
         # A public page that asked Kratos in vain: fail closed, as the middleware does.
-        return "Kratos did not answer; try again in a few seconds.", 503, {"Retry-After": "5"}
+        return _pages.UNAVAILABLE, 503, _pages.UNAVAILABLE_HEADERS
 
     @app.get("/")
     def home() -> Any:

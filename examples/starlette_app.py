@@ -17,10 +17,17 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from kratos_aal import AsyncKratosClient, Credentials, KratosConfig, Session
+from kratos_aal.exceptions import KratosUnavailable
 from kratos_aal.integrations.starlette import (
     KratosAALMiddleware,
     get_session,
@@ -50,6 +57,11 @@ async def home(request: Request) -> Response:
     extra = _pages.clock_note(request.query_params.get("clock")) + extra
     text = _pages.home_text("starlette")
     return HTMLResponse(_pages.render("kratos-aal example", text, session, extra=extra))
+
+
+async def kratos_unavailable(request: Request, error: Exception) -> Response:
+    # A public page that asked Kratos in vain: fail closed, as the middleware does.
+    return PlainTextResponse(_pages.UNAVAILABLE, 503, _pages.UNAVAILABLE_HEADERS)
 
 
 async def account(request: Request) -> Response:  # guarded by the "/account/*" rule
@@ -116,6 +128,7 @@ def create_app(
             Route("/logout", logout),
         ],
         middleware=[Middleware(KratosAALMiddleware, client=client, rules={"/account/*": "aal1"})],
+        exception_handlers={KratosUnavailable: kratos_unavailable},
     )
     app.state.kratos = client
     app.state.demo_clock_url = demo_clock_url

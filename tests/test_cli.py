@@ -318,6 +318,28 @@ def test_demo_runs_every_framework(framework: str) -> None:
         assert logout.headers["location"].startswith(f"{demo.kratos_url}/self-service/logout?")
 
 
+def test_django_login_url_leads_to_kratos_login() -> None:
+    from kratos_aal._demo import run_demo
+
+    with run_demo("django", port=0, kratos_port=0) as demo, httpx.Client(timeout=10) as browser:
+        html = {"Accept": "text/html"}
+        wall = browser.get(f"{demo.app_url}/django-only/", headers=html)
+        assert wall.status_code == 302  # Django's own login wall, to LOGIN_URL
+        assert wall.headers["location"] == "/login/?next=/django-only/"
+        login = browser.get(f"{demo.app_url}{wall.headers['location']}", headers=html)
+        assert login.status_code == 303
+        assert login.headers["location"].startswith(
+            f"{demo.kratos_url}/self-service/login/browser?return_to="
+        )
+        ada = next(i for i in demo.fake.identities.values() if i.email == "ada@example.com")
+        signed_in = browser.get(
+            f"{demo.app_url}/login/?next=/django-only/",
+            headers={"Cookie": demo.fake.session("aal1", identity=ada).cookie_header, **html},
+        )
+        assert signed_in.status_code == 200  # says why, instead of looping to /django-only/
+        assert "also want a Django user" in signed_in.text
+
+
 def test_demo_rejects_unknown_framework() -> None:
     from kratos_aal._demo import run_demo
 
