@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -255,6 +256,30 @@ def test_fake_command_serves_fakekratos_for_an_app() -> None:
     finally:
         out = stop(process)
     assert "Stopped." in out
+
+
+def test_fake_command_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # While the command waits, look at what it serves, then stop it as Ctrl+C would.
+    out = io.StringIO()
+    seen: list[int] = []
+    real_sleep = time.sleep
+
+    def visit(seconds: float) -> None:
+        if "Press Ctrl+C" not in out.getvalue():  # uvicorn is still starting
+            real_sleep(seconds)
+            return
+        url = re.search(r"Kratos\s+(http://127\.0\.0\.1:\d+)", out.getvalue())
+        assert url, out.getvalue()
+        seen.append(httpx.get(f"{url[1]}/health/alive", timeout=10).status_code)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("kratos_aal.cli.time.sleep", visit)
+    assert main(["fake", "--port", "0", "--app-url", "http://127.0.0.1:8123/"], out=out) == 0
+    assert seen == [200]
+    text = out.getvalue()
+    assert "App      http://127.0.0.1:8123/ " in text
+    assert "Scan for ada's codes:" in text  # the QR code, unless --no-qr
+    assert text.rstrip().endswith("Stopped.")
 
 
 def test_fake_command_refuses_a_taken_port() -> None:
