@@ -1,6 +1,12 @@
 """A FastAPI app with a public route, an aal1 route, an aal2 route and a fresh-aal2 route.
 
-KRATOS_PUBLIC_URL=http://127.0.0.1:4433 uvicorn examples.fastapi_app:app --port 8000
+Run it against ``kratos-aal fake`` (FakeKratos with its demo users), in two terminals:
+
+    kratos-aal fake --port 4433 --app-url http://127.0.0.1:8000
+    KRATOS_PUBLIC_URL=http://127.0.0.1:4433 uvicorn examples.fastapi_app:app --port 8000
+
+or against your own Kratos, with KRATOS_PUBLIC_URL pointing at its public API.
+Browsers get pages; JSON clients (``Accept: application/json``) get the same content as JSON.
 """
 
 from __future__ import annotations
@@ -8,45 +14,87 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 
-from kratos_aal import AsyncKratosClient, KratosConfig, Session
+from kratos_aal import AsyncKratosClient, Credentials, KratosConfig, Session
+from kratos_aal.exceptions import KratosUnavailable
 from kratos_aal.integrations.fastapi import (
     KratosAALMiddleware,
     RequireAAL,
     require_aal1,
     require_aal2,
 )
+from kratos_aal.integrations.starlette import load_session
+
+from . import _pages
 
 require_fresh_aal2 = RequireAAL("aal2", max_age=300)
 
 
-def create_app(
-    *, config: KratosConfig | None = None, client: AsyncKratosClient | None = None
-) -> FastAPI:
-    """Build the app; tests pass a client wired to FakeKratos."""
-    if client is None and config is None:
-        config = KratosConfig.from_env({"KRATOS_PUBLIC_URL": "http://127.0.0.1:4433", **os.environ})
-    app = FastAPI(title="kratos-aal FastAPI example")
-    app.add_middleware(
-        KratosAALMiddleware, **({"client": client} if client else {"config": config})
-    )
+def page(request: Request, name: str, title: str, text: str, session: Session | None) -> Response:
+    """Answer a page in HTML, or in JSON for a client that asks for JSON."""
+    if _pages.wants_json(request.headers.get("accept", ""), default=True):
+        return JSONResponse(_pages.as_json(name, session))
+    return HTMLResponse(_pages.render(title, text, session))
 
-    @app.get("/")
-    async def home() -> dict[str, str]:
-        return {"page": "home", "needs": "nothing"}
+
+def create_app(
+    *,
+    config: KratosConfig | None = None,
+    client: AsyncKratosClient | None = None,
+    demo_clock_url: str | None = None,
+) -> FastAPI:
+    """Build the app; tests and the demo pass a client wired to FakeKratos."""
+    if client is None:
+        config = config or KratosConfig.from_env(
+            {"KRATOS_PUBLIC_URL": "http://127.0.0.1:4433", **os.environ}
+        )
+        client = AsyncKratosClient(config)
+    kratos = client
+    app = FastAPI(title="kratos-aal FastAPI example")
+    app.add_middleware(KratosAALMiddleware, client=kratos)
+
+    @app.exception_handler(KratosUnavailable)
+    async def kratos_unavailable(request: Request, error: KratosUnavailable) -> Response:
+        # A public page that asked Kratos in vain: fail closed, as the middleware does.
+        return PlainTextResponse(_pages.UNAVAILABLE, 503, _pages.UNAVAILABLE_HEADERS)
+
+    @app.get("/", response_class=HTMLResponse, name="home")
+    async def home(request: Request, clock: str | None = None) -> Response:
+        session = await load_session(request)  # a public page may still show who is signed in
+        if _pages.wants_json(request.headers.get("accept", ""), default=True):
+            return JSONResponse(_pages.as_json("home", session))
+        extra = _pages.story(str(request.base_url).rstrip("/"))
+        if demo_clock_url:  # only the demo can move Kratos's clock
+            extra += _pages.clock_form(demo_clock_url, f"{request.url_for('home')}?clock=moved")
+        extra = _pages.clock_note(clock) + extra
+        text = _pages.home_text("fastapi")
+        return HTMLResponse(_pages.render("kratos-aal example", text, session, extra=extra))
 
     @app.get("/account")
-    async def account(session: Annotated[Session, Depends(require_aal1)]) -> dict[str, str]:
-        return {"page": "account", "aal": session.aal.value}
+    async def account(
+        request: Request, session: Annotated[Session, Depends(require_aal1)]
+    ) -> Response:
+        text = "A password is enough here (<code>aal1</code>)."
+        return page(request, "account", "Account", text, session)
 
     @app.get("/api/balance")
     async def balance(session: Annotated[Session, Depends(require_aal2)]) -> dict[str, object]:
         return {"balance": 42, "aal": session.aal.value}
 
     @app.get("/billing")
-    async def billing(session: Annotated[Session, Depends(require_aal2)]) -> dict[str, str]:
-        return {"page": "billing", "aal": session.aal.value}
+    async def billing(
+        request: Request, session: Annotated[Session, Depends(require_aal2)]
+    ) -> Response:
+        text = "<span class=ok>You used a second factor (aal2).</span>"
+        return page(request, "billing", "Billing", text, session)
 
     @app.post("/billing")
     async def update_billing(session: Annotated[Session, Depends(require_aal2)]) -> dict[str, str]:
@@ -54,13 +102,23 @@ def create_app(
 
     @app.get("/billing/transfer")
     async def transfer_form(
-        session: Annotated[Session, Depends(require_fresh_aal2)],
-    ) -> dict[str, str]:
-        return {"page": "transfer", "aal": session.aal.value}
+        request: Request, session: Annotated[Session, Depends(require_fresh_aal2)]
+    ) -> Response:
+        text = "<span class=ok>Second factor used in the last 5 minutes.</span>"
+        return page(request, "transfer", "Transfer", text, session)
 
     @app.post("/billing/transfer")
     async def transfer(session: Annotated[Session, Depends(require_fresh_aal2)]) -> dict[str, str]:
         return {"page": "transfer", "aal": session.aal.value, "status": "sent"}
+
+    @app.get("/logout")
+    async def logout(request: Request) -> RedirectResponse:
+        credentials = Credentials.from_headers(
+            request.headers.raw, cookie_name=kratos.config.cookie_name
+        )
+        home_url = str(request.url_for("home"))
+        target = await kratos.logout_url(credentials, return_to=home_url)
+        return RedirectResponse(target or home_url, status_code=303)
 
     return app
 

@@ -1,16 +1,27 @@
 """A Flask app protected by path rules: public, aal1, aal2 and fresh-aal2 pages.
 
-KRATOS_PUBLIC_URL=http://127.0.0.1:4433 flask --app examples.flask_app run --port 8000
+Run it against ``kratos-aal fake`` (FakeKratos with its demo users), in two terminals:
+
+    kratos-aal fake --port 4433 --app-url http://127.0.0.1:8000
+    KRATOS_PUBLIC_URL=http://127.0.0.1:4433 flask --app examples.flask_app run --port 8000
+
+or against your own Kratos, with KRATOS_PUBLIC_URL pointing at its public API.
+Browsers get pages; JSON clients (``Accept: application/json``) get the same content as JSON.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from flask import Flask, request
+from flask import Flask, jsonify, redirect, request, url_for
+from werkzeug.wrappers import Response
 
-from kratos_aal import KratosClient, KratosConfig, Requirement
+from kratos_aal import Credentials, KratosClient, KratosConfig, Requirement, Session
+from kratos_aal.exceptions import KratosUnavailable, StepUpRequired
 from kratos_aal.integrations.wsgi import ENVIRON_KEY, KratosAALWSGIMiddleware
+
+from . import _pages
 
 RULES: dict[str, str | Requirement] = {
     "/account/*": "aal1",
@@ -20,37 +31,79 @@ RULES: dict[str, str | Requirement] = {
 }
 
 
-def create_app(*, config: KratosConfig | None = None, client: KratosClient | None = None) -> Flask:
-    """Build the app; tests pass a client wired to FakeKratos."""
-    if client is None and config is None:
-        config = KratosConfig.from_env({"KRATOS_PUBLIC_URL": "http://127.0.0.1:4433", **os.environ})
+def create_app(
+    *,
+    config: KratosConfig | None = None,
+    client: KratosClient | None = None,
+    demo_clock_url: str | None = None,
+) -> Flask:
+    """Build the app; tests and the demo pass a client wired to FakeKratos."""
+    if client is None:
+        config = config or KratosConfig.from_env(
+            {"KRATOS_PUBLIC_URL": "http://127.0.0.1:4433", **os.environ}
+        )
+        client = KratosClient(config)
+    kratos = client
     app = Flask(__name__)
-    kratos = {"client": client} if client is not None else {"config": config}
-    app.wsgi_app = KratosAALWSGIMiddleware(app.wsgi_app, rules=RULES, **kratos)  # type: ignore[method-assign]
+    app.wsgi_app = KratosAALWSGIMiddleware(app.wsgi_app, rules=RULES, client=kratos)  # type: ignore[method-assign]
 
-    def session_aal() -> str:
-        session = request.environ.get(ENVIRON_KEY)
-        return session.aal.value if session else "none"
+    def credentials() -> Credentials:
+        return Credentials.from_headers(
+            request.headers.items(), cookie_name=kratos.config.cookie_name
+        )
+
+    def current_session() -> Session | None:
+        """The session the rules checked, or, on a public page, whoever is signed in."""
+        session: Session | None = request.environ.get(ENVIRON_KEY)
+        if session is None:
+            try:
+                session = kratos.whoami(credentials())
+            except StepUpRequired:  # Kratos withholds an aal1 session it wants at aal2
+                return None
+        return session
+
+    def page(name: str, title: str, text: str, extra: str = "") -> Any:
+        session = current_session()
+        if _pages.wants_json(request.headers.get("Accept", "")):
+            return jsonify(_pages.as_json(name, session))
+        return _pages.render(title, text, session, extra=extra)
+
+    @app.errorhandler(KratosUnavailable)
+    def unavailable(error: KratosUnavailable) -> Any:
+        # A public page that asked Kratos in vain: fail closed, as the middleware does.
+        return _pages.UNAVAILABLE, 503, _pages.UNAVAILABLE_HEADERS
 
     @app.get("/")
-    def home() -> dict[str, str]:
-        return {"page": "home", "aal": session_aal()}
+    def home() -> Any:
+        extra = _pages.story(request.host_url.rstrip("/"))
+        if demo_clock_url:  # only the demo can move Kratos's clock
+            extra += _pages.clock_form(
+                demo_clock_url, url_for("home", clock="moved", _external=True)
+            )
+        extra = _pages.clock_note(request.args.get("clock")) + extra
+        return page("home", "kratos-aal example", _pages.home_text("flask"), extra)
 
     @app.get("/account")
-    def account() -> dict[str, str]:
-        return {"page": "account", "aal": session_aal()}
+    def account() -> Any:
+        return page("account", "Account", "A password is enough here (<code>aal1</code>).")
 
     @app.route("/billing", methods=["GET", "POST"])
-    def billing() -> dict[str, str]:
-        return {"page": "billing", "aal": session_aal()}
+    def billing() -> Any:
+        return page("billing", "Billing", "<span class=ok>You used a second factor (aal2).</span>")
 
     @app.route("/billing/transfer", methods=["GET", "POST"])
-    def transfer() -> dict[str, str]:
-        return {"page": "transfer", "aal": session_aal()}
+    def transfer() -> Any:
+        text = "<span class=ok>Second factor used in the last 5 minutes.</span>"
+        return page("transfer", "Transfer", text)
 
     @app.get("/api/balance")
-    def balance() -> dict[str, object]:
-        return {"balance": 42, "aal": session_aal()}
+    def balance() -> Any:
+        return jsonify(_pages.as_json("balance", current_session(), balance=42))
+
+    @app.get("/logout")
+    def logout() -> Response:
+        home_url = url_for("home", _external=True)
+        return redirect(kratos.logout_url(credentials(), return_to=home_url) or home_url, 303)
 
     return app
 

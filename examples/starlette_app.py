@@ -1,13 +1,15 @@
 """A Starlette app with a public page, an aal1 page, an aal2 page and a fresh-aal2 page.
 
-Run it against Kratos (or `kratos-aal demo`'s FakeKratos) on 127.0.0.1:4433:
+Run it against ``kratos-aal fake`` (FakeKratos with its demo users), in two terminals:
 
+    kratos-aal fake --port 4433 --app-url http://127.0.0.1:8000
     KRATOS_PUBLIC_URL=http://127.0.0.1:4433 uvicorn examples.starlette_app:app --port 8000
+
+or against your own Kratos, with KRATOS_PUBLIC_URL pointing at its public API.
 """
 
 from __future__ import annotations
 
-import html
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,10 +17,17 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
-from kratos_aal import AsyncKratosClient, Credentials, KratosConfig
+from kratos_aal import AsyncKratosClient, Credentials, KratosConfig, Session
+from kratos_aal.exceptions import KratosUnavailable
 from kratos_aal.integrations.starlette import (
     KratosAALMiddleware,
     get_session,
@@ -27,74 +36,49 @@ from kratos_aal.integrations.starlette import (
     require_aal2,
 )
 
-STYLE = """
-body { font: 16px/1.55 system-ui, sans-serif; max-width: 44rem; margin: 0 auto; padding: 1.5rem;
-       color: #1d1d27; }
-nav { display: flex; gap: 1rem; flex-wrap: wrap; padding: .75rem 0; border-bottom: 1px solid #ddd; }
-.who { background: #f1f1f6; border-radius: 8px; padding: .6rem .9rem; font-size: .95rem; }
-li { margin: .4rem 0; } code { background: #f1f1f6; padding: 0 .25rem; border-radius: 4px; }
-button { padding: .45rem .9rem; border-radius: 6px; border: 1px solid #888; cursor: pointer; }
-.ok { color: #1d6b3a; font-weight: 600; }
-"""
-STORY = """
-<ol>
-<li><a href="/account">Account</a> needs a password (<code>aal1</code>).</li>
-<li><a href="/billing">Billing</a> needs a second factor (<code>aal2</code>): users with an
-authenticator app are asked for a code (step-up); users without one are sent to set one up
-(enrollment), and land back here either way.</li>
-<li><a href="/billing/transfer">Transfer</a> needs a second factor used in the last 5 minutes
-(<code>max_age</code>): after that, Kratos asks again (re-authentication).</li>
-<li><a href="/api/balance">/api/balance</a> answers JSON clients with Kratos's own error body.</li>
-</ol>
-"""
+from . import _pages
 
 
-def page(request: Request, title: str, text: str, extra: str = "") -> HTMLResponse:
-    session = get_session(request)
-    if session is not None:
-        who = f"Signed in at <b>{session.aal.value}</b> with {', '.join(session.method_names)}"
-        if session.identity:
-            email = session.identity.traits.get("email", session.identity.id)
-            who = f"{html.escape(str(email))}: {who}"
-        who += ' · <a href="/logout">Sign out</a>'
-    else:
-        who = "Not signed in (or not checked on this page)"
-    return HTMLResponse(
-        f"<!doctype html><html lang=en><meta charset=utf-8><title>{html.escape(title)}</title>"
-        f"<style>{STYLE}</style><nav><a href='/'>Home</a><a href='/account'>Account (aal1)</a>"
-        "<a href='/billing'>Billing (aal2)</a>"
-        "<a href='/billing/transfer'>Transfer (aal2, 5 min)</a>"
-        f"</nav><h1>{html.escape(title)}</h1><p>{text}</p><p class=who>{who}</p>{extra}"
-    )
+def page(request: Request, name: str, title: str, text: str, session: Session | None) -> Response:
+    """Answer a page in HTML, or in JSON for a client that asks for JSON."""
+    if _pages.wants_json(request.headers.get("accept", "")):
+        return JSONResponse(_pages.as_json(name, session))
+    return HTMLResponse(_pages.render(title, text, session))
 
 
-async def home(request: Request) -> HTMLResponse:
-    await load_session(request)  # a public page may still show who is signed in
+async def home(request: Request) -> Response:
+    session = await load_session(request)  # a public page may still show who is signed in
+    if _pages.wants_json(request.headers.get("accept", "")):
+        return JSONResponse(_pages.as_json("home", session))
+    extra = _pages.story(str(request.base_url).rstrip("/"))
     clock = request.app.state.demo_clock_url
-    extra = STORY
-    if clock:
-        extra += (
-            f'<form method="post" action="{html.escape(clock)}">'
-            '<input type="hidden" name="seconds" value="600">'
-            f'<input type="hidden" name="return_to" value="{html.escape(str(request.url))}">'
-            "<button>Demo: move Kratos's clock 10 minutes on</button></form>"
-        )
-    return page(request, "kratos-aal example", "Anyone may see this page.", extra)
+    if clock:  # only the demo can move Kratos's clock
+        extra += _pages.clock_form(clock, f"{request.url_for('home')}?clock=moved")
+    extra = _pages.clock_note(request.query_params.get("clock")) + extra
+    text = _pages.home_text("starlette")
+    return HTMLResponse(_pages.render("kratos-aal example", text, session, extra=extra))
 
 
-async def account(request: Request) -> HTMLResponse:  # guarded by the "/account/*" rule
-    return page(request, "Account", "A password is enough here (<code>aal1</code>).")
+async def kratos_unavailable(request: Request, error: Exception) -> Response:
+    # A public page that asked Kratos in vain: fail closed, as the middleware does.
+    return PlainTextResponse(_pages.UNAVAILABLE, 503, _pages.UNAVAILABLE_HEADERS)
+
+
+async def account(request: Request) -> Response:  # guarded by the "/account/*" rule
+    text = "A password is enough here (<code>aal1</code>)."
+    return page(request, "account", "Account", text, get_session(request))
 
 
 @require_aal2
-async def billing(request: Request) -> HTMLResponse:
-    return page(request, "Billing", "<span class=ok>You used a second factor (aal2).</span>")
+async def billing(request: Request) -> Response:
+    text = "<span class=ok>You used a second factor (aal2).</span>"
+    return page(request, "billing", "Billing", text, get_session(request))
 
 
 @require_aal("aal2", max_age=300)
-async def transfer(request: Request) -> HTMLResponse:
+async def transfer(request: Request) -> Response:
     text = "<span class=ok>Second factor used in the last 5 minutes.</span>"
-    return page(request, "Transfer", text)
+    return page(request, "transfer", "Transfer", text, get_session(request))
 
 
 @require_aal2
@@ -144,6 +128,7 @@ def create_app(
             Route("/logout", logout),
         ],
         middleware=[Middleware(KratosAALMiddleware, client=client, rules={"/account/*": "aal1"})],
+        exception_handlers={KratosUnavailable: kratos_unavailable},
     )
     app.state.kratos = client
     app.state.demo_clock_url = demo_clock_url

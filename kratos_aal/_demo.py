@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from types import ModuleType
@@ -16,6 +16,15 @@ from ._client import AsyncKratosClient, KratosClient
 from ._config import KratosConfig
 
 FRAMEWORKS = ("starlette", "fastapi", "flask", "django")
+FRAMEWORK_NAMES = {
+    "starlette": "Starlette",
+    "fastapi": "FastAPI",
+    "flask": "Flask",
+    "django": "Django",
+}
+
+#: The demo users' TOTP secret is fixed, so that a phone that scanned it keeps working.
+ADA_TOTP_SECRET = "KRATOSAALDEMOADATOTPSECRETKEYXYZ"  # noqa: S105 - public on purpose
 
 
 @dataclass(frozen=True)
@@ -56,24 +65,58 @@ def _build_app(
     async_client = AsyncKratosClient(
         config, timer=timer, http_client=httpx.AsyncClient(limits=no_pool)
     )
-    if framework == "starlette":
-        return _example("starlette_app").create_app(client=async_client, demo_clock_url=clock_url)
-    if framework == "fastapi":
-        return _example("fastapi_app").create_app(client=async_client)
+    if framework in ("starlette", "fastapi"):
+        module = _example(f"{framework}_app")
+        return module.create_app(client=async_client, demo_clock_url=clock_url)
     sync_client = KratosClient(config, timer=timer, http_client=httpx.Client(limits=no_pool))
     if framework == "flask":
-        return _example("flask_app").create_app(client=sync_client)  # a WSGI app
+        return _example("flask_app").create_app(client=sync_client, demo_clock_url=clock_url)
     os.environ["KRATOS_PUBLIC_URL"] = config.public_url
-    settings = _example("django_project.demo.settings").__name__
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings)
+    settings_module = _example("django_project.demo.settings").__name__
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_module)
     import django
     from django.core.asgi import get_asgi_application
 
     django.setup()
+    from django.conf import settings
+
+    # The home page's clock button; restored after, for a process that goes on (tests).
+    previous = getattr(settings, "KRATOS_DEMO_CLOCK_URL", None)
+    settings.KRATOS_DEMO_CLOCK_URL = clock_url
+    stack.callback(setattr, settings, "KRATOS_DEMO_CLOCK_URL", previous)
     from .integrations.django.conf import override_clients
 
     stack.enter_context(override_clients(sync_client, async_client))
     return get_asgi_application()
+
+
+def demo_fake(
+    kratos_url: str, app_url: str, allowed_return_urls: Sequence[str] = ()
+) -> tuple[Any, tuple[DemoUser, ...]]:
+    """Build the FakeKratos of the demo and of ``kratos-aal fake``, with its two users."""
+    from .testing import FakeKratos
+
+    app_url = app_url.rstrip("/")
+    fake: Any = FakeKratos(  # Any: app_url is set below, whatever the FakeKratos version
+        public_url=kratos_url,
+        whoami_required_aal="aal1",  # what per-route step-up wants (see docs/kratos.md)
+        default_return_url=f"{app_url}/",
+        allowed_return_urls=[app_url, *allowed_return_urls],
+    )
+    # "Back to the app" on the fake's pages leads here; set as a plain attribute so that
+    # this works with FakeKratos versions whose constructor does not take it.
+    fake.app_url = f"{app_url}/"
+    ada = fake.create_identity("ada@example.com", "ada-demo-password", totp_secret=ADA_TOTP_SECRET)
+    bob = fake.create_identity("bob@example.com", "bob-demo-password")
+    users = (
+        DemoUser(ada.email, "ada-demo-password", ada.totp_secret),
+        DemoUser(bob.email, "bob-demo-password", None),
+    )
+    fake.ui_hint = (
+        "Demo users: ada@example.com / ada-demo-password (authenticator app paired), "
+        "bob@example.com / bob-demo-password (no second factor yet)."
+    )
+    return fake, users
 
 
 @contextmanager
@@ -85,7 +128,7 @@ def run_demo(
     kratos_port: int = 4433,
 ) -> Iterator[Demo]:
     """Serve the example app and FakeKratos until the block ends."""
-    from .testing import FakeKratos, reserve_port, serve
+    from .testing import reserve_port, serve
     from .testing._serve import serve_wsgi, url_of
 
     if framework not in FRAMEWORKS:
@@ -93,23 +136,8 @@ def run_demo(
     kratos_socket = reserve_port(host, kratos_port)
     app_socket = reserve_port(host, port)
     kratos_url, app_url = url_of(kratos_socket), url_of(app_socket)
-    fake = FakeKratos(
-        public_url=kratos_url,
-        whoami_required_aal="aal1",  # what per-route step-up wants (see docs/kratos.md)
-        default_return_url=f"{app_url}/",
-        allowed_return_urls=[app_url],
-    )
-    fake.demo_controls = True
-    ada = fake.create_identity("ada@example.com", "ada-demo-password", totp=True)
-    bob = fake.create_identity("bob@example.com", "bob-demo-password")
-    users = (
-        DemoUser(ada.email, "ada-demo-password", ada.totp_secret),
-        DemoUser(bob.email, "bob-demo-password", None),
-    )
-    fake.ui_hint = (
-        "Demo users: ada@example.com / ada-demo-password (authenticator app paired), "
-        "bob@example.com / bob-demo-password (no second factor yet)."
-    )
+    fake, users = demo_fake(kratos_url, app_url)
+    fake.demo_controls = True  # the home page's button moves the clock the app also reads
     config = KratosConfig(public_url=kratos_url)
     with ExitStack() as stack:
         app = _build_app(framework, config, fake.clock, f"{kratos_url}/ui/clock", stack)
@@ -121,29 +149,23 @@ def run_demo(
         yield Demo(framework, app_url, kratos_url, users, fake)
 
 
-def banner(demo: Demo, *, qr: bool = True) -> str:
-    """Return what ``kratos-aal demo`` prints: the URLs, the users, the story."""
-    lines = [
-        f"kratos-aal demo: per-route AAL on a {demo.framework.capitalize()} app, with an embedded FakeKratos",
-        "",
-        f"  App      {demo.app_url}/",
-        f"  Kratos   {demo.kratos_url}   (FakeKratos: login, second factor, TOTP pairing)",
-        "",
-        "  Demo users",
-    ]
-    for user in demo.users:
+def user_lines(users: Sequence[DemoUser], *, qr: bool) -> list[str]:
+    """Return the banner's list of demo users (and the QR code of ada's TOTP secret)."""
+    lines = ["  Demo users"]
+    for user in users:
         state = "authenticator app paired" if user.totp_secret else "no second factor yet"
         lines.append(f"    {user.email:<18} password {user.password:<19} {state}")
         if user.totp_secret:
             lines.append(
-                f"    {'':<18} TOTP secret {user.totp_secret} (add it to an authenticator app)"
+                f"    {'':<18} TOTP secret {user.totp_secret} (the same on every run: add it "
+                "to an authenticator app once)"
             )
-    if qr and demo.users[0].totp_secret:
+    if qr and users[0].totp_secret:
         import io
 
         import segno
 
-        uri = f"otpauth://totp/kratos-aal%20demo:{demo.users[0].email}?secret={demo.users[0].totp_secret}&issuer=kratos-aal%20demo"
+        uri = f"otpauth://totp/kratos-aal%20demo:{users[0].email}?secret={users[0].totp_secret}&issuer=kratos-aal%20demo"
         buffer = io.StringIO()
         segno.make(uri, error="l").terminal(out=buffer, compact=True)
         lines += [
@@ -151,15 +173,33 @@ def banner(demo: Demo, *, qr: bool = True) -> str:
             "  Scan for ada's codes:",
             *("    " + row for row in buffer.getvalue().splitlines()),
         ]
+    return lines
+
+
+def banner(demo: Demo, *, qr: bool = True) -> str:
+    """Return what ``kratos-aal demo`` prints: the URLs, the users, the story."""
+    name = FRAMEWORK_NAMES[demo.framework]
+    article = "an" if name[0] in "AEIOU" else "a"
+    slash = "/" if demo.framework == "django" else ""
+    lines = [
+        f"kratos-aal demo: per-route AAL on {article} {name} app, with an embedded FakeKratos",
+        "",
+        f"  App      {demo.app_url}/",
+        f"  Kratos   {demo.kratos_url}   (FakeKratos: login, second factor, TOTP pairing)",
+        "",
+        *user_lines(demo.users, qr=qr),
+    ]
     lines += [
         "",
         "  The story",
-        f"    1. {demo.app_url}/account needs a password (aal1): sign in as bob.",
-        f"    2. {demo.app_url}/billing needs aal2: bob has no second factor, so Kratos's",
+        f"    1. {demo.app_url}/account{slash} needs a password (aal1): sign in as bob.",
+        f"    2. {demo.app_url}/billing{slash} needs aal2: bob has no second factor, so Kratos's",
         "       settings page pairs an authenticator app, and the session becomes aal2 in place.",
         "    3. Sign out, sign in as ada: /billing asks for her TOTP code (step-up).",
-        f"    4. {demo.app_url}/billing/transfer wants a code from the last 5 minutes: move",
+        f"    4. {demo.app_url}/billing/transfer{slash} wants a code from the last 5 minutes: move",
         "       the clock on (button on the home page) and it asks again (re-authentication).",
+        f"    5. curl -H 'Accept: application/json' {demo.app_url}/api/balance{slash}",
+        "       An API answers JSON clients with Kratos's own error body, not a redirect.",
         "",
         "  Press Ctrl+C to stop.",
     ]

@@ -1,4 +1,4 @@
-"""The ``kratos-aal`` command: ``demo``, ``whoami`` and ``doctor``."""
+"""The ``kratos-aal`` command: ``demo``, ``fake``, ``whoami`` and ``doctor``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import httpx
 from ._client import KratosClient
 from ._config import KratosConfig
 from ._core import Requirement
+from ._demo import FRAMEWORKS
 from ._models import Credentials, Session
 from ._tiers import check_cache_tiers
 from .exceptions import ConfigurationError, KratosAALError
@@ -296,6 +297,43 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_fake(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        from ._demo import demo_fake, user_lines
+        from .testing import reserve_port, serve
+        from .testing._serve import url_of
+    except ImportError as error:  # pragma: no cover - depends on what is installed
+        print(
+            f"kratos-aal fake needs the extras: pip install 'kratos-aal[testing]' ({error})",
+            file=out,
+        )
+        return 2
+    sock = reserve_port(args.host, args.port)
+    kratos_url = url_of(sock)
+    fake, users = demo_fake(kratos_url, args.app_url, args.allow_return_url)
+    allowed = [fake.app_url.rstrip("/"), *args.allow_return_url]
+    lines = [
+        "kratos-aal fake: FakeKratos with its login and settings pages, for developing an app",
+        "",
+        f"  Kratos   {kratos_url}   (run your app with KRATOS_PUBLIC_URL={kratos_url})",
+        f'  App      {fake.app_url}   (where "Back to the app" and sign-out lead)',
+        f"  Allowed return URLs   {', '.join(allowed)}",
+        "",
+        *user_lines(users, qr=not args.no_qr),
+        "",
+        "  Sessions, identities and TOTP pairings live in memory: they end with this process.",
+        "  Press Ctrl+C to stop.",
+    ]
+    with serve(fake, sock=sock):
+        print("\n".join(lines), file=out, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("\nStopped.", file=out)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="kratos-aal",
@@ -311,7 +349,7 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--framework",
-        choices=["starlette", "fastapi", "flask", "django"],
+        choices=FRAMEWORKS,
         default="starlette",
         help="which example app to serve (default: starlette)",
     )
@@ -328,6 +366,37 @@ def parser() -> argparse.ArgumentParser:
         "--no-qr", action="store_true", help="do not print the QR code of the demo user's TOTP"
     )
     demo.set_defaults(run=cmd_demo)
+
+    fake = commands.add_parser(
+        "fake",
+        help="run FakeKratos alone, with its UI and the demo users, beside your own app",
+        description="Serve FakeKratos (login, second factor, TOTP pairing, logout, whoami) with the "
+        "demo users on --host:--port, for developing an app before a real Kratos exists. Point "
+        "the app's KRATOS_PUBLIC_URL at it. Everything lives in memory.",
+    )
+    fake.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    fake.add_argument(
+        "--port", type=int, default=4433, help="port (default: 4433, Kratos's public port)"
+    )
+    fake.add_argument(
+        "--app-url",
+        default="http://127.0.0.1:8000",
+        help="your app's URL: where people go back to after login or sign-out, and an "
+        "allowed return URL (default: http://127.0.0.1:8000)",
+    )
+    fake.add_argument(
+        "--allow-return-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="another URL (a prefix) that return_to may point at; repeat for several",
+    )
+    fake.add_argument(
+        "--no-qr", action="store_true", help="do not print the QR code of the demo user's TOTP"
+    )
+    fake.set_defaults(run=cmd_fake)
 
     whoami = commands.add_parser(
         "whoami",

@@ -1,4 +1,4 @@
-"""The command line: whoami, doctor (with the http://kratos:4433 trap) and demo."""
+"""The command line: whoami, doctor (with the http://kratos:4433 trap), demo and fake."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from kratos_aal._demo import ADA_TOTP_SECRET
 from kratos_aal.cli import EXPLANATIONS, main
 from kratos_aal.testing import FakeKratos, reserve_port, serve
 
@@ -145,43 +147,47 @@ def test_the_issue_errors_are_explained(required: str) -> None:
 
 
 def test_help_texts(capsys: pytest.CaptureFixture[str]) -> None:
-    for command in ("demo", "whoami", "doctor"):
+    for command in ("demo", "fake", "whoami", "doctor"):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "usage: kratos-aal " + command in capsys.readouterr().out
 
 
-def test_demo_command_serves_the_story() -> None:
+def start_command(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """Run ``kratos-aal ARGS`` and return the process and its banner (up to "Press Ctrl+C")."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kratos_aal",
-            "demo",
-            "--port",
-            "0",
-            "--kratos-port",
-            "0",
-            "--no-qr",
-        ],
+        [sys.executable, "-m", "kratos_aal", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
     )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "Press Ctrl+C" in line:
+            break
+    return process, "".join(lines)
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, out
+    return out
+
+
+def test_demo_command_serves_the_story() -> None:
+    process, text = start_command("demo", "--port", "0", "--kratos-port", "0", "--no-qr")
     try:
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if "Press Ctrl+C" in line:
-                break
-        text = "".join(lines)
         app = re.search(r"App\s+(http://127\.0\.0\.1:\d+)/", text)
         kratos_url = re.search(r"Kratos\s+(http://127\.0\.0\.1:\d+)", text)
         assert app and kratos_url, text
-        assert "ada@example.com" in text and "bob@example.com" in text and "TOTP secret" in text
+        assert "ada@example.com" in text and "bob@example.com" in text
+        assert f"TOTP secret {ADA_TOTP_SECRET}" in text  # fixed: a scanned phone keeps working
+        assert f"curl -H 'Accept: application/json' {app[1]}/api/balance" in text
         with httpx.Client(follow_redirects=False, timeout=10) as browser:
             assert browser.get(f"{app[1]}/").status_code == 200
             redirect = browser.get(f"{app[1]}/billing", headers={"Accept": "text/html"})
@@ -192,28 +198,171 @@ def test_demo_command_serves_the_story() -> None:
             login = browser.get(redirect.headers["location"])
             assert login.headers["location"].startswith(f"{kratos_url[1]}/ui/login?flow=")
     finally:
-        process.send_signal(signal.SIGINT)
-        out, _ = process.communicate(timeout=20)
-    assert process.returncode == 0, out
+        out = stop(process)
     assert "Stopped." in out
+
+
+def test_fake_command_serves_fakekratos_for_an_app() -> None:
+    process, text = start_command(
+        "fake",
+        "--port",
+        "0",
+        "--app-url",
+        "http://127.0.0.1:8123",
+        "--allow-return-url",
+        "http://localhost:3000",
+        "--allow-return-url",
+        "https://staging.example",
+        "--no-qr",
+    )
+    try:
+        found = re.search(r"Kratos\s+(http://127\.0\.0\.1:\d+)", text)
+        assert found, text
+        kratos_url = found[1]
+        assert f"KRATOS_PUBLIC_URL={kratos_url}" in text
+        assert "ada@example.com" in text and f"TOTP secret {ADA_TOTP_SECRET}" in text
+        assert "Scan for" not in text
+        with httpx.Client(follow_redirects=False, timeout=10) as http:
+            for allowed in (
+                "http://127.0.0.1:8123/billing",
+                "http://localhost:3000/x",
+                "https://staging.example/",
+            ):
+                reply = http.get(
+                    f"{kratos_url}/self-service/login/browser", params={"return_to": allowed}
+                )
+                assert reply.headers["location"].startswith(f"{kratos_url}/ui/login?flow="), allowed
+            refused = http.get(
+                f"{kratos_url}/self-service/login/browser",
+                params={"return_to": "http://127.0.0.1:9999/"},
+                headers={"Accept": "application/json"},
+            )
+            assert refused.status_code == 400
+            assert refused.json()["error"]["id"] == "self_service_flow_return_to_forbidden"
+            # The demo users can sign in (the fake's login API flow).
+            flow = http.get(f"{kratos_url}/self-service/login/api").json()
+            done = http.post(
+                flow["ui"]["action"],
+                json={
+                    "method": "password",
+                    "identifier": "bob@example.com",
+                    "password": "bob-demo-password",
+                },
+            )
+            assert done.status_code == 200 and done.json()["session_token"]
+            # Only the demo moves the clock: FakeKratos alone has no such control.
+            clock = http.post(f"{kratos_url}/ui/clock", data={"seconds": "600"})
+            assert clock.status_code == 404
+    finally:
+        out = stop(process)
+    assert "Stopped." in out
+
+
+def test_fake_command_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # While the command waits, look at what it serves, then stop it as Ctrl+C would.
+    out = io.StringIO()
+    seen: list[int] = []
+    real_sleep = time.sleep
+
+    def visit(seconds: float) -> None:
+        if "Press Ctrl+C" not in out.getvalue():  # uvicorn is still starting
+            real_sleep(seconds)
+            return
+        url = re.search(r"Kratos\s+(http://127\.0\.0\.1:\d+)", out.getvalue())
+        assert url, out.getvalue()
+        seen.append(httpx.get(f"{url[1]}/health/alive", timeout=10).status_code)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("kratos_aal.cli.time.sleep", visit)
+    assert main(["fake", "--port", "0", "--app-url", "http://127.0.0.1:8123/"], out=out) == 0
+    assert seen == [200]
+    text = out.getvalue()
+    assert "App      http://127.0.0.1:8123/ " in text
+    assert "Scan for ada's codes:" in text  # the QR code, unless --no-qr
+    assert text.rstrip().endswith("Stopped.")
+
+
+def test_fake_command_refuses_a_taken_port() -> None:
+    taken = reserve_port()
+    try:
+        port = str(taken.getsockname()[1])
+        result = subprocess.run(
+            [sys.executable, "-m", "kratos_aal", "fake", "--port", port, "--no-qr"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        taken.close()
+    assert result.returncode != 0
+    assert "Address already in use" in result.stderr + result.stdout
+
+
+NAMES = {"starlette": "Starlette", "fastapi": "FastAPI", "flask": "Flask", "django": "Django"}
 
 
 @pytest.mark.parametrize("framework", ["starlette", "fastapi", "flask", "django"])
 def test_demo_runs_every_framework(framework: str) -> None:
     from kratos_aal._demo import banner, run_demo
 
+    slash = "/" if framework == "django" else ""
+    html = {"Accept": "text/html"}
     with run_demo(framework, port=0, kratos_port=0) as demo, httpx.Client(timeout=10) as browser:
-        assert f"a {framework.capitalize()} app" in banner(demo, qr=False)
-        assert browser.get(f"{demo.app_url}/").status_code == 200
-        redirect = browser.get(
-            f"{demo.app_url}/billing{'/' if framework == 'django' else ''}",
-            headers={"Accept": "text/html"},
-            follow_redirects=False,
+        assert f"per-route AAL on a {NAMES[framework]} app" in banner(demo, qr=False)
+        home = browser.get(f"{demo.app_url}/", headers=html)
+        assert home.status_code == 200
+        assert f"A {NAMES[framework]} app protected by kratos-aal" in home.text
+        assert "Not signed in." in home.text
+        assert f"{demo.kratos_url}/ui/clock" in home.text  # the clock button
+        for path in ("/billing", "/billing/transfer", "/account", "/api/balance"):
+            redirect = browser.get(
+                f"{demo.app_url}{path}{slash}", headers=html, follow_redirects=False
+            )
+            assert redirect.status_code == 303, path
+            assert redirect.headers["location"].startswith(
+                f"{demo.kratos_url}/self-service/login/browser?"
+            ), path
+        # Signed in at aal2: the home page says who, how, and offers Sign out.
+        ada = next(i for i in demo.fake.identities.values() if i.email == "ada@example.com")
+        session = demo.fake.session("aal2", identity=ada)
+        cookie = {"Cookie": session.cookie_header, **html}
+        home = browser.get(f"{demo.app_url}/", headers=cookie)
+        assert "ada@example.com · Signed in at <b>aal2</b>" in home.text
+        assert f'href="/logout{slash}">Sign out' in home.text
+        transfer = browser.get(f"{demo.app_url}/billing/transfer{slash}", headers=cookie)
+        assert "Second factor used in the last 5 minutes." in transfer.text
+        balance = browser.get(
+            f"{demo.app_url}/api/balance{slash}",
+            headers={"Cookie": session.cookie_header, "Accept": "application/json"},
         )
-        assert redirect.status_code == 303
-        assert redirect.headers["location"].startswith(
-            f"{demo.kratos_url}/self-service/login/browser?"
+        assert balance.json()["balance"] == 42
+        logout = browser.get(
+            f"{demo.app_url}/logout{slash}", headers=cookie, follow_redirects=False
         )
+        assert logout.status_code == 303
+        assert logout.headers["location"].startswith(f"{demo.kratos_url}/self-service/logout?")
+
+
+def test_django_login_url_leads_to_kratos_login() -> None:
+    from kratos_aal._demo import run_demo
+
+    with run_demo("django", port=0, kratos_port=0) as demo, httpx.Client(timeout=10) as browser:
+        html = {"Accept": "text/html"}
+        wall = browser.get(f"{demo.app_url}/django-only/", headers=html)
+        assert wall.status_code == 302  # Django's own login wall, to LOGIN_URL
+        assert wall.headers["location"] == "/login/?next=/django-only/"
+        login = browser.get(f"{demo.app_url}{wall.headers['location']}", headers=html)
+        assert login.status_code == 303
+        assert login.headers["location"].startswith(
+            f"{demo.kratos_url}/self-service/login/browser?return_to="
+        )
+        ada = next(i for i in demo.fake.identities.values() if i.email == "ada@example.com")
+        signed_in = browser.get(
+            f"{demo.app_url}/login/?next=/django-only/",
+            headers={"Cookie": demo.fake.session("aal1", identity=ada).cookie_header, **html},
+        )
+        assert signed_in.status_code == 200  # says why, instead of looping to /django-only/
+        assert "also want a Django user" in signed_in.text
 
 
 def test_demo_rejects_unknown_framework() -> None:

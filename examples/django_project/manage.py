@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-"""Run the example: ``python examples/django_project/manage.py runserver 8000``.
+"""Run the Django example against ``kratos-aal fake``, in two terminals:
 
-It expects Kratos (or `kratos-aal demo`'s FakeKratos) at KRATOS_PUBLIC_URL,
-http://127.0.0.1:4433 by default.
+    kratos-aal fake --port 4433 --app-url http://127.0.0.1:8000
+    KRATOS_PUBLIC_URL=http://127.0.0.1:4433 python examples/django_project/manage.py runserver 8000
+
+or against your own Kratos, with KRATOS_PUBLIC_URL pointing at its public API.
 """
 
 import os
@@ -10,8 +12,9 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo.settings")
+    # The project lives in the `examples` package (its pages are shared with the others).
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_project.demo.settings")
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

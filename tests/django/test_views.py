@@ -173,7 +173,7 @@ def test_lazy_session_costs_nothing_until_read(fake_kratos: FakeKratos) -> None:
     login(client, fake_kratos.session("aal2"))
     assert client.get("/django-only/", follow=False).status_code == 302  # Django's own login wall
     assert fake_kratos.calls["/sessions/whoami"] == 0
-    assert b"Signed in at aal2" in client.get("/").content
+    assert b"Signed in at <b>aal2</b>" in client.get("/").content
     assert fake_kratos.calls["/sessions/whoami"] == 1
 
 

@@ -317,3 +317,80 @@ async def test_hop_counter_is_cleared_once_allowed(app: Harness, fake: FakeKrato
     )
     assert reply.status == 200
     assert "kratos_aal_hops=;" in reply.headers.get("set-cookie", "")
+
+
+# ----------------------------------------------------------------------------- the example pages
+
+
+async def test_home_shows_who_is_signed_in(app: Harness, fake: FakeKratos) -> None:
+    identity = fake.create_identity("carol@example.com", totp=True)
+    for aal in ("aal1", "aal2"):
+        session = fake.session(aal, identity=identity)
+        page = (await app.get("/", browser(session))).body.decode()
+        assert f"carol@example.com · Signed in at <b>{aal}</b> with password (at " in page
+        assert ("totp (at " in page) == (aal == "aal2")
+        assert '<a href="/logout">Sign out</a>' in page
+    anonymous = (await app.get("/", browser())).body.decode()
+    assert "Not signed in." in anonymous and "Sign out" not in anonymous
+
+
+async def test_home_names_the_framework_and_shows_the_curl_line(app: Harness) -> None:
+    page = (await app.get("/", browser())).body.decode()
+    name = {"starlette": "Starlette", "fastapi": "FastAPI", "flask": "Flask"}[app.framework]
+    assert f"A {name} app protected by kratos-aal." in page
+    assert "curl -H &#x27;Accept: application/json&#x27; http://testserver/api/balance" in page
+    assert "/ui/clock" not in page  # the clock button is the demo's only
+
+
+async def test_each_method_is_listed_once_with_its_latest_time(
+    app: Harness, fake: FakeKratos
+) -> None:
+    # A re-authentication adds a second totp entry: the page shows the method once.
+    session = fake.session("aal2", ["password", "totp", "totp"])
+    page = (await app.get("/billing", browser(session))).body.decode()
+    assert page.count("totp (at ") == 1 and page.count("password (at ") == 1
+
+
+async def test_clock_note_only_after_the_button(app: Harness) -> None:
+    assert b"clock moved" not in (await app.get("/", browser())).body
+    moved = await app.get("/?clock=moved", browser())
+    assert b"Kratos&#x27;s clock moved 10 minutes on" in moved.body or (
+        b"Kratos's clock moved 10 minutes on" in moved.body
+    )
+
+
+@pytest.mark.parametrize("path", ["/", "/account", "/billing", "/billing/transfer"])
+async def test_pages_answer_json_clients_in_json(app: Harness, fake: FakeKratos, path: str) -> None:
+    session = fake.session("aal2")
+    reply = await app.get(path, {**JSON, "Cookie": session.cookie_header})
+    assert reply.status == 200
+    assert reply.json()["aal"] == "aal2"
+    html = await app.get(path, browser(session))
+    assert html.headers["Content-Type"].startswith("text/html")
+
+
+async def test_logout_goes_through_kratos_and_home(app: Harness, fake: FakeKratos) -> None:
+    session = fake.session("aal1")
+    reply = await app.get("/logout", browser(session))
+    assert reply.status == 303
+    assert path_of(reply.location) == f"{KRATOS}/self-service/logout"
+    assert params(reply.location)["return_to"] == ["http://testserver/"]
+    nobody = await app.get("/logout", browser())
+    assert (nobody.status, nobody.location) == (303, "http://testserver/")
+
+
+async def test_public_home_fails_closed_when_kratos_is_down(app: Harness, fake: FakeKratos) -> None:
+    session = fake.session("aal1")
+    fake.fail("status", status=502, times=None)
+    reply = await app.get("/", browser(session))
+    assert reply.status == 503
+    assert reply.headers["Retry-After"] == "5"
+    assert b"Signed in" not in reply.body
+
+
+async def test_withheld_aal1_session_reads_as_not_signed_in(make_app: Any) -> None:
+    fake = FakeKratos()  # highest_available: whoami withholds an aal1 session of a 2FA user
+    app = make_app(fake)
+    reply = await app.get("/", browser(fake.session("aal1", totp=True)))
+    assert reply.status == 200
+    assert b"Not signed in." in reply.body

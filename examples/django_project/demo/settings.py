@@ -38,9 +38,13 @@ KRATOS_AAL = {
     },
 }
 
+# Set by `kratos-aal demo`: where the home page's "move Kratos's clock" button posts.
+KRATOS_DEMO_CLOCK_URL: str | None = None
+
 ROOT_URLCONF = f"{__package__}.urls"
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 USE_TZ = True
-LOGIN_URL = "/django-login/"
+# Django's login wall sends people to a view that kratos-aal guards: Kratos's login page.
+LOGIN_URL = "/login/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -4,38 +4,66 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.utils.html import escape
 from django.views import View
 
+from kratos_aal import Credentials
 from kratos_aal.integrations.django import AALRequiredMixin, require_aal, require_aal2
+from kratos_aal.integrations.django.conf import clients
 
-NAV = (
-    '<nav><a href="/">Home</a> · <a href="/account/">Account (aal1)</a> · '
-    '<a href="/billing/">Billing (aal2)</a> · '
-    '<a href="/billing/async/">Billing, async (aal2)</a> · '
-    '<a href="/transfer/">Transfer (aal2, 5 min)</a></nav>'
-)
+from ... import _pages
 
 
-def page(request: HttpRequest, title: str, text: str) -> HttpResponse:
-    session = request.kratos_session
-    who = f"Signed in at {session.aal.value}" if session else "Not signed in"
-    return HttpResponse(
-        f"<!doctype html><title>{escape(title)}</title><h1>{escape(title)}</h1>"
-        f"<p>{escape(text)}</p><p><small>{escape(who)}</small></p>{NAV}"
-    )
+def page(request: HttpRequest, name: str, title: str, text: str, extra: str = "") -> HttpResponse:
+    """Answer a page in HTML, or in JSON for a client that asks for JSON."""
+    session = request.kratos_session or None  # read lazily: a public page asks Kratos here
+    if _pages.wants_json(request.headers.get("Accept", "")):
+        return JsonResponse(_pages.as_json(name, session))
+    return HttpResponse(_pages.render(title, text, session, extra=extra, slash="/"))
 
 
 @login_not_required
 def home(request: HttpRequest) -> HttpResponse:
-    return page(request, "Home", "Anyone may see this page; it reads the session lazily.")
+    extra = _pages.story(request.build_absolute_uri("/").rstrip("/"), slash="/")
+    clock = getattr(settings, "KRATOS_DEMO_CLOCK_URL", None)
+    if clock:  # only the demo can move Kratos's clock
+        extra += _pages.clock_form(clock, request.build_absolute_uri("/?clock=moved"))
+    extra = _pages.clock_note(request.GET.get("clock")) + extra
+    return page(request, "home", "kratos-aal example", _pages.home_text("django"), extra)
 
 
 @login_not_required  # KRATOS_AAL["RULES"] guards /account/*
 def account(request: HttpRequest) -> HttpResponse:
-    return page(request, "Account", "A password is enough here (aal1).")
+    return page(request, "account", "Account", "A password is enough here (<code>aal1</code>).")
+
+
+@login_not_required
+def logout(request: HttpRequest) -> HttpResponseRedirect:
+    """Sign out of Kratos (its logout URL), then come back home."""
+    client, _ = clients()
+    credentials = Credentials.from_headers(
+        request.headers.items(), cookie_name=client.config.cookie_name
+    )
+    home_url = request.build_absolute_uri("/")
+    target = client.logout_url(credentials, return_to=home_url)
+    return HttpResponseRedirect(target or home_url, status=303)
+
+
+@require_aal("aal1")
+def login(request: HttpRequest) -> HttpResponse:
+    """LOGIN_URL: kratos-aal sends anonymous users to Kratos's login, then they land here.
+
+    Django's own login wall (LoginRequiredMiddleware) still wants a Django user on pages
+    Kratos does not guard; this example creates none, so it says so instead of looping.
+    """
+    text = (
+        "Kratos signed you in. Pages that Django's own login wall guards, such as "
+        "<code>/django-only/</code>, also want a Django user, which this example does not create."
+    )
+    return page(request, "login", "Signed in", text)
 
 
 @login_not_required
@@ -47,7 +75,9 @@ async def me(request: HttpRequest) -> JsonResponse:
 
 @require_aal2
 def billing(request: HttpRequest) -> HttpResponse:
-    return page(request, "Billing", "This page needs a second factor (aal2).")
+    return page(
+        request, "billing", "Billing", "<span class=ok>You used a second factor (aal2).</span>"
+    )
 
 
 @require_aal2
@@ -61,7 +91,8 @@ class TransferView(AALRequiredMixin, View):
     max_age = 300
 
     def get(self, request: HttpRequest) -> HttpResponse:
-        return page(request, "Transfer", "A second factor used in the last 5 minutes.")
+        text = "<span class=ok>Second factor used in the last 5 minutes.</span>"
+        return page(request, "transfer", "Transfer", text)
 
     def post(self, request: HttpRequest) -> HttpResponse:
         return HttpResponse("Transfer sent")

@@ -1,0 +1,148 @@
+"""The pages every example shows: one look and one story, whatever the framework.
+
+Only presentation lives here; each example still decides, in its own framework's words,
+which route needs which AAL and how a page reads the session.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime, timezone
+
+from kratos_aal import Session
+
+FRAMEWORK_NAMES = {
+    "starlette": "Starlette",
+    "fastapi": "FastAPI",
+    "flask": "Flask",
+    "django": "Django",
+}
+
+#: What the clock button moves Kratos's clock by, in seconds (past the 5 minutes of Transfer).
+CLOCK_STEP = 600
+
+STYLE = """
+body { font: 16px/1.55 system-ui, sans-serif; max-width: 44rem; margin: 0 auto; padding: 1.5rem;
+       color: #1d1d27; }
+nav { display: flex; gap: 1rem; flex-wrap: wrap; padding: .75rem 0; border-bottom: 1px solid #ddd; }
+.who { background: #f1f1f6; border-radius: 8px; padding: .6rem .9rem; font-size: .95rem; }
+.note { background: #e7f4ea; border-radius: 8px; padding: .6rem .9rem; }
+li { margin: .4rem 0; } code, pre { background: #f1f1f6; padding: 0 .25rem; border-radius: 4px; }
+pre { padding: .5rem; overflow-x: auto; }
+button { padding: .45rem .9rem; border-radius: 6px; border: 1px solid #888; cursor: pointer; }
+.ok { color: #1d6b3a; font-weight: 600; }
+"""
+
+
+def story(base_url: str, slash: str = "") -> str:
+    """Return the home page's list of what to try (*slash* ends Django's paths)."""
+    curl = f"curl -H 'Accept: application/json' {base_url}/api/balance{slash}"
+    return f"""
+<ol>
+<li><a href="/account{slash}">Account</a> needs a password (<code>aal1</code>).</li>
+<li><a href="/billing{slash}">Billing</a> needs a second factor (<code>aal2</code>): users with an
+authenticator app are asked for a code (step-up); users without one are sent to set one up
+(enrollment), and land back here either way.</li>
+<li><a href="/billing/transfer{slash}">Transfer</a> needs a second factor used in the last 5
+minutes (<code>max_age</code>): after that, Kratos asks again (re-authentication).</li>
+<li><a href="/api/balance{slash}">/api/balance</a> is an API: a browser following the link is
+sent to Kratos like any page, while a JSON client gets Kratos's own error body instead of a
+redirect. Try it from a terminal:
+<pre>{html.escape(curl)}</pre></li>
+</ol>
+"""
+
+
+def _when(moment: datetime | None) -> str:
+    # The time of day, not "n minutes ago": the demo moves Kratos's clock, not the app's.
+    if moment is None:
+        return "time unknown"
+    return "at " + moment.astimezone(timezone.utc).strftime("%H:%M:%S UTC")
+
+
+def who(session: Session | None, *, slash: str = "") -> str:
+    """Return the "signed in as" line: who, at which AAL, each method once with its time."""
+    if session is None:
+        return "Not signed in."
+    latest: dict[str, datetime | None] = {}
+    for method in session.authentication_methods:  # a re-authentication repeats a method
+        seen = latest.get(method.method)
+        if method.method not in latest or (
+            method.completed_at is not None and (seen is None or method.completed_at > seen)
+        ):
+            latest[method.method] = method.completed_at
+    methods = ", ".join(f"{name} ({_when(at)})" for name, at in latest.items()) or "no method"
+    email = session.identity.traits.get("email") if session.identity else None
+    name = html.escape(str(email)) if email else "Someone"
+    return (
+        f"{name} · Signed in at <b>{session.aal.value}</b> with {html.escape(methods)}"
+        f' · <a href="/logout{slash}">Sign out</a>'
+    )
+
+
+def clock_form(clock_url: str, return_to: str) -> str:
+    """Return the demo's button that moves Kratos's clock on and comes back with a note."""
+    return (
+        f'<form method="post" action="{html.escape(clock_url)}">'
+        f'<input type="hidden" name="seconds" value="{CLOCK_STEP}">'
+        f'<input type="hidden" name="return_to" value="{html.escape(return_to)}">'
+        f"<button>Demo: move Kratos's clock {CLOCK_STEP // 60} minutes on</button></form>"
+    )
+
+
+def clock_note(query_value: str | None) -> str:
+    """Return the feedback shown after the clock button brought the browser back."""
+    if query_value != "moved":
+        return ""
+    return (
+        f"<p class=note>Kratos's clock moved {CLOCK_STEP // 60} minutes on: every sign-in is now "
+        "that much older, so Transfer will ask you to confirm it's you.</p>"
+    )
+
+
+def render(
+    title: str,
+    text: str,
+    session: Session | None,
+    *,
+    extra: str = "",
+    slash: str = "",
+) -> str:
+    """Return a whole page: the navigation, *text*, who is signed in, and *extra*."""
+    return (
+        f"<!doctype html><html lang=en><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<link rel=icon href='data:,'><style>{STYLE}</style>"
+        f"<nav><a href='/'>Home</a><a href='/account{slash}'>Account (aal1)</a>"
+        f"<a href='/billing{slash}'>Billing (aal2)</a>"
+        f"<a href='/billing/transfer{slash}'>Transfer (aal2, 5 min)</a>"
+        f"<a href='/api/balance{slash}'>API</a></nav>"
+        f"<h1>{html.escape(title)}</h1><p>{text}</p>"
+        f"<p class=who>{who(session, slash=slash)}</p>{extra}"
+    )
+
+
+def home_text(framework: str) -> str:
+    """Return the home page's first line, naming the framework truly."""
+    return f"A {FRAMEWORK_NAMES[framework]} app protected by kratos-aal. Anyone may see this page."
+
+
+def wants_json(accept: str, *, default: bool = False) -> bool:
+    """Tell whether a client wants JSON rather than a page.
+
+    Browsers ask for ``text/html`` by name; a client that names JSON gets JSON; one that
+    takes anything (``*/*``, or no Accept at all) gets *default*.
+    """
+    accept = accept.lower()
+    if "text/html" in accept:
+        return False
+    return True if "json" in accept else default
+
+
+#: What a public page answers when it could not ask Kratos who is signed in: fail closed.
+UNAVAILABLE = "Kratos did not answer; try again in a few seconds."
+UNAVAILABLE_HEADERS = {"Retry-After": "5"}
+
+
+def as_json(page: str, session: Session | None, **extra: object) -> dict[str, object]:
+    """Return a page's content for JSON clients."""
+    return {"page": page, "aal": session.aal.value if session else None, **extra}
