@@ -125,7 +125,10 @@ def test_gunicorn_flask_session_still_passes(
     flask_under_gunicorn: str, served_kratos: tuple[FakeKratos, str]
 ) -> None:
     # The same spellings with the session the rule demands reach the handler.
-    cookie = {"Cookie": served_kratos[0].session("aal2").cookie_header}
+    cookie = {
+        "Cookie": served_kratos[0].session("aal2").cookie_header,
+        "Accept": "application/json",
+    }
     status, body = raw_get(flask_under_gunicorn, "//billing", cookie)
     assert status == 200 and b'"page":"billing"' in body.replace(b" ", b"")
     status, body = raw_get(flask_under_gunicorn, "//api/balance", cookie)
