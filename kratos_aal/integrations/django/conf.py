@@ -6,7 +6,7 @@ import difflib
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -23,7 +23,23 @@ __all__ = ["KratosAALSettings", "get", "override_clients"]
 SETTING = "KRATOS_AAL"
 #: Every key of KRATOS_AAL: one upper-case key per KratosConfig field, and RULES.
 KEYS = {name.upper(): name for name in CONFIG_FIELDS}
-ALL_KEYS = (*KEYS, "RULES")
+ALL_KEYS = (*KEYS, "RULES", "CREATE_USERS", "USER_FIELDS")
+#: User fields USER_FIELDS may not fill from traits: who is staff or a superuser, and how
+#: the user signs in, are the app's to decide, never an identity's own traits.
+PROTECTED_USER_FIELDS = frozenset(
+    {
+        "id",
+        "pk",
+        "password",
+        "is_superuser",
+        "is_staff",
+        "is_active",
+        "last_login",
+        "groups",
+        "user_permissions",
+        "date_joined",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +48,8 @@ class KratosAALSettings:
 
     config: KratosConfig
     rules: PathRules
+    create_users: bool = True
+    user_fields: Mapping[str, str] = field(default_factory=dict)
 
 
 def read(raw: Any) -> KratosAALSettings:
@@ -64,7 +82,29 @@ def read(raw: Any) -> KratosAALSettings:
         field = str(error).split(" ", 1)[0]
         raise ConfigurationError(f"{SETTING}[{field.upper()!r}]: {error}") from None
     rules = PathRules(raw.get("RULES"), setting=f"{SETTING}['RULES']")
-    return KratosAALSettings(config, rules)
+    create_users = raw.get("CREATE_USERS", True)
+    if not isinstance(create_users, bool):
+        raise ConfigurationError(f"{SETTING}['CREATE_USERS'] must be True or False")
+    return KratosAALSettings(config, rules, create_users, _user_fields(raw.get("USER_FIELDS")))
+
+
+def _user_fields(raw: Any) -> dict[str, str]:
+    name = f"{SETTING}['USER_FIELDS']"
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping) or not all(
+        isinstance(key, str) and isinstance(value, str) and key and value
+        for key, value in raw.items()
+    ):
+        raise ConfigurationError(
+            f"{name} must map user fields to trait paths, e.g. {{'email': 'email'}}"
+        )
+    for key in raw:
+        if key in PROTECTED_USER_FIELDS:
+            raise ConfigurationError(
+                f"{name}[{key!r}]: {key} is the app's to set, never copied from traits"
+            )
+    return dict(raw)
 
 
 class _State:
