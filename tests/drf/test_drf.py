@@ -192,3 +192,38 @@ def test_browsable_api_denial_keeps_no_cache(fake_kratos: FakeKratos) -> None:
     reply = browser().get("/accounts/", **HTML)
     assert reply.status_code == 303
     assert reply["Cache-Control"] == "no-store"
+
+
+@pytest.mark.django_db
+def test_linked_django_user_with_kratos_backend(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any
+) -> None:
+    settings.AUTHENTICATION_BACKENDS = ["kratos_aal.integrations.django.KratosBackend"]
+    session = fake_kratos.session("aal2")
+    reply = mobile(session, "bearer").get("/balance/")
+    assert reply.json()["user"] == session.identity.id  # the Django user's username
+    assert django_user_model.objects.filter(username=session.identity.id).exists()
+
+
+@pytest.mark.django_db
+def test_unknown_identity_without_create_users_is_a_kratos_user(
+    fake_kratos: FakeKratos, settings: Any
+) -> None:
+    settings.AUTHENTICATION_BACKENDS = ["kratos_aal.integrations.django.KratosBackend"]
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "CREATE_USERS": False}
+    session = fake_kratos.session("aal2")
+    assert mobile(session, "bearer").get("/balance/").json()["user"] == session.identity.email
+
+
+def test_kratos_user() -> None:
+    from kratos_aal import Session
+    from kratos_aal.integrations.drf import KratosUser
+
+    fake = FakeKratos()
+    handle = fake.session("aal1")
+    user = KratosUser(Session.from_json(fake.session_json(handle)))
+    assert user.pk == handle.identity.id
+    assert user.get_username() == str(user) == handle.identity.email
+    assert user.is_authenticated and not user.is_anonymous
+    assert not user.is_staff and not user.is_superuser
+    assert user.has_perm("auth.view_group") is False

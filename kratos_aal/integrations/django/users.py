@@ -25,6 +25,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import AnonymousUser
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -205,6 +206,7 @@ class KratosUserMiddleware:
         return await self.get_response(request)
 
 
+@login_not_required
 def login(request: HttpRequest) -> HttpResponse:
     """Send the browser to Kratos's login, and back to ``next`` afterwards.
 
