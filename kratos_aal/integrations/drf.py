@@ -23,6 +23,7 @@ from collections.abc import Collection, Mapping
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
@@ -31,14 +32,20 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
 from .._core import Decision, Outcome, Requirement, unavailable
-from .._models import AAL, AALLike, Session
-from .._web import BadRequest, WebResponse, bad_request, conclude, error_body
+from .._models import AAL, AALLike, Credentials, Session
+from .._web import SAFE_METHODS, BadRequest, WebResponse, bad_request, conclude, error_body
 from ..exceptions import KratosUnavailable, StepUpRequired
 from .django import conf
 from .django._glue import _return_to, credentials_of, web_request
 
 __all__ = ["IsAAL1", "IsAAL2", "KratosAuthentication", "KratosDenied", "KratosUser", "RequireAAL"]
 
+_BACKENDS = frozenset(
+    {
+        "kratos_aal.integrations.django.KratosBackend",
+        "kratos_aal.integrations.django.users.KratosBackend",
+    }
+)
 CHALLENGE = 'Bearer realm="kratos"'
 # Headers the renderer writes itself; the rest of a core response goes on the view's headers.
 _RENDERER_HEADERS = frozenset({"content-type", "content-length"})
@@ -98,8 +105,16 @@ class KratosDenied(exceptions.APIException):
         ]
 
 
+def _credentials(request: HttpRequest) -> Credentials:
+    """Return the request's credentials, read once for authentication and permissions."""
+    found = request.__dict__.get("_kratos_aal_credentials")
+    if found is None:
+        found = request._kratos_aal_credentials = credentials_of(request)
+    return found  # type: ignore[no-any-return]
+
+
 def _denied(request: Request, decision: Decision) -> KratosDenied:
-    credentials = credentials_of(request._request)
+    credentials = _credentials(request._request)
     response = conclude(decision, web_request(request._request), credentials)
     assert response is not None
     denied = KratosDenied(decision, response)
@@ -121,9 +136,11 @@ def _denied(request: Request, decision: Decision) -> KratosDenied:
 
 def _user_for(request: HttpRequest, session: Session) -> Any:
     """Return the linked Django user when ``KratosBackend`` is on, else a :class:`KratosUser`."""
-    from .django import users
+    backends = getattr(settings, "AUTHENTICATION_BACKENDS", ())
+    if _BACKENDS.intersection(backends):
+        # Imported only here: it needs django.contrib.auth, which DRF alone does not.
+        from .django import users
 
-    if users.backend_enabled():
         user = users.user_for_session(request, session)
         if user is not None:
             return user
@@ -143,7 +160,7 @@ class KratosAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[Any, Session] | None:
         """Return ``(user, session)``, or ``None`` when the request has no valid session."""
         django_request = request._request
-        credentials = credentials_of(django_request)
+        credentials = _credentials(django_request)
         if not credentials:
             return None
         client, _ = conf.clients()
@@ -155,7 +172,7 @@ class KratosAuthentication(BaseAuthentication):
             raise _denied(request, unavailable(error, None)) from None
         if session is None:
             return None
-        if credentials.cookie:
+        if credentials.cookie and request.method not in SAFE_METHODS:
             # A cookie rides along on cross-site requests; a token never does.
             SessionAuthentication().enforce_csrf(request)
         django_request.kratos_session = session
@@ -225,7 +242,7 @@ class RequireAAL(_Combinable, BasePermission):
         client, _ = conf.clients()
         try:
             decision = client.check(
-                credentials_of(django_request),
+                _credentials(django_request),
                 self.requirement,
                 lambda: _return_to(django_request),
             )

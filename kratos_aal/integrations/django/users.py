@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
-from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.decorators import login_not_required
@@ -42,12 +41,6 @@ __all__ = ["KratosBackend", "KratosUserMiddleware", "login"]
 
 BACKEND = f"{__name__}.KratosBackend"
 _DEFAULT_BACKEND = "kratos_aal.integrations.django.KratosBackend"
-
-
-def backend_enabled() -> bool:
-    """Return whether ``KratosBackend`` is in ``AUTHENTICATION_BACKENDS``."""
-    backends = getattr(settings, "AUTHENTICATION_BACKENDS", ())
-    return BACKEND in backends or _DEFAULT_BACKEND in backends
 
 
 def _trait(traits: Any, path: str) -> Any:
