@@ -292,3 +292,37 @@ def test_permission_required(fake_kratos: FakeKratos, django_user_model: Any) ->
 
 def test_backend_ignores_other_credentials() -> None:
     assert KratosBackend().authenticate(None, username="x", password="y") is None
+
+
+def test_checks_pass_with_linked_users() -> None:
+    from kratos_aal.integrations.django.checks import check_settings, check_users
+
+    assert check_users() == []
+    assert check_settings() == []
+
+
+def test_check_user_middleware_order(settings: Any) -> None:
+    from kratos_aal.integrations.django.checks import check_users
+
+    settings.MIDDLEWARE = [USER_MIDDLEWARE, AUTH_MIDDLEWARE]
+    assert [found.id for found in check_users()] == ["kratos_aal.E005"]
+    settings.MIDDLEWARE = [USER_MIDDLEWARE]
+    assert [found.id for found in check_users()] == ["kratos_aal.E005"]
+
+
+def test_check_backend_missing(settings: Any) -> None:
+    from kratos_aal.integrations.django.checks import check_users
+
+    settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+    assert [found.id for found in check_users()] == ["kratos_aal.W002"]
+    settings.MIDDLEWARE = [AUTH_MIDDLEWARE]
+    assert check_users() == []
+
+
+def test_check_names_bad_user_fields(settings: Any) -> None:
+    from kratos_aal.integrations.django.checks import check_settings
+
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "USER_FIELDS": {"is_staff": "admin"}}
+    assert [(found.id, "USER_FIELDS" in found.msg) for found in check_settings()] == [
+        ("kratos_aal.E002", True)
+    ]
