@@ -128,9 +128,7 @@ def _denied(request: Request, decision: Decision) -> KratosDenied:
     # DRF's exception handler sets only WWW-Authenticate and Retry-After; the view's
     # ``headers`` go on every response it finalizes, the error response included.
     view = (getattr(request, "parser_context", None) or {}).get("view")
-    headers = getattr(view, "headers", None)
-    if isinstance(headers, dict):
-        headers.update(denied.headers)
+    getattr(view, "headers", {}).update(denied.headers)
     return denied
 
 
@@ -198,13 +196,14 @@ class _KratosOR(OR):
 
 
 class _Combinable(OperationHolderMixin):
-    """``&``, ``|`` and ``~`` as DRF has them, with a Kratos-aware ``|``."""
+    """``&`` and ``|`` as DRF has them, with a Kratos-aware ``|`` (when on the left of it).
+
+    On the right of ``|`` the other side's DRF ``OR`` runs first, which is right too: a
+    Kratos denial there is the last word.
+    """
 
     def __or__(self, other: Any) -> OperandHolder:
         return OperandHolder(_KratosOR, self, other)
-
-    def __ror__(self, other: Any) -> OperandHolder:
-        return OperandHolder(_KratosOR, other, self)
 
 
 class RequireAAL(_Combinable, BasePermission):
@@ -266,9 +265,6 @@ class _FixedMeta(type(BasePermission)):  # type: ignore[misc]
 
     def __or__(cls, other: Any) -> OperandHolder:
         return OperandHolder(_KratosOR, cls, other)
-
-    def __ror__(cls, other: Any) -> OperandHolder:
-        return OperandHolder(_KratosOR, other, cls)
 
 
 class _Fixed(BasePermission, metaclass=_FixedMeta):

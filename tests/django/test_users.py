@@ -259,10 +259,12 @@ def test_login_returns_on_site(fake_kratos: FakeKratos, target: str, back: str) 
     assert query(reply["Location"]) == {"return_to": [back]}
 
 
-def test_login_bad_host_is_400(fake_kratos: FakeKratos, settings: Any) -> None:
+@pytest.mark.parametrize("host", ["bad host!", "-bad-"])
+def test_login_bad_host_is_400(fake_kratos: FakeKratos, settings: Any, host: str) -> None:
     settings.ALLOWED_HOSTS = ["*"]
-    reply = Client().get("/kratos/login/", HTTP_HOST="bad host!")
+    reply = Client().get("/kratos/login/", HTTP_HOST=host)
     assert reply.status_code == 400
+    assert "Location" not in reply
 
 
 def test_admin_round_trip(fake_kratos: FakeKratos, django_user_model: Any) -> None:
@@ -326,3 +328,55 @@ def test_check_names_bad_user_fields(settings: Any) -> None:
     assert [(found.id, "USER_FIELDS" in found.msg) for found in check_settings()] == [
         ("kratos_aal.E002", True)
     ]
+
+
+def test_async_view_without_session_is_anonymous(fake_kratos: FakeKratos) -> None:
+    assert asyncio.run(AsyncClient().get("/ame/")).json()["authenticated"] is False
+
+
+def test_unlinked_identity_keeps_the_django_login(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any
+) -> None:
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "CREATE_USERS": False}
+    local = django_user_model.objects.create_user("local", password="x")
+    client = client_for(fake_kratos.session("aal1"))
+    client.force_login(local, backend="django.contrib.auth.backends.ModelBackend")
+    assert client.get("/me/").json()["username"] == "local"
+
+
+def test_a_username_equal_to_an_identity_id_is_not_taken_over(
+    fake_kratos: FakeKratos, django_user_model: Any
+) -> None:
+    session = fake_kratos.session("aal1")
+    django_user_model.objects.create_user(session.identity.id)
+    assert me(session)["authenticated"] is False
+    assert not KratosIdentityLink.objects.exists()
+
+
+def test_withheld_aal1_session_is_no_user() -> None:
+    from kratos_aal.integrations.django.conf import override_clients
+
+    strict = FakeKratos(whoami_required_aal="highest_available")
+    session = strict.session("aal1", totp=True)
+    with strict.client() as client, override_clients(client, strict.async_client()):
+        assert me(session)["authenticated"] is False
+
+
+def test_backend_refuses_an_inactive_identity(fake_kratos: FakeKratos) -> None:
+    from kratos_aal import Session
+
+    handle = fake_kratos.session("aal1")
+    fake_kratos.disable(handle.identity)
+    session = Session.from_json(fake_kratos.session_json(handle))
+    assert KratosBackend().authenticate(None, kratos_session=session) is None
+
+
+def test_link_model(fake_kratos: FakeKratos, settings: Any) -> None:
+    from kratos_aal.integrations.django.models import users_installed
+
+    session = fake_kratos.session("aal1")
+    me(session)
+    assert session.identity.id in str(KratosIdentityLink.objects.get())
+    assert users_installed() is True
+    settings.AUTH_USER_MODEL = "nowhere.User"
+    assert users_installed() is False

@@ -138,7 +138,14 @@ def test_revoked_token_is_401(fake_kratos: FakeKratos) -> None:
     reply = mobile(session, "x-session-token").get("/balance/")
     assert reply.status_code == 401
     assert error_id(reply) == "session_inactive"
-    assert reply["WWW-Authenticate"]
+    assert reply["WWW-Authenticate"] == 'Bearer realm="kratos"'
+
+
+def test_drf_own_not_authenticated_is_401(fake_kratos: FakeKratos) -> None:
+    # DRF's IsAuthenticated beside KratosAuthentication: 401 with the challenge, not 403.
+    reply = browser().get("/authenticated/", **JSON)
+    assert reply.status_code == 401
+    assert reply["WWW-Authenticate"] == 'Bearer realm="kratos"'
 
 
 def test_unsafe_method_denied_and_not_run(fake_kratos: FakeKratos) -> None:
@@ -227,3 +234,42 @@ def test_kratos_user() -> None:
     assert user.is_authenticated and not user.is_anonymous
     assert not user.is_staff and not user.is_superuser
     assert user.has_perm("auth.view_group") is False
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/either/", "/kratos-first/", "/admin-or/"])
+def test_or_a_django_admin_with_aal1_is_allowed(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, path: str
+) -> None:
+    settings.AUTHENTICATION_BACKENDS = ["kratos_aal.integrations.django.KratosBackend"]
+    session = fake_kratos.session("aal1", totp=True)
+    client = browser(session)
+    assert client.get(path, **JSON).status_code == 403
+    django_user_model.objects.filter(username=session.identity.id).update(is_staff=True)
+    assert client.get(path, **JSON).status_code == 200
+
+
+def test_withheld_aal1_session_gets_step_up() -> None:
+    from kratos_aal.integrations.django.conf import override_clients
+
+    strict = FakeKratos(whoami_required_aal="highest_available")
+    session = strict.session("aal1", totp=True)
+    with strict.client() as client, override_clients(client, strict.async_client()):
+        profile = browser(session).get("/profile/", **JSON)  # aal1 is enough, but withheld
+        balance = browser(session).get("/balance/", **JSON)
+    assert profile.status_code == 403
+    assert error_id(profile) == "session_aal2_required"
+    assert error_id(balance) == "session_aal2_required"
+
+
+@pytest.mark.parametrize("host", ["-bad-", "x..y"])
+def test_hostile_host_is_400(fake_kratos: FakeKratos, settings: Any, host: str) -> None:
+    settings.ALLOWED_HOSTS = ["*"]
+    reply = browser(fake_kratos.session("aal1", totp=True)).get("/balance/", HTTP_HOST=host)
+    assert reply.status_code == 400
+
+
+def test_repr() -> None:
+    from kratos_aal.integrations.drf import RequireAAL
+
+    assert "aal2" in repr(RequireAAL("aal2", max_age=60))

@@ -7,7 +7,7 @@ from typing import Any
 from django.urls import include, path
 from rest_framework import routers, viewsets
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
-from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -66,9 +66,25 @@ class AdminOr(APIView):
         return Response(whoami(request))
 
 
+class KratosFirst(APIView):
+    authentication_classes = AUTH
+    permission_classes = [RequireAAL("aal2") | IsAdminUser]
+
+    def get(self, request: Request) -> Response:
+        return Response(whoami(request))
+
+
 class Both(APIView):
     authentication_classes = AUTH
     permission_classes = [IsAAL1 & RequireAAL("aal2", methods={"webauthn"})]
+
+    def get(self, request: Request) -> Response:
+        return Response(whoami(request))
+
+
+class Authenticated(APIView):
+    authentication_classes = AUTH
+    permission_classes = [IsAuthenticated]
 
     def get(self, request: Request) -> Response:
         return Response(whoami(request))
@@ -110,7 +126,9 @@ urlpatterns = [
     path("either/", Either.as_view()),
     path("admin-or/", AdminOr.as_view()),
     path("both/", Both.as_view()),
+    path("kratos-first/", KratosFirst.as_view()),
     path("public/", Public.as_view()),
+    path("authenticated/", Authenticated.as_view()),
     path("transfer/", transfer),
     path("", include(router.urls)),
 ]

@@ -80,6 +80,11 @@ def make_app(client: KratosClient) -> Flask:
     def keys() -> Any:
         return jsonify(whoami())
 
+    @app.get("/bare")
+    @require_aal
+    def bare() -> Any:
+        return jsonify(whoami())
+
     @app.get("/profile")
     @require_aal("aal1")
     def profile() -> Any:
@@ -141,6 +146,7 @@ AAL2_PATHS = [
     pytest.param("/billing/", id="rule"),
     pytest.param("/billing/42", id="rule-converter"),
     pytest.param("/transfer", id="decorator"),
+    pytest.param("/bare", id="require_aal-bare"),
     pytest.param("/pay", id="require_aal"),
     pytest.param("/async", id="async-decorator"),
     pytest.param("/async-fresh", id="async-require_aal"),

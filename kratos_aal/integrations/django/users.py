@@ -25,7 +25,6 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.contrib import auth
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.decorators import login_not_required
-from django.contrib.auth.models import AnonymousUser
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -82,6 +81,8 @@ class KratosBackend(ModelBackend):
             if not conf.get().create_users:
                 return None
             link = self._create(identity.id)
+            if link is None:
+                return None
         if link.session_id != kratos_session.id:
             self._sync(link, kratos_session)
         user = link.user
@@ -99,8 +100,13 @@ class KratosBackend(ModelBackend):
                 )
                 return KratosIdentityLink.objects.create(identity_id=identity_id, user=user)
         except IntegrityError:
-            # Another request linked this identity first: use its user.
-            return KratosIdentityLink.objects.select_related("user").get(identity_id=identity_id)
+            # Another request linked this identity first: use its user. A user that merely
+            # has the identity id as username is not linked: never take over an account.
+            return (
+                KratosIdentityLink.objects.select_related("user")
+                .filter(identity_id=identity_id)
+                .first()
+            )
 
     @staticmethod
     def _sync(link: Any, session: Session) -> None:
@@ -130,9 +136,6 @@ def user_for_session(request: HttpRequest | None, session: Session) -> Any:
 
 
 def _kratos_session(request: HttpRequest) -> Session | None:
-    attached = request.__dict__.get("kratos_session")
-    if isinstance(attached, Session):
-        return attached
     credentials = credentials_of(request)
     if not credentials:
         return None
@@ -153,7 +156,9 @@ def _resolve(request: HttpRequest) -> HttpResponse | None:
         return as_response(response)
     if session is not None:
         user = user_for_session(request, session)
-        request.user = user if user is not None else AnonymousUser()
+        if user is not None:
+            request.user = request._kratos_aal_user = user
+        # Else, like RemoteUserMiddleware, leave whatever Django's own session says.
     elif getattr(request, "session", None) is not None and request.session.get(
         auth.BACKEND_SESSION_KEY
     ) in (BACKEND, _DEFAULT_BACKEND):
@@ -190,12 +195,13 @@ class KratosUserMiddleware:
         denial = await sync_to_async(_resolve)(request)
         if denial is not None:
             return denial
-        user = request.user
+        user = request.__dict__.get("_kratos_aal_user")
+        if user is not None:
 
-        async def auser() -> Any:
-            return user
+            async def auser() -> Any:
+                return user
 
-        request.auser = auser
+            request.auser = auser
         return await self.get_response(request)
 
 
