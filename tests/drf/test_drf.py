@@ -273,3 +273,38 @@ def test_repr() -> None:
     from kratos_aal.integrations.drf import RequireAAL
 
     assert "aal2" in repr(RequireAAL("aal2", max_age=60))
+
+
+# Spellings a server may pass through as they are: none reaches a DRF view without aal2.
+# (Django's resolver routes none of them today, and the permissions belong to the view, not
+# to a path; the battery keeps both true.)
+SPELLINGS = [
+    "//balance/",
+    "///balance/",
+    "/balance//",
+    "/./balance/",
+    "/x/../balance/",
+    "/%2fbalance/",
+    "//accounts/7/",
+    "/accounts//7/",
+    "/accounts/./7/",
+    "//transfer/",
+]
+
+
+@pytest.mark.parametrize("path", SPELLINGS)
+def test_no_spelling_reaches_a_view_without_aal2(fake_kratos: FakeKratos, path: str) -> None:
+    for session in (None, fake_kratos.session("aal1", totp=True)):
+        client = APIClient()
+        if session is not None:
+            client.cookies.load(session.cookies)
+        reply = client.generic("GET", "/", HTTP_ACCEPT="application/json", PATH_INFO=path)
+        assert reply.status_code in {401, 403, 404}, (path, reply.status_code)
+        assert b'"session"' not in reply.content
+
+
+def test_raw_path_info_reaches_views(fake_kratos: FakeKratos) -> None:
+    # The battery's way of calling reaches a view at all: with aal2 and the plain path, 200.
+    client = browser(fake_kratos.session("aal2"))
+    reply = client.generic("GET", "/", HTTP_ACCEPT="application/json", PATH_INFO="/balance/")
+    assert reply.status_code == 200
