@@ -176,7 +176,12 @@ def django_overhead(requests: int, rounds: int) -> None:
             SECRET_KEY="bench",
             ALLOWED_HOSTS=["testserver"],
             ROOT_URLCONF="benchmarks._django_urls",
-            INSTALLED_APPS=["kratos_aal.integrations.django"],
+            # contrib.auth: DRF's anonymous user (drf_overhead); no middleware uses it.
+            INSTALLED_APPS=[
+                "django.contrib.contenttypes",
+                "django.contrib.auth",
+                "kratos_aal.integrations.django",
+            ],
             MIDDLEWARE=[],
             KRATOS_AAL={"PUBLIC_URL": "http://127.0.0.1:4433"},
         )
@@ -235,6 +240,84 @@ def _guarded_view() -> Any:
     from kratos_aal.integrations.django import require_aal2
 
     return require_aal2(_plain_view)
+
+
+def drf_overhead(requests: int, rounds: int) -> None:
+    """Run after :func:`django_overhead`, which configures Django."""
+    from django.test import RequestFactory
+    from rest_framework.permissions import AllowAny
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
+
+    from kratos_aal.integrations.django.conf import override_clients
+    from kratos_aal.integrations.drf import IsAAL2, KratosAuthentication
+
+    class Plain(APIView):  # type: ignore[misc]
+        authentication_classes: list[Any] = []
+        permission_classes = [AllowAny]
+
+        def get(self, request: Any) -> Any:
+            return Response({"ok": True})
+
+    class Guarded(Plain):
+        authentication_classes = [KratosAuthentication]
+        permission_classes = [IsAAL2]
+
+    fake, session = fake_with_session()
+    factory = RequestFactory()
+    plain, guarded = Plain.as_view(), Guarded.as_view()
+
+    def measure(view: Callable[[Any], Any]) -> Callable[[], float]:
+        def many() -> float:
+            start = time.perf_counter()
+            for _ in range(requests):
+                response = view(factory.get("/billing", HTTP_COOKIE=session.cookie_header))
+                response.render()
+            return (time.perf_counter() - start) / requests
+
+        return many
+
+    with override_clients(sync_client(fake), async_client(fake)):
+        check = guarded(factory.get("/billing", HTTP_COOKIE=session.cookie_header))
+        assert check.status_code == 200
+        times = interleaved({"plain": measure(plain), "guarded": measure(guarded)}, rounds)
+    overhead_row("DRF APIView, cache hit, KratosAuthentication + IsAAL2", times, None)
+
+
+def flask_overhead(requests: int, rounds: int) -> None:
+    from flask import Flask
+
+    from kratos_aal.integrations.flask import KratosAAL, require_aal2
+
+    fake, session = fake_with_session()
+    app = Flask(__name__)
+    app.config["KRATOS_AAL"] = {"PUBLIC_URL": fake.public_url}
+    KratosAAL(app, client=sync_client(fake))
+
+    @app.get("/plain")
+    def plain() -> str:
+        return "ok"
+
+    @app.get("/guarded")
+    @require_aal2
+    def guarded() -> str:
+        return "ok"
+
+    client = app.test_client()
+    client.set_cookie(session.cookie_name, session.cookie)
+    assert client.get("/guarded").status_code == 200
+
+    def measure(path: str) -> Callable[[], float]:
+        def many() -> float:
+            start = time.perf_counter()
+            for _ in range(requests):
+                client.get(path)
+            return (time.perf_counter() - start) / requests
+
+        return many
+
+    times = interleaved({"plain": measure("/plain"), "guarded": measure("/guarded")}, rounds)
+    overhead_row("Flask view, cache hit, @require_aal2 (test client)", times, None)
 
 
 # ----------------------------------------------------------------------------- coalescing
@@ -417,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     starlette_overhead(requests, rounds)
     fastapi_overhead(requests, rounds)
     django_overhead(requests // 2, rounds)
+    drf_overhead(requests // 2, rounds)
+    flask_overhead(requests // 2, rounds)
     coalescing()
     against_sdk(0.5 if args.quick else 3.0)
     cache_miss_latency(5 if args.quick else 30)

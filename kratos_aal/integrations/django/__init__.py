@@ -20,10 +20,13 @@ if TYPE_CHECKING:
     from .decorators import require_aal, require_aal2
     from .middleware import KratosSessionMiddleware
     from .mixins import AALRequiredMixin
+    from .users import KratosBackend, KratosUserMiddleware
 
 __all__ = [
     "AALRequiredMixin",
+    "KratosBackend",
     "KratosSessionMiddleware",
+    "KratosUserMiddleware",
     "override_clients",
     "require_aal",
     "require_aal2",
@@ -31,6 +34,8 @@ __all__ = [
 
 _HOMES = {
     "AALRequiredMixin": ".mixins",
+    "KratosBackend": ".users",
+    "KratosUserMiddleware": ".users",
     "KratosSessionMiddleware": ".middleware",
     "override_clients": ".conf",
     "require_aal": ".decorators",

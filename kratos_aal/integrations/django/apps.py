@@ -8,6 +8,7 @@ from django.apps import AppConfig
 class KratosAALConfig(AppConfig):
     name = "kratos_aal.integrations.django"
     label = "kratos_aal"
+    default_auto_field = "django.db.models.BigAutoField"  # what the migration was made with
     verbose_name = "Ory Kratos AAL"
 
     def ready(self) -> None:

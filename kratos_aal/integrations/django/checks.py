@@ -82,3 +82,42 @@ def _hint(error_id: str) -> str:
         "kratos_aal.E002": "Fix the KRATOS_AAL key named above; URLs are absolute http(s) URLs.",
         "kratos_aal.E003": "Map path globs like '/billing/*' to 'aal1', 'aal2' or a Requirement.",
     }[error_id]
+
+
+USER_MIDDLEWARE = "kratos_aal.integrations.django.KratosUserMiddleware"
+_AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
+_BACKENDS = (
+    "kratos_aal.integrations.django.KratosBackend",
+    "kratos_aal.integrations.django.users.KratosBackend",
+)
+
+
+@register(Tags.security, "kratos_aal")
+def check_users(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
+    """Check that ``KratosUserMiddleware`` has what it needs around it."""
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if USER_MIDDLEWARE not in middleware:
+        return []
+    found: list[Error | Warning] = []
+    if _AUTH_MIDDLEWARE not in middleware or middleware.index(_AUTH_MIDDLEWARE) > middleware.index(
+        USER_MIDDLEWARE
+    ):
+        found.append(
+            Error(
+                "KratosUserMiddleware must come after AuthenticationMiddleware, which would "
+                "otherwise set request.user again.",
+                hint=f"Put '{USER_MIDDLEWARE}' below '{_AUTH_MIDDLEWARE}' in MIDDLEWARE.",
+                id="kratos_aal.E005",
+            )
+        )
+    backends = getattr(settings, "AUTHENTICATION_BACKENDS", ())
+    if not any(name in backends for name in _BACKENDS):
+        found.append(
+            Warning(
+                "KratosUserMiddleware is in MIDDLEWARE but KratosBackend is not in "
+                "AUTHENTICATION_BACKENDS: linked users get no permissions from it.",
+                hint=f"Add '{_BACKENDS[0]}' to AUTHENTICATION_BACKENDS.",
+                id="kratos_aal.W003",
+            )
+        )
+    return found

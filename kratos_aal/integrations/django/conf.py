@@ -2,69 +2,34 @@
 
 from __future__ import annotations
 
-import difflib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+from ... import _settings
 from ..._client import AsyncKratosClient, KratosClient
-from ..._config import CONFIG_FIELDS, KratosConfig
-from ..._web import PathRules
 from ...exceptions import ConfigurationError
 
 __all__ = ["KratosAALSettings", "get", "override_clients"]
 
 SETTING = "KRATOS_AAL"
-#: Every key of KRATOS_AAL: one upper-case key per KratosConfig field, and RULES.
-KEYS = {name.upper(): name for name in CONFIG_FIELDS}
-ALL_KEYS = (*KEYS, "RULES")
-
-
-@dataclass(frozen=True)
-class KratosAALSettings:
-    """``settings.KRATOS_AAL``, validated."""
-
-    config: KratosConfig
-    rules: PathRules
+KEYS = _settings.KEYS
+ALL_KEYS = (*_settings.COMMON_KEYS, *_settings.USER_KEYS)
+KratosAALSettings = _settings.Settings
 
 
 def read(raw: Any) -> KratosAALSettings:
-    """Validate a ``KRATOS_AAL`` dict.
+    """Validate a ``KRATOS_AAL`` dict (the keys of every framework, and the users' keys).
 
     Raises:
         ConfigurationError: a key is missing, unknown or wrong; the message names it.
     """
-    if not isinstance(raw, Mapping):
-        raise ConfigurationError(
-            f"{SETTING} must be a dict such as {{'PUBLIC_URL': 'http://kratos:4433'}}"
-        )
-    for key in raw:
-        if key not in ALL_KEYS:
-            close = difflib.get_close_matches(str(key), ALL_KEYS, n=1)
-            hint = (
-                f"; did you mean {close[0]!r}?"
-                if close
-                else f"; the keys are {', '.join(ALL_KEYS)}"
-            )
-            raise ConfigurationError(f"{SETTING}[{key!r}] is not a setting{hint}")
-    if not raw.get("PUBLIC_URL"):
-        raise ConfigurationError(
-            f"{SETTING}['PUBLIC_URL'] is not set: set it to Kratos's public URL, e.g. 'http://kratos:4433'"
-        )
-    values = {KEYS[key]: value for key, value in raw.items() if key in KEYS}
-    try:
-        config = KratosConfig(**values)
-    except ConfigurationError as error:
-        field = str(error).split(" ", 1)[0]
-        raise ConfigurationError(f"{SETTING}[{field.upper()!r}]: {error}") from None
-    rules = PathRules(raw.get("RULES"), setting=f"{SETTING}['RULES']")
-    return KratosAALSettings(config, rules)
+    return _settings.read(raw, setting=SETTING, users=True)
 
 
 class _State:

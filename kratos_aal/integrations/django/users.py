@@ -1,0 +1,230 @@
+"""Django users linked to Kratos identities: ``KratosUserMiddleware``, ``KratosBackend``, ``login``.
+
+.. code-block:: python
+
+    MIDDLEWARE = [..., "django.contrib.auth.middleware.AuthenticationMiddleware",
+                  "kratos_aal.integrations.django.KratosUserMiddleware"]
+    AUTHENTICATION_BACKENDS = ["kratos_aal.integrations.django.KratosBackend"]
+    # urls.py: path("kratos/", include("kratos_aal.integrations.django.urls"))
+    LOGIN_URL = "kratos_aal:login"
+
+Like Django's ``RemoteUserMiddleware``, with the Kratos session as the remote user. The
+Kratos session is asked for on every request that carries one (through the client's
+cache), and ``request.user`` follows it: nothing is stored in Django's session, so a
+logout, a revoked session or a disabled identity in Kratos leaves no Django login behind.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.contrib import auth
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.decorators import login_not_required
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from ..._core import login_url, unavailable
+from ..._models import Session
+from ..._web import BadRequest, bad_request, conclude, origin_of
+from ...exceptions import KratosUnavailable, StepUpRequired
+from . import conf
+from ._glue import as_response, credentials_of, web_request
+
+__all__ = ["KratosBackend", "KratosUserMiddleware", "login"]
+
+BACKEND = f"{__name__}.KratosBackend"
+_DEFAULT_BACKEND = "kratos_aal.integrations.django.KratosBackend"
+
+
+def _trait(traits: Any, path: str) -> Any:
+    value = traits
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+class KratosBackend(ModelBackend):
+    """Find (or create) the Django user linked to a Kratos session's identity.
+
+    Users are created on first sight when ``KRATOS_AAL['CREATE_USERS']`` is true (the
+    default), with the identity id as username and no usable password. Fields listed in
+    ``KRATOS_AAL['USER_FIELDS']`` are copied from traits once per new Kratos session. A
+    created user is neither staff nor a superuser: the app decides that. Permissions and
+    groups work as with ``ModelBackend``.
+    """
+
+    def authenticate(
+        self, request: HttpRequest | None, kratos_session: Session | None = None, **kwargs: Any
+    ) -> Any:
+        """Return the user linked to *kratos_session*'s identity, or ``None``."""
+        if kratos_session is None or kratos_session.identity is None:
+            return None
+        identity = kratos_session.identity
+        if identity.state not in (None, "active"):
+            return None  # Kratos refuses such sessions too; never trust a stale copy
+        from .models import KratosIdentityLink
+
+        link = (
+            KratosIdentityLink.objects.select_related("user")
+            .filter(identity_id=identity.id)
+            .first()
+        )
+        if link is None:
+            if not conf.get().create_users:
+                return None
+            link = self._create(identity.id)
+            if link is None:
+                return None
+        if link.session_id != kratos_session.id:
+            self._sync(link, kratos_session)
+        user = link.user
+        return user if self.user_can_authenticate(user) else None
+
+    @staticmethod
+    def _create(identity_id: str) -> Any:
+        from .models import KratosIdentityLink
+
+        model = auth.get_user_model()
+        try:
+            with transaction.atomic():
+                user = model._default_manager.create_user(
+                    **{model.USERNAME_FIELD: identity_id}, password=None
+                )
+                return KratosIdentityLink.objects.create(identity_id=identity_id, user=user)
+        except IntegrityError:
+            # Another request linked this identity first: use its user. A user that merely
+            # has the identity id as username is not linked: never take over an account.
+            return (
+                KratosIdentityLink.objects.select_related("user")
+                .filter(identity_id=identity_id)
+                .first()
+            )
+
+    @staticmethod
+    def _sync(link: Any, session: Session) -> None:
+        user = link.user
+        traits = session.identity.traits if session.identity else {}
+        changed = []
+        for field, path in conf.get().user_fields.items():
+            value = _trait(traits, path)
+            if value is None or isinstance(value, (Mapping, list)):
+                continue
+            text = str(value)
+            limit = getattr(user._meta.get_field(field), "max_length", None)
+            if limit:
+                text = text[:limit]
+            if getattr(user, field) != text:
+                setattr(user, field, text)
+                changed.append(field)
+        if changed:
+            user.save(update_fields=changed)
+        link.session_id = session.id
+        link.save(update_fields=["session_id"])
+
+
+def user_for_session(request: HttpRequest | None, session: Session) -> Any:
+    """Return the user linked to *session* through the configured backends, or ``None``."""
+    return KratosBackend().authenticate(request, kratos_session=session)
+
+
+def _kratos_session(request: HttpRequest) -> Session | None:
+    credentials = credentials_of(request)
+    if not credentials:
+        return None
+    client, _ = conf.clients()
+    try:
+        return client.whoami(credentials)
+    except StepUpRequired:
+        return None
+
+
+def _resolve(request: HttpRequest) -> HttpResponse | None:
+    """Set ``request.user`` from the Kratos session; return a 503 when Kratos is in trouble."""
+    try:
+        session = _kratos_session(request)
+    except KratosUnavailable as error:
+        response = conclude(unavailable(error, None), web_request(request), credentials_of(request))
+        assert response is not None
+        return as_response(response)
+    if session is not None:
+        user = user_for_session(request, session)
+        if user is not None:
+            request.user = request._kratos_aal_user = user
+        # Else, like RemoteUserMiddleware, leave whatever Django's own session says.
+    elif getattr(request, "session", None) is not None and request.session.get(
+        auth.BACKEND_SESSION_KEY
+    ) in (BACKEND, _DEFAULT_BACKEND):
+        # A Django login made through this backend outlives no Kratos session.
+        auth.logout(request)
+    return None
+
+
+class KratosUserMiddleware:
+    """Make ``request.user`` the Django user linked to the Kratos session's identity.
+
+    Put it after ``AuthenticationMiddleware``. Requests without a Kratos session keep
+    whatever user Django's own session says (e.g. a password login to the admin), except
+    one that came from :class:`KratosBackend`: that one is logged out.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        conf.get()  # fail at start-up, naming the key
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        return _resolve(request) or self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> Any:
+        # The whoami is cached and the user is a database row: both are blocking calls.
+        denial = await sync_to_async(_resolve)(request)
+        if denial is not None:
+            return denial
+        user = request.__dict__.get("_kratos_aal_user")
+        if user is not None:
+
+            async def auser() -> Any:
+                return user
+
+            request.auser = auser
+        return await self.get_response(request)
+
+
+@login_not_required
+def login(request: HttpRequest) -> HttpResponse:
+    """Send the browser to Kratos's login, and back to ``next`` afterwards.
+
+    Point ``LOGIN_URL`` here, so that ``@login_required``, ``LoginRequiredMiddleware`` and
+    the admin send people to Kratos. ``next`` must be on an allowed host, else it is ``/``.
+    """
+    target = request.GET.get("next") or "/"
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = "/"
+    try:
+        origin = origin_of(web_request(request), conf.get().config)
+    except BadRequest as error:
+        return as_response(bad_request(str(error)))
+    if target.startswith("//"):
+        target = origin.split(":", 1)[0] + ":" + target
+    elif not target.startswith(("http://", "https://")):
+        target = origin + ("" if target.startswith("/") else "/") + target
+    response = HttpResponseRedirect(login_url(conf.get().config, target))
+    response.status_code = 303
+    return response

@@ -1,0 +1,271 @@
+"""Flask: the ``KratosAAL`` extension, ``require_aal2``, ``require_aal(...)``, ``current_session``.
+
+.. code-block:: python
+
+    app.config["KRATOS_AAL"] = {"PUBLIC_URL": "http://kratos:4433",
+                                "RULES": {"/billing/*": "aal2"}}
+    kratos = KratosAAL(app)
+
+    @app.get("/transfer")
+    @require_aal("aal2", max_age=300)
+    def transfer(): ...
+
+The keys of ``app.config["KRATOS_AAL"]`` are Django's (one per ``KratosConfig`` field, and
+``RULES``). Rules are matched against what Flask routed, the rule of the view that will
+run (``/billing/<int:id>``) as well as its path with repeated slashes and dot segments
+resolved, never the raw path alone: ``//billing`` cannot slip past ``/billing/*``.
+Views without a rule or a decorator cost no Kratos call.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import posixpath
+from collections.abc import Callable, Collection
+from datetime import timedelta
+from typing import Any, TypeVar, overload
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from werkzeug.local import LocalProxy
+
+from .._client import KratosClient
+from .._core import Outcome, Requirement, unavailable
+from .._models import AAL, AALLike, Credentials, Session
+from .._settings import read
+from .._web import BadRequest, WebResponse, bad_request, clear_hops, conclude, return_to
+from ..exceptions import KratosUnavailable, StepUpRequired
+from .wsgi import _web_request
+
+__all__ = ["KratosAAL", "current_session", "get_session", "require_aal", "require_aal2"]
+
+EXTENSION = "kratos_aal"
+SETTING = "KRATOS_AAL"
+_CLEAR = "_kratos_aal_clear_hops"
+
+#: A view function or a blueprint.
+V = TypeVar("V", bound="Callable[..., Any] | Blueprint")
+
+
+class KratosAAL:
+    """The Flask extension: settings, the Kratos client, ``RULES``, and 503 on Kratos trouble.
+
+    Args:
+        app: The app to set up now; or call :meth:`init_app` later.
+        client: A :class:`~kratos_aal.KratosClient` to use instead of the settings' own
+            (tests pass ``fake_kratos.client()``).
+
+    Raises:
+        ConfigurationError: ``app.config["KRATOS_AAL"]`` is missing or wrong; the message
+            names the key.
+    """
+
+    def __init__(self, app: Flask | None = None, *, client: KratosClient | None = None) -> None:
+        self._client = client
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Read the settings of *app* and enforce its ``RULES`` before every request."""
+        settings = read(app.config.get(SETTING), setting=f"app.config[{SETTING!r}]")
+        state = _State(settings.rules, self._client or KratosClient(settings.config))
+        app.extensions[EXTENSION] = state
+        app.before_request(_enforce_rules)
+        app.after_request(_clear_hops)
+        app.register_error_handler(KratosUnavailable, _unavailable)
+
+
+class _State:
+    def __init__(self, rules: Any, client: KratosClient) -> None:
+        self.rules = rules
+        self.client = client
+        self.config = client.config
+
+
+def _state() -> _State:
+    state = current_app.extensions.get(EXTENSION)
+    if not isinstance(state, _State):
+        raise RuntimeError(
+            "kratos_aal: this Flask app has no KratosAAL extension; call KratosAAL(app) "
+            "(or KratosAAL().init_app(app)) before using require_aal or current_session"
+        )
+    return state
+
+
+def _routed_paths() -> list[str]:
+    """Return every reading of the request path that Flask may have routed."""
+    readings = [request.path or "/"]
+    collapsed = posixpath.normpath("/" + request.path.lstrip("/"))
+    readings.append(collapsed + ("/" if request.path.endswith("/") and collapsed != "/" else ""))
+    if request.url_rule is not None:
+        readings.append(request.url_rule.rule)
+    return readings
+
+
+def _enforce_rules() -> Response | None:
+    state = _state()
+    if not state.rules:
+        return None
+    requirements: list[Requirement] = []
+    for path in _routed_paths():
+        found = state.rules.match(path)
+        if found is not None and found not in requirements:
+            requirements.append(found)
+    # Where readings differ, every rule any of them matches must hold.
+    for requirement in requirements:
+        denial = _deny(requirement)
+        if denial is not None:
+            return denial
+    return None
+
+
+def _as_response(response: WebResponse) -> Response:
+    return Response(response.body, status=response.status, headers=response.headers)
+
+
+def _deny(requirement: Requirement) -> Response | None:
+    """Return the denial for the current request, or ``None`` (and set the session)."""
+    state = _state()
+    web, raw = _web_request(request.environ)
+    credentials = Credentials.from_headers(raw, cookie_name=state.config.cookie_name)
+    try:
+        # Blocking even in async views: Flask runs each one on a short-lived event loop of
+        # its own, where a pooled async connection could not outlive the request.
+        decision = state.client.check(
+            credentials, requirement, lambda: return_to(web, state.config)
+        )
+    except BadRequest as error:
+        return _as_response(bad_request(str(error)))
+    if decision.outcome is Outcome.ALLOW:
+        g.kratos_session = decision.session
+        setattr(g, _CLEAR, clear_hops(web))
+        return None
+    denial = conclude(decision, web, credentials)
+    assert denial is not None
+    return _as_response(denial)
+
+
+def _clear_hops(response: Response) -> Response:
+    clear = g.get(_CLEAR)
+    if clear is not None:
+        response.headers.add(*clear)
+    return response
+
+
+def _unavailable(error: KratosUnavailable) -> Response:
+    web, raw = _web_request(request.environ)
+    credentials = Credentials.from_headers(raw, cookie_name=_state().config.cookie_name)
+    response = conclude(unavailable(error, None), web, credentials)
+    assert response is not None
+    return _as_response(response)
+
+
+def get_session() -> Session | None:
+    """Return the Kratos session of the current request, or ``None``.
+
+    Set by a rule or decorator that allowed the request; otherwise asked of Kratos (through
+    the client's cache) the first time, and kept in ``g.kratos_session``.
+
+    Raises:
+        KratosUnavailable: Kratos could not answer (the extension makes it a 503).
+    """
+    if "kratos_session" in g:
+        session: Session | None = g.kratos_session
+        return session
+    state = _state()
+    _, raw = _web_request(request.environ)
+    credentials = Credentials.from_headers(raw, cookie_name=state.config.cookie_name)
+    found: Session | None = None
+    if credentials:
+        try:
+            found = state.client.whoami(credentials)
+        except StepUpRequired:
+            found = None
+    g.kratos_session = found
+    return found
+
+
+#: The current request's Kratos session (or ``None``), read on first use.
+current_session: Session | None = LocalProxy(get_session)  # type: ignore[assignment]
+
+
+def _decorate(target: Any, requirement: Requirement) -> Any:
+    if isinstance(target, Blueprint):
+
+        def _guard() -> Response | None:
+            return _deny(requirement)
+
+        target.before_request(_guard)
+        return target
+    if inspect.iscoroutinefunction(target):
+
+        @functools.wraps(target)
+        async def _aview(*args: Any, **kwargs: Any) -> Any:
+            denial = _deny(requirement)
+            if denial is not None:
+                return denial
+            return await target(*args, **kwargs)
+
+        return _aview
+
+    @functools.wraps(target)
+    def _view(*args: Any, **kwargs: Any) -> Any:
+        denial = _deny(requirement)
+        if denial is not None:
+            return denial
+        return target(*args, **kwargs)
+
+    return _view
+
+
+@overload
+def require_aal(aal: V, /) -> V: ...
+@overload
+def require_aal(
+    aal: AALLike = ...,
+    /,
+    *,
+    max_age: float | timedelta | None = ...,
+    methods: Collection[str] | None = ...,
+) -> Callable[[V], V]: ...
+def require_aal(
+    aal: AALLike | V = AAL.AAL2,
+    /,
+    *,
+    max_age: float | timedelta | None = None,
+    methods: Collection[str] | None = None,
+) -> Callable[[V], V] | V:
+    """Require *aal* of the Kratos session (and optionally freshness and methods).
+
+    Decorates a view (sync or async) or a :class:`~flask.Blueprint` (every view of it):
+    ``@require_aal``, ``@require_aal("aal1")``,
+    ``@require_aal("aal2", max_age=300, methods={"webauthn"})``, ``require_aal2(blueprint)``.
+    """
+    if not isinstance(aal, str):
+        decorated: V = _decorate(aal, Requirement(AAL.AAL2))
+        return decorated
+    requirement = Requirement(aal, max_age=max_age, methods=methods)
+    return lambda target: _decorate(target, requirement)
+
+
+@overload
+def require_aal2(view: V, /) -> V: ...
+@overload
+def require_aal2(
+    *, max_age: float | timedelta | None = ..., methods: Collection[str] | None = ...
+) -> Callable[[V], V]: ...
+def require_aal2(
+    view: V | None = None,
+    /,
+    *,
+    max_age: float | timedelta | None = None,
+    methods: Collection[str] | None = None,
+) -> Callable[[V], V] | V:
+    """Require an aal2 session: :func:`require_aal` with ``"aal2"`` bound."""
+    requirement = Requirement(AAL.AAL2, max_age=max_age, methods=methods)
+    if view is not None:
+        decorated: V = _decorate(view, requirement)
+        return decorated
+    return lambda target: _decorate(target, requirement)

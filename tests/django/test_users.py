@@ -1,0 +1,382 @@
+"""Django users linked to Kratos identities: KratosUserMiddleware, KratosBackend, the login view."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth.models import Permission
+from django.test import AsyncClient, Client
+
+from kratos_aal.exceptions import ConfigurationError
+from kratos_aal.integrations.django import conf
+from kratos_aal.integrations.django.models import KratosIdentityLink
+from kratos_aal.integrations.django.users import BACKEND, KratosBackend, _trait
+from kratos_aal.testing import FakeKratos, FakeSession
+
+pytestmark = [pytest.mark.urls("tests.django.users_urls"), pytest.mark.django_db]
+
+KRATOS = "http://127.0.0.1:4433"
+USER_MIDDLEWARE = "kratos_aal.integrations.django.KratosUserMiddleware"
+AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
+
+
+@pytest.fixture(autouse=True)
+def linked_users(settings: Any) -> None:
+    middleware = list(settings.MIDDLEWARE)
+    middleware.insert(middleware.index(AUTH_MIDDLEWARE) + 1, USER_MIDDLEWARE)
+    settings.MIDDLEWARE = middleware
+    settings.AUTHENTICATION_BACKENDS = [
+        "kratos_aal.integrations.django.KratosBackend",
+        "django.contrib.auth.backends.ModelBackend",
+    ]
+    settings.LOGIN_URL = "kratos_aal:login"
+    settings.KRATOS_AAL = {
+        **settings.KRATOS_AAL,
+        "USER_FIELDS": {"email": "email", "first_name": "name.first"},
+    }
+
+
+def client_for(session: FakeSession | None = None) -> Client:
+    client = Client()
+    if session is not None:
+        client.cookies.load(session.cookies)
+    return client
+
+
+def me(session: FakeSession | None) -> dict[str, Any]:
+    return dict(client_for(session).get("/me/").json())
+
+
+def query(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).query)
+
+
+def test_user_created_on_first_sight(fake_kratos: FakeKratos, django_user_model: Any) -> None:
+    session = fake_kratos.session("aal1")
+    assert me(session) == {
+        "authenticated": True,
+        "username": session.identity.id,
+        "email": session.identity.email,
+    }
+    user = django_user_model.objects.get(username=session.identity.id)
+    assert user.kratos_identity.identity_id == session.identity.id
+    assert not user.is_staff
+    assert not user.is_superuser
+    assert not user.has_usable_password()
+    # The same identity, another session: the same user.
+    me(fake_kratos.session("aal1", identity=session.identity))
+    assert django_user_model.objects.count() == 1
+
+
+# The async view's database work runs in another thread: outside the test's transaction.
+@pytest.mark.django_db(transaction=True)
+def test_async_view_sees_the_user(fake_kratos: FakeKratos) -> None:
+    session = fake_kratos.session("aal1")
+    client = AsyncClient()
+    client.cookies.load(session.cookies)
+    reply = asyncio.run(client.get("/ame/"))
+    assert reply.json()["username"] == session.identity.id
+
+
+def test_no_session_is_anonymous(fake_kratos: FakeKratos) -> None:
+    assert me(None)["authenticated"] is False
+
+
+def test_create_users_off_leaves_unknown_identities_anonymous(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any
+) -> None:
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "CREATE_USERS": False}
+    session = fake_kratos.session("aal1")
+    assert me(session)["authenticated"] is False
+    assert django_user_model.objects.count() == 0
+    # An identity the app linked itself is known.
+    user = django_user_model.objects.create_user("ann")
+    KratosIdentityLink.objects.create(identity_id=session.identity.id, user=user)
+    assert me(fake_kratos.session("aal1", identity=session.identity))["username"] == "ann"
+
+
+def test_traits_sync_on_each_new_session_only(
+    fake_kratos: FakeKratos, django_user_model: Any
+) -> None:
+    session = fake_kratos.session("aal1")
+    identity = session.identity
+    me(session)
+    identity.email = "renamed@example.com"
+    fake_kratos.clock.advance(31)  # whoami is asked again: the new traits are seen
+    assert me(session)["email"] != "renamed@example.com"  # same session: not synced
+    assert me(fake_kratos.session("aal1", identity=identity))["email"] == "renamed@example.com"
+
+
+def test_app_edits_survive_a_request_in_the_same_session(
+    fake_kratos: FakeKratos, django_user_model: Any
+) -> None:
+    session = fake_kratos.session("aal1")
+    me(session)
+    user = django_user_model.objects.get(username=session.identity.id)
+    user.email = "kept@example.com"
+    user.save()
+    assert me(session)["email"] == "kept@example.com"
+
+
+def test_trait_paths() -> None:
+    traits = {"email": "a@b.c", "name": {"first": "Ann", "last": "Lee"}}
+    assert _trait(traits, "name.first") == "Ann"
+    assert _trait(traits, "email") == "a@b.c"
+    assert _trait(traits, "name.middle") is None
+    assert _trait(traits, "email.x") is None
+
+
+@pytest.mark.parametrize("field", ["is_superuser", "is_staff", "password", "is_active"])
+def test_user_fields_cannot_grant_privileges(field: str) -> None:
+    raw = {"PUBLIC_URL": KRATOS, "USER_FIELDS": {field: "email"}}
+    with pytest.raises(ConfigurationError, match=f"USER_FIELDS'\\]\\['{field}'\\]"):
+        conf.read(raw)
+
+
+@pytest.mark.parametrize(
+    "value", [["email"], {"email": 1}, {"": "email"}, "email"], ids=["list", "int", "empty", "str"]
+)
+def test_user_fields_shape(value: Any) -> None:
+    with pytest.raises(ConfigurationError, match="USER_FIELDS"):
+        conf.read({"PUBLIC_URL": KRATOS, "USER_FIELDS": value})
+
+
+def test_create_users_must_be_bool() -> None:
+    with pytest.raises(ConfigurationError, match="CREATE_USERS"):
+        conf.read({"PUBLIC_URL": KRATOS, "CREATE_USERS": "yes"})
+
+
+def test_revoked_session_is_anonymous_next_request(fake_kratos: FakeKratos) -> None:
+    session = fake_kratos.session("aal1")
+    assert me(session)["authenticated"] is True
+    fake_kratos.revoke(session)
+    fake_kratos.clock.advance(31)
+    assert me(session)["authenticated"] is False
+
+
+def test_disabled_identity_cannot_act(fake_kratos: FakeKratos) -> None:
+    session = fake_kratos.session("aal1")
+    assert me(session)["authenticated"] is True
+    fake_kratos.disable(session.identity)
+    fake_kratos.clock.advance(31)
+    assert me(session)["authenticated"] is False
+
+
+def test_inactive_django_user_is_anonymous(fake_kratos: FakeKratos, django_user_model: Any) -> None:
+    session = fake_kratos.session("aal1")
+    me(session)
+    django_user_model.objects.filter(username=session.identity.id).update(is_active=False)
+    assert me(session)["authenticated"] is False
+
+
+def test_django_login_through_the_backend_does_not_outlive_kratos(
+    fake_kratos: FakeKratos, django_user_model: Any
+) -> None:
+    session = fake_kratos.session("aal1")
+    me(session)
+    user = django_user_model.objects.get(username=session.identity.id)
+    client = Client()
+    client.force_login(user, backend=BACKEND)
+    # No Kratos cookie any more (logged out in Kratos): the Django login is dropped too.
+    reply = client.get("/me/")
+    assert reply.json()["authenticated"] is False
+    assert SESSION_KEY not in client.session
+
+
+def test_other_django_logins_stay(django_user_model: Any) -> None:
+    user = django_user_model.objects.create_user("local", password="x")
+    client = Client()
+    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+    assert client.get("/me/").json()["username"] == "local"
+    assert client.session[BACKEND_SESSION_KEY] == "django.contrib.auth.backends.ModelBackend"
+    assert HASH_SESSION_KEY in client.session
+
+
+def test_kratos_down_is_503(fake_kratos: FakeKratos) -> None:
+    session = fake_kratos.session("aal1")
+    fake_kratos.fail("http_500", times=10)
+    reply = client_for(session).get("/me/")
+    assert reply.status_code == 503
+    assert "Retry-After" in reply
+
+
+# The async view's database work runs in another thread: outside the test's transaction.
+@pytest.mark.django_db(transaction=True)
+def test_kratos_down_is_503_async(fake_kratos: FakeKratos) -> None:
+    session = fake_kratos.session("aal1")
+    fake_kratos.fail("http_500", times=10)
+    client = AsyncClient()
+    client.cookies.load(session.cookies)
+    reply = asyncio.run(client.get("/ame/"))
+    assert reply.status_code == 503
+
+
+# ------------------------------------------------------------------ login round trips
+
+
+def test_login_required_goes_to_kratos_and_back(fake_kratos: FakeKratos) -> None:
+    to_login = client_for().get("/private/")
+    assert to_login.status_code == 302
+    assert to_login["Location"].startswith("/kratos/login/?next=")
+    to_kratos = client_for().get(to_login["Location"])
+    assert to_kratos.status_code == 303
+    assert to_kratos["Location"].startswith(f"{KRATOS}/self-service/login/browser?")
+    assert query(to_kratos["Location"]) == {"return_to": ["http://testserver/private/"]}
+    assert client_for(fake_kratos.session("aal1")).get("/private/").status_code == 200
+
+
+def test_login_required_middleware_sends_to_kratos(fake_kratos: FakeKratos) -> None:
+    reply = client_for().get("/plain/")
+    assert reply.status_code == 302
+    assert reply["Location"] == "/kratos/login/?next=/plain/"
+    assert client_for(fake_kratos.session("aal1")).get("/plain/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["https://evil.example/", "//evil.example/x", "http://testserver@evil.example/"],
+)
+def test_login_never_returns_off_site(fake_kratos: FakeKratos, target: str) -> None:
+    reply = client_for().get("/kratos/login/", {"next": target})
+    assert query(reply["Location"]) == {"return_to": ["http://testserver/"]}
+
+
+@pytest.mark.parametrize(
+    ("target", "back"),
+    [
+        ("/a/b?c=1", "http://testserver/a/b?c=1"),
+        ("http://testserver/x", "http://testserver/x"),
+        ("//testserver/y", "http://testserver/y"),
+        ("", "http://testserver/"),
+    ],
+)
+def test_login_returns_on_site(fake_kratos: FakeKratos, target: str, back: str) -> None:
+    reply = client_for().get("/kratos/login/", {"next": target})
+    assert query(reply["Location"]) == {"return_to": [back]}
+
+
+@pytest.mark.parametrize("host", ["bad host!", "-bad-"])
+def test_login_bad_host_is_400(fake_kratos: FakeKratos, settings: Any, host: str) -> None:
+    settings.ALLOWED_HOSTS = ["*"]
+    reply = Client().get("/kratos/login/", HTTP_HOST=host)
+    assert reply.status_code == 400
+    assert "Location" not in reply
+
+
+def test_admin_round_trip(fake_kratos: FakeKratos, django_user_model: Any) -> None:
+    anonymous = client_for().get("/admin/")
+    assert anonymous.status_code == 302
+    to_kratos = client_for().get(anonymous["Location"])
+    assert to_kratos.status_code == 303
+    assert query(to_kratos["Location"]) == {"return_to": ["http://testserver/admin/"]}
+    session = fake_kratos.session("aal2")
+    # Signed in with Kratos, but not staff: the admin says no.
+    assert client_for(session).get("/admin/").status_code == 302
+    django_user_model.objects.filter(username=session.identity.id).update(is_staff=True)
+    assert client_for(session).get("/admin/").status_code == 200
+    # Revoked in Kratos: the admin is closed at the next request.
+    fake_kratos.revoke(session)
+    fake_kratos.clock.advance(31)
+    assert client_for(session).get("/admin/").status_code == 302
+
+
+def test_permission_required(fake_kratos: FakeKratos, django_user_model: Any) -> None:
+    session = fake_kratos.session("aal1")
+    assert client_for(session).get("/groups/").status_code == 403
+    user = django_user_model.objects.get(username=session.identity.id)
+    user.user_permissions.add(Permission.objects.get(codename="view_group"))
+    assert client_for(session).get("/groups/").status_code == 200
+
+
+def test_backend_ignores_other_credentials() -> None:
+    assert KratosBackend().authenticate(None, username="x", password="y") is None
+
+
+def test_checks_pass_with_linked_users() -> None:
+    from kratos_aal.integrations.django.checks import check_settings, check_users
+
+    assert check_users() == []
+    assert check_settings() == []
+
+
+def test_check_user_middleware_order(settings: Any) -> None:
+    from kratos_aal.integrations.django.checks import check_users
+
+    settings.MIDDLEWARE = [USER_MIDDLEWARE, AUTH_MIDDLEWARE]
+    assert [found.id for found in check_users()] == ["kratos_aal.E005"]
+    settings.MIDDLEWARE = [USER_MIDDLEWARE]
+    assert [found.id for found in check_users()] == ["kratos_aal.E005"]
+
+
+def test_check_backend_missing(settings: Any) -> None:
+    from kratos_aal.integrations.django.checks import check_users
+
+    settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+    assert [found.id for found in check_users()] == ["kratos_aal.W003"]
+    settings.MIDDLEWARE = [AUTH_MIDDLEWARE]
+    assert check_users() == []
+
+
+def test_check_names_bad_user_fields(settings: Any) -> None:
+    from kratos_aal.integrations.django.checks import check_settings
+
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "USER_FIELDS": {"is_staff": "admin"}}
+    assert [(found.id, "USER_FIELDS" in found.msg) for found in check_settings()] == [
+        ("kratos_aal.E002", True)
+    ]
+
+
+def test_async_view_without_session_is_anonymous(fake_kratos: FakeKratos) -> None:
+    assert asyncio.run(AsyncClient().get("/ame/")).json()["authenticated"] is False
+
+
+def test_unlinked_identity_keeps_the_django_login(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any
+) -> None:
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "CREATE_USERS": False}
+    local = django_user_model.objects.create_user("local", password="x")
+    client = client_for(fake_kratos.session("aal1"))
+    client.force_login(local, backend="django.contrib.auth.backends.ModelBackend")
+    assert client.get("/me/").json()["username"] == "local"
+
+
+def test_a_username_equal_to_an_identity_id_is_not_taken_over(
+    fake_kratos: FakeKratos, django_user_model: Any
+) -> None:
+    session = fake_kratos.session("aal1")
+    django_user_model.objects.create_user(session.identity.id)
+    assert me(session)["authenticated"] is False
+    assert not KratosIdentityLink.objects.exists()
+
+
+def test_withheld_aal1_session_is_no_user() -> None:
+    from kratos_aal.integrations.django.conf import override_clients
+
+    strict = FakeKratos(whoami_required_aal="highest_available")
+    session = strict.session("aal1", totp=True)
+    with strict.client() as client, override_clients(client, strict.async_client()):
+        assert me(session)["authenticated"] is False
+
+
+def test_backend_refuses_an_inactive_identity(fake_kratos: FakeKratos) -> None:
+    from kratos_aal import Session
+
+    handle = fake_kratos.session("aal1")
+    fake_kratos.disable(handle.identity)
+    session = Session.from_json(fake_kratos.session_json(handle))
+    assert KratosBackend().authenticate(None, kratos_session=session) is None
+
+
+def test_link_model(fake_kratos: FakeKratos, settings: Any) -> None:
+    from kratos_aal.integrations.django.models import users_installed
+
+    session = fake_kratos.session("aal1")
+    me(session)
+    assert session.identity.id in str(KratosIdentityLink.objects.get())
+    assert users_installed() is True
+    settings.AUTH_USER_MODEL = "nowhere.User"
+    assert users_installed() is False
