@@ -57,6 +57,7 @@ def wsgi(path_info: str, script_name: str = "", **extra: str) -> tuple[str, byte
 
 @pytest.mark.parametrize("script_name", ["", "/app"])
 @pytest.mark.parametrize("path", BATTERY)
+@pytest.mark.django_db  # the handler's request_finished signal closes old DB connections
 def test_raw_path_info_battery(fake_kratos: FakeKratos, script_name: str, path: str) -> None:
     status, body = wsgi(path, script_name)
     assert status.startswith("303"), (path, status)
@@ -79,6 +80,7 @@ def test_test_client_battery(fake_kratos: FakeKratos, path: str) -> None:
     assert b"Report" not in reply.content
 
 
+@pytest.mark.django_db
 def test_session_reaches_the_report_by_any_spelling(fake_kratos: FakeKratos) -> None:
     cookie = fake_kratos.session("aal2").cookie_header
     status, body = wsgi("/reports/q1/", HTTP_COOKIE=cookie)
