@@ -5,9 +5,14 @@ Both drive the same plans from ``_core``; they differ only in how they send and 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import logging
+import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import AsyncGenerator, Callable
 from datetime import datetime, timezone
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
@@ -52,13 +57,39 @@ def _unavailable(error: Exception) -> KratosUnavailable:
     return KratosUnavailable(f"Kratos did not answer ({type(error).__name__})")
 
 
+def _too_slow(timeout: float) -> KratosUnavailable:
+    return KratosUnavailable(f"Kratos did not answer within {timeout:g} s")
+
+
+def _forget_cookies(http: httpx.Client | httpx.AsyncClient, response: httpx.Response) -> None:
+    # httpx files every Set-Cookie into the client's jar: a user's refreshed session
+    # cookie or CSRF cookie would then ride along with whatever else uses an injected
+    # client. Drop exactly what this answer set; the client's other cookies stay.
+    if "set-cookie" not in response.headers:
+        return
+    for cookie in response.cookies.jar:
+        with contextlib.suppress(KeyError):  # already gone
+            http.cookies.jar.clear(cookie.domain, cookie.path, cookie.name)
+
+
+def _wall_clock() -> float:
+    return time.time()
+
+
+def _steady_clock() -> float:
+    return time.monotonic()
+
+
 class _BaseClient:
     def __init__(self, config: KratosConfig, timer: Callable[[], float] | None) -> None:
         if not isinstance(config, KratosConfig):
             raise TypeError("config must be a KratosConfig")
         self.config = config
-        self._timer = timer or time.time
-        self._cache = TTLCache(config.cache_maxsize, self._timer)
+        # Sessions expire on wall time (Kratos's expires_at), but how long an entry stays
+        # cached runs on a monotonic clock: a system clock stepped back an hour must not
+        # keep a revoked session allowed for an hour. A test's fake clock drives both.
+        self._timer = timer or _wall_clock
+        self._cache = TTLCache(config.cache_maxsize, timer or _steady_clock)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._timer(), timezone.utc)
@@ -224,11 +255,34 @@ class KratosClient(_BaseClient):
         return self._flights.run(effect.key, lambda: self._load(effect), self._recheck(effect))
 
     def _load(self, effect: Fetch[T]) -> T:
-        try:
-            response = _observe.send(self._http.send, effect.request())
-        except Exception as exc:
-            raise _unavailable(exc) from None
+        response = self._exchange(effect.request())
+        _forget_cookies(self._http, response)
         return self._store(effect, response)
+
+    def _exchange(self, request: httpx.Request) -> httpx.Response:
+        # httpx's timeout bounds each read, so a body dripped a byte at a time could hold
+        # a request for ever. The exchange runs on a helper thread and this one waits at
+        # most `timeout` for it: what Kratos does cannot hold a request longer.
+        timeout = self.config.timeout
+        outcome: list[Any] = []
+        done = threading.Event()
+        context = contextvars.copy_context()
+
+        def run() -> None:
+            try:
+                outcome.append(context.run(_observe.send, self._http.send, request))
+            except Exception as exc:
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="kratos-aal-exchange", daemon=True).start()
+        if not done.wait(timeout):
+            raise _too_slow(timeout)
+        result = outcome[0]
+        if isinstance(result, Exception):
+            raise _unavailable(result) from None
+        return result  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Close the HTTP client this client made (not an injected one)."""
@@ -251,6 +305,10 @@ class AsyncKratosClient(_BaseClient):
     """Look up Kratos sessions and decide requests, awaitable.
 
     The same methods as :class:`KratosClient`, as coroutines; ``aclose()`` closes.
+    Works on any event loop, in any order (Django under WSGI and Flask run a new loop
+    per request): the client keeps one connection pool per running loop and closes it
+    when that loop shuts down; after ``aclose()`` the next call opens a new pool. An
+    injected *http_client* is yours: it stays bound to the loop it first ran on.
     """
 
     def __init__(
@@ -262,10 +320,35 @@ class AsyncKratosClient(_BaseClient):
     ) -> None:
         super().__init__(config, timer)
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            timeout=config.timeout, follow_redirects=False, cookies=_no_cookies()
-        )
+        self._injected = http_client
+        # A pooled connection belongs to the event loop that opened it, and Django under
+        # WSGI (async_to_sync), Flask and test clients run a new loop per request: one
+        # HTTP client per running loop, each closed when its loop shuts down.
+        self._per_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, AsyncGenerator[None, None]]
+        ] = weakref.WeakKeyDictionary()
+        self._loops_lock = threading.Lock()
         self._flights = AsyncFlights()
+
+    async def _http_client(self) -> httpx.AsyncClient:
+        if self._injected is not None:
+            return self._injected
+        loop = asyncio.get_running_loop()
+        with self._loops_lock:
+            found = self._per_loop.get(loop)
+        if found is not None:
+            return found[0]
+        http = httpx.AsyncClient(
+            timeout=self.config.timeout, follow_redirects=False, cookies=_no_cookies()
+        )
+        # An async generator started on this loop is closed by the loop's own shutdown
+        # (asyncio.run, asgiref and anyio call shutdown_asyncgens): its finally closes
+        # the client's connections on the loop they belong to.
+        keeper = _close_at_shutdown(http)
+        await keeper.__anext__()
+        with self._loops_lock:
+            self._per_loop[loop] = (http, keeper)
+        return http
 
     async def whoami(self, credentials: Credentials) -> Session | None:
         """Return the session for *credentials*, or ``None``; see :meth:`KratosClient.whoami`."""
@@ -315,16 +398,35 @@ class AsyncKratosClient(_BaseClient):
         )
 
     async def _load(self, effect: Fetch[T]) -> T:
+        http = await self._http_client()
+        timeout = self.config.timeout
         try:
-            response = await _observe.asend(self._http.send, effect.request())
+            # The whole exchange, not each read: see KratosClient._exchange.
+            response = await asyncio.wait_for(_observe.asend(http.send, effect.request()), timeout)
+        except asyncio.TimeoutError:
+            raise _too_slow(timeout) from None
         except Exception as exc:
             raise _unavailable(exc) from None
+        _forget_cookies(http, response)
         return self._store(effect, response)
 
     async def aclose(self) -> None:
-        """Close the HTTP client this client made (not an injected one)."""
-        if self._owns_http:
-            await self._http.aclose()
+        """Close the HTTP clients this client made (not an injected one).
+
+        The client stays usable: the next call opens a new connection pool, so a
+        middleware survives a lifespan shutdown followed by a new startup.
+        """
+        loop = asyncio.get_running_loop()
+        with self._loops_lock:
+            found = self._per_loop.pop(loop, None)
+            others = list(self._per_loop.items())
+            self._per_loop.clear()
+        if found is not None:
+            await found[1].aclose()
+        for other_loop, (_, keeper) in others:
+            # Pools of other, still running loops are closed on their own loop.
+            if not other_loop.is_closed() and other_loop.is_running():
+                asyncio.run_coroutine_threadsafe(keeper.aclose(), other_loop)
 
     async def __aenter__(self) -> AsyncKratosClient:
         return self
@@ -336,3 +438,14 @@ class AsyncKratosClient(_BaseClient):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+async def _close_at_shutdown(http: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await http.aclose()
+        # A closed transport lets go of its socket in a callback of the loop: let it run
+        # before the loop itself closes.
+        for _ in range(3):
+            await asyncio.sleep(0)

@@ -51,7 +51,8 @@ class Requirement:
     Args:
         aal: The least AAL, ``"aal1"`` or ``"aal2"``.
         max_age: Seconds (or a ``timedelta``) since the newest method of at least *aal*
-            was completed; older sessions must re-authenticate.
+            was completed (with *methods*, the newest of a listed method); older
+            sessions must re-authenticate.
         methods: Method names of which at least one must be among the session's methods
             of at least *aal*, e.g. ``{"webauthn", "passkey"}``.
 
@@ -222,9 +223,14 @@ def whoami_request(config: KratosConfig, credentials: Credentials) -> httpx.Requ
     return _request(config, config.public_url, "/sessions/whoami", credentials)
 
 
+def ascii_digits(value: str) -> bool:
+    """Return whether *value* is a run of ASCII digits (``str.isdigit`` also takes ``²``)."""
+    return value.isascii() and value.isdigit()
+
+
 def _retry_after(response: httpx.Response) -> int | None:
     value = response.headers.get("Retry-After", "").strip()
-    if value.isdigit():
+    if ascii_digits(value):
         return min(int(value), _MAX_RETRY_AFTER)
     return None
 
@@ -232,7 +238,9 @@ def _retry_after(response: httpx.Response) -> int | None:
 def _json(response: httpx.Response) -> Any:
     try:
         return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: a body nested deeper than the parser's stack, which no Kratos
+        # (or proxy error page) answer is; it is an odd answer like any other.
         raise MalformedResponse(
             f"Kratos answered {response.status_code} with a body that is not JSON"
         ) from None
@@ -292,7 +300,7 @@ def parse_whoami(
     if session.expires_at is not None:
         ttl = min(ttl, session.expires_at.timestamp() - now)
     cache_for = response.headers.get("Ory-Session-Cache-For", "").strip()
-    if cache_for.isdigit():
+    if ascii_digits(cache_for):
         ttl = min(ttl, float(cache_for))
     return WhoamiResult(session), max(ttl, 0.0)
 
@@ -367,11 +375,15 @@ def _identity_has_second_factor(credentials: Any) -> bool:
 # The decision
 
 
-def _newest_completion(session: Session, level: AAL) -> datetime | None:
+def _newest_completion(
+    session: Session, level: AAL, methods: frozenset[str] | None
+) -> datetime | None:
     times = [
         m.completed_at
         for m in session.authentication_methods
-        if m.aal >= level and m.completed_at is not None
+        if m.aal >= level
+        and m.completed_at is not None
+        and (methods is None or m.method in methods)
     ]
     return max(times) if times else None
 
@@ -430,7 +442,9 @@ def decide(
         return Decision(Outcome.ENROLL, session, target, requirement=requirement)
     stale = False
     if requirement.max_age is not None:
-        newest = _newest_completion(session, level)
+        # With methods too, the clock runs from the newest use of a listed method: a TOTP
+        # code a minute ago does not make a two-hour-old WebAuthn login fresh (SPEC §2).
+        newest = _newest_completion(session, level, requirement.methods)
         stale = newest is None or (now - newest).total_seconds() > requirement.max_age
     if requirement.methods is not None and not stale:
         used = {m.method for m in session.authentication_methods if m.aal >= level}

@@ -325,7 +325,11 @@ def _text(value: str | bytes) -> str:
 
 
 def cookie_from_header(header: str, name: str) -> str | None:
-    """Return the first well-formed value of cookie *name* in a ``Cookie`` header, as Go does."""
+    """Return the first well-formed value of cookie *name* in a ``Cookie`` header, as Go does.
+
+    Go's ``net/http`` (which Kratos reads cookies with) skips a pair whose value it cannot
+    parse and goes on, so ``name=bad\\value; name=GOOD`` is ``GOOD`` to Kratos, and to us.
+    """
     for part in header.split(";"):
         key, sep, value = part.partition("=")
         if not sep or key.strip() != name:
@@ -333,7 +337,8 @@ def cookie_from_header(header: str, name: str) -> str | None:
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
-        return value if _valid(value, _COOKIE_VALUE) else None
+        if _valid(value, _COOKIE_VALUE):
+            return value
     return None
 
 

@@ -39,7 +39,7 @@ class Driver:
     async def close(self) -> None:
         if isinstance(self.client, AsyncKratosClient):
             await self.client.aclose()
-            await self.client._http.aclose()
+            await self.client._injected.aclose()  # type: ignore[union-attr]
         else:
             self.client.close()
             self.client._http.close()

@@ -433,7 +433,7 @@ async def test_concurrent_cold_lookups_make_one_call_asyncio(fake: FakeKratos) -
         decisions = await asyncio.gather(
             *(client.check(cookie(session), "aal2", APP) for _ in range(1000))
         )
-        await client._http.aclose()
+        await client._injected.aclose()
     assert all(d.allowed for d in decisions)
     assert fake.calls[WHOAMI] == 1
 
@@ -457,7 +457,7 @@ async def test_coalesced_failure_reaches_every_waiter_once(fake: FakeKratos) -> 
         decisions = await asyncio.gather(
             *(client.check(Credentials(cookie="c"), "aal1", APP) for _ in range(200))
         )
-        await client._http.aclose()
+        await client._injected.aclose()
     assert {d.outcome for d in decisions} == {Outcome.UNAVAILABLE}
     assert fake.calls[WHOAMI] == 1
 
@@ -491,7 +491,7 @@ async def test_cancelled_waiter_does_not_cancel_the_lookup(fake: FakeKratos) -> 
         assert (await second).allowed
         with pytest.raises(asyncio.CancelledError):
             await first
-        await client._http.aclose()
+        await client._injected.aclose()
     assert fake.calls[WHOAMI] == 1
 
 
