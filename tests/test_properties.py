@@ -191,3 +191,42 @@ def test_clients_never_allow_what_kratos_did_not_vouch_for(
         assert session.is_active(NOW) and session.aal >= requirement.aal
     if decision.outcome is Outcome.UNAVAILABLE:
         assert decision.retry_after and decision.redirect_to is None
+
+
+# Header values as a server may send them: any byte but CR, LF and NUL, non-ASCII digits
+# (``¹``, ``٣``) included, which ``str.isdigit`` takes and ``int`` refuses.
+raw_header_values = st.binary(max_size=12).map(
+    lambda raw: raw.replace(b"\r", b"").replace(b"\n", b"").replace(b"\0", b"")
+) | st.text(alphabet="0123456789\u00b9\u00b2\u00b3\u0663\U0001d7d7 -.e", max_size=6).map(
+    lambda text: text.encode()
+)
+
+
+@EXAMPLES
+@given(
+    status=st.sampled_from([200, 401, 403, 429, 500, 503]),
+    retry_after=raw_header_values,
+    cache_for=raw_header_values,
+    depth=st.integers(min_value=0, max_value=3000),
+)
+def test_any_headers_and_nesting_end_in_a_decision(
+    status: int, retry_after: bytes, cache_for: bytes, depth: int
+) -> None:
+    body = b"[" * depth + b"]" * depth if depth else b'{"error": {"id": "x"}}'
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        headers = [(b"Retry-After", retry_after), (b"Ory-Session-Cache-For", cache_for)]
+        return httpx.Response(status, headers=headers, content=body)
+
+    transport = httpx.MockTransport(answer)
+    credentials = Credentials(cookie="abc")
+    blocking = KratosClient(CONFIG, http_client=httpx.Client(transport=transport))
+    awaitable = AsyncKratosClient(CONFIG, http_client=httpx.AsyncClient(transport=transport))
+    decisions = [
+        blocking.check(credentials, "aal1", "http://app/"),
+        asyncio.run(awaitable.check(credentials, "aal1", "http://app/")),
+    ]
+    for decision in decisions:
+        assert decision.outcome is not Outcome.ALLOW
+        if decision.outcome is Outcome.UNAVAILABLE:
+            assert decision.retry_after is not None and decision.retry_after >= 0
