@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -9,8 +13,18 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from kratos_aal import Credentials, KratosConfig, Outcome, Requirement, Session
-from kratos_aal._core import decide, parse_second_factor, parse_whoami, rebase
+from kratos_aal import (
+    AsyncKratosClient,
+    Credentials,
+    KratosClient,
+    KratosConfig,
+    KratosUnavailable,
+    MalformedResponse,
+    Outcome,
+    Requirement,
+    Session,
+)
+from kratos_aal._core import decide, parse_logout, parse_second_factor, parse_whoami, rebase
 
 from .pins import APP, PUBLIC, T0, Scripted, flow_json, session_json
 
@@ -361,3 +375,118 @@ async def test_logout_for_token_credentials_makes_no_call(
     url = await client.call("logout_url", COOKIE, APP)
     assert url == f"{PUBLIC}/self-service/logout?token=t&return_to=http%3A%2F%2Fapp.test%2Fbilling"
     assert kratos.calls["/self-service/logout/browser"] == 1
+
+
+# ------------------------------------------------------------- error ids, logout, rebase
+
+
+@pytest.mark.parametrize("error", [{"id": 5}, {"id": None}, {"code": 403}, "forbidden", None])
+def test_403_with_an_odd_error_id_is_unavailable(error: Any) -> None:
+    with pytest.raises(KratosUnavailable) as raised:
+        parse_whoami(CONFIG, whoami(403, {"error": error}), T0)
+    assert str(raised.value) == "Kratos answered 403"
+    assert raised.value.status_code == 403
+
+
+def test_403_with_another_error_id_names_it() -> None:
+    with pytest.raises(KratosUnavailable, match=r"^Kratos answered 403 security_csrf_violation$"):
+        parse_whoami(CONFIG, whoami(403, {"error": {"id": "security_csrf_violation"}}), T0)
+
+
+def test_parse_logout_answers() -> None:
+    with pytest.raises(KratosUnavailable) as raised:
+        parse_logout(CONFIG, whoami(404, {}), None)
+    assert str(raised.value) == "Kratos answered 404 to logout"
+    assert raised.value.status_code == 404
+    bodies: list[Any] = [[], {"logout_url": 5}, {}]
+    for body in bodies:
+        with pytest.raises(MalformedResponse, match=r"^Kratos sent no logout_url$"):
+            parse_logout(CONFIG, whoami(200, body), None)
+    for status in (401, 403):
+        assert parse_logout(CONFIG, whoami(status, {}), None) is None
+
+
+@modes
+async def test_logout_urls_are_never_cached(mode: str) -> None:
+    kratos = Scripted()
+    logout = f"{PUBLIC}/self-service/logout?token=t"
+    kratos.answer("/self-service/logout/browser", 200, {"logout_url": logout})
+    client = kratos.client(mode)
+    for calls in (1, 2):
+        assert await client.call("logout_url", COOKIE) == logout
+        assert kratos.calls["/self-service/logout/browser"] == calls
+
+
+def logout_for(request: httpx.Request) -> httpx.Response:
+    token = request.headers["cookie"].partition("=")[2]
+    return httpx.Response(200, json={"logout_url": f"{PUBLIC}/self-service/logout?token={token}"})
+
+
+def test_concurrent_logouts_of_two_users_are_not_shared_threads() -> None:
+    both = threading.Barrier(2, timeout=2)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both.wait()  # both requests in flight at once (or one alone, after 2 s)
+        return logout_for(request)
+
+    client = KratosClient(
+        KratosConfig(public_url=PUBLIC),
+        http_client=httpx.Client(transport=httpx.MockTransport(handle)),
+    )
+    users = [Credentials(cookie="user-a"), Credentials(cookie="user-b")]
+    with ThreadPoolExecutor(2) as pool:
+        urls = list(pool.map(client.logout_url, users))
+    assert urls == [
+        f"{PUBLIC}/self-service/logout?token=user-a",
+        f"{PUBLIC}/self-service/logout?token=user-b",
+    ]
+
+
+async def test_concurrent_logouts_of_two_users_are_not_shared_asyncio() -> None:
+    arrived: list[httpx.Request] = []
+    both = asyncio.Event()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        arrived.append(request)
+        if len(arrived) == 2:
+            both.set()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(both.wait(), 2)
+        return logout_for(request)
+
+    client = AsyncKratosClient(
+        KratosConfig(public_url=PUBLIC),
+        http_client=httpx.AsyncClient(transport=httpx.MockTransport(handle)),
+    )
+    urls = list(
+        await asyncio.gather(
+            client.logout_url(Credentials(cookie="user-a")),
+            client.logout_url(Credentials(cookie="user-b")),
+        )
+    )
+    assert urls == [
+        f"{PUBLIC}/self-service/logout?token=user-a",
+        f"{PUBLIC}/self-service/logout?token=user-b",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        pytest.param(
+            "http://kratos:4433/self-service/login/browser?flow=&aal=aal2",
+            f"{PUBLIC}/self-service/login/browser?flow=&aal=aal2",
+            id="blank-values-kept",
+        ),
+        pytest.param(
+            "http://kratos:4433/prefix/self-service/a/self-service/b",
+            f"{PUBLIC}/self-service/a/self-service/b",
+            id="first-self-service",
+        ),
+    ],
+)
+def test_rebase_keeps_the_query_and_the_path_from_the_first_self_service(
+    given: str, expected: str
+) -> None:
+    assert rebase(CONFIG, given, None) == expected
