@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
-from kratos_aal import AAL, Credentials, Identity, MalformedResponse, Session
-from kratos_aal._cache import MISSING, TTLCache
+from kratos_aal import AAL, Credentials, Identity, KratosUnavailable, MalformedResponse, Session
+from kratos_aal._cache import MISSING, Flights, TTLCache
 from kratos_aal._models import MAX_CREDENTIAL_LENGTH, cookie_from_header
 
 from .pins import T0, session_json
@@ -89,6 +90,8 @@ def test_credentials_equality() -> None:
     assert Credentials(cookie="c").__eq__("c") is NotImplemented
     assert Credentials(cookie="c") != "c"
     assert hash(Credentials(token="t")) == hash(Credentials(token="t"))
+    # Not a contract, but a constant hash would make every cache lookup a linear scan.
+    assert len({hash(Credentials(cookie=f"c{n}")) for n in range(8)}) == 8
     assert len({Credentials(cookie="c"), Credentials(cookie="c"), Credentials(token="c")}) == 2
 
 
@@ -103,11 +106,13 @@ def test_aal_order_matches_rank(left: AAL, right: AAL) -> None:
     assert (left <= right) is (a <= b)
     assert (left > right) is (a > b)
     assert (left >= right) is (a >= b)
-    # The same against the plain strings, in either case.
-    assert (left < right.value) is (a < b)
-    assert (left <= right.value.upper()) is (a <= b)
-    assert (left > right.value) is (a > b)
-    assert (left >= right.value) is (a >= b)
+    # The same against the plain strings, in either case. Upper case matters: str's own
+    # order would answer a lower-case comparison correctly by luck ("aal1" < "aal2").
+    for text in (right.value, right.value.upper()):
+        assert (left < text) is (a < b)
+        assert (left <= text) is (a <= b)
+        assert (left > text) is (a > b)
+        assert (left >= text) is (a >= b)
 
 
 def test_aal_equal_levels() -> None:
@@ -244,3 +249,36 @@ def test_cache_a_dead_entry_takes_no_room() -> None:
     cache.put("b", 2, 5.0)
     cache.put("c", 3, 0.0)
     assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, 2, MISSING)
+
+
+@pytest.mark.parametrize(
+    ("error", "copied"),
+    [(KratosUnavailable("down", retry_after=3), True), (LookupError("not ours"), False)],
+)
+def test_flights_copy_only_our_errors_for_followers(error: Exception, copied: bool) -> None:
+    flights = Flights()
+    started, release = threading.Event(), threading.Event()
+    raised: list[BaseException] = []
+
+    def load() -> Any:
+        started.set()
+        release.wait(5)
+        raise error
+
+    def run() -> None:
+        try:
+            flights.run("k", load, lambda: MISSING)
+        except Exception as caught:
+            raised.append(caught)
+
+    leader = threading.Thread(target=run)
+    leader.start()
+    started.wait(5)
+    follower = threading.Thread(target=run)
+    follower.start()
+    threading.Event().wait(0.1)  # let the follower join the leader's call
+    release.set()
+    leader.join(5)
+    follower.join(5)
+    assert len(raised) == 2 and all(type(e) is type(error) for e in raised)
+    assert (raised[0] is not raised[1]) is copied

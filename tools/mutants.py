@@ -163,10 +163,29 @@ def read_results() -> dict[str, FileScore]:
 
 
 def run_mutmut(jobs: int) -> None:
+    """Generate the mutants, then run those in scope that no earlier run killed.
+
+    mutmut reruns every mutant it is given by name, and runs every mutant of every file
+    when given none: naming only the unkilled ones keeps a rerun incremental (a changed
+    function's mutants come back unchecked) and leaves the adapters' other code alone.
+    """
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)]
     names = [p for path, fns in {**CORE, **READERS}.items() for p in patterns(path, fns)]
-    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *names]
-    # mutmut's own exit code says nothing about the score: that is judged below.
-    subprocess.run(command, cwd=ROOT, check=False)  # noqa: S603 (our own interpreter)
+    if not (ROOT / "mutants").is_dir():
+        # The first run: mutmut generates the mutants and needs the names as patterns.
+        subprocess.run([*command, *names], cwd=ROOT, check=False)  # noqa: S603
+        return
+    # mutmut regenerates the mutants of changed functions first: those come back "not
+    # checked" and are run in the second pass. Its exit code says nothing about the score.
+    for wanted in (lambda status: status not in KILLED, lambda status: status == "not checked"):
+        todo = [
+            mutant
+            for score in read_results().values()
+            for mutant, status in score.statuses.items()
+            if wanted(status)
+        ]
+        if todo:
+            subprocess.run([*command, *todo], cwd=ROOT, check=False)  # noqa: S603
 
 
 def full_suite(mutant: str | None) -> str:
