@@ -264,7 +264,7 @@ def report(scores: dict[str, FileScore]) -> bool:
         print("\nNot killed (function | mutation | status), `mutmut show NAME` for the diff:")
         print("\n".join(f"  {line}" for line in lines))
     for function, mutation in sorted(set(equivalents) - used):
-        print(f"note: no such mutant now, drop from {EQUIVALENTS.name}: {function} | {mutation}")
+        print(f"note: listed as equivalent, but killed or gone: {function} | {mutation}")
     return ok
 
 
