@@ -170,7 +170,6 @@ def test_credential_length_limit(length: int, kept: bool) -> None:
         ('"', None),
         ('""', None),
         ("abc", "abc"),
-        (' "abc" ', "abc"),
     ],
 )
 def test_cookie_quotes(value: str, read: str | None) -> None:
