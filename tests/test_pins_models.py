@@ -281,3 +281,11 @@ def test_flights_copy_only_our_errors_for_followers(error: Exception, copied: bo
     follower.join(5)
     assert len(raised) == 2 and all(type(e) is type(error) for e in raised)
     assert (raised[0] is not raised[1]) is copied
+
+
+def test_session_repr_names_the_identity_but_no_traits() -> None:
+    body = session_json(identity_id="identity-7", expires_at=None)
+    body["identity"]["traits"] = {"email": "a@example.org"}
+    text = repr(Session.from_json(body))
+    assert "identity='identity-7'" in text and "example.org" not in text
+    assert "identity=None" in repr(Session.from_json(body | {"identity": None}))
