@@ -8,7 +8,7 @@ DEMO_STAMP := $(VENV)/.demo-installed
 # e.g. make demo DEMO_ARGS="--framework django"
 DEMO_ARGS ?=
 
-.PHONY: demo demo-time test bench lint typecheck docs cov clean
+.PHONY: demo demo-time test bench lint typecheck docs cov mutants clean
 
 # The example app and an embedded FakeKratos on 127.0.0.1:8000 and :4433.
 demo: $(DEMO_STAMP)
@@ -31,8 +31,8 @@ demo-time:
 	$(PYTHON) benchmarks/demo_time.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check kratos_aal tests examples benchmarks
-	$(BIN)/ruff format --check kratos_aal tests examples benchmarks
+	$(BIN)/ruff check kratos_aal tests examples benchmarks tools
+	$(BIN)/ruff format --check kratos_aal tests examples benchmarks tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -58,5 +58,13 @@ test: lint typecheck docs cov
 bench: $(STAMP)
 	$(BIN)/python -W ignore::DeprecationWarning -m benchmarks
 
+# Mutation testing of the core and the adapters' request reading (tens of minutes; not in
+# `make test`). Prints the score per file; fails under 95 % (core) or 90 % (request reading).
+# Reruns reuse mutants/ and test only what changed. JOBS=1 on a busy machine.
+JOBS ?= 2
+mutants: $(STAMP)
+	$(BIN)/python -m pip install --quiet --group mutants
+	$(BIN)/python tools/mutants.py --jobs $(JOBS)
+
 clean:
-	rm -rf $(VENV) .venv-* .coverage .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-* .coverage .mypy_cache .pytest_cache .ruff_cache mutants
