@@ -156,7 +156,8 @@ def rebase(config: KratosConfig, url: object, return_to: str | None) -> str | No
 
     Whatever origin Kratos wrote (its public URL, or an internal ``http://kratos:4433``)
     only the part from ``/self-service/`` on is kept. *return_to* replaces any
-    ``return_to`` in the query. Returns ``None`` when *url* is no Kratos flow URL.
+    ``return_to`` in the query; without one, Kratos's own stays. Returns ``None`` when
+    *url* is no Kratos flow URL.
     """
     if not isinstance(url, str):
         return None
@@ -168,7 +169,6 @@ def rebase(config: KratosConfig, url: object, return_to: str | None) -> str | No
     if index < 0:
         return None
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
-    params.pop("return_to", None)
     if return_to:
         params["return_to"] = return_to
     return browser_flow_url(config, parts.path[index:], params)

@@ -53,17 +53,23 @@ def test_aal2_required_without_redirect_is_a_step_up() -> None:
     body = {"error": {"id": "session_aal2_required", "code": 403}}
     result, ttl = parse_whoami(CONFIG, whoami(403, body), T0)
     assert result.session is None
-    assert result.step_up_to == f"{PUBLIC}/self-service/login/browser?aal=aal2"
+    assert result.step_up_to == (
+        f"{PUBLIC}/self-service/login/browser?aal=aal2&return_to=http%3A%2F%2Fevil"
+    )
     assert ttl == 0.0
 
 
-def test_aal2_required_with_redirect_is_rebased_without_kratos_return_to() -> None:
+def test_aal2_required_with_redirect_is_rebased_keeping_kratos_return_to() -> None:
+    # Kratos checks a flow's return_to against its allowed_return_urls itself; with no
+    # return_to of ours, its own stays (issue 10, item 12).
     body = {
         "error": {"id": "session_aal2_required"},
         "redirect_browser_to": "http://kratos:4433/self-service/login/browser?aal=aal2&return_to=http%3A%2F%2Fevil",
     }
     result, _ = parse_whoami(CONFIG, whoami(403, body), T0)
-    assert result.step_up_to == f"{PUBLIC}/self-service/login/browser?aal=aal2"
+    assert result.step_up_to == (
+        f"{PUBLIC}/self-service/login/browser?aal=aal2&return_to=http%3A%2F%2Fevil"
+    )
 
 
 @modes
@@ -346,10 +352,11 @@ def test_requirement_is_frozen_and_hashable() -> None:
 # ----------------------------------------------------------- item 12: rebase and token logout
 
 
-def test_rebase_without_return_to_drops_kratos_return_to() -> None:
+def test_rebase_without_return_to_keeps_kratos_return_to() -> None:
     url = "http://kratos:4433/self-service/login/browser?aal=aal2&return_to=http%3A%2F%2Fkratos-own"
-    assert rebase(CONFIG, url, None) == f"{PUBLIC}/self-service/login/browser?aal=aal2"
-    assert rebase(CONFIG, url, "") == f"{PUBLIC}/self-service/login/browser?aal=aal2"
+    kept = f"{PUBLIC}/self-service/login/browser?aal=aal2&return_to=http%3A%2F%2Fkratos-own"
+    assert rebase(CONFIG, url, None) == kept
+    assert rebase(CONFIG, url, "") == kept
     assert rebase(CONFIG, url, APP) == (
         f"{PUBLIC}/self-service/login/browser?aal=aal2&return_to=http%3A%2F%2Fapp.test%2Fbilling"
     )
