@@ -53,9 +53,7 @@ def test_aal2_required_without_redirect_is_a_step_up() -> None:
     body = {"error": {"id": "session_aal2_required", "code": 403}}
     result, ttl = parse_whoami(CONFIG, whoami(403, body), T0)
     assert result.session is None
-    assert result.step_up_to == (
-        f"{PUBLIC}/self-service/login/browser?aal=aal2&return_to=http%3A%2F%2Fevil"
-    )
+    assert result.step_up_to == f"{PUBLIC}/self-service/login/browser?aal=aal2"
     assert ttl == 0.0
 
 
