@@ -13,7 +13,7 @@ import pytest
 
 from kratos_aal.testing import FakeClock, FakeKratos
 
-from .openapi import assert_valid, errors
+from .openapi import assert_valid, errors, sdk_errors
 
 JSON = {"Accept": "application/json"}
 BROWSER_ACCEPT = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
@@ -760,3 +760,25 @@ async def test_served_by_uvicorn_on_a_real_port(strict: FakeKratos) -> None:
 
 def test_unknown_route_is_404(api: httpx.Client) -> None:
     assert api.get("/nope").status_code == 404
+
+
+# ---------------------------------------------------- the latest release, not main (issue 11)
+
+
+@pytest.mark.parametrize("unreleased", [False, True], ids=["release", "main"])
+def test_login_flow_parses_in_ory_sdk_as_the_release_sends_it(unreleased: bool) -> None:
+    """The identifier node has no ``autocomplete`` in Kratos v26.2.0 (BEHAVIOR.md, opening).
+
+    Kratos's main branch adds ``autocomplete: "username"``, which the SDK generated from the
+    release (ory-kratos-client 25.4.0) refuses; the fake answers as the release by default.
+    """
+    fake = FakeKratos(unreleased=unreleased)
+    with client_for(fake) as api:
+        flow = api.get("/self-service/login/api").json()
+    identifier = next(n for n in flow["ui"]["nodes"] if n["attributes"].get("name") == "identifier")
+    if unreleased:
+        assert identifier["attributes"]["autocomplete"] == "username"
+        assert sdk_errors("loginFlow", flow) != []
+    else:
+        assert "autocomplete" not in identifier["attributes"]
+        assert sdk_errors("loginFlow", flow) == []

@@ -230,6 +230,9 @@ class FakeKratos:
         privileged_max_age: ``privileged_session_max_age`` in seconds (1 h).
         cookie_name: ``session.cookie.name``.
         cacheable_sessions: Send ``Ory-Session-Cache-For`` (Ory Network's feature flag).
+        unreleased: Answer as Kratos's main branch where it differs from the latest
+            release (``autocomplete: "username"`` on the identifier node); off, the fake
+            answers as the release does, which Ory's SDKs are generated from.
     """
 
     def __init__(
@@ -253,6 +256,7 @@ class FakeKratos:
         login_lifespan: float = 3600,
         cookie_name: str = "ory_kratos_session",
         cacheable_sessions: int | None = None,
+        unreleased: bool = False,
     ) -> None:
         self.public_url = public_url.rstrip("/")
         self.ui_url = (ui_url or f"{self.public_url}/ui").rstrip("/")
@@ -271,6 +275,7 @@ class FakeKratos:
         self.login_lifespan = login_lifespan
         self.cookie_name = cookie_name
         self.cacheable_sessions = cacheable_sessions
+        self.unreleased = unreleased
         self.latency = 0.0
         #: A line shown under the login form (the demo lists its users there).
         self.ui_hint = ""
@@ -953,7 +958,9 @@ class FakeKratos:
                 "default",
                 required=True,
                 value=identity.email if identity else "",
-                autocomplete="username",
+                # Only Kratos's main branch sends this; the latest release (and so Ory's
+                # SDKs, whose enum rejects it) has no autocomplete on the identifier.
+                autocomplete="username" if self.unreleased else None,
                 label=(1070004, "ID", "info"),
             )
         )
