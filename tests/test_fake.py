@@ -676,14 +676,21 @@ def test_settings_flow_of_another_identity(strict: FakeKratos) -> None:
         assert done.json()["error"]["id"] == "security_identity_mismatch"
 
 
-def test_unlink_totp(strict: FakeKratos) -> None:
+@pytest.mark.parametrize(
+    "submit",
+    [{"method": "totp", "totp_unlink": True}, {"totp_unlink": True}],
+    ids=["with-method", "button-alone"],
+)
+def test_unlink_totp(strict: FakeKratos, submit: dict[str, Any]) -> None:
+    """The unlink button sends ``totp_unlink=true`` without ``method=totp``; Kratos's TOTP
+    strategy takes it as its own (selfservice/strategy/totp/settings.go)."""
     session = strict.session("aal2")
     with client_for(strict) as api:
         flow = api.get("/self-service/settings/api", headers=session.headers).json()
         done = api.post(
             f"/self-service/settings?flow={flow['id']}",
             headers=session.headers,
-            json={"method": "totp", "totp_unlink": True},
+            json=submit,
         )
         assert done.status_code == 200
     assert session.identity.totp_secret is None
@@ -782,3 +789,26 @@ def test_login_flow_parses_in_ory_sdk_as_the_release_sends_it(unreleased: bool) 
     else:
         assert "autocomplete" not in identifier["attributes"]
         assert sdk_errors("loginFlow", flow) == []
+
+
+# ----------------------------------------------------------------- the self-service pages
+
+
+@pytest.mark.parametrize(
+    ("app_url", "expected"),
+    [("http://127.0.0.1:8000/", "http://127.0.0.1:8000/"), (None, "http://127.0.0.1:8000/")],
+    ids=["app-url", "home-of-return-to"],
+)
+def test_back_to_the_app_leads_home_not_to_the_protected_page(
+    app_url: str | None, expected: str
+) -> None:
+    fake = FakeKratos(app_url=app_url)
+    identity = fake.create_identity("bob@example.com", "pw")
+    session = fake.session("aal1", identity=identity)
+    with client_for(fake, cookies=session.cookies) as browser:
+        started = browser.get("/self-service/settings/browser", params={"return_to": APP})
+        page = browser.get(started.headers["location"].removeprefix(fake.public_url))
+    assert page.status_code == 200
+    assert f'href="{expected}"' in page.text
+    assert f'href="{APP}"' not in page.text
+    assert "The page you came from needs a second factor" in page.text

@@ -212,6 +212,13 @@ class _Reply(Exception):
         self.response = response
 
 
+def _home_of(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/" if parts.scheme and parts.netloc else None
+
+
 class FakeKratos:
     """An in-memory Kratos for tests and demos.
 
@@ -230,6 +237,7 @@ class FakeKratos:
         privileged_max_age: ``privileged_session_max_age`` in seconds (1 h).
         cookie_name: ``session.cookie.name``.
         cacheable_sessions: Send ``Ory-Session-Cache-For`` (Ory Network's feature flag).
+        app_url: The app's home, where the UI's "Back to the app" leads.
         unreleased: Answer as Kratos's main branch where it differs from the latest
             release (``autocomplete: "username"`` on the identifier node); off, the fake
             answers as the release does, which Ory's SDKs are generated from.
@@ -257,6 +265,7 @@ class FakeKratos:
         cookie_name: str = "ory_kratos_session",
         cacheable_sessions: int | None = None,
         unreleased: bool = False,
+        app_url: str | None = None,
     ) -> None:
         self.public_url = public_url.rstrip("/")
         self.ui_url = (ui_url or f"{self.public_url}/ui").rstrip("/")
@@ -276,6 +285,8 @@ class FakeKratos:
         self.cookie_name = cookie_name
         self.cacheable_sessions = cacheable_sessions
         self.unreleased = unreleased
+        #: Where "Back to the app" leads (the app's home); else the home of return_to.
+        self.app_url: str | None = app_url
         self.latency = 0.0
         #: A line shown under the login form (the demo lists its users there).
         self.ui_hint = ""
@@ -1454,14 +1465,17 @@ class FakeKratos:
                 extra={"redirect_browser_to": target},
             )
         identity = self.identities[record.identity_id]
-        if form.get("method") != "totp":
+        unlink = form.get("totp_unlink", "").lower() == "true"
+        # selfservice/strategy/totp/settings.go: an unlink submit is the TOTP method's,
+        # whatever "method" says (the unlink button sends no method=totp).
+        if form.get("method") != "totp" and not unlink:
             return self._flow_error(
                 request,
                 flow,
                 (4000001, "Could not find a strategy to update your settings.", "error"),
                 "settings",
             )
-        if form.get("totp_unlink", "").lower() == "true":
+        if unlink:
             identity.totp_secret = None
         else:
             secret = flow.pending_totp or ""
@@ -1610,6 +1624,11 @@ class FakeKratos:
         if identity is not None:
             html += f'<p class="hint">Signed in as <b>{escape(identity.email)}</b></p>'
         if kind == "settings" and identity is not None and not identity.totp_secret:
+            if flow.return_to:
+                html += (
+                    "<p>The page you came from needs a second factor, and this account has "
+                    "none yet: pair an authenticator app to go on.</p>"
+                )
             html += (
                 "<p>Scan the QR code with an authenticator app (or type the secret), then "
                 "enter the code it shows.</p>"
@@ -1617,7 +1636,10 @@ class FakeKratos:
         html += _ui.form(body["ui"])
         if kind == "login" and flow.requested_aal == "aal1" and self.ui_hint:
             html += f'<p class="hint">{escape(self.ui_hint)}</p>'
-        back = [("Back to the app", flow.return_to)] if flow.return_to else []
+        # Back to the app's home, not to the protected page that sent the user here: that
+        # page would only send them straight back.
+        home = self.app_url or _home_of(flow.return_to)
+        back = [("Back to the app", home)] if home else []
         signed_in = [("Sign out", f"{self.ui_url}/logout")] if identity is not None else []
         html += _ui.links(*back, *signed_in)
         return self._html(200, _ui.document(title, html))
