@@ -33,10 +33,12 @@ def test_fault_run(tmp_path: Any) -> None:
             plan.append((kind, f"ory_kratos_session=forged{index:06d}"))
         else:
             plan.append((kind, fake.session(kind).cookie_header))
-    proxy = FaultProxy(upstream=kratos_url, rate=0.2, stall=1.5)
+    # `timeout` bounds the whole exchange (pool wait included): 2 s keeps a loaded machine's
+    # slow-but-honest answers apart from the stalls, which outlast it.
+    proxy = FaultProxy(upstream=kratos_url, rate=0.2, stall=3.0)
     with serve(fake, sock=kratos_socket), fault_proxy(proxy) as proxy_url:
         app = create_app(
-            config=KratosConfig(public_url=proxy_url, browser_url=kratos_url, timeout=1.0)
+            config=KratosConfig(public_url=proxy_url, browser_url=kratos_url, timeout=2.0)
         )
         # A long keep-alive: uvicorn closing an idle connection just as the load client
         # reuses it is a race of the test's own HTTP client, not of kratos-aal.
