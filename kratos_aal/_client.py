@@ -33,6 +33,7 @@ from ._core import (
     allowed_from_cache,
     check_plan,
     logout_plan,
+    second_factor_key,
     session_key,
     whoami_fetch,
     whoami_plan,
@@ -120,9 +121,18 @@ class _BaseClient:
         return check_plan(self.config, credentials, requirement, return_to, self._now)
 
     def invalidate(self, credentials: Credentials) -> None:
-        """Forget the cached session for *credentials*; call it from your logout view."""
+        """Forget the cached session for *credentials*; call it from your logout view.
+
+        What was learned about the identity's second factors goes too: a user who removed
+        their authenticator app and signs in again is sent to pair one, not to a step-up
+        they cannot pass.
+        """
         if credentials:
-            self._cache.pop(whoami_fetch(self.config, credentials).key)
+            key = whoami_fetch(self.config, credentials).key
+            session = getattr(self._cache.get(key), "session", None)
+            if session is not None:
+                self._cache.pop(second_factor_key(session))
+            self._cache.pop(key)
 
     def clear_cache(self) -> None:
         """Forget every cached session and second-factor answer."""

@@ -520,7 +520,8 @@ def whoami_fetch(
     )
 
 
-def _second_factor_key(session: Session) -> bytes:
+def second_factor_key(session: Session) -> bytes:
+    """Return the cache key of what is known about *session*'s identity's second factors."""
     return b"f" + (session.identity.id if session.identity is not None else session.id).encode()
 
 
@@ -531,7 +532,7 @@ def _learn_second_factor(
     # paired TOTP and logs in again is stepped up, not sent to enroll a second time.
     if session is None or session.identity is None or session.aal < AAL.AAL2:
         return ()
-    return ((_second_factor_key(session), True, min(config.cache_ttl, SECOND_FACTOR_TTL)),)
+    return ((second_factor_key(session), True, min(config.cache_ttl, SECOND_FACTOR_TTL)),)
 
 
 def parse_logout(
@@ -644,7 +645,7 @@ def _second_factor_plan(
         # Only "yes" is cached: "no" changes the moment the user pairs a device, and
         # asking again costs one call on a path (enrollment) that users rarely take.
         value, _ = yield Fetch(
-            key=_second_factor_key(session),
+            key=second_factor_key(session),
             request=lambda: second_factor_request(config, credentials, session),
             parse=lambda response, now: (
                 found := parse_second_factor(response),

@@ -522,3 +522,36 @@ def test_expiry_still_compares_wall_time(fake: FakeKratos, stepped_clock: Simple
     stepped_clock.wall += 11  # past expires_at on the wall clock, steady clock unmoved
     client.check(credentials, "aal2", APP)
     assert fake.calls[WHOAMI] == 2  # not allowed from the cache: Kratos was asked again
+
+
+# ------------------------------------------- sign-out forgets the learned second factor
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_invalidate_forgets_what_was_learned_of_second_factors(
+    fake: FakeKratos, mode: str
+) -> None:
+    ada = fake.create_identity("ada@example.com", totp=True)
+    strong = Credentials(cookie=fake.session("aal2", identity=ada).cookie)
+    weak = Credentials(cookie=fake.session("aal1", identity=ada, totp=False).cookie)
+
+    if mode == "sync":
+        blocking = fake.client()
+
+        async def check(credentials: Credentials) -> Outcome:
+            return blocking.check(credentials, "aal2", APP).outcome
+
+        invalidate = blocking.invalidate
+    else:
+        awaitable = fake.async_client()
+
+        async def check(credentials: Credentials) -> Outcome:
+            return (await awaitable.check(credentials, "aal2", APP)).outcome
+
+        invalidate = awaitable.invalidate
+
+    assert await check(strong) is Outcome.ALLOW  # an aal2 session: she has a second factor
+    ada.totp_secret = None  # she removes her authenticator app
+    assert await check(weak) is Outcome.STEP_UP  # still what was learned a moment ago
+    invalidate(strong)  # she signs out
+    assert await check(weak) is Outcome.ENROLL
