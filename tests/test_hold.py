@@ -536,14 +536,14 @@ async def test_invalidate_forgets_what_was_learned_of_second_factors(
     weak = Credentials(cookie=fake.session("aal1", identity=ada, totp=False).cookie)
 
     if mode == "sync":
-        blocking = fake.client()
+        blocking: KratosClient = fake.client()
 
         async def check(credentials: Credentials) -> Outcome:
             return blocking.check(credentials, "aal2", APP).outcome
 
         invalidate = blocking.invalidate
     else:
-        awaitable = fake.async_client()
+        awaitable: AsyncKratosClient = fake.async_client()
 
         async def check(credentials: Credentials) -> Outcome:
             return (await awaitable.check(credentials, "aal2", APP)).outcome
