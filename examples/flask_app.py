@@ -1,4 +1,4 @@
-"""A Flask app protected by path rules: public, aal1, aal2 and fresh-aal2 pages.
+"""A Flask app with the kratos-aal extension: public, aal1, aal2 and fresh-aal2 pages.
 
 Run it against ``kratos-aal fake`` (FakeKratos with its demo users), in two terminals:
 
@@ -17,12 +17,14 @@ from typing import Any
 from flask import Flask, jsonify, redirect, request, url_for
 from werkzeug.wrappers import Response
 
-from kratos_aal import Credentials, KratosClient, KratosConfig, Requirement, Session
-from kratos_aal.exceptions import KratosUnavailable, StepUpRequired
-from kratos_aal.integrations.wsgi import ENVIRON_KEY, KratosAALWSGIMiddleware
+from kratos_aal import Credentials, KratosClient, KratosConfig, Requirement
+from kratos_aal.exceptions import KratosUnavailable
+from kratos_aal.integrations.flask import KratosAAL, current_session, require_aal, require_aal2
 
 from . import _pages
 
+#: Path rules guard whole areas, whatever view (or 404) a path routes to; the views below
+#: also carry their decorator, so that each reads as what it needs.
 RULES: dict[str, str | Requirement] = {
     "/account/*": "aal1",
     "/billing/transfer": Requirement("aal2", max_age=300),
@@ -45,25 +47,17 @@ def create_app(
         client = KratosClient(config)
     kratos = client
     app = Flask(__name__)
-    app.wsgi_app = KratosAALWSGIMiddleware(app.wsgi_app, rules=RULES, client=kratos)  # type: ignore[method-assign]
+    app.config["KRATOS_AAL"] = {"PUBLIC_URL": kratos.config.public_url, "RULES": RULES}
+    KratosAAL(app, client=kratos)
 
     def credentials() -> Credentials:
         return Credentials.from_headers(
             request.headers.items(), cookie_name=kratos.config.cookie_name
         )
 
-    def current_session() -> Session | None:
-        """The session the rules checked, or, on a public page, whoever is signed in."""
-        session: Session | None = request.environ.get(ENVIRON_KEY)
-        if session is None:
-            try:
-                session = kratos.whoami(credentials())
-            except StepUpRequired:  # Kratos withholds an aal1 session it wants at aal2
-                return None
-        return session
-
     def page(name: str, title: str, text: str, extra: str = "") -> Any:
-        session = current_session()
+        # The session a decorator or rule checked, or, on a public page, whoever is signed in.
+        session = current_session or None
         if _pages.wants_json(request.headers.get("Accept", "")):
             return jsonify(_pages.as_json(name, session))
         return _pages.render(title, text, session, extra=extra)
@@ -84,21 +78,24 @@ def create_app(
         return page("home", "kratos-aal example", _pages.home_text("flask"), extra)
 
     @app.get("/account")
+    @require_aal("aal1")
     def account() -> Any:
         return page("account", "Account", "A password is enough here (<code>aal1</code>).")
 
     @app.route("/billing", methods=["GET", "POST"])
+    @require_aal2
     def billing() -> Any:
         return page("billing", "Billing", "<span class=ok>You used a second factor (aal2).</span>")
 
     @app.route("/billing/transfer", methods=["GET", "POST"])
+    @require_aal("aal2", max_age=300)
     def transfer() -> Any:
         text = "<span class=ok>Second factor used in the last 5 minutes.</span>"
         return page("transfer", "Transfer", text)
 
     @app.get("/api/balance")
     def balance() -> Any:
-        return jsonify(_pages.as_json("balance", current_session(), balance=42))
+        return jsonify(_pages.as_json("balance", current_session or None, balance=42))
 
     @app.get("/logout")
     def logout() -> Response:

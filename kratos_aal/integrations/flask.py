@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import posixpath
 from collections.abc import Callable, Collection
 from datetime import timedelta
 from typing import Any, TypeVar, overload
@@ -35,7 +34,16 @@ from .._client import KratosClient
 from .._core import Outcome, Requirement, unavailable
 from .._models import AAL, AALLike, Credentials, Session
 from .._settings import read
-from .._web import BadRequest, WebResponse, bad_request, clear_hops, conclude, return_to
+from .._web import (
+    BadRequest,
+    WebResponse,
+    bad_request,
+    clear_hops,
+    conclude,
+    return_to,
+    route_readings,
+    strictest,
+)
 from ..exceptions import KratosUnavailable, StepUpRequired
 from .wsgi import _web_request
 
@@ -94,13 +102,11 @@ def _state() -> _State:
     return state
 
 
-def _routed_paths() -> list[str]:
-    """Return every reading of the request path that Flask may have routed."""
-    readings = [request.path or "/"]
-    collapsed = posixpath.normpath("/" + request.path.lstrip("/"))
-    readings.append(collapsed + ("/" if request.path.endswith("/") and collapsed != "/" else ""))
+def _routed_paths() -> set[str]:
+    """Return every reading of the request path that Flask may have routed, and its rule."""
+    readings = set(route_readings(request.path or "/"))
     if request.url_rule is not None:
-        readings.append(request.url_rule.rule)
+        readings.add(request.url_rule.rule)
     return readings
 
 
@@ -108,17 +114,9 @@ def _enforce_rules() -> Response | None:
     state = _state()
     if not state.rules:
         return None
-    requirements: list[Requirement] = []
-    for path in _routed_paths():
-        found = state.rules.match(path)
-        if found is not None and found not in requirements:
-            requirements.append(found)
-    # Where readings differ, every rule any of them matches must hold.
-    for requirement in requirements:
-        denial = _deny(requirement)
-        if denial is not None:
-            return denial
-    return None
+    # Where readings differ, the strictest rule any of them matches holds (SPEC §4).
+    found = [r for r in map(state.rules.match, _routed_paths()) if r is not None]
+    return _deny(strictest(found)) if found else None
 
 
 def _as_response(response: WebResponse) -> Response:
