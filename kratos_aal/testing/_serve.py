@@ -42,6 +42,9 @@ def serve(
     import uvicorn
 
     sock = sock or reserve_port()
+    # ASGI 3 said outright: uvicorn would otherwise guess from the signature of the app's
+    # __call__, which a wrapping decorator (a profiler, a mutation tool) hides.
+    options.setdefault("interface", "asgi3")
     config = uvicorn.Config(app, log_level=log_level, lifespan="auto", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
