@@ -42,10 +42,15 @@ def serve(
     import uvicorn
 
     sock = sock or reserve_port()
-    # ASGI 3 said outright: uvicorn would otherwise guess from the signature of the app's
-    # __call__, which a wrapping decorator (a profiler, a mutation tool) hides.
+
+    async def asgi3(scope: Any, receive: Any, send: Any) -> None:
+        await app(scope, receive, send)
+
+    # ASGI 3 said outright, through a plain coroutine function: uvicorn would otherwise
+    # probe the app (calling it with no arguments, to spot a factory), which goes wrong
+    # when a wrapper (a profiler, a mutation tool) hides the signature of its __call__.
     options.setdefault("interface", "asgi3")
-    config = uvicorn.Config(app, log_level=log_level, lifespan="auto", **options)
+    config = uvicorn.Config(asgi3, log_level=log_level, lifespan="auto", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
