@@ -27,9 +27,11 @@ __all__ = ["PathRules", "WebRequest", "WebResponse", "conclude", "return_to", "r
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 HOP_COOKIE = "kratos_aal_hops"
-#: Redirects to Kratos for one route within HOP_WINDOW seconds before the loop page.
+#: Redirects to Kratos for one route, each back within HOP_WINDOW seconds of the last,
+#: before the loop page. A redirect loop comes back at once; a person who looked at the
+#: sign-in page and clicked "Back" takes longer, and is not a loop.
 MAX_HOPS = 3
-HOP_WINDOW = 60
+HOP_WINDOW = 3
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\])(?::\d{{1,5}})?")
 # Everything a URL may hold unescaped; the rest (spaces, CR/LF, non-ASCII) is %-encoded.
@@ -379,13 +381,13 @@ def clear_hops(request: WebRequest) -> tuple[str, str] | None:
 
 
 def _hops(request: WebRequest, route: str, now: int) -> tuple[int, int]:
-    """Return how often this browser was sent to Kratos for *route*, and since when."""
+    """Return how often this browser bounced to Kratos for *route*, and when it last did."""
     value = cookie_from_header(request.header("cookie"), HOP_COOKIE) or ""
     parts = value.split(".")
     if len(parts) == 3 and parts[0] == route and parts[1].isdigit() and parts[2].isdigit():
-        count, since = int(parts[1]), int(parts[2])
-        if 0 <= now - since < HOP_WINDOW:
-            return count, since
+        count, last = int(parts[1]), int(parts[2])
+        if 0 <= now - last < HOP_WINDOW:
+            return count, last
     return 0, now
 
 
@@ -397,12 +399,13 @@ def _loop_page(
         409,
         "Sign-in keeps coming back here",
         [
-            "This page sent you to sign in several times within a minute, and each time you came "
-            "back without a session this page accepts.",
+            "This page sent you to sign in several times in a row, and each time your browser "
+            "came straight back without a session this page accepts.",
             "Likely causes: the Kratos session cookie does not reach this app (its domain or "
             "path does not cover this site, or it is Secure and this site is plain http), or "
             "kratos-aal's <code>browser_url</code> does not point at the Kratos that browsers use.",
-            f'When that is fixed, <a href="{target}">try again</a>.',
+            f'When that is fixed, <a href="{target}">try again</a>, or go to '
+            '<a href="/">the home page</a>.',
         ],
         [*extra, _hop_cookie("", request, 0)],
     )
@@ -434,10 +437,10 @@ def conclude(
     assert decision.redirect_to is not None
     moment = int(time.time() if now is None else now)
     route = hashlib.sha256(request.path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-    hops, since = _hops(request, route, moment)
+    hops, _ = _hops(request, route, moment)
     if hops >= MAX_HOPS:
         return _loop_page(decision, request, extra)
-    cookie = _hop_cookie(f"{route}.{hops + 1}.{since}", request, HOP_WINDOW)
+    cookie = _hop_cookie(f"{route}.{hops + 1}.{moment}", request, HOP_WINDOW)
     return WebResponse(303, [("Location", decision.redirect_to), _NO_STORE, cookie, *extra])
 
 

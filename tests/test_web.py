@@ -305,3 +305,39 @@ def test_hop_window_both_sides() -> None:
     assert hops_after(NOW - HOP_WINDOW) == 1  # the window has passed: counting starts over
     assert hops_after(NOW) == 3
     assert hops_after(NOW + 1) == 1  # a "since" in the future is not believed
+
+
+def bounce(gap: int, times: int) -> list[int]:
+    """Send one browser to Kratos *times* times, *gap* seconds apart; return the statuses."""
+    statuses, cookie = [], ""
+    for step in range(times):
+        request = web(path="/x", cookie=cookie) if cookie else web(path="/x")
+        response = conclude(LOGIN, request, Credentials(), now=NOW + step * gap)
+        assert response is not None
+        statuses.append(response.status)
+        if response.status == 303:
+            cookie = hop_cookie_of(response.headers).split(";")[0]
+    return statuses
+
+
+def test_a_redirect_loop_is_caught_however_long_it_runs() -> None:
+    # Each bounce comes back within the window of the one before: a loop, even though
+    # the whole run takes longer than the window.
+    assert bounce(HOP_WINDOW - 1, MAX_HOPS + 1) == [303] * MAX_HOPS + [409]
+
+
+def test_a_person_coming_back_slowly_is_no_loop() -> None:
+    # Someone who looks at the sign-in page and clicks "Back" each time is never accused.
+    assert bounce(HOP_WINDOW, 8) == [303] * 8
+
+
+def test_loop_page_links_home() -> None:
+    cookie = ""
+    for _ in range(MAX_HOPS):
+        request = web(path="/x", cookie=cookie) if cookie else web(path="/x")
+        response = conclude(LOGIN, request, Credentials(), now=NOW)
+        assert response is not None and response.status == 303
+        cookie = hop_cookie_of(response.headers).split(";")[0]
+    page = conclude(LOGIN, web(path="/x", cookie=cookie), Credentials(), now=NOW)
+    assert page is not None and page.status == 409
+    assert b'href="/"' in page.body
