@@ -10,6 +10,7 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
 from django.test import Client
+from django.urls import set_script_prefix
 
 from kratos_aal.integrations.django.checks import MIDDLEWARE, check_settings
 from kratos_aal.testing import FakeKratos
@@ -51,7 +52,11 @@ def wsgi(path_info: str, script_name: str = "", **extra: str) -> tuple[str, byte
         statuses.append(status)
         return lambda data: None
 
-    body = b"".join(WSGIHandler()(environ, start_response))
+    try:
+        body = b"".join(WSGIHandler()(environ, start_response))
+    finally:
+        # The handler sets Django's script prefix for the thread; later tests expect "/".
+        set_script_prefix("/")
     return statuses[0], body
 
 
