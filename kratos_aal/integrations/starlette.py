@@ -40,6 +40,7 @@ from .._web import (
     return_to,
 )
 from ..exceptions import StepUpRequired
+from ._loop import alinked
 
 __all__ = [
     "KratosAALMiddleware",
@@ -226,7 +227,10 @@ class KratosAALMiddleware:
             _attach(scope, decision.session)
             scope["kratos_aal.allowed"] = True
             return None
-        return conclude(decision, _web_request(scope), credentials)
+        web = _web_request(scope)
+        denial = conclude(decision, web, credentials)
+        assert denial is not None
+        return await alinked(denial, web, credentials, self.client, scope.get("root_path", ""))
 
     def _return_to(self, scope: Scope) -> str:
         return return_to(_web_request(scope), self.config)
