@@ -171,3 +171,16 @@ def test_the_battery_reaches_the_views_with_aal2(served: Demo) -> None:
     assert status == 200 and b"Checking" in body
     status, body = raw_get(served.app_url, "/api/payouts/", {"X-Session-Token": aal2.token})
     assert status == 200 and b"payouts" in body
+
+
+def test_django_home_says_it_could_not_check_when_kratos_is_down(fake_kratos: FakeKratos) -> None:
+    # As on every example: the public page renders, claiming neither a user nor nobody.
+    session = fake_kratos.session("aal1")
+    fake_kratos.fail("status", status=502, times=None)
+    client = Client()
+    client.cookies.load(session.cookies)
+    page = client.get("/", **HTML).content.decode()
+    assert "Could not check who is signed in: Kratos did not answer." in page
+    assert "Not signed in." not in page and "Sign out" not in page
+    assert client.get("/", **JSON).json()["checked"] is False
+    assert client.get("/account/", **HTML).status_code == 503  # protected: fails closed

@@ -439,13 +439,23 @@ async def test_logout_goes_through_kratos_and_home(app: Harness, fake: FakeKrato
     assert (nobody.status, nobody.location) == (303, "http://testserver/")
 
 
-async def test_public_home_fails_closed_when_kratos_is_down(app: Harness, fake: FakeKratos) -> None:
+async def test_public_home_says_it_could_not_check_when_kratos_is_down(
+    app: Harness, fake: FakeKratos
+) -> None:
+    # A public page still renders; it claims nobody is signed in, nor that anyone is.
     session = fake.session("aal1")
     fake.fail("status", status=502, times=None)
     reply = await app.get("/", browser(session))
-    assert reply.status == 503
-    assert reply.headers["Retry-After"] == "5"
-    assert b"Signed in" not in reply.body
+    assert reply.status == 200
+    page = reply.body.decode()
+    assert "Could not check who is signed in: Kratos did not answer." in page
+    assert "Signed in" not in page and "Not signed in." not in page and "Sign out" not in page
+    as_json = (await app.get("/", {**JSON, "Cookie": session.cookie_header})).json()
+    assert as_json["checked"] is False and as_json["aal"] is None
+    # Protected pages still fail closed.
+    assert (await app.get("/account", browser(session))).status == 503
+    fake.heal()
+    assert (await app.get("/", {**JSON, "Cookie": session.cookie_header})).json()["checked"]
 
 
 async def test_withheld_aal1_session_reads_as_not_signed_in(make_app: Any) -> None:

@@ -15,6 +15,7 @@ from django.utils.html import escape
 from django.views import View
 
 from kratos_aal import Credentials
+from kratos_aal.exceptions import KratosUnavailable
 from kratos_aal.integrations.django import AALRequiredMixin, require_aal, require_aal2
 from kratos_aal.integrations.django.conf import clients
 
@@ -23,10 +24,17 @@ from ... import _pages
 
 def page(request: HttpRequest, name: str, title: str, text: str, extra: str = "") -> HttpResponse:
     """Answer a page in HTML, or in JSON for a client that asks for JSON."""
-    session = request.kratos_session or None  # read lazily: a public page asks Kratos here
+    checked = True
+    try:
+        session = request.kratos_session or None  # read lazily: a public page asks Kratos here
+    except KratosUnavailable:
+        # Still a public page: it renders, and says it could not check. (Left uncaught,
+        # the middleware would answer 503 with Retry-After, as for a protected page.)
+        session, checked = None, False
     if _pages.wants_json(request.headers.get("Accept", "")):
-        return JsonResponse(_pages.as_json(name, session))
-    return HttpResponse(_pages.render(title, text, session, extra=extra, slash="/"))
+        return JsonResponse(_pages.as_json(name, session, checked=checked))
+    page = _pages.render(title, text, session, extra=extra, slash="/", checked=checked)
+    return HttpResponse(page)
 
 
 @login_not_required
