@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 
 from kratos_aal._models import Credentials
 from kratos_aal._web import MAX_HOPS, LoopPage, WebRequest, WebResponse
-from kratos_aal.integrations._loop import linked
+from kratos_aal.integrations._loop import alinked, linked
 from kratos_aal.integrations.starlette import KratosAALMiddleware
 from kratos_aal.integrations.wsgi import KratosAALWSGIMiddleware
 from kratos_aal.testing import FakeKratos
@@ -105,3 +105,25 @@ def test_linked_page_escapes_its_links() -> None:
     body = page.linked("/", 'http://k/logout?token=x&return_to="y"').body.decode()
     assert '<a href="http://k/login?a=1&amp;b=&quot;2&quot;">try again</a>' in body
     assert '<a href="http://k/logout?token=x&amp;return_to=&quot;y&quot;">sign out</a>' in body
+
+
+def test_linked_without_a_usable_host_links_the_prefix_and_no_sign_out(fake: FakeKratos) -> None:
+    # Cannot happen after a redirect was built, but a page must never raise: relative home.
+    page = LoopPage(409, [], b"", "http://k/login", signed_in=True)
+    request = WebRequest("GET", "http", "bad host", "/shop/pay")
+    session = fake.session("aal1", totp=True)
+    credentials = Credentials(cookie=session.cookie)
+    body = linked(page, request, credentials, fake.client(), "/shop/").body.decode()
+    assert '<a href="/shop/">the home page</a>' in body and ">sign out</a>" not in body
+    assert fake.calls["/self-service/logout/browser"] == 0
+
+
+async def test_alinked_when_kratos_cannot_make_a_logout_url(fake: FakeKratos) -> None:
+    page = LoopPage(409, [], b"", "http://k/login", signed_in=True)
+    request = WebRequest("GET", "http", "t", "/pay")
+    session = fake.session("aal1", totp=True)
+    fake.fail("timeout", path_prefix="/self-service/logout/browser")
+    body = await alinked(page, request, Credentials(cookie=session.cookie), fake.async_client())
+    assert (
+        b'<a href="http://t/">the home page</a>' in body.body and b"sign out</a>" not in body.body
+    )
