@@ -288,7 +288,10 @@ class KratosClient(_BaseClient):
             _observe.cache_lookup("local", hit is not MISSING)
             if hit is not MISSING:
                 return hit, True
-        return self._flights.run(effect.key, lambda: self._load(effect), self._recheck(effect))
+        value, cached = self._flights.run(
+            effect.key, lambda: self._load(effect), self._recheck(effect)
+        )
+        return value, cached or _shared.from_cache(value)  # hook: a shared hit is cached
 
     def _load(self, effect: Fetch[T]) -> T:
         if self._shared is not None:  # hook: a local miss asks the shared tier first
@@ -437,9 +440,10 @@ class AsyncKratosClient(_BaseClient):
             _observe.cache_lookup("local", hit is not MISSING)
             if hit is not MISSING:
                 return hit, True
-        return await self._flights.run(
+        value, cached = await self._flights.run(
             effect.key, lambda: self._load(effect), self._recheck(effect)
         )
+        return value, cached or _shared.from_cache(value)  # hook: a shared hit is cached
 
     async def _load(self, effect: Fetch[T]) -> T:
         if self._shared is not None:  # hook: a local miss asks the shared tier first

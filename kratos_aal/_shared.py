@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from cachetools import LRUCache
@@ -48,6 +49,8 @@ BACKOFF = 1.0
 #: Seconds between two polls of the invalidation channel (how fast close() returns).
 _POLL = 0.1
 _WHOAMI_PATH = "/sessions/whoami"
+# The back-off's clock, apart so that tests can move it.
+_monotonic = time.monotonic
 
 
 #: ``listen(channel, on_message, on_subscribed, stop)``: deliver messages until *stop*.
@@ -149,6 +152,20 @@ class RedisCache:
         self._redis.close()
 
 
+@dataclass(frozen=True, slots=True)
+class SharedAnswer(WhoamiResult):
+    """A whoami answer read from the shared tier: as cached as a local one.
+
+    The plan asks Kratos again before denying from a cached answer; an answer another
+    instance stored a while ago is no fresher than one of our own.
+    """
+
+
+def from_cache(value: object) -> bool:
+    """Return whether *value* came from the shared tier."""
+    return type(value) is SharedAnswer
+
+
 def _derive(secret: str, purpose: bytes) -> bytes:
     return hmac.new(secret.encode(), b"kratos-aal shared cache " + purpose, hashlib.sha256).digest()
 
@@ -243,7 +260,7 @@ class SharedTier:
                 return None
             if session.expires_at is not None:
                 left = min(left, session.expires_at.timestamp() - now)
-            return (WhoamiResult(session), left) if left > 0 else None
+            return (SharedAnswer(session), left) if left > 0 else None
         except Exception:
             # Whatever a value holds, it is an accelerator's miss, never an error.
             return None
@@ -255,11 +272,11 @@ class SharedTier:
     # ------------------------------------------------------------------ faults
 
     def _usable(self) -> bool:
-        return time.monotonic() >= self._down_until
+        return _monotonic() >= self._down_until
 
     def _fault(self, error: BaseException, doing: str) -> None:
         first = self._usable()
-        self._down_until = time.monotonic() + BACKOFF
+        self._down_until = _monotonic() + BACKOFF
         if first:
             # The type name only: a client's message may quote the URL and its password.
             logger.warning(
