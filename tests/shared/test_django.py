@@ -145,6 +145,14 @@ def new_instance() -> None:
         clients[0].close()
 
 
+async def anew_instance() -> None:
+    """Like :func:`new_instance`, closing the awaitable client's pool on this loop too."""
+    clients = conf._state.clients
+    new_instance()
+    if clients is not None:
+        await clients[1].aclose()
+
+
 @pytest.fixture
 def redis_alias(
     settings: SettingsWrapper, redis_server: RedisServer, served_fake: FakeKratos
@@ -188,7 +196,7 @@ async def test_the_alias_in_async_views(redis_alias: FakeKratos) -> None:
     fake = redis_alias
     session = fake.session("aal2")
     for _ in range(3):
-        new_instance()
+        await anew_instance()
         response = await browser(session.cookie_header).get("/billing/async/")
         assert response.status_code == 200
     assert fake.calls["/sessions/whoami"] == 1
@@ -196,6 +204,7 @@ async def test_the_alias_in_async_views(redis_alias: FakeKratos) -> None:
     fake.revoke(session)
     sync_client, _ = conf.clients()
     sync_client.invalidate(Credentials(cookie=session.cookie))
-    new_instance()
+    await anew_instance()
     response = await browser(session.cookie_header).get("/billing/async/")
     assert response.status_code == 303
+    await anew_instance()
