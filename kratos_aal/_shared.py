@@ -210,6 +210,10 @@ class SharedTier:
         self._lock = threading.Lock()
         # Shared name -> local key, so that a message naming an entry drops our copy.
         self._names: LRUCache[str, bytes] = LRUCache(config.cache_maxsize)
+        # Shared name -> when its logout was heard: a load that started before must not
+        # keep what it read. Shared names whose delete failed, to try again.
+        self._heard: LRUCache[str, float] = LRUCache(config.cache_maxsize)
+        self._pending: set[str] = set()
         self._down_until = 0.0
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
@@ -295,6 +299,7 @@ class SharedTier:
         if name is None:
             return kratos(effect)[0]
         self._listen()
+        started = _monotonic()
         if not effect.refresh:
             value: object = None
             if self._usable():
@@ -302,13 +307,15 @@ class SharedTier:
                     value = self.store.get(name)
                 except Exception as error:
                     self._fault(error, "a read")
-            found = self._found(effect, name, value)
+                else:
+                    if self._pending:
+                        self._retry_deletes()
+            found = self._found(effect, name, value, started)
             if found is not None:
                 return found  # type: ignore[no-any-return]
         result, ttl = kratos(effect)
-        self._remember(name, effect.key)
-        shared = self._shareable(name, result, ttl)
-        if shared is not None and self._usable():
+        shared = self._after_kratos(effect, name, result, ttl, started)
+        if shared is not None:
             try:
                 self.store.set(name, shared, ttl)
             except Exception as error:
@@ -327,6 +334,10 @@ class SharedTier:
             self.store.delete(name, self.channel)
         except Exception as error:
             self._fault(error, "a delete (logout)")
+            # Deleted as soon as the store answers again (a logout must not be lost).
+            with self._lock:
+                if len(self._pending) < self.config.cache_maxsize:
+                    self._pending.add(name)
 
     # ------------------------------------------------------------------ awaitable side
 
@@ -339,6 +350,7 @@ class SharedTier:
         if name is None:
             return (await kratos(effect))[0]
         self._listen()
+        started = _monotonic()
         if not effect.refresh:
             value: object = None
             if self._usable():
@@ -346,13 +358,15 @@ class SharedTier:
                     value = await self.store.aget(name)
                 except Exception as error:
                     self._fault(error, "a read")
-            found = self._found(effect, name, value)
+                else:
+                    if self._pending:
+                        await asyncio.to_thread(self._retry_deletes)
+            found = self._found(effect, name, value, started)
             if found is not None:
                 return found  # type: ignore[no-any-return]
         result, ttl = await kratos(effect)
-        self._remember(name, effect.key)
-        shared = self._shareable(name, result, ttl)
-        if shared is not None and self._usable():
+        shared = self._after_kratos(effect, name, result, ttl, started)
+        if shared is not None:
             try:
                 await self.store.aset(name, shared, ttl)
             except Exception as error:
@@ -361,35 +375,63 @@ class SharedTier:
 
     # ------------------------------------------------------------------ both sides
 
-    def _found(self, effect: Fetch[Any], name: str, value: object) -> Any:
+    def _found(self, effect: Fetch[Any], name: str, value: object, started: float) -> Any:
         found = None if value is None else self.decode(name, value, self._timer())
         _observe.cache_lookup("shared", found is not None)
         if found is None:
             return None
         result, left = found
-        self._keep(effect, result, left)
-        self._remember(name, effect.key)
+        # A logout heard while we read: this request may use the answer, no later one.
+        if not self._remember(name, effect.key, started):
+            self._keep(effect, result, left)
         return result
 
-    def _shareable(self, name: str, result: object, ttl: float) -> bytes | None:
+    def _after_kratos(
+        self, effect: Fetch[Any], name: str, result: object, ttl: float, started: float
+    ) -> bytes | None:
+        """Note Kratos's answer; return the value to share, or ``None``."""
+        if self._remember(name, effect.key, started):
+            self._drop(effect.key)  # kept by the client a moment ago, but logged out since
+            return None
         session = getattr(result, "session", None)
         if not isinstance(result, WhoamiResult) or session is None or ttl < 0.001:
             return None
+        if not self._usable():
+            return None
         return self.encode(name, session, ttl, self._timer())
 
-    def _remember(self, name: str, key: bytes) -> None:
+    def _remember(self, name: str, key: bytes, started: float) -> bool:
+        """Map *name* to the local *key*; return whether a logout was heard since *started*."""
         with self._lock:
             self._names[name] = key
+            heard = self._heard.get(name)
+        return heard is not None and heard >= started
 
     def _on_message(self, data: bytes) -> None:
+        name = data.decode("ascii", "replace")
         with self._lock:
-            key = self._names.pop(data.decode("ascii", "replace"), None)
+            key = self._names.pop(name, None)
+            self._heard[name] = _monotonic()
         if key is not None:
             self._drop(key)
 
     def _on_subscribed(self) -> None:
-        # Messages sent while we were not subscribed are lost: drop what we hold.
+        # Messages sent while we were not subscribed are lost: drop what we hold, and
+        # delete what our own logouts could not while Redis was away.
         self._drop(None)
+        self._retry_deletes()
+
+    def _retry_deletes(self) -> None:
+        with self._lock:
+            pending = list(self._pending)
+        for name in pending:
+            try:
+                self.store.delete(name, self.channel)
+            except Exception as error:
+                self._fault(error, "a delete (logout)")
+                return
+            with self._lock:
+                self._pending.discard(name)
 
     def _listen(self) -> None:
         """Start the invalidation listener once (lazily: on the first shared lookup)."""

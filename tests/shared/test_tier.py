@@ -576,3 +576,73 @@ def test_closing_stops_the_listener(fake: FakeKratos) -> None:
     assert client._shared._listener is not None
     client.close()
     client._http.close()
+
+
+async def test_a_logout_that_could_not_reach_the_store_is_retried(pair: Pair) -> None:
+    store = Store()
+    client = pair.client(store, local_cache_ttl=0)
+    session = pair.fake.session("aal1")
+    credentials = Credentials(cookie=session.cookie)
+    assert await pair.check(client, credentials) is Outcome.ALLOW
+    assert store.data
+    store.error = ConnectionError("away")
+    client.invalidate(credentials)
+    assert store.data  # the entry outlived the logout, for now
+    store.error = None
+    assert client._shared is not None
+    client._shared._down_until = 0.0  # the back-off is over
+    other = Credentials(cookie=pair.fake.session("aal1").cookie)
+    assert await pair.check(client, other) is Outcome.ALLOW
+    assert store.calls[-3:] == ["get", "delete", "set"]
+    assert not client._shared._pending
+    (name_left,) = store.data
+    assert name_left == name(client._shared, cookie=other.cookie)
+
+
+def test_a_retried_logout_stops_at_the_first_failure(fake: FakeKratos) -> None:
+    store = Store()
+    shared = _shared.SharedTier(
+        fake.config(cache_key_secret=SECRET), store, lambda *_: None, lambda _: None
+    )
+    shared._pending.update({"a", "b"})
+    store.error = ConnectionError()
+    shared._retry_deletes()
+    assert store.calls == ["delete"]
+    assert shared._pending == {"a", "b"}
+
+
+class Meddling(Store):
+    """A store during whose read the logout message of what is read arrives."""
+
+    tier: _shared.SharedTier | None = None
+
+    def get(self, key: str) -> bytes | None:
+        value = super().get(key)
+        assert self.tier is not None
+        self.tier._on_message(key.encode())
+        return value
+
+
+async def test_a_logout_heard_during_a_shared_read_keeps_nothing(pair: Pair) -> None:
+    store = Meddling()
+    one, two = pair.client(Store()), pair.client(store)
+    store.data = one._shared.store.data  # type: ignore[union-attr]
+    assert two._shared is not None
+    store.tier = two._shared
+    credentials = Credentials(cookie=pair.fake.session("aal1").cookie)
+    assert await pair.check(one, credentials) is Outcome.ALLOW
+    # The request under way gets the answer it read; no copy is kept for later ones.
+    assert await pair.check(two, credentials) is Outcome.ALLOW
+    assert len(two._cache) == 0
+    assert pair.whoami_calls == 1
+
+
+async def test_a_logout_heard_while_kratos_answers_keeps_and_shares_nothing(pair: Pair) -> None:
+    store = Meddling()
+    client = pair.client(store)
+    assert client._shared is not None
+    store.tier = client._shared
+    credentials = Credentials(cookie=pair.fake.session("aal1").cookie)
+    assert await pair.check(client, credentials) is Outcome.ALLOW
+    assert len(client._cache) == 0
+    assert "set" not in store.calls
