@@ -646,3 +646,14 @@ async def test_a_logout_heard_while_kratos_answers_keeps_and_shares_nothing(pair
     assert await pair.check(client, credentials) is Outcome.ALLOW
     assert len(client._cache) == 0
     assert "set" not in store.calls
+
+
+async def test_only_whoami_answers_are_shared(pair: Pair) -> None:
+    store = Store()
+    client = pair.client(store)
+    # An aal1 session on an aal2 route: the second-factor probe runs, and stays local.
+    credentials = Credentials(cookie=pair.fake.session("aal1", totp=True).cookie)
+    assert await pair.check(client, credentials, "aal2") is Outcome.STEP_UP
+    assert pair.fake.calls["/self-service/login/browser"] == 1
+    assert len(store.data) == 1
+    assert all(key.startswith("kratos-aal:s:") for key in store.data)
