@@ -48,6 +48,8 @@ REDIS_TIMEOUT = 0.1
 BACKOFF = 1.0
 #: Seconds between two polls of the invalidation channel (how fast close() returns).
 _POLL = 0.1
+#: Seconds between two looks of an instance waiting for another's whoami answer.
+LOCK_POLL = 0.005
 _WHOAMI_PATH = "/sessions/whoami"
 # The back-off's clock, apart so that tests can move it.
 _monotonic = time.monotonic
@@ -66,9 +68,14 @@ class SharedCache(Protocol):
 
     def get(self, key: str) -> bytes | None: ...
     def set(self, key: str, value: bytes, ttl: float) -> None: ...
-    def delete(self, key: str, channel: str) -> None: ...
+    def delete(self, key: str, channel: str | None) -> None: ...
+    def add(self, key: str, value: bytes, ttl: float) -> bool: ...
+    def peek(self, key: str, lock: str) -> tuple[bytes | None, bool]: ...
     async def aget(self, key: str) -> bytes | None: ...
     async def aset(self, key: str, value: bytes, ttl: float) -> None: ...
+    async def aadd(self, key: str, value: bytes, ttl: float) -> bool: ...
+    async def apeek(self, key: str, lock: str) -> tuple[bytes | None, bool]: ...
+    async def adelete(self, key: str) -> None: ...
 
     listen: Listen | None
 
@@ -113,10 +120,20 @@ class RedisCache:
         """Keep *value* under *key* for *ttl* seconds (whole milliseconds, rounded down)."""
         self._redis.set(key, value, px=int(ttl * 1000))
 
-    def delete(self, key: str, channel: str) -> None:
-        """Delete *key*, then tell every subscriber of *channel* to drop its copy."""
+    def delete(self, key: str, channel: str | None) -> None:
+        """Delete *key*, then tell every subscriber of *channel* (if any) to drop its copy."""
         self._redis.delete(key)
-        self._redis.publish(channel, key)
+        if channel is not None:
+            self._redis.publish(channel, key)
+
+    def add(self, key: str, value: bytes, ttl: float) -> bool:
+        """Set *key* only if it is not set (``SET NX PX``); return whether it was set."""
+        return bool(self._redis.set(key, value, px=max(1, int(ttl * 1000)), nx=True))
+
+    def peek(self, key: str, lock: str) -> tuple[bytes | None, bool]:
+        """Return *key*'s value and whether *lock* is still held, in one round trip."""
+        value, held = self._redis.mget(key, lock)
+        return (value if isinstance(value, bytes) else None), held is not None
 
     # redis-py's blocking client on a worker thread: one connection pool serves every
     # event loop (Django and Flask run a new loop per request), and a command's timeout
@@ -128,6 +145,18 @@ class RedisCache:
     async def aset(self, key: str, value: bytes, ttl: float) -> None:
         """Keep *value* under *key*, without blocking the loop."""
         await asyncio.to_thread(self.set, key, value, ttl)
+
+    async def aadd(self, key: str, value: bytes, ttl: float) -> bool:
+        """Set *key* if it is not set, without blocking the loop."""
+        return await asyncio.to_thread(self.add, key, value, ttl)
+
+    async def apeek(self, key: str, lock: str) -> tuple[bytes | None, bool]:
+        """Return *key*'s value and whether *lock* is held, without blocking the loop."""
+        return await asyncio.to_thread(self.peek, key, lock)
+
+    async def adelete(self, key: str) -> None:
+        """Delete *key* (no message), without blocking the loop."""
+        await asyncio.to_thread(self.delete, key, None)
 
     def _listen(
         self,
@@ -214,6 +243,9 @@ class SharedTier:
         # keep what it read. Shared names whose delete failed, to try again.
         self._heard: LRUCache[str, float] = LRUCache(config.cache_maxsize)
         self._pending: set[str] = set()
+        # Concurrent cold lookups of one session on several instances make one whoami
+        # call: the first takes a lock for as long as Kratos may take, the others wait.
+        self._lock_ttl = config.timeout + 0.5
         self._down_until = 0.0
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
@@ -269,6 +301,10 @@ class SharedTier:
             # Whatever a value holds, it is an accelerator's miss, never an error.
             return None
 
+    def _lock_of(self, name: str) -> str:
+        # "<prefix>s:<hash>" is locked by "<prefix>l:<hash>" while one instance asks Kratos.
+        return f"{self._prefix}l:{name[len(self._prefix) + 2 :]}"
+
     def local_ttl(self, ttl: float) -> float:
         """Return how long a local copy may stay in front of the shared tier."""
         return min(ttl, self.config.local_cache_ttl)
@@ -300,6 +336,7 @@ class SharedTier:
             return kratos(effect)[0]
         self._listen()
         started = _monotonic()
+        lock: str | None = None
         if not effect.refresh:
             value: object = None
             if self._usable():
@@ -311,16 +348,50 @@ class SharedTier:
                     if self._pending:
                         self._retry_deletes()
             found = self._found(effect, name, value, started)
+            if found is None:
+                lock, found = self._lead_or_wait(effect, name, started)
             if found is not None:
                 return found  # type: ignore[no-any-return]
-        result, ttl = kratos(effect)
-        shared = self._after_kratos(effect, name, result, ttl, started)
-        if shared is not None:
-            try:
-                self.store.set(name, shared, ttl)
-            except Exception as error:
-                self._fault(error, "a write")
+        try:
+            result, ttl = kratos(effect)
+            shared = self._after_kratos(effect, name, result, ttl, started)
+            if shared is not None:
+                try:
+                    self.store.set(name, shared, ttl)
+                except Exception as error:
+                    self._fault(error, "a write")
+        finally:
+            if lock is not None:
+                try:
+                    self.store.delete(lock, None)
+                except Exception as error:
+                    self._fault(error, "an unlock")
         return result
+
+    def _lead_or_wait(
+        self, effect: Fetch[Any], name: str, started: float
+    ) -> tuple[str | None, Any]:
+        """Take *name*'s lock, or wait for the answer of the instance that holds it.
+
+        Returns ``(lock, None)`` to ask Kratos and unlock after, ``(None, answer)`` with
+        the other instance's answer, or ``(None, None)`` to ask Kratos anyway (no answer
+        came: the holder found no session, failed, or took too long).
+        """
+        if not self._usable():
+            return None, None
+        lock = self._lock_of(name)
+        try:
+            if self.store.add(lock, b"1", self._lock_ttl):
+                return lock, None
+            deadline = time.monotonic() + self._lock_ttl
+            while time.monotonic() < deadline:
+                time.sleep(LOCK_POLL)
+                value, held = self.store.peek(name, lock)
+                if value is not None or not held:
+                    return None, self._found(effect, name, value, started)
+        except Exception as error:
+            self._fault(error, "coalescing")
+        return None, None
 
     def invalidate(self, credentials: Credentials) -> None:
         """Delete the shared entry of *credentials* and tell every instance to drop theirs.
@@ -351,6 +422,7 @@ class SharedTier:
             return (await kratos(effect))[0]
         self._listen()
         started = _monotonic()
+        lock: str | None = None
         if not effect.refresh:
             value: object = None
             if self._usable():
@@ -362,16 +434,45 @@ class SharedTier:
                     if self._pending:
                         await asyncio.to_thread(self._retry_deletes)
             found = self._found(effect, name, value, started)
+            if found is None:
+                lock, found = await self._alead_or_wait(effect, name, started)
             if found is not None:
                 return found  # type: ignore[no-any-return]
-        result, ttl = await kratos(effect)
-        shared = self._after_kratos(effect, name, result, ttl, started)
-        if shared is not None:
-            try:
-                await self.store.aset(name, shared, ttl)
-            except Exception as error:
-                self._fault(error, "a write")
+        try:
+            result, ttl = await kratos(effect)
+            shared = self._after_kratos(effect, name, result, ttl, started)
+            if shared is not None:
+                try:
+                    await self.store.aset(name, shared, ttl)
+                except Exception as error:
+                    self._fault(error, "a write")
+        finally:
+            if lock is not None:
+                try:
+                    await self.store.adelete(lock)
+                except Exception as error:
+                    self._fault(error, "an unlock")
         return result
+
+    async def _alead_or_wait(
+        self, effect: Fetch[Any], name: str, started: float
+    ) -> tuple[str | None, Any]:
+        """Take *name*'s lock or wait for its holder's answer; see :meth:`_lead_or_wait`."""
+        if not self._usable():
+            return None, None
+        lock = self._lock_of(name)
+        try:
+            if await self.store.aadd(lock, b"1", self._lock_ttl):
+                return lock, None
+            deadline = time.monotonic() + self._lock_ttl
+            while time.monotonic() < deadline:
+                await asyncio.sleep(LOCK_POLL)
+                value, held = await self.store.apeek(name, lock)
+                if value is not None or not held:
+                    return None, self._found(effect, name, value, started)
+        except Exception as error:
+            self._fault(error, "coalescing")
+        return None, None
 
     # ------------------------------------------------------------------ both sides
 

@@ -208,3 +208,25 @@ async def test_the_alias_in_async_views(redis_alias: FakeKratos) -> None:
     response = await browser(session.cookie_header).get("/billing/async/")
     assert response.status_code == 303
     await anew_instance()
+
+
+def test_the_alias_store_locks(settings: SettingsWrapper) -> None:
+    settings.CACHES = {"default": LOCMEM, "shared": LOCMEM}
+    store = DjangoCache("shared")
+    assert store.add("lock", b"1", 5) is True
+    assert store.add("lock", b"1", 5) is False
+    assert store.peek("entry", "lock") == (None, True)
+    store.set("entry", b"v", 5)
+    store.delete("lock", None)
+    assert store.peek("entry", "lock") == (b"v", False)
+
+
+async def test_the_alias_store_locks_awaitably(settings: SettingsWrapper) -> None:
+    settings.CACHES = {"default": LOCMEM, "shared": LOCMEM}
+    store = DjangoCache("shared")
+    assert await store.aadd("alock", b"1", 5) is True
+    assert await store.aadd("alock", b"1", 5) is False
+    assert await store.apeek("aentry", "alock") == (None, True)
+    await store.aset("aentry", b"v", 5)
+    await store.adelete("alock")
+    assert await store.apeek("aentry", "alock") == (b"v", False)

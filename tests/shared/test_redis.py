@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 
-from kratos_aal import Credentials, KratosClient
+from kratos_aal import AsyncKratosClient, Credentials, KratosClient, Outcome
 from kratos_aal.testing import FakeKratos, reserve_port, serve
 
 from .conftest import SECRET, RedisServer
@@ -177,3 +181,54 @@ async def test_two_processes_share_hits_and_logouts(
             assert whoami_calls(fake) == 2
     finally:
         child.close()
+
+
+# ---------------------------------------------------------------------------- coalescing
+
+
+class SlowKratos(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """FakeKratos 50 ms away, so that cold lookups on several instances overlap."""
+
+    def __init__(self, fake: FakeKratos) -> None:
+        self.inner = fake.transport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        time.sleep(0.05)
+        return self.inner.handle_request(request)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.05)
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_cold_lookups_on_several_instances_make_one_call(
+    mode: str, fake: FakeKratos, redis_server: RedisServer
+) -> None:
+    config = shared_config(fake, redis_server.url)
+    slow = SlowKratos(fake)
+    session = fake.session("aal1")
+    credentials = Credentials(cookie=session.cookie)
+    if mode == "sync":
+        clients = [KratosClient(config, http_client=httpx.Client(transport=slow)) for _ in range(4)]
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(lambda c: c.check(credentials, "aal1").outcome, clients * 2))
+        for client in clients:
+            client.close()
+            client._http.close()
+    else:
+        aclients = [
+            AsyncKratosClient(config, http_client=httpx.AsyncClient(transport=slow))
+            for _ in range(4)
+        ]
+        decisions = await asyncio.gather(*(c.check(credentials, "aal1") for c in aclients * 2))
+        outcomes = [decision.outcome for decision in decisions]
+        for aclient in aclients:
+            await aclient.aclose()
+            await aclient._injected.aclose()  # type: ignore[union-attr]
+    assert outcomes == [Outcome.ALLOW] * 8
+    assert whoami_calls(fake) == 1
+    # The lock is gone with the answer.
+    reader = redis_server.client()
+    assert reader.keys("kratos-aal:l:*") == []
+    reader.close()

@@ -54,15 +54,35 @@ class Store:
         self._call("set")
         self.data[key] = value
 
-    def delete(self, key: str, channel: str) -> None:
-        self._call("delete")
+    def delete(self, key: str, channel: str | None) -> None:
+        self._call("delete" if channel else "unlock")
         self.data.pop(key, None)
+
+    def add(self, key: str, value: bytes, ttl: float) -> bool:
+        self._call("lock")
+        if key in self.data:
+            return False
+        self.data[key] = value
+        return True
+
+    def peek(self, key: str, lock: str) -> tuple[bytes | None, bool]:
+        self._call("peek")
+        return self.data.get(key), lock in self.data
 
     async def aget(self, key: str) -> bytes | None:
         return self.get(key)
 
     async def aset(self, key: str, value: bytes, ttl: float) -> None:
         self.set(key, value, ttl)
+
+    async def aadd(self, key: str, value: bytes, ttl: float) -> bool:
+        return self.add(key, value, ttl)
+
+    async def apeek(self, key: str, lock: str) -> tuple[bytes | None, bool]:
+        return self.peek(key, lock)
+
+    async def adelete(self, key: str) -> None:
+        self.delete(key, None)
 
     def close(self) -> None:
         self._call("close")
@@ -341,7 +361,7 @@ async def test_a_hit_in_front_never_asks_the_store(pair: Pair) -> None:
     before = list(store.calls)
     for _ in range(20):
         assert await pair.check(client, credentials) is Outcome.ALLOW
-    assert store.calls == before == ["get", "set"]
+    assert store.calls == before == ["get", "lock", "set", "unlock"]
 
 
 async def test_the_local_copy_lasts_local_cache_ttl_then_the_store_answers(pair: Pair) -> None:
@@ -351,10 +371,10 @@ async def test_the_local_copy_lasts_local_cache_ttl_then_the_store_answers(pair:
     assert await pair.check(client, credentials) is Outcome.ALLOW
     pair.fake.clock.advance(1.9)
     assert await pair.check(client, credentials) is Outcome.ALLOW
-    assert store.calls == ["get", "set"]
+    assert store.calls == ["get", "lock", "set", "unlock"]
     pair.fake.clock.advance(0.2)
     assert await pair.check(client, credentials) is Outcome.ALLOW
-    assert store.calls == ["get", "set", "get"]
+    assert store.calls == ["get", "lock", "set", "unlock", "get"]
     assert pair.whoami_calls == 1
 
 
@@ -499,7 +519,7 @@ async def test_a_failing_store_is_a_miss_then_left_alone_then_tried_again(
     store.error = None
     clock[0] += 0.01
     assert await pair.check(client, credentials) is Outcome.ALLOW
-    assert store.calls == ["get", "get", "set"]
+    assert store.calls == ["get", "get", "lock", "set", "unlock"]
     assert await pair.check(pair.client(store), credentials) is Outcome.ALLOW
     assert pair.whoami_calls == 3
 
@@ -593,7 +613,7 @@ async def test_a_logout_that_could_not_reach_the_store_is_retried(pair: Pair) ->
     client._shared._down_until = 0.0  # the back-off is over
     other = Credentials(cookie=pair.fake.session("aal1").cookie)
     assert await pair.check(client, other) is Outcome.ALLOW
-    assert store.calls[-3:] == ["get", "delete", "set"]
+    assert store.calls[-5:] == ["get", "delete", "lock", "set", "unlock"]
     assert not client._shared._pending
     (name_left,) = store.data
     assert name_left == name(client._shared, cookie=other.cookie)
@@ -657,3 +677,106 @@ async def test_only_whoami_answers_are_shared(pair: Pair) -> None:
     assert pair.fake.calls["/self-service/login/browser"] == 1
     assert len(store.data) == 1
     assert all(key.startswith("kratos-aal:s:") for key in store.data)
+
+
+# ---------------------------------------------------------------------------- coalescing
+
+
+def lock_of(client: Client, credentials: Credentials) -> tuple[str, str]:
+    assert client._shared is not None
+    entry = name(client._shared, cookie=credentials.cookie)
+    return entry, client._shared._lock_of(entry)
+
+
+async def later(seconds: float, action: Callable[[], object]) -> None:
+    await asyncio.sleep(seconds)
+    action()
+
+
+async def check_beside(pair: Pair, client: Client, credentials: Credentials) -> Outcome:
+    """Check while this loop's other tasks run (a blocking check goes to a thread)."""
+    if pair.mode == "async":
+        return await pair.check(client, credentials)
+    return await asyncio.to_thread(asyncio.run, pair.check(client, credentials))
+
+
+async def test_a_waiter_takes_the_lock_holders_answer(pair: Pair) -> None:
+    store = Store()
+    client = pair.client(store)
+    session = pair.fake.session("aal1")
+    credentials = Credentials(cookie=session.cookie)
+    entry, lock = lock_of(client, credentials)
+    assert lock.startswith("kratos-aal:l:") and lock[13:] == entry[13:]
+    store.data[lock] = b"1"  # another instance is asking Kratos
+
+    def answer() -> None:
+        from kratos_aal import Session
+
+        assert client._shared is not None
+        session_data = Session.from_json(pair.fake.session_json(session))
+        store.data[entry] = client._shared.encode(entry, session_data, 30, pair.fake.clock())
+        del store.data[lock]
+
+    helper = asyncio.create_task(later(0.05, answer))
+    outcome = await (
+        pair.check(client, credentials)
+        if pair.mode == "async"
+        else asyncio.to_thread(asyncio.run, pair.check(client, credentials))
+    )
+    await helper
+    assert outcome is Outcome.ALLOW
+    assert pair.whoami_calls == 0
+    assert "peek" in store.calls and "set" not in store.calls
+    assert len(client._cache) == 1
+
+
+async def test_a_waiter_asks_kratos_when_the_lock_goes_without_an_answer(pair: Pair) -> None:
+    store = Store()
+    client = pair.client(store)
+    credentials = Credentials(cookie=pair.fake.session("aal1").cookie)
+    _, lock = lock_of(client, credentials)
+    store.data[lock] = b"1"
+    helper = asyncio.create_task(later(0.03, lambda: store.data.pop(lock)))
+    outcome = await (
+        pair.check(client, credentials)
+        if pair.mode == "async"
+        else asyncio.to_thread(asyncio.run, pair.check(client, credentials))
+    )
+    await helper
+    assert outcome is Outcome.ALLOW
+    assert pair.whoami_calls == 1
+    assert store.calls[-1] == "set"  # it answered; it held no lock, so it frees none
+
+
+async def test_a_waiter_gives_up_after_the_locks_lifetime(pair: Pair) -> None:
+    store = Store()
+    client = pair.client(store, timeout=0.05)
+    credentials = Credentials(cookie=pair.fake.session("aal1").cookie)
+    _, lock = lock_of(client, credentials)
+    store.data[lock] = b"1"  # held by an instance that died
+    assert await pair.check(client, credentials) is Outcome.ALLOW
+    assert pair.whoami_calls == 1
+    assert store.calls.count("peek") > 10
+
+
+async def test_a_failing_lock_is_a_miss(pair: Pair) -> None:
+    class NoLocks(Store):
+        def add(self, key: str, value: bytes, ttl: float) -> bool:
+            raise ConnectionError("no")
+
+    store = NoLocks()
+    client = pair.client(store)
+    credentials = Credentials(cookie=pair.fake.session("aal1").cookie)
+    assert await pair.check(client, credentials) is Outcome.ALLOW
+    assert pair.whoami_calls == 1
+    assert "set" not in store.calls  # backing off
+
+
+async def test_a_failing_unlock_is_logged_not_raised(pair: Pair) -> None:
+    class NoUnlock(Store):
+        def delete(self, key: str, channel: str | None) -> None:
+            raise ConnectionError("no")
+
+    client = pair.client(NoUnlock())
+    credentials = Credentials(cookie=pair.fake.session("aal1").cookie)
+    assert await pair.check(client, credentials) is Outcome.ALLOW

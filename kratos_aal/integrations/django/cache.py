@@ -41,9 +41,19 @@ class DjangoCache:
         """Keep *value* for *ttl* seconds (whole seconds; the value says when it ends)."""
         caches[self.alias].set(key, value, timeout=max(1, math.ceil(ttl)))
 
-    def delete(self, key: str, channel: str) -> None:
+    def delete(self, key: str, channel: str | None) -> None:
         """Delete *key* (no message: Django's caches cannot publish)."""
         caches[self.alias].delete(key)
+
+    def add(self, key: str, value: bytes, ttl: float) -> bool:
+        """Set *key* only if it is not set; return whether it was set."""
+        return bool(caches[self.alias].add(key, value, timeout=max(1, math.ceil(ttl))))
+
+    def peek(self, key: str, lock: str) -> tuple[bytes | None, bool]:
+        """Return *key*'s value and whether *lock* is still set."""
+        found = caches[self.alias].get_many([key, lock])
+        value = found.get(key)
+        return (value if isinstance(value, bytes) else None), lock in found
 
     async def aget(self, key: str) -> bytes | None:
         """Return the value under *key*, or ``None``."""
@@ -53,6 +63,20 @@ class DjangoCache:
     async def aset(self, key: str, value: bytes, ttl: float) -> None:
         """Keep *value* for *ttl* seconds."""
         await caches[self.alias].aset(key, value, timeout=max(1, math.ceil(ttl)))
+
+    async def aadd(self, key: str, value: bytes, ttl: float) -> bool:
+        """Set *key* only if it is not set; return whether it was set."""
+        return bool(await caches[self.alias].aadd(key, value, timeout=max(1, math.ceil(ttl))))
+
+    async def apeek(self, key: str, lock: str) -> tuple[bytes | None, bool]:
+        """Return *key*'s value and whether *lock* is still set."""
+        found = await caches[self.alias].aget_many([key, lock])
+        value = found.get(key)
+        return (value if isinstance(value, bytes) else None), lock in found
+
+    async def adelete(self, key: str) -> None:
+        """Delete *key*."""
+        await caches[self.alias].adelete(key)
 
     def close(self) -> None:
         """Nothing to close: Django closes its caches after each request."""
