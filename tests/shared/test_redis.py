@@ -232,3 +232,35 @@ async def test_cold_lookups_on_several_instances_make_one_call(
     reader = redis_server.client()
     assert reader.keys("kratos-aal:l:*") == []
     reader.close()
+
+
+# ---------------------------------------------------------------------------- doctor
+
+
+def test_doctor_reports_the_configured_shared_cache(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kratos_aal import KratosConfig
+    from kratos_aal._tiers import check_cache_tiers, describe_tiers
+
+    config = KratosConfig("http://kratos:4433", cache_url=redis_server.url, cache_key_secret=SECRET)
+    assert describe_tiers(config, 1.0)[-1] == (True, f"shared cache: {redis_server.url} answers")
+
+    said: list[str] = []
+
+    class Doctor:
+        def say(self, mark: str, text: str) -> None:
+            said.append(text)
+
+        def problem(self, text: str) -> None:
+            said.append(f"problem: {text}")
+
+    monkeypatch.setenv("KRATOS_AAL_CACHE_URL", redis_server.url)
+    monkeypatch.setenv("KRATOS_AAL_CACHE_KEY_SECRET", SECRET)
+    check_cache_tiers(Doctor(), "http://kratos:4433", 1.0)
+    assert said[-1] == f"shared cache: {redis_server.url} answers"
+    monkeypatch.delenv("KRATOS_AAL_CACHE_KEY_SECRET")
+    check_cache_tiers(Doctor(), "http://kratos:4433", 1.0)
+    assert said[-1].startswith(
+        "problem: the KRATOS_* environment is not a valid configuration: KRATOS_AAL_CACHE_KEY_SECRET"
+    )
