@@ -50,6 +50,9 @@ BACKOFF = 1.0
 _POLL = 0.1
 #: Seconds between two looks of an instance waiting for another's whoami answer.
 LOCK_POLL = 0.005
+#: Seconds a waiter waits at most for that answer before it asks Kratos itself: a lock
+#: left behind by an instance that died (or lost Redis) must not hold requests for long.
+LOCK_WAIT = 0.5
 _WHOAMI_PATH = "/sessions/whoami"
 # The back-off's clock, apart so that tests can move it.
 _monotonic = time.monotonic
@@ -246,6 +249,7 @@ class SharedTier:
         # Concurrent cold lookups of one session on several instances make one whoami
         # call: the first takes a lock for as long as Kratos may take, the others wait.
         self._lock_ttl = config.timeout + 0.5
+        self._lock_wait = min(LOCK_WAIT, config.timeout)
         self._down_until = 0.0
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
@@ -375,7 +379,7 @@ class SharedTier:
 
         Returns ``(lock, None)`` to ask Kratos and unlock after, ``(None, answer)`` with
         the other instance's answer, or ``(None, None)`` to ask Kratos anyway (no answer
-        came: the holder found no session, failed, or took too long).
+        came: the holder found no session, failed, or took longer than ``LOCK_WAIT``).
         """
         if not self._usable():
             return None, None
@@ -383,7 +387,7 @@ class SharedTier:
         try:
             if self.store.add(lock, b"1", self._lock_ttl):
                 return lock, None
-            deadline = time.monotonic() + self._lock_ttl
+            deadline = time.monotonic() + self._lock_wait
             while time.monotonic() < deadline:
                 time.sleep(LOCK_POLL)
                 value, held = self.store.peek(name, lock)
@@ -464,7 +468,7 @@ class SharedTier:
         try:
             if await self.store.aadd(lock, b"1", self._lock_ttl):
                 return lock, None
-            deadline = time.monotonic() + self._lock_ttl
+            deadline = time.monotonic() + self._lock_wait
             while time.monotonic() < deadline:
                 await asyncio.sleep(LOCK_POLL)
                 value, held = await self.store.apeek(name, lock)
