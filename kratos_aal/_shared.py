@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -253,6 +254,7 @@ class SharedTier:
         self._down_until = 0.0
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
+        self._listener_pid: int | None = None
 
     # ------------------------------------------------------------------ names and values
 
@@ -539,11 +541,13 @@ class SharedTier:
                 self._pending.discard(name)
 
     def _listen(self) -> None:
-        """Start the invalidation listener once (lazily: on the first shared lookup)."""
-        if self._listener is not None or self.store.listen is None:
+        """Start the invalidation listener once per process (lazily: on the first lookup)."""
+        if self._listener_pid == os.getpid() or self.store.listen is None:
             return
         with self._lock:
-            if self._listener is None:
+            # A forked worker (gunicorn --preload) inherits the object but not the thread.
+            if self._listener_pid != os.getpid():
+                self._listener_pid = os.getpid()
                 self._stop = stop = threading.Event()
                 self._listener = listener = threading.Thread(
                     target=self._run_listener,
@@ -567,6 +571,7 @@ class SharedTier:
         """Stop the listener and close the store's connections; both restart on next use."""
         with self._lock:
             listener, self._listener = self._listener, None
+            self._listener_pid = None
             self._stop.set()
         if listener is not None:
             listener.join(timeout=2 * _POLL + REDIS_TIMEOUT)

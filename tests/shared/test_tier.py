@@ -787,3 +787,31 @@ async def test_a_failing_unlock_is_logged_not_raised(pair: Pair) -> None:
     client = pair.client(NoUnlock())
     credentials = Credentials(cookie=pair.fake.session("aal1").cookie)
     assert await pair.check(client, credentials) is Outcome.ALLOW
+
+
+def test_a_forked_worker_starts_its_own_listener(
+    fake: FakeKratos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = fakeredis.FakeServer()
+    client = KratosClient(
+        fake.config(cache_key_secret=SECRET),
+        http_client=httpx.Client(transport=fake.transport()),
+        shared_cache=fake_redis(server),
+    )
+    assert client.check(Credentials(cookie=fake.session("aal1").cookie), "aal1").allowed
+    assert client._shared is not None
+    parent, parent_stop = client._shared._listener, client._shared._stop
+    assert parent is not None
+    import os
+
+    # As after a fork: the same object, another process, no listener thread of its own.
+    child_pid = os.getpid() + 1
+    monkeypatch.setattr(os, "getpid", lambda: child_pid)
+    assert client.check(Credentials(cookie=fake.session("aal1").cookie), "aal1").allowed
+    assert client._shared._listener is not parent
+    assert client._shared._listener_pid == child_pid
+    client.close()
+    parent_stop.set()  # (in a real fork, this thread is not in the child at all)
+    parent.join(1)
+    assert not parent.is_alive()
+    client._http.close()
