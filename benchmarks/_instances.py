@@ -217,6 +217,14 @@ def several_instances(row: Row, quick: bool = False) -> None:
         if cache_url is None:
             row("Several instances", "skipped", "redis-server installed", "n/a")
             return
+        # First, while nothing else of this benchmark runs beside it.
+        ratio = _hit_ratio(cache_url, 9 if quick else 15)
+        row(
+            "cache hit with a shared cache configured / without",
+            f"{ratio:.2f}x",
+            "1.00x (a hit never touches Redis)",
+            "ok" if ratio < 1.15 else "MISSED",
+        )
         sock = reserve_port()
         kratos_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         fake = FakeKratos(public_url=kratos_url, whoami_required_aal="aal1")
@@ -240,13 +248,6 @@ def several_instances(row: Row, quick: bool = False) -> None:
                 "100 ms",
                 "ok" if worst <= 100 else "MISSED",
             )
-        ratio = _hit_ratio(cache_url, 5 if quick else 15)
-        row(
-            "cache hit with a shared cache configured / without",
-            f"{ratio:.2f}x",
-            "1.00x (a hit never touches Redis)",
-            "ok" if ratio < 1.15 else "MISSED",
-        )
 
 
 if __name__ == "__main__":
