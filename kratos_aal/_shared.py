@@ -47,6 +47,8 @@ REDIS_TIMEOUT = 0.1
 #: Seconds the tier is left alone after a fault, so a dead Redis does not add its timeout
 #: to every request; the next lookup after that tries again.
 BACKOFF = 1.0
+#: Seconds of silence after which a connection is PINGed before use.
+HEALTH_CHECK = 10
 #: Seconds between two polls of the invalidation channel (how fast close() returns).
 _POLL = 0.1
 #: Seconds between two looks of an instance waiting for another's whoami answer.
@@ -106,11 +108,14 @@ class RedisCache:
                 ) from None
             # No retries: a retried command would add its timeout again, and a miss costs
             # only one Kratos call. The URL's own socket_timeout wins over ours.
+            # The health check PINGs a connection idle for that long before using it: a
+            # subscription cut without a word (a network partition) is found and renewed.
             client = redis.Redis.from_url(
                 url or "",
                 socket_timeout=REDIS_TIMEOUT,
                 socket_connect_timeout=REDIS_TIMEOUT,
                 retry=Retry(NoBackoff(), 0),
+                health_check_interval=HEALTH_CHECK,
             )
         self._redis = client
         self.listen: Listen | None = self._listen
