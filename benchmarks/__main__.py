@@ -24,6 +24,7 @@ from kratos_aal._core import parse_whoami
 from kratos_aal.testing import FakeKratos, reserve_port, serve
 
 from ._asgi import call, scope_for
+from ._instances import several_instances
 
 ROWS: list[tuple[str, str, str, str]] = []
 
@@ -506,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     against_sdk(0.5 if args.quick else 3.0)
     cache_miss_latency(5 if args.quick else 30)
     memory_per_session(10_000 if args.quick else 100_000)
+    several_instances(row, args.quick)
     width = max(len(r[0]) for r in ROWS)
     print(f"\n| {'figure':<{width}} | measured | target | |")
     print(f"|{'-' * (width + 2)}|---|---|---|")

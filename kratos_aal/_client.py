@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import _observe
+from . import _observe, _shared
 from ._cache import MISSING, AsyncFlights, Flights, TTLCache
 from ._config import KratosConfig
 from ._core import (
@@ -82,7 +82,12 @@ def _steady_clock() -> float:
 
 
 class _BaseClient:
-    def __init__(self, config: KratosConfig, timer: Callable[[], float] | None) -> None:
+    def __init__(
+        self,
+        config: KratosConfig,
+        timer: Callable[[], float] | None,
+        shared_cache: _shared.SharedCache | None = None,
+    ) -> None:
         if not isinstance(config, KratosConfig):
             raise TypeError("config must be a KratosConfig")
         self.config = config
@@ -91,6 +96,8 @@ class _BaseClient:
         # keep a revoked session allowed for an hour. A test's fake clock drives both.
         self._timer = timer or _wall_clock
         self._cache = TTLCache(config.cache_maxsize, timer or _steady_clock)
+        # Hook (shared cache, SPEC §5a): None without cache_url or shared_cache.
+        self._shared = _shared.tier_for(config, shared_cache, self._keep, self._drop, self._timer)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._timer(), timezone.utc)
@@ -100,12 +107,24 @@ class _BaseClient:
             return lambda: MISSING
         return lambda: self._cache.get(effect.key)
 
-    def _store(self, effect: Fetch[T], response: httpx.Response) -> T:
+    def _store(self, effect: Fetch[T], response: httpx.Response) -> tuple[T, float]:
         value, ttl = effect.parse(response, self._timer())
+        self._keep(effect, value, ttl)
+        return value, ttl
+
+    def _keep(self, effect: Fetch[T], value: T, ttl: float) -> None:
+        if self._shared is not None:  # hook: the local copy stays in front only briefly
+            ttl = self._shared.local_ttl(ttl)
         self._cache.put(effect.key, value, ttl)
         for key, learned, learned_ttl in effect.learn(value) if effect.learn else ():
             self._cache.put(key, learned, learned_ttl)
-        return value
+
+    def _drop(self, key: bytes | None) -> None:
+        # Hook: the shared tier heard of a logout elsewhere (None: it may have missed some).
+        if key is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(key)
 
     def _from_cache(self, credentials: Credentials, requirement: Requirement) -> Decision | None:
         if not credentials:
@@ -133,6 +152,8 @@ class _BaseClient:
             if session is not None:
                 self._cache.pop(second_factor_key(session))
             self._cache.pop(key)
+            if self._shared is not None:  # hook: and on every other instance
+                self._shared.invalidate(credentials)
 
     def clear_cache(self) -> None:
         """Forget every cached session and second-factor answer."""
@@ -189,6 +210,10 @@ class KratosClient(_BaseClient):
         http_client: An ``httpx.Client`` to send with (for transports and tests). You
             keep ownership: :meth:`close` does not close it.
         timer: Returns the current POSIX time in seconds; tests pass a fake clock.
+        shared_cache: Where several instances share whoami answers, instead of the Redis
+            of ``config.cache_url``; needs ``cache_key_secret``.
+
+    .. versionadded:: 0.2 *shared_cache*
     """
 
     def __init__(
@@ -197,8 +222,9 @@ class KratosClient(_BaseClient):
         *,
         http_client: httpx.Client | None = None,
         timer: Callable[[], float] | None = None,
+        shared_cache: _shared.SharedCache | None = None,
     ) -> None:
-        super().__init__(config, timer)
+        super().__init__(config, timer, shared_cache)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
             timeout=config.timeout, follow_redirects=False, cookies=_no_cookies()
@@ -262,9 +288,17 @@ class KratosClient(_BaseClient):
             _observe.cache_lookup("local", hit is not MISSING)
             if hit is not MISSING:
                 return hit, True
-        return self._flights.run(effect.key, lambda: self._load(effect), self._recheck(effect))
+        value, cached = self._flights.run(
+            effect.key, lambda: self._load(effect), self._recheck(effect)
+        )
+        return value, cached or _shared.from_cache(value)  # hook: a shared hit is cached
 
     def _load(self, effect: Fetch[T]) -> T:
+        if self._shared is not None:  # hook: a local miss asks the shared tier first
+            return self._shared.load(effect, self._ask)
+        return self._ask(effect)[0]
+
+    def _ask(self, effect: Fetch[T]) -> tuple[T, float]:
         response = self._exchange(effect.request())
         _forget_cookies(self._http, response)
         return self._store(effect, response)
@@ -296,6 +330,8 @@ class KratosClient(_BaseClient):
 
     def close(self) -> None:
         """Close the HTTP client this client made (not an injected one)."""
+        if self._shared is not None:  # hook: stop listening for logouts
+            self._shared.close()
         if self._owns_http:
             self._http.close()
 
@@ -327,8 +363,9 @@ class AsyncKratosClient(_BaseClient):
         *,
         http_client: httpx.AsyncClient | None = None,
         timer: Callable[[], float] | None = None,
+        shared_cache: _shared.SharedCache | None = None,
     ) -> None:
-        super().__init__(config, timer)
+        super().__init__(config, timer, shared_cache)
         self._owns_http = http_client is None
         self._injected = http_client
         # A pooled connection belongs to the event loop that opened it, and Django under
@@ -403,11 +440,17 @@ class AsyncKratosClient(_BaseClient):
             _observe.cache_lookup("local", hit is not MISSING)
             if hit is not MISSING:
                 return hit, True
-        return await self._flights.run(
+        value, cached = await self._flights.run(
             effect.key, lambda: self._load(effect), self._recheck(effect)
         )
+        return value, cached or _shared.from_cache(value)  # hook: a shared hit is cached
 
     async def _load(self, effect: Fetch[T]) -> T:
+        if self._shared is not None:  # hook: a local miss asks the shared tier first
+            return await self._shared.aload(effect, self._ask)
+        return (await self._ask(effect))[0]
+
+    async def _ask(self, effect: Fetch[T]) -> tuple[T, float]:
         http = await self._http_client()
         timeout = self.config.timeout
         try:
@@ -426,6 +469,8 @@ class AsyncKratosClient(_BaseClient):
         The client stays usable: the next call opens a new connection pool, so a
         middleware survives a lifespan shutdown followed by a new startup.
         """
+        if self._shared is not None:  # hook: stop listening for logouts
+            await asyncio.to_thread(self._shared.close)
         loop = asyncio.get_running_loop()
         with self._loops_lock:
             found = self._per_loop.pop(loop, None)

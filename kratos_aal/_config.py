@@ -66,6 +66,12 @@ class KratosConfig:
         admin_url: Kratos's admin API, to learn whether an identity has a second factor.
         admin_token: Bearer token for *admin_url* (Ory Network API key). Never shown.
         app_url: Fixed scheme and host of this app for building ``return_to``.
+        cache_url: A ``redis://`` or ``rediss://`` URL: whoami answers are shared there by
+            every process and host (extra ``redis``). Never shown: it may hold a password.
+        local_cache_ttl: With a shared cache, seconds the in-process copy stays in front.
+        cache_key_secret: Keys the hashes that name shared entries and signs their values;
+            required with a shared cache. Never shown.
+        cache_key_prefix: Put before every shared key and the invalidation channel.
 
     Raises:
         ConfigurationError: a value is wrong; the message names the setting.
@@ -80,6 +86,10 @@ class KratosConfig:
     admin_url: str | None = None
     admin_token: str | None = field(default=None, repr=False)
     app_url: str | None = None
+    cache_url: str | None = field(default=None, repr=False)
+    local_cache_ttl: float = 5.0
+    cache_key_secret: str | None = field(default=None, repr=False)
+    cache_key_prefix: str = "kratos-aal:"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -108,6 +118,55 @@ class KratosConfig:
             raise ConfigurationError("admin_token is set but admin_url is not: set both")
         if self.app_url is not None:
             set_(self, "app_url", _base_url(self.app_url, "app_url", path_allowed=False))
+        self._check_shared_cache()
+
+    def _check_shared_cache(self) -> None:
+        # .. versionadded:: 0.2 (the shared cache settings, SPEC §5a)
+        set_ = object.__setattr__
+        set_(
+            self,
+            "local_cache_ttl",
+            _number(self.local_cache_ttl, "local_cache_ttl", allow_zero=True),
+        )
+        secret = self.cache_key_secret
+        if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
+            raise ConfigurationError(
+                "cache_key_secret must be a string of at least 16 characters (a random one)"
+            )
+        prefix = self.cache_key_prefix
+        if (
+            not isinstance(prefix, str)
+            or len(prefix) > 64
+            or not prefix.isascii()
+            or any(c.isspace() or not c.isprintable() for c in prefix)
+        ):
+            raise ConfigurationError(
+                f"cache_key_prefix must be up to 64 printable ASCII characters without "
+                f"spaces, got {prefix!r}"
+            )
+        url = self.cache_url
+        if url is None or url == "":
+            set_(self, "cache_url", None)
+            return
+        try:
+            parts = urlsplit(url) if isinstance(url, str) else None
+            port_ok = parts is not None and (parts.port is None or parts.port > 0)
+        except ValueError:
+            parts, port_ok = None, False
+        # The URL may hold a password: the message names the scheme, never the URL.
+        if parts is None or not port_ok or parts.scheme not in ("redis", "rediss"):
+            scheme = parts.scheme if parts is not None else type(url).__name__
+            raise ConfigurationError(
+                f"cache_url must be a redis:// or rediss:// URL such as "
+                f"'redis://127.0.0.1:6379/0'; got one with scheme {scheme!r}"
+            )
+        if not parts.hostname:
+            raise ConfigurationError("cache_url must name a host, e.g. 'redis://127.0.0.1:6379/0'")
+        if secret is None:
+            raise ConfigurationError(
+                "cache_key_secret is required with a shared cache (cache_url): set it to a "
+                "random string of at least 16 characters, the same on every instance"
+            )
 
     @property
     def browser_base(self) -> str:
@@ -120,7 +179,10 @@ class KratosConfig:
 
         Reads ``KRATOS_PUBLIC_URL`` (required), ``KRATOS_BROWSER_URL``, ``KRATOS_COOKIE_NAME``,
         ``KRATOS_ADMIN_URL``, ``KRATOS_ADMIN_TOKEN``, ``KRATOS_AAL_CACHE_TTL``,
-        ``KRATOS_AAL_TIMEOUT`` and ``KRATOS_AAL_APP_URL``; keyword *overrides* win.
+        ``KRATOS_AAL_TIMEOUT``, ``KRATOS_AAL_APP_URL``, and for a shared cache
+        ``KRATOS_AAL_CACHE_URL``, ``KRATOS_AAL_CACHE_KEY_SECRET``,
+        ``KRATOS_AAL_CACHE_KEY_PREFIX`` and ``KRATOS_AAL_LOCAL_CACHE_TTL``; keyword
+        *overrides* win.
 
         Raises:
             ConfigurationError: a variable is missing or wrong; the message names it.
@@ -163,7 +225,14 @@ _ENV_STRINGS = {
     "KRATOS_ADMIN_URL": "admin_url",
     "KRATOS_ADMIN_TOKEN": "admin_token",
     "KRATOS_AAL_APP_URL": "app_url",
+    "KRATOS_AAL_CACHE_URL": "cache_url",
+    "KRATOS_AAL_CACHE_KEY_SECRET": "cache_key_secret",
+    "KRATOS_AAL_CACHE_KEY_PREFIX": "cache_key_prefix",
 }
-_ENV_NUMBERS = {"KRATOS_AAL_CACHE_TTL": "cache_ttl", "KRATOS_AAL_TIMEOUT": "timeout"}
+_ENV_NUMBERS = {
+    "KRATOS_AAL_CACHE_TTL": "cache_ttl",
+    "KRATOS_AAL_TIMEOUT": "timeout",
+    "KRATOS_AAL_LOCAL_CACHE_TTL": "local_cache_ttl",
+}
 _ENV_NAMES = {v: k for k, v in {**_ENV_STRINGS, **_ENV_NUMBERS}.items()}
 CONFIG_FIELDS = tuple(f.name for f in fields(KratosConfig))

@@ -38,6 +38,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
             )
             if "['RULES']" in message:
                 error_id = "kratos_aal.E003"
+            shared = ("['CACHE']", "['CACHE_URL']", "['CACHE_KEY_SECRET']", "['CACHE_KEY_PREFIX']")
+            if any(key in message for key in shared):
+                error_id = "kratos_aal.E006"
             found.append(Error(message, hint=_hint(error_id), id=error_id))
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
     rules = isinstance(raw, dict) and raw.get("RULES")
@@ -81,6 +84,8 @@ def _hint(error_id: str) -> str:
         "kratos_aal.E001": "Set KRATOS_AAL['PUBLIC_URL'] to the URL this server reaches Kratos.",
         "kratos_aal.E002": "Fix the KRATOS_AAL key named above; URLs are absolute http(s) URLs.",
         "kratos_aal.E003": "Map path globs like '/billing/*' to 'aal1', 'aal2' or a Requirement.",
+        "kratos_aal.E006": "Set CACHE to an alias of CACHES, or CACHE_URL to a redis:// URL "
+        "(with CACHE_KEY_SECRET, or a SECRET_KEY to derive it from).",
     }[error_id]
 
 

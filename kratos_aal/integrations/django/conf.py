@@ -14,12 +14,13 @@ from django.core.signals import setting_changed
 from ... import _settings
 from ..._client import AsyncKratosClient, KratosClient
 from ...exceptions import ConfigurationError
+from . import cache
 
 __all__ = ["KratosAALSettings", "get", "override_clients"]
 
 SETTING = "KRATOS_AAL"
 KEYS = _settings.KEYS
-ALL_KEYS = (*_settings.COMMON_KEYS, *_settings.USER_KEYS)
+ALL_KEYS = (*_settings.COMMON_KEYS, *_settings.USER_KEYS, "CACHE")
 KratosAALSettings = _settings.Settings
 
 
@@ -29,7 +30,14 @@ def read(raw: Any) -> KratosAALSettings:
     Raises:
         ConfigurationError: a key is missing, unknown or wrong; the message names it.
     """
-    return _settings.read(raw, setting=SETTING, users=True)
+    values, _ = cache.prepare(raw, SETTING)  # CACHE (an alias of CACHES), and the secret
+    return _settings.read(values, setting=SETTING, users=True)
+
+
+def shared_cache() -> cache.DjangoCache | None:
+    """Return the store of ``KRATOS_AAL["CACHE"]``, or ``None`` when it is not set."""
+    _, alias = cache.prepare(getattr(django_settings, SETTING, None), SETTING)
+    return None if alias is None else cache.DjangoCache(alias)
 
 
 class _State:
@@ -70,8 +78,9 @@ def clients() -> tuple[KratosClient, AsyncKratosClient]:
     config = get().config
     with _state.lock:
         if _state.clients is None:
-            sync_client = KratosClient(config)
-            async_client = AsyncKratosClient(config)
+            store = shared_cache()
+            sync_client = KratosClient(config, shared_cache=store)
+            async_client = AsyncKratosClient(config, shared_cache=store)
             async_client._cache = sync_client._cache  # one cache for WSGI and ASGI views
             _state.clients = (sync_client, async_client)
         return _state.clients
