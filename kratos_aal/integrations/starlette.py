@@ -27,7 +27,7 @@ from .. import _observe
 from .._client import AsyncKratosClient, client_for
 from .._config import KratosConfig
 from .._core import Outcome, Requirement, RequirementLike
-from .._models import AAL, AALLike, Credentials, Session
+from .._models import AAL, AALLike, Credentials, Session, asgi_hit_key
 from .._web import (
     HOP_COOKIE,
     BadRequest,
@@ -183,6 +183,7 @@ class KratosAALMiddleware:
         )
         self.config = self.client.config
         self.rules = PathRules(rules)
+        self._mark = f"{self.config.cookie_name}=".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -192,7 +193,7 @@ class KratosAALMiddleware:
             return
         scope[SCOPE_KEY] = self
         requirement = self.rules.requirement(_route_path(scope))
-        if requirement is None:
+        if requirement is None or self._hit(scope, requirement):
             await self._call_app(scope, receive, send)
             return
         response = await self.enforce(scope, requirement)
@@ -212,6 +213,8 @@ class KratosAALMiddleware:
         Returns the denial response (a 400 for a request that cannot be answered safely),
         or ``None`` when the request may run.
         """
+        if self._hit(scope, requirement):
+            return None
         credentials = Credentials.from_headers(
             scope.get("headers", ()), cookie_name=self.config.cookie_name
         )
@@ -227,6 +230,29 @@ class KratosAALMiddleware:
             scope["kratos_aal.allowed"] = True
             return None
         return conclude(decision, _web_request(scope), credentials)
+
+    def _hit(self, scope: Scope, requirement: Requirement) -> bool:
+        """Allow a cache hit straight from the raw headers; ``False`` sends it the whole way."""
+        key, hops = asgi_hit_key(scope.get("headers", ()), self._mark, _HOP_MARK)
+        if key is None:
+            return False
+        hit = self.client.cached_allow(key, requirement)
+        if hit is None:
+            return False
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        state[_SESSION_KEY] = hit.session
+        extra = hit.extra
+        if extra is None:
+            # Made once per cached session, shared by its requests (both are read-only).
+            extra = hit.extra = (AuthCredentials(_SCOPES[hit.session.aal]), KratosUser(hit.session))
+        scope["auth"], scope["user"] = extra
+        scope["kratos_aal.allowed"] = True
+        scope[_HOPS_KEY] = hops
+        if not _observe.STATE.quiet:
+            _observe.decided_asgi(hit.allowed(requirement), scope, _web_request)
+        return True
 
     def _return_to(self, scope: Scope) -> str:
         return return_to(_web_request(scope), self.config)
@@ -251,6 +277,7 @@ class KratosAALMiddleware:
 
 
 _DENIAL_KEY = "kratos_aal.denial"
+_HOPS_KEY = "kratos_aal.hops"  # whether the hit path saw the hop cookie
 
 
 class _Relay:
@@ -280,9 +307,7 @@ class _Relay:
                 self.swallow = True
                 await _send(self.send, denial)
                 return
-            if self.scope.get("kratos_aal.allowed") and any(
-                k.lower() == b"cookie" and _HOP_MARK in v for k, v in self.scope.get("headers", ())
-            ):
+            if self.scope.get("kratos_aal.allowed") and self._hops():
                 clear = clear_hops(_web_request(self.scope))
                 if clear is not None:
                     headers = [
@@ -291,6 +316,14 @@ class _Relay:
                     ]
                     message = {**message, "headers": headers}
         await self.send(message)
+
+    def _hops(self) -> bool:
+        hops = self.scope.get(_HOPS_KEY)  # the hit path looked already
+        if hops is None:
+            hops = any(
+                k.lower() == b"cookie" and _HOP_MARK in v for k, v in self.scope.get("headers", ())
+            )
+        return bool(hops)
 
 
 def deny_in_scope(scope: Scope, response: WebResponse) -> KratosDenied:
