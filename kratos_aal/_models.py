@@ -505,31 +505,34 @@ def _cut_cookie(header: bytes, mark: bytes) -> bytes | None:
     # The first mention of the name must be a pair's name, at the start or after ";" or
     # "; ", with "=" right after it: elsewhere (inside a value, a longer name, a space
     # before "=") the first pair cookie_from_header matches may be another one.
-    if header.find(mark, start, start + len(mark)) != start or not (
-        start == 0 or header[start - 1] == 59 or (header[start - 2 : start] == b"; ")
+    if not header.startswith(mark, start) or not (
+        start == 0 or header[start - 1] == 59 or header[start - 2 : start] == b"; "
     ):
         return None
     start += len(mark)
     stop = header.find(b";", start)
     value = (header[start:] if stop < 0 else header[start:stop]).strip()
-    if len(value) >= 2 and value[0] == value[-1] == 34:
+    if value[:1] == b'"' and len(value) >= 2 and value[-1] == 34:
         value = value[1:-1]
-    return value
+    # Empty: cookie_from_header goes on to the next pair of this header, which this
+    # reading does not; so the full path decides.
+    return value or None
 
 
 def _hit_key(token: bytes | None, cookie: bytes | None) -> bytes | None:
     if token:
-        hasher = _TOKEN_HASH.copy()
-        value = token
+        hasher, value = _TOKEN_HASH.copy(), token
     elif cookie:
-        hasher = _COOKIE_HASH.copy()
-        value = cookie
+        hasher, value = _COOKIE_HASH.copy(), cookie
     else:
         return None
     if not value.isascii():
         return None  # never well-formed; and only ASCII hashes as cache_key hashes it
     hasher.update(value)
     return b"s" + hasher.digest()
+
+
+_COOKIE_KIND, _TOKEN_KIND = 2, 1
 
 
 def asgi_hit_key(
@@ -542,23 +545,22 @@ def asgi_hit_key(
     """
     token: bytes | None = None
     cookie: bytes | None = None
-    hops = have_cookie = False
+    hops = False
     for name, value in headers:
         kind = _HEADER_KINDS.get(name)
         if kind is None:
-            if len(name) in _HEADER_LENGTHS and name.lower() in _HEADER_KINDS:
-                return None, False  # a mixed-case credential header: the full path reads it
-            continue
-        if kind == 2:
+            # ASGI names are lower-case; a server that breaks that gets the full path.
+            if not name.islower() and name.lower() in _HEADER_KINDS:
+                return None, False
+        elif kind == _COOKIE_KIND:
             if hop in value:
                 hops = True
-            if not have_cookie:
+            if cookie is None:
                 found = _cut_cookie(value, mark)
                 if found is None:
                     return None, False
-                if found:
-                    cookie, have_cookie = found, True
-        elif kind == 1 and token is None:
+                cookie = found or None  # b"": no pair so named in this header
+        elif kind == _TOKEN_KIND and token is None:
             token = value.strip() or None
     return _hit_key(token, cookie), hops
 
