@@ -128,7 +128,7 @@ def starlette_overhead(requests: int, rounds: int) -> None:
     async def endpoint(request: Any) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
-    class SessionUser(AuthenticationBackend):  # type: ignore[misc]
+    class SessionUser(AuthenticationBackend):
         async def authenticate(self, conn: Any) -> Any:
             user = conn.session.get("user")
             return (AuthCredentials(["authenticated"]), SimpleUser(user)) if user else None
@@ -483,7 +483,7 @@ def flask_overhead(requests: int, rounds: int) -> None:
             **environ,
         }
 
-        def start_response(status: str, headers: Any, *exc: Any) -> None:
+        def start_response(status: str, headers: Any, *exc: Any) -> Any:
             assert status.startswith("200"), status
 
         def many() -> float:

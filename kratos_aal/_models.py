@@ -562,7 +562,17 @@ def asgi_hit_key(
                 cookie = found or None  # b"": no pair so named in this header
         elif kind == _TOKEN_KIND and token is None:
             token = value.strip() or None
-    return _hit_key(token, cookie), hops
+    # _hit_key, inlined: this runs on every request.
+    if token:
+        hasher, value = _TOKEN_HASH.copy(), token
+    elif cookie:
+        hasher, value = _COOKIE_HASH.copy(), cookie
+    else:
+        return None, hops
+    if not value.isascii():
+        return None, hops
+    hasher.update(value)
+    return b"s" + hasher.digest(), hops
 
 
 def environ_hit_key(token: str | None, cookie: str | None, mark: bytes) -> bytes | None:
@@ -580,4 +590,8 @@ def environ_hit_key(token: str | None, cookie: str | None, mark: bytes) -> bytes
     if not cookie or not cookie.isascii():
         return None
     found = _cut_cookie(cookie.encode(), mark)
-    return None if found is None else _hit_key(None, found)
+    if not found:
+        return None
+    hasher = _COOKIE_HASH.copy()  # ASCII already
+    hasher.update(found)
+    return b"s" + hasher.digest()

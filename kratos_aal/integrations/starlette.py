@@ -192,7 +192,11 @@ class KratosAALMiddleware:
             await self.app(scope, receive, send)
             return
         scope[SCOPE_KEY] = self
-        requirement = self.rules.requirement(_route_path(scope))
+        root: str = scope.get("root_path", "")
+        path: str = scope["path"]
+        if root:
+            path = _route_path(scope)
+        requirement = self.rules.requirement(path)
         if requirement is None or self._hit(scope, requirement):
             await self._call_app(scope, receive, send)
             return
@@ -307,7 +311,9 @@ class _Relay:
                 self.swallow = True
                 await _send(self.send, denial)
                 return
-            if self.scope.get("kratos_aal.allowed") and self._hops():
+            if self.scope.get("kratos_aal.allowed") and (
+                self.scope.get(_HOPS_KEY) or (_HOPS_KEY not in self.scope and self._hops())
+            ):
                 clear = clear_hops(_web_request(self.scope))
                 if clear is not None:
                     headers = [
@@ -318,12 +324,10 @@ class _Relay:
         await self.send(message)
 
     def _hops(self) -> bool:
-        hops = self.scope.get(_HOPS_KEY)  # the hit path looked already
-        if hops is None:
-            hops = any(
-                k.lower() == b"cookie" and _HOP_MARK in v for k, v in self.scope.get("headers", ())
-            )
-        return bool(hops)
+        # Only when the hit path did not look already.
+        return any(
+            k.lower() == b"cookie" and _HOP_MARK in v for k, v in self.scope.get("headers", ())
+        )
 
 
 def deny_in_scope(scope: Scope, response: WebResponse) -> KratosDenied:

@@ -93,7 +93,7 @@ def hit(request: HttpRequest, requirement: Requirement, client: Any) -> CachedSe
         request._kratos_aal_clear_hops = False
         if not _observe.STATE.quiet:
             _observe.decided(found.allowed(requirement), "django", request, web_request)
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def deny(request: HttpRequest, requirement: Requirement) -> HttpResponse | None:
