@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import queue
 import threading
 import time
 import weakref
@@ -73,6 +74,42 @@ def _forget_cookies(http: httpx.Client | httpx.AsyncClient, response: httpx.Resp
     for cookie in response.cookies.jar:
         with contextlib.suppress(KeyError):  # already gone
             http.cookies.jar.clear(cookie.domain, cookie.path, cookie.name)
+
+
+class _Exchanges:
+    """Daemon threads that run blocking exchanges, kept for the next one.
+
+    Starting a thread per cache miss costs more CPU than the exchange around it. A job
+    goes to an idle thread, or to a new one when none is idle (one that hangs on a slow
+    Kratos holds only its own job up); at most ``keep`` idle threads wait for more.
+    """
+
+    def __init__(self, keep: int = 8) -> None:
+        self._keep = keep
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run *job* on an idle thread, or on a new one; never waits."""
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        if start:
+            threading.Thread(target=self._work, name="kratos-aal-exchange", daemon=True).start()
+        self._jobs.put(job)
+
+    def _work(self) -> None:
+        while True:
+            self._jobs.get()()  # the job catches its own errors
+            with self._lock:
+                if self._idle >= self._keep:
+                    return
+                self._idle += 1
+
+
+_EXCHANGES = _Exchanges()
 
 
 class _BaseClient:
@@ -302,7 +339,7 @@ class KratosClient(_BaseClient):
             finally:
                 done.set()
 
-        threading.Thread(target=run, name="kratos-aal-exchange", daemon=True).start()
+        _EXCHANGES.submit(run)
         if not done.wait(timeout):
             raise _too_slow(timeout)
         result = outcome[0]

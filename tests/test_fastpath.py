@@ -429,3 +429,54 @@ def test_the_django_hit_path_makes_few_calls(fake_kratos: FakeKratos) -> None:
         assert request.kratos_session is not None
     assert fake_kratos.calls["/sessions/whoami"] == calls
     assert added <= MAX_ADDED_CALLS["django"], added
+
+
+# --------------------------------------------------------------------- the miss path
+
+
+def _run_on(workers: Any) -> int:
+    """Run one job on *workers*; return the ident of the thread that ran it."""
+    import threading
+
+    seen: list[int] = []
+    done = threading.Event()
+
+    def job() -> None:
+        seen.append(threading.get_ident())
+        done.set()
+
+    workers.submit(job)
+    assert done.wait(10)
+    return seen[0]
+
+
+def test_blocking_exchanges_reuse_an_idle_thread() -> None:
+    import time
+
+    from kratos_aal._client import _Exchanges
+
+    workers = _Exchanges(keep=2)
+    first = _run_on(workers)
+    for _ in range(100):  # the thread counts itself idle just after the job
+        if workers._idle:
+            break
+        time.sleep(0.01)
+    assert workers._idle == 1
+    assert _run_on(workers) == first
+
+
+def test_blocking_exchanges_keep_no_more_idle_threads_than_asked() -> None:
+    import threading
+    import time
+
+    from kratos_aal._client import _Exchanges
+
+    workers = _Exchanges(keep=0)
+    before = threading.active_count()
+    _run_on(workers)
+    for _ in range(100):
+        if threading.active_count() == before:
+            break
+        time.sleep(0.01)
+    assert threading.active_count() == before and workers._idle == 0
+    _run_on(workers)  # a new thread then
