@@ -60,8 +60,17 @@ def _when(moment: datetime | None) -> str:
     return "at " + moment.astimezone(timezone.utc).strftime("%H:%M:%S UTC")
 
 
-def who(session: Session | None, *, slash: str = "") -> str:
+#: The "signed in as" line of a public page that could not ask Kratos: it still renders.
+UNCHECKED = (
+    "Could not check who is signed in: Kratos did not answer. This page works; pages that "
+    "need a sign-in answer 503 until Kratos is back."
+)
+
+
+def who(session: Session | None, *, slash: str = "", checked: bool = True) -> str:
     """Return the "signed in as" line: who, at which AAL, each method once with its time."""
+    if not checked:
+        return UNCHECKED
     if session is None:
         return "Not signed in."
     latest: dict[str, datetime | None] = {}
@@ -107,8 +116,12 @@ def render(
     *,
     extra: str = "",
     slash: str = "",
+    checked: bool = True,
 ) -> str:
-    """Return a whole page: the navigation, *text*, who is signed in, and *extra*."""
+    """Return a whole page: the navigation, *text*, who is signed in, and *extra*.
+
+    *checked* is false when Kratos could not say who is signed in.
+    """
     return (
         f"<!doctype html><html lang=en><meta charset=utf-8><title>{html.escape(title)}</title>"
         f"<link rel=icon href='data:,'><style>{STYLE}</style>"
@@ -117,7 +130,7 @@ def render(
         f"<a href='/billing/transfer{slash}'>Transfer (aal2, 5 min)</a>"
         f"<a href='/api/balance{slash}'>API</a></nav>"
         f"<h1>{html.escape(title)}</h1><p>{text}</p>"
-        f"<p class=who>{who(session, slash=slash)}</p>{extra}"
+        f"<p class=who>{who(session, slash=slash, checked=checked)}</p>{extra}"
     )
 
 
@@ -136,11 +149,6 @@ def wants_json(accept: str, *, default: bool = False) -> bool:
     if "text/html" in accept:
         return False
     return True if "json" in accept else default
-
-
-#: What a public page answers when it could not ask Kratos who is signed in: fail closed.
-UNAVAILABLE = "Kratos did not answer; try again in a few seconds."
-UNAVAILABLE_HEADERS = {"Retry-After": "5"}
 
 
 def as_json(page: str, session: Session | None, **extra: object) -> dict[str, object]:

@@ -18,7 +18,6 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import (
     HTMLResponse,
     JSONResponse,
-    PlainTextResponse,
     RedirectResponse,
     Response,
 )
@@ -61,22 +60,24 @@ def create_app(
     app = FastAPI(title="kratos-aal FastAPI example")
     app.add_middleware(KratosAALMiddleware, client=kratos)
 
-    @app.exception_handler(KratosUnavailable)
-    async def kratos_unavailable(request: Request, error: KratosUnavailable) -> Response:
-        # A public page that asked Kratos in vain: fail closed, as the middleware does.
-        return PlainTextResponse(_pages.UNAVAILABLE, 503, _pages.UNAVAILABLE_HEADERS)
-
     @app.get("/", response_class=HTMLResponse, name="home")
     async def home(request: Request, clock: str | None = None) -> Response:
-        session = await load_session(request)  # a public page may still show who is signed in
+        checked = True
+        try:
+            session = await load_session(request)  # a public page may show who is signed in
+        except KratosUnavailable:
+            # Still a public page: it renders, and says it could not check. (Left uncaught,
+            # the middleware would answer 503 with Retry-After, as for a protected page.)
+            session, checked = None, False
         if _pages.wants_json(request.headers.get("accept", ""), default=True):
-            return JSONResponse(_pages.as_json("home", session))
+            return JSONResponse(_pages.as_json("home", session, checked=checked))
         extra = _pages.story(str(request.base_url).rstrip("/"))
         if demo_clock_url:  # only the demo can move Kratos's clock
             extra += _pages.clock_form(demo_clock_url, f"{request.url_for('home')}?clock=moved")
         extra = _pages.clock_note(clock) + extra
         text = _pages.home_text("fastapi")
-        return HTMLResponse(_pages.render("kratos-aal example", text, session, extra=extra))
+        page = _pages.render("kratos-aal example", text, session, extra=extra, checked=checked)
+        return HTMLResponse(page)
 
     @app.get("/account")
     async def account(

@@ -57,15 +57,15 @@ def create_app(
 
     def page(name: str, title: str, text: str, extra: str = "") -> Any:
         # The session a decorator or rule checked, or, on a public page, whoever is signed in.
-        session = current_session or None
+        checked = True
+        try:
+            session = current_session or None
+        except KratosUnavailable:
+            # Still a public page: it renders, and says it could not check.
+            session, checked = None, False
         if _pages.wants_json(request.headers.get("Accept", "")):
-            return jsonify(_pages.as_json(name, session))
-        return _pages.render(title, text, session, extra=extra)
-
-    @app.errorhandler(KratosUnavailable)
-    def unavailable(error: KratosUnavailable) -> Any:
-        # A public page that asked Kratos in vain: fail closed, as the middleware does.
-        return _pages.UNAVAILABLE, 503, _pages.UNAVAILABLE_HEADERS
+            return jsonify(_pages.as_json(name, session, checked=checked))
+        return _pages.render(title, text, session, extra=extra, checked=checked)
 
     @app.get("/")
     def home() -> Any:

@@ -20,7 +20,6 @@ from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
     JSONResponse,
-    PlainTextResponse,
     RedirectResponse,
     Response,
 )
@@ -47,21 +46,23 @@ def page(request: Request, name: str, title: str, text: str, session: Session | 
 
 
 async def home(request: Request) -> Response:
-    session = await load_session(request)  # a public page may still show who is signed in
+    checked = True
+    try:
+        session = await load_session(request)  # a public page may still show who is signed in
+    except KratosUnavailable:
+        # Still a public page: it renders, and says it could not check. (Left uncaught,
+        # the middleware would answer 503 with Retry-After, as for a protected page.)
+        session, checked = None, False
     if _pages.wants_json(request.headers.get("accept", "")):
-        return JSONResponse(_pages.as_json("home", session))
+        return JSONResponse(_pages.as_json("home", session, checked=checked))
     extra = _pages.story(str(request.base_url).rstrip("/"))
     clock = request.app.state.demo_clock_url
     if clock:  # only the demo can move Kratos's clock
         extra += _pages.clock_form(clock, f"{request.url_for('home')}?clock=moved")
     extra = _pages.clock_note(request.query_params.get("clock")) + extra
     text = _pages.home_text("starlette")
-    return HTMLResponse(_pages.render("kratos-aal example", text, session, extra=extra))
-
-
-async def kratos_unavailable(request: Request, error: Exception) -> Response:
-    # A public page that asked Kratos in vain: fail closed, as the middleware does.
-    return PlainTextResponse(_pages.UNAVAILABLE, 503, _pages.UNAVAILABLE_HEADERS)
+    page = _pages.render("kratos-aal example", text, session, extra=extra, checked=checked)
+    return HTMLResponse(page)
 
 
 async def account(request: Request) -> Response:  # guarded by the "/account/*" rule
@@ -128,7 +129,6 @@ def create_app(
             Route("/logout", logout),
         ],
         middleware=[Middleware(KratosAALMiddleware, client=client, rules={"/account/*": "aal1"})],
-        exception_handlers={KratosUnavailable: kratos_unavailable},
     )
     app.state.kratos = client
     app.state.demo_clock_url = demo_clock_url

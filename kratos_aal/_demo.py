@@ -78,16 +78,29 @@ def _build_app(
     from django.core.asgi import get_asgi_application
 
     django.setup()
-    from django.conf import settings
+    from django.test.utils import override_settings
 
-    # The home page's clock button; restored after, for a process that goes on (tests).
-    previous = getattr(settings, "KRATOS_DEMO_CLOCK_URL", None)
-    settings.KRATOS_DEMO_CLOCK_URL = clock_url
-    stack.callback(setattr, settings, "KRATOS_DEMO_CLOCK_URL", previous)
     from .integrations.django.conf import override_clients
 
+    # The example's own middleware and backends (whatever settings module is loaded, e.g.
+    # the test suite's), the fake's URL (for views that read the settings, such as the
+    # login view) and the home page's clock button; restored after, for a process that
+    # goes on (tests).
+    example = _example("django_project.demo.settings")
+    stack.enter_context(
+        override_settings(
+            MIDDLEWARE=example.MIDDLEWARE,
+            AUTHENTICATION_BACKENDS=example.AUTHENTICATION_BACKENDS,
+            KRATOS_AAL={**example.KRATOS_AAL, "PUBLIC_URL": config.public_url},
+            KRATOS_DEMO_CLOCK_URL=clock_url,
+        )
+    )
+
     stack.enter_context(override_clients(sync_client, async_client))
-    return get_asgi_application()
+    application = get_asgi_application()
+    # The linked Django users (request.user) live in sqlite: create its tables now.
+    _example("django_project.demo.startup").migrate()
+    return application
 
 
 def demo_fake(

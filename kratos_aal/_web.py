@@ -404,10 +404,26 @@ def _hops(request: WebRequest, route: str, now: int) -> tuple[int, int]:
     return 0, now
 
 
-def _loop_page(
-    decision: Decision, request: WebRequest, extra: list[tuple[str, str]]
-) -> WebResponse:
-    target = html.escape(decision.redirect_to or "")
+@dataclass(frozen=True, slots=True)
+class LoopPage(WebResponse):
+    """The loop page; an adapter that knows more fills in its links with :meth:`linked`."""
+
+    retry: str = ""
+    #: Whether Kratos knows the session the browser sent (every denial but LOGIN).
+    signed_in: bool = False
+
+    def linked(self, home: str, sign_out: str | None) -> WebResponse:
+        """Return this page linking *home* and, when there is one, the *sign_out* URL."""
+        return WebResponse(self.status, self.headers, _loop_body(self.retry, home, sign_out))
+
+
+def _loop_body(retry: str, home: str, sign_out: str | None) -> bytes:
+    leave = (
+        # A Kratos logout URL with its token: one click ends the session and comes home.
+        f', or <a href="{html.escape(sign_out)}">sign out</a> and start over.'
+        if sign_out
+        else ". (A sign-out link appears here when your browser sends this app a session.)"
+    )
     return _page(
         409,
         "Sign-in keeps coming back here",
@@ -417,11 +433,23 @@ def _loop_page(
             "Likely causes: the Kratos session cookie does not reach this app (its domain or "
             "path does not cover this site, or it is Secure and this site is plain http), or "
             "kratos-aal's <code>browser_url</code> does not point at the Kratos that browsers use.",
-            f'When that is fixed, <a href="{target}">try again</a>, or go to '
-            '<a href="/">the home page</a>.',
+            f'When that is fixed, <a href="{html.escape(retry)}">try again</a>. Or go to '
+            f'<a href="{html.escape(home)}">the home page</a>{leave}',
         ],
-        [*extra, _hop_cookie("", request, 0)],
-    )
+        [],
+    ).body
+
+
+def _loop_page(decision: Decision, request: WebRequest, extra: list[tuple[str, str]]) -> LoopPage:
+    retry = decision.redirect_to or ""
+    headers = [
+        ("Content-Type", "text/html; charset=utf-8"),
+        _NO_STORE,
+        *extra,
+        _hop_cookie("", request, 0),
+    ]
+    signed_in = decision.outcome is not Outcome.LOGIN
+    return LoopPage(409, headers, _loop_body(retry, "/", None), retry, signed_in)
 
 
 def conclude(

@@ -2,12 +2,20 @@
 
 from examples.django_project.demo.settings import *  # noqa: F403
 
+# Linked users need the database: the suite turns them on where it tests them
+# (tests/django/test_users.py, tests/drf); `kratos-aal demo` serves the example's own lists.
+MIDDLEWARE = [
+    m
+    for m in MIDDLEWARE  # noqa: F405
+    if m != "kratos_aal.integrations.django.KratosUserMiddleware"
+]
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+
 # Django REST framework, the admin and linked users (tests/drf, tests/django/test_users.py).
 INSTALLED_APPS = [
     *INSTALLED_APPS,  # noqa: F405
     "django.contrib.admin",
     "django.contrib.messages",
-    "rest_framework",
 ]
 TEMPLATES = [
     {

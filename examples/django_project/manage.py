@@ -5,6 +5,10 @@
     KRATOS_PUBLIC_URL=http://127.0.0.1:4433 python examples/django_project/manage.py runserver 8000
 
 or against your own Kratos, with KRATOS_PUBLIC_URL pointing at its public API.
+
+The database (the Django users linked to Kratos identities) is sqlite in memory, migrated
+when the app starts, so runserver's note about unapplied migrations can be ignored; set
+DJANGO_DB=path/to/db.sqlite3 to keep the users between runs.
 """
 
 import os

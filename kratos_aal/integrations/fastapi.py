@@ -33,6 +33,7 @@ from .starlette import (
 
 __all__ = ["KratosAALMiddleware", "KratosDenied", "RequireAAL", "require_aal1", "require_aal2"]
 
+
 class _DeclaredCookie(APIKeyCookie):
     """The cookie as OpenAPI shows it; at run time it reads nothing (kratos-aal does)."""
 

@@ -46,6 +46,7 @@ from .._web import (
     strictest,
 )
 from ..exceptions import KratosUnavailable, StepUpRequired
+from ._loop import linked
 from .wsgi import _web_request
 
 __all__ = ["KratosAAL", "current_session", "get_session", "require_aal", "require_aal2"]
@@ -152,7 +153,7 @@ def _deny(requirement: Requirement) -> Response | None:
         return None
     denial = conclude(decision, web, credentials)
     assert denial is not None
-    return _as_response(denial)
+    return _as_response(linked(denial, web, credentials, state.client, request.script_root))
 
 
 def _clear_hops(response: Response) -> Response:

@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket
 from .. import _observe
 from .._client import AsyncKratosClient, client_for
 from .._config import KratosConfig
-from .._core import Outcome, Requirement, RequirementLike
+from .._core import Outcome, Requirement, RequirementLike, unavailable
 from .._models import AAL, AALLike, Credentials, Session, asgi_hit_key
 from .._web import (
     HOP_COOKIE,
@@ -39,7 +39,8 @@ from .._web import (
     conclude,
     return_to,
 )
-from ..exceptions import StepUpRequired
+from ..exceptions import KratosUnavailable, StepUpRequired
+from ._loop import alinked
 
 __all__ = [
     "KratosAALMiddleware",
@@ -90,6 +91,20 @@ class KratosDenied(Exception):
     def __init__(self, response: WebResponse) -> None:
         super().__init__(response.status)
         self.response = response
+
+
+class _SessionUnavailable(KratosDenied, KratosUnavailable):
+    """Kratos could not say who is signed in, while a page asked (:func:`load_session`).
+
+    A :class:`KratosUnavailable`, so a page can catch it and render "could not check";
+    uncaught, the middleware answers it as a :class:`KratosDenied`: the 503 with
+    ``Retry-After`` every adapter gives, never a 500.
+    """
+
+    def __init__(self, response: WebResponse, error: KratosUnavailable) -> None:
+        KratosDenied.__init__(self, response)
+        self.retry_after = error.retry_after
+        self.status_code = error.status_code
 
 
 def _web_request(scope: Scope) -> WebRequest:
@@ -233,7 +248,10 @@ class KratosAALMiddleware:
             _attach(scope, decision.session)
             scope["kratos_aal.allowed"] = True
             return None
-        return conclude(decision, _web_request(scope), credentials)
+        web = _web_request(scope)
+        denial = conclude(decision, web, credentials)
+        assert denial is not None
+        return await alinked(denial, web, credentials, self.client, scope.get("root_path", ""))
 
     def _hit(self, scope: Scope, requirement: Requirement) -> bool:
         """Allow a cache hit straight from the raw headers; ``False`` sends it the whole way."""
@@ -361,7 +379,9 @@ async def load_session(connection: HTTPConnection) -> Session | None:
     """Return the session of this request, asking Kratos (cached) if none is attached yet.
 
     For public pages that show who is signed in. ``None`` when there is no session or
-    Kratos withholds it; Kratos trouble raises :class:`KratosUnavailable`.
+    Kratos withholds it. Kratos trouble raises :class:`KratosUnavailable`: catch it to
+    render the page with "could not check who is signed in"; left uncaught, the middleware
+    answers 503 with ``Retry-After`` (a page, or Kratos's JSON), as it does for a rule.
     """
     session = get_session(connection)
     if session is None:
@@ -373,6 +393,14 @@ async def load_session(connection: HTTPConnection) -> Session | None:
             session = await middleware.client.whoami(credentials)
         except StepUpRequired:
             return None
+        except KratosUnavailable as error:
+            response = conclude(
+                unavailable(error, None), _web_request(connection.scope), credentials
+            )
+            assert response is not None
+            # Not put in the scope as dependencies' denials are: a page that catches this
+            # and renders "could not check" must be sent as it is.
+            raise _SessionUnavailable(response, error) from error
     return session
 
 

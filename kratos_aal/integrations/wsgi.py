@@ -31,6 +31,7 @@ from .._web import (
     return_to,
     status_text,
 )
+from ._loop import linked
 
 __all__ = ["ENVIRON_KEY", "KratosAALWSGIMiddleware"]
 
@@ -133,6 +134,8 @@ class KratosAALWSGIMiddleware:
         denial = conclude(decision, request, credentials)
         _observe.decided(decision, "wsgi", request)
         if denial is not None:
+            prefix = _wsgi_text(environ.get("SCRIPT_NAME", ""))
+            denial = linked(denial, request, credentials, self.client, prefix)
             return _respond(start_response, denial)
         environ[ENVIRON_KEY] = decision.session
         clear = clear_hops(request)

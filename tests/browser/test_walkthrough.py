@@ -117,7 +117,31 @@ class Walk:
         return answer
 
 
-@pytest.fixture(params=FRAMEWORKS)
+@pytest.fixture(scope="module", autouse=True)
+def blocking_calls_beside_playwright() -> Iterator[None]:
+    """Let this module's own database calls run while Playwright's event loop is running.
+
+    Playwright's loop runs in the test's thread, so Django takes the test database's
+    set-up and flush for calls from async code; they are the test's blocking calls. Module
+    scope: set before the function-scoped database fixtures, and only for this module.
+    """
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if previous is None:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+# The Django demo's users (request.user) live in the database: a test database, emptied
+# after each test.
+DJANGO_DB = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(
+    params=[pytest.param(f, marks=DJANGO_DB) if f == "django" else f for f in FRAMEWORKS]
+)
 def demo(request: pytest.FixtureRequest) -> Iterator[Demo]:
     with run_demo(request.param, port=0, kratos_port=0) as running:
         yield running
@@ -165,6 +189,16 @@ def test_the_whole_story_in_chromium(browser: Any, demo: Demo) -> None:
                 f"{demo.kratos_url}/self-service/login/browser?aal=aal2&return_to="
             )
 
+        if demo.framework == "django":
+            with walk.step("drf-needs-aal2"):  # the DRF ViewSet: JSON 403, browsable 303
+                answer = walk.json_fetch("/api/accounts/")
+                assert answer["status"] == 403 and not answer["redirected"]
+                assert answer["body"]["error"]["id"] == "session_aal2_required"
+                page.goto(f"{demo.app_url}/api/accounts/")
+                walk.on_kratos("login")  # the browsable API is sent to step-up like a page
+                assert page.locator("input[name=totp_code]").is_visible()
+                page.goto(f"{demo.app_url}/")  # she declines, for now
+
         with walk.step("step-up"):  # the aal2 page asks for her code, then lets her in
             page.click("nav >> text=Billing (aal2)")
             walk.on_kratos("login")
@@ -180,6 +214,22 @@ def test_the_whole_story_in_chromium(browser: Any, demo: Demo) -> None:
             ), walk.who()
             answer = walk.json_fetch(f"/api/balance{s}")
             assert (answer["status"], answer["body"]["balance"]) == (200, 42)
+
+        if demo.framework == "django":
+            with walk.step("request-user"):  # the Django user linked to her identity
+                page.goto(f"{demo.app_url}/user/")
+                assert "You, as Django sees you" in walk.text("h1")
+                table = walk.text("table")
+                assert "ada@example.com" in table and "Django user" in table
+                assert walk.who().startswith("ada@example.com · Signed in at aal2")
+
+            with walk.step("drf-at-aal2"):
+                page.goto(f"{demo.app_url}/api/accounts/")
+                walk.on_app("/api/accounts/")
+                assert "Checking" in walk.text()  # DRF's browsable API, with the data
+                answer = walk.json_fetch("/api/accounts/")
+                assert answer["status"] == 200 and answer["body"]["aal"] == "aal2"
+                page.goto(f"{demo.app_url}/")  # back to the app's pages and their links
 
         with walk.step("fresh-enough"):
             page.click("nav >> text=Transfer (aal2, 5 min)")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
+from kratos_aal._web import MAX_HOPS
 from kratos_aal.testing import FakeKratos, FakeSession
 
-from .conftest import Harness
+from .conftest import Harness, Reply
 
 WHOAMI = "/sessions/whoami"
 KRATOS = "http://127.0.0.1:4433"
@@ -310,6 +314,62 @@ async def test_loop_breaker_after_three_hops(app: Harness, fake: FakeKratos) -> 
     assert (await app.get("/account", headers)).status == 303
 
 
+async def loop_page(app: Harness, headers: dict[str, str], path: str = "/billing") -> Reply:
+    """Bounce to Kratos MAX_HOPS times at once, as a redirect loop does; return the next reply."""
+    base = headers.get("Cookie")
+    for _ in range(MAX_HOPS):
+        reply = await app.get(path, headers)
+        assert reply.status == 303
+        hop = reply.headers["set-cookie"].split(";")[0]
+        headers = {**headers, "Cookie": "; ".join(filter(None, [base, hop]))}
+    page = await app.get(path, headers)
+    assert page.status == 409
+    return page
+
+
+async def test_loop_page_signs_out_a_session_the_app_received(
+    app: Harness, fake: FakeKratos
+) -> None:
+    # The session reaches the app but never satisfies it: the page can end that session.
+    session = fake.session("aal1", totp=True)
+    page = (await loop_page(app, browser(session))).body.decode()
+    assert '<a href="http://testserver/">the home page</a>' in page
+    link = re.search(r'<a href="([^"]+)">sign out</a>', page)
+    assert link is not None
+    sign_out = html.unescape(link.group(1))
+    assert path_of(sign_out) == f"{KRATOS}/self-service/logout"
+    assert params(sign_out)["return_to"] == ["http://testserver/"]
+    # One click in a browser: Kratos ends the session and sends the person home.
+    with httpx.Client(transport=fake.transport()) as kratos:
+        ended = kratos.get(sign_out, headers={"Accept": "text/html"})
+    assert ended.status_code in (302, 303) and ended.headers["location"] == "http://testserver/"
+    assert fake.calls["/self-service/logout"] == 1
+    after = await app.get("/account", browser(session))
+    assert after.status == 303 and "/self-service/login/browser" in after.location
+
+
+async def test_loop_page_without_a_session_offers_home_only(app: Harness, fake: FakeKratos) -> None:
+    page = (await loop_page(app, browser())).body.decode()
+    assert '<a href="http://testserver/">the home page</a>' in page
+    assert ">sign out</a>" not in page and "A sign-out link appears here" in page
+    assert fake.calls["/self-service/logout/browser"] == 0  # nothing to end: no call
+
+
+async def test_loop_page_offers_home_only_when_kratos_cannot_sign_out(
+    app: Harness, fake: FakeKratos
+) -> None:
+    session = fake.session("aal1", totp=True)
+    headers = browser(session)
+    for _ in range(MAX_HOPS):
+        reply = await app.get("/billing", headers)
+        hop = reply.headers["set-cookie"].split(";")[0]
+        headers["Cookie"] = f"{session.cookie_header}; {hop}"
+    fake.fail("status", status=500, path_prefix="/self-service/logout/browser")
+    page = await app.get("/billing", headers)
+    assert page.status == 409
+    assert b">sign out</a>" not in page.body and b"the home page</a>" in page.body
+
+
 async def test_hop_counter_is_cleared_once_allowed(app: Harness, fake: FakeKratos) -> None:
     session = fake.session("aal2")
     reply = await app.get(
@@ -379,13 +439,23 @@ async def test_logout_goes_through_kratos_and_home(app: Harness, fake: FakeKrato
     assert (nobody.status, nobody.location) == (303, "http://testserver/")
 
 
-async def test_public_home_fails_closed_when_kratos_is_down(app: Harness, fake: FakeKratos) -> None:
+async def test_public_home_says_it_could_not_check_when_kratos_is_down(
+    app: Harness, fake: FakeKratos
+) -> None:
+    # A public page still renders; it claims nobody is signed in, nor that anyone is.
     session = fake.session("aal1")
     fake.fail("status", status=502, times=None)
     reply = await app.get("/", browser(session))
-    assert reply.status == 503
-    assert reply.headers["Retry-After"] == "5"
-    assert b"Signed in" not in reply.body
+    assert reply.status == 200
+    page = reply.body.decode()
+    assert "Could not check who is signed in: Kratos did not answer." in page
+    assert "Signed in" not in page and "Not signed in." not in page and "Sign out" not in page
+    as_json = (await app.get("/", {**JSON, "Cookie": session.cookie_header})).json()
+    assert as_json["checked"] is False and as_json["aal"] is None
+    # Protected pages still fail closed.
+    assert (await app.get("/account", browser(session))).status == 503
+    fake.heal()
+    assert (await app.get("/", {**JSON, "Cookie": session.cookie_header})).json()["checked"]
 
 
 async def test_withheld_aal1_session_reads_as_not_signed_in(make_app: Any) -> None:

@@ -1,6 +1,14 @@
+"""The ASGI application of the example, its database migrated at start."""
+
+from __future__ import annotations
+
 import os
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_project.demo.settings")
 application = get_asgi_application()
+
+from .startup import migrate  # noqa: E402  (needs the settings above)
+
+migrate()

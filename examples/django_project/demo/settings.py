@@ -1,4 +1,9 @@
-"""Settings of the example project: kratos-aal beside django.contrib.auth."""
+"""Settings of the example project: kratos-aal beside django.contrib.auth and DRF.
+
+Kratos identities become Django users (``KratosUserMiddleware`` + ``KratosBackend``), so
+``request.user``, ``@login_required`` and ``@permission_required`` work; the DRF views
+under ``/api/`` use ``KratosAuthentication`` and the AAL permissions.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "rest_framework",  # the `drf` extra
     "kratos_aal.integrations.django",
 ]
 
@@ -23,6 +29,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user is the Django user linked to the Kratos session's identity.
+    "kratos_aal.integrations.django.KratosUserMiddleware",
     # Django's own login wall stays for everything Kratos does not guard.
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "kratos_aal.integrations.django.KratosSessionMiddleware",
@@ -32,6 +40,9 @@ KRATOS_AAL = {
     "PUBLIC_URL": os.environ.get("KRATOS_PUBLIC_URL", "http://127.0.0.1:4433"),
     "BROWSER_URL": os.environ.get("KRATOS_BROWSER_URL") or None,
     "CACHE_TTL": 30,
+    # A Django user is created the first time an identity signs in; its email follows Kratos.
+    "CREATE_USERS": True,
+    "USER_FIELDS": {"email": "email"},
     "RULES": {
         "/account/*": "aal1",
         "/reports/*": Requirement("aal2", max_age=600),
@@ -41,10 +52,28 @@ KRATOS_AAL = {
 # Set by `kratos-aal demo`: where the home page's "move Kratos's clock" button posts.
 KRATOS_DEMO_CLOCK_URL: str | None = None
 
+AUTHENTICATION_BACKENDS = ["kratos_aal.integrations.django.KratosBackend"]
+
 ROOT_URLCONF = f"{__package__}.urls"
+WSGI_APPLICATION = f"{__package__}.wsgi.application"  # runserver migrates at start
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+# In memory by default, migrated when the app starts (demo/startup.py): the linked users
+# last as long as the process. DJANGO_DB=path/to/file.sqlite3 keeps them between runs.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("DJANGO_DB") or "file:kratos-aal-example?mode=memory&cache=shared",
+    }
+}
 USE_TZ = True
-# Django's login wall sends people to a view that kratos-aal guards: Kratos's login page.
+# @login_required and Django's login wall send people to Kratos's login, through the library.
 LOGIN_URL = "/login/"
+# DRF's browsable API renders templates.
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

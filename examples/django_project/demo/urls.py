@@ -1,12 +1,15 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
+
+from kratos_aal.integrations.django.users import login
 
 from . import views
 
 urlpatterns = [
     path("", views.home),
     path("me/", views.me),
+    path("user/", views.user),  # request.user, the Django user linked to the identity
     path("account/", views.account),
     path("billing/", views.billing),
     path("billing/async/", views.billing_async),
@@ -14,8 +17,9 @@ urlpatterns = [
     path("transfer/", views.TransferView.as_view()),  # the older address of the same page
     path("statement/", views.AsyncStatementView.as_view()),
     path("api/balance/", views.api_balance),
+    path("api/", include("examples.django_project.demo.api")),  # Django REST framework
     path("reports/<str:name>/", views.report),
     path("django-only/", views.django_only),
-    path("login/", views.login),
+    path("login/", login),  # LOGIN_URL: Kratos's login, then back to `next`
     path("logout/", views.logout),
 ]

@@ -1,16 +1,21 @@
-"""Views of the example: public, aal1, aal2 (sync and async), a class with the mixin, max_age."""
+"""Views of the example: public, aal1, aal2 (sync and async), a class with the mixin, max_age.
+
+``/user/`` shows ``request.user``, the Django user linked to the Kratos identity; the DRF
+views are in :mod:`.api`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.decorators import login_not_required, login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.utils.html import escape
 from django.views import View
 
 from kratos_aal import Credentials
+from kratos_aal.exceptions import KratosUnavailable
 from kratos_aal.integrations.django import AALRequiredMixin, require_aal, require_aal2
 from kratos_aal.integrations.django.conf import clients
 
@@ -19,10 +24,17 @@ from ... import _pages
 
 def page(request: HttpRequest, name: str, title: str, text: str, extra: str = "") -> HttpResponse:
     """Answer a page in HTML, or in JSON for a client that asks for JSON."""
-    session = request.kratos_session or None  # read lazily: a public page asks Kratos here
+    checked = True
+    try:
+        session = request.kratos_session or None  # read lazily: a public page asks Kratos here
+    except KratosUnavailable:
+        # Still a public page: it renders, and says it could not check. (Left uncaught,
+        # the middleware would answer 503 with Retry-After, as for a protected page.)
+        session, checked = None, False
     if _pages.wants_json(request.headers.get("Accept", "")):
-        return JsonResponse(_pages.as_json(name, session))
-    return HttpResponse(_pages.render(title, text, session, extra=extra, slash="/"))
+        return JsonResponse(_pages.as_json(name, session, checked=checked))
+    page = _pages.render(title, text, session, extra=extra, slash="/", checked=checked)
+    return HttpResponse(page)
 
 
 @login_not_required
@@ -31,8 +43,22 @@ def home(request: HttpRequest) -> HttpResponse:
     clock = getattr(settings, "KRATOS_DEMO_CLOCK_URL", None)
     if clock:  # only the demo can move Kratos's clock
         extra += _pages.clock_form(clock, request.build_absolute_uri("/?clock=moved"))
-    extra = _pages.clock_note(request.GET.get("clock")) + extra
+    extra = _pages.clock_note(request.GET.get("clock")) + extra + DJANGO_EXTRAS
     return page(request, "home", "kratos-aal example", _pages.home_text("django"), extra)
+
+
+# What only the Django example shows: Django users from Kratos identities, and DRF.
+DJANGO_EXTRAS = """
+<h2>Django users and Django REST framework</h2>
+<ul>
+<li><a href="/user/">You, as Django sees you</a>: <code>request.user</code> is a Django user
+linked to the Kratos identity (<code>KratosUserMiddleware</code>, <code>KratosBackend</code>),
+behind <code>@login_required</code>.</li>
+<li><a href="/api/accounts/">/api/accounts/</a> is a DRF ViewSet with <code>IsAAL2</code>:
+the browsable API sends you to Kratos for a second factor like any page;
+<a href="/api/me/">/api/me/</a> needs a password (<code>IsAAL1</code>).</li>
+</ul>
+"""
 
 
 @login_not_required  # KRATOS_AAL["RULES"] guards /account/*
@@ -52,18 +78,34 @@ def logout(request: HttpRequest) -> HttpResponseRedirect:
     return HttpResponseRedirect(target or home_url, status=303)
 
 
-@require_aal("aal1")
-def login(request: HttpRequest) -> HttpResponse:
-    """LOGIN_URL: kratos-aal sends anonymous users to Kratos's login, then they land here.
-
-    Django's own login wall (LoginRequiredMiddleware) still wants a Django user on pages
-    Kratos does not guard; this example creates none, so it says so instead of looping.
-    """
+@login_required  # LOGIN_URL is kratos-aal's login view: anonymous people go to Kratos
+def user(request: HttpRequest) -> HttpResponse:
+    """Show ``request.user``: the Django user that KratosUserMiddleware linked to the identity."""
+    user = request.user
+    session = request.kratos_session or None
+    identity = session.identity.id if session and session.identity else None
+    if _pages.wants_json(request.headers.get("Accept", "")):
+        return JsonResponse(
+            _pages.as_json(
+                "user",
+                session,
+                user={"username": user.get_username(), "email": getattr(user, "email", "")},
+                identity=identity,
+                is_staff=user.is_staff,
+            )
+        )
+    rows = [
+        ("Django user", user.get_username()),
+        ("email (from the identity's traits)", getattr(user, "email", "") or "none"),
+        ("Kratos identity", identity or "none"),
+        ("staff (for the admin; the app decides)", "yes" if user.is_staff else "no"),
+    ]
+    table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
     text = (
-        "Kratos signed you in. Pages that Django's own login wall guards, such as "
-        "<code>/django-only/</code>, also want a Django user, which this example does not create."
+        "<code>request.user</code> is a Django user linked to your Kratos identity: "
+        "<code>@login_required</code>, permissions and foreign keys work with it."
     )
-    return page(request, "login", "Signed in", text)
+    return page(request, "user", "You, as Django sees you", text, f"<table>{table}</table>")
 
 
 @login_not_required
@@ -117,4 +159,4 @@ def report(request: HttpRequest, name: str) -> HttpResponse:  # KRATOS_AAL["RULE
 
 def django_only(request: HttpRequest, **_: Any) -> HttpResponse:
     """Not guarded by Kratos: LoginRequiredMiddleware sends anonymous users to LOGIN_URL."""
-    return HttpResponse("Django user area")
+    return HttpResponse(f"Django user area, for {escape(request.user.get_username())}")

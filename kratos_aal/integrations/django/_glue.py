@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.urls import get_script_prefix
 from django.utils.encoding import escape_uri_path
 
 from ... import _observe
@@ -19,6 +20,7 @@ from ..._web import (
     conclude,
     return_to,
 )
+from .._loop import alinked, linked
 from . import conf
 
 _CREDENTIAL_HEADERS = (
@@ -59,22 +61,26 @@ def as_response(response: WebResponse) -> HttpResponse:
     return result
 
 
+def _prefix() -> str:
+    # Where the project is mounted (SCRIPT_NAME or FORCE_SCRIPT_NAME): its home is there.
+    prefix: str = get_script_prefix()
+    return prefix
+
+
 def _return_to(request: HttpRequest) -> str:
     return return_to(web_request(request), conf.get().config)
 
 
 def _finish(
     request: HttpRequest, credentials: Credentials, decision: Decision
-) -> HttpResponse | None:
+) -> WebResponse | None:
     _observe.decided(decision, "django", request, web_request)
     if decision.outcome is Outcome.ALLOW:
         request.kratos_session = decision.session
         # A substring test: parsing request.COOKIES costs more than the whole check.
         request._kratos_aal_clear_hops = f"{HOP_COOKIE}=" in request.META.get("HTTP_COOKIE", "")
         return None
-    denial = conclude(decision, web_request(request), credentials)
-    assert denial is not None
-    return as_response(denial)
+    return conclude(decision, web_request(request), credentials)
 
 
 _HOP_MARK = f"{HOP_COOKIE}="
@@ -106,7 +112,10 @@ def deny(request: HttpRequest, requirement: Requirement) -> HttpResponse | None:
         decision = client.check(credentials, requirement, lambda: _return_to(request))
     except BadRequest as error:
         return as_response(bad_request(str(error)))
-    return _finish(request, credentials, decision)
+    denial = _finish(request, credentials, decision)
+    if denial is None:
+        return None
+    return as_response(linked(denial, web_request(request), credentials, client, _prefix()))
 
 
 async def adeny(request: HttpRequest, requirement: Requirement) -> HttpResponse | None:
@@ -119,7 +128,11 @@ async def adeny(request: HttpRequest, requirement: Requirement) -> HttpResponse 
         decision = await client.check(credentials, requirement, lambda: _return_to(request))
     except BadRequest as error:
         return as_response(bad_request(str(error)))
-    return _finish(request, credentials, decision)
+    denial = _finish(request, credentials, decision)
+    if denial is None:
+        return None
+    web = web_request(request)
+    return as_response(await alinked(denial, web, credentials, client, _prefix()))
 
 
 def after(request: HttpRequest, response: HttpResponse) -> HttpResponse:

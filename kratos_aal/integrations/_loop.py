@@ -1,0 +1,65 @@
+"""Fill in the loop page's links: the app's home, and a sign-out link when there is a session.
+
+Kratos's browser logout is a flow: ``/self-service/logout/browser`` answers JSON with a
+``logout_url`` that carries a one-time token, which is no page a person can click. So the
+adapter creates the flow for the session the browser sent and links the ``logout_url``
+itself: one click ends the Kratos session and comes back to the app's home page. Only the
+rare loop page pays for that call.
+"""
+
+from __future__ import annotations
+
+from .._client import AsyncKratosClient, KratosClient
+from .._models import Credentials
+from .._web import BadRequest, LoopPage, WebRequest, WebResponse, origin_of
+from ..exceptions import KratosAALError
+
+__all__ = ["alinked", "linked"]
+
+
+def _home(request: WebRequest, client: KratosClient | AsyncKratosClient, prefix: str) -> str:
+    """Return the app's absolute home URL (under its mount *prefix*), or the prefix alone."""
+    try:
+        return origin_of(request, client.config) + prefix.rstrip("/") + "/"
+    except BadRequest:
+        return prefix.rstrip("/") + "/"
+
+
+def linked(
+    response: WebResponse,
+    request: WebRequest,
+    credentials: Credentials,
+    client: KratosClient,
+    prefix: str = "",
+) -> WebResponse:
+    """Return *response*, with its links filled in when it is the loop page."""
+    if not isinstance(response, LoopPage):
+        return response
+    home = _home(request, client, prefix)
+    sign_out = None
+    if response.signed_in and credentials and "://" in home:
+        try:
+            sign_out = client.logout_url(credentials, return_to=home)
+        except KratosAALError:
+            sign_out = None  # Kratos cannot make one now: the page offers home only
+    return response.linked(home, sign_out)
+
+
+async def alinked(
+    response: WebResponse,
+    request: WebRequest,
+    credentials: Credentials,
+    client: AsyncKratosClient,
+    prefix: str = "",
+) -> WebResponse:
+    """:func:`linked` on the awaitable client."""
+    if not isinstance(response, LoopPage):
+        return response
+    home = _home(request, client, prefix)
+    sign_out = None
+    if response.signed_in and credentials and "://" in home:
+        try:
+            sign_out = await client.logout_url(credentials, return_to=home)
+        except KratosAALError:
+            sign_out = None  # Kratos cannot make one now: the page offers home only
+    return response.linked(home, sign_out)

@@ -1,0 +1,69 @@
+"""Django: the loop page links home and signs out the session it received, sync and async."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.test import AsyncClient, Client
+
+from kratos_aal._web import HOP_COOKIE, MAX_HOPS
+from kratos_aal.testing import FakeKratos
+
+KRATOS = "http://127.0.0.1:4433"
+BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+PAGES = [
+    pytest.param("sync", "/billing/", id="sync"),
+    pytest.param("async", "/billing/async/", id="async"),
+]
+
+
+async def bounce(kind: str, path: str, cookies: dict[str, str]) -> Any:
+    """Follow the bounce MAX_HOPS times at once; return the reply after that."""
+    client: Client | AsyncClient = Client() if kind == "sync" else AsyncClient()
+    client.cookies.load(cookies)
+
+    async def get() -> Any:
+        if isinstance(client, AsyncClient):
+            return await client.get(path, headers=BROWSER)
+        return await asyncio.to_thread(client.get, path, headers=BROWSER)
+
+    for _ in range(MAX_HOPS):
+        reply = await get()
+        assert reply.status_code == 303
+        # The hop cookie is a raw Set-Cookie header: keep it, as a browser does.
+        name, value = reply["Set-Cookie"].split(";")[0].split("=", 1)
+        assert name == HOP_COOKIE
+        client.cookies[name] = value
+    return await get()
+
+
+@pytest.mark.parametrize(("kind", "path"), PAGES)
+async def test_loop_page_signs_out_the_session(
+    fake_kratos: FakeKratos, kind: str, path: str
+) -> None:
+    session = fake_kratos.session("aal1", totp=True)
+    page = await bounce(kind, path, session.cookies)
+    assert page.status_code == 409
+    body = page.content.decode()
+    assert '<a href="http://testserver/">the home page</a>' in body
+    found = re.search(r'<a href="([^"]+)">sign out</a>', body)
+    assert found is not None
+    sign_out = html.unescape(found.group(1))
+    assert sign_out.startswith(f"{KRATOS}/self-service/logout?token=")
+    assert parse_qs(urlsplit(sign_out).query)["return_to"] == ["http://testserver/"]
+
+
+@pytest.mark.parametrize(("kind", "path"), PAGES)
+async def test_loop_page_without_a_session_offers_home_only(
+    fake_kratos: FakeKratos, kind: str, path: str
+) -> None:
+    page = await bounce(kind, path, {"ory_kratos_session": "wrong-domain"})
+    assert page.status_code == 409
+    assert b'<a href="http://testserver/">the home page</a>' in page.content
+    assert b">sign out</a>" not in page.content
+    assert fake_kratos.calls["/self-service/logout/browser"] == 0

@@ -1,0 +1,109 @@
+"""``load_session`` on a public page when Kratos cannot answer: 503 or "could not check".
+
+Never a 500, never "not signed in" by accident: left uncaught, the middleware answers the
+503 with ``Retry-After`` that a rule would get; caught as ``KratosUnavailable``, the page
+renders and says it could not check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from kratos_aal.exceptions import KratosUnavailable
+from kratos_aal.integrations.starlette import KratosAALMiddleware, load_session
+from kratos_aal.testing import FakeKratos
+
+HTML = {"Accept": "text/html"}
+JSON = {"Accept": "application/json"}
+
+
+async def uncaught(request: Request) -> PlainTextResponse:
+    session = await load_session(request)
+    return PlainTextResponse(f"signed in: {session.id}" if session else "nobody")
+
+
+async def caught(request: Request) -> PlainTextResponse:
+    try:
+        session = await load_session(request)
+    except KratosUnavailable as error:
+        return PlainTextResponse(f"could not check (retry after {error.retry_after})")
+    return PlainTextResponse(f"signed in: {session.id}" if session else "nobody")
+
+
+def starlette_app(fake: FakeKratos) -> Any:
+    return Starlette(
+        routes=[Route("/", uncaught), Route("/caught", caught)],
+        middleware=[Middleware(KratosAALMiddleware, client=fake.async_client())],
+    )
+
+
+def fastapi_app(fake: FakeKratos) -> Any:
+    app = FastAPI()
+    app.add_middleware(KratosAALMiddleware, client=fake.async_client())
+    app.add_api_route("/", uncaught)
+    app.add_api_route("/caught", caught)
+    return app
+
+
+@pytest.fixture(params=[starlette_app, fastapi_app], ids=["starlette", "fastapi"])
+async def http(
+    request: pytest.FixtureRequest, fake: FakeKratos
+) -> AsyncIterator[httpx.AsyncClient]:
+    # raise_app_exceptions=False: a 500 must show as a 500 here, not as an exception.
+    transport = httpx.ASGITransport(app=request.param(fake), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+async def test_kratos_up_reads_the_session(http: httpx.AsyncClient, fake: FakeKratos) -> None:
+    session = fake.session("aal1")
+    assert (await http.get("/", headers={"Cookie": session.cookie_header})).text == (
+        f"signed in: {session.id}"
+    )
+    assert (await http.get("/")).text == "nobody"
+
+
+async def test_uncaught_is_the_503_page_with_retry_after(
+    http: httpx.AsyncClient, fake: FakeKratos
+) -> None:
+    session = fake.session("aal1")
+    fake.fail("status", status=502, times=None)
+    reply = await http.get("/", headers={**HTML, "Cookie": session.cookie_header})
+    assert reply.status_code == 503
+    assert reply.headers["Retry-After"].isdigit()
+    assert "Please try again in a moment" in reply.text
+    assert session.id not in reply.text
+
+
+async def test_uncaught_json_is_kratos_envelope(http: httpx.AsyncClient, fake: FakeKratos) -> None:
+    session = fake.session("aal1")
+    fake.fail("status", status=429, retry_after=17, times=None)
+    reply = await http.get("/", headers={**JSON, "Cookie": session.cookie_header})
+    assert (reply.status_code, reply.headers["Retry-After"]) == (503, "17")
+    assert reply.json()["error"]["id"] == "kratos_unavailable"
+    token = await http.get("/", headers={"X-Session-Token": session.token})
+    assert token.status_code == 503 and token.json()["error"]["id"] == "kratos_unavailable"
+
+
+async def test_caught_renders_could_not_check(http: httpx.AsyncClient, fake: FakeKratos) -> None:
+    session = fake.session("aal1")
+    fake.fail("status", status=429, retry_after=17, times=None)
+    reply = await http.get("/caught", headers={**HTML, "Cookie": session.cookie_header})
+    assert (reply.status_code, reply.text) == (200, "could not check (retry after 17)")
+
+
+async def test_no_credentials_asks_nothing_even_when_kratos_is_down(
+    http: httpx.AsyncClient, fake: FakeKratos
+) -> None:
+    fake.fail("status", status=502, times=None)
+    assert (await http.get("/", headers=HTML)).text == "nobody"

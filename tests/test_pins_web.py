@@ -1,0 +1,65 @@
+"""Pins on ``_web.py`` (issue 10): each test fails under a mutation the suite once let live."""
+
+from __future__ import annotations
+
+from kratos_aal import Credentials, Requirement
+from kratos_aal._core import Decision, Outcome
+from kratos_aal._web import (
+    MAX_HOPS,
+    WebRequest,
+    WebResponse,
+    bad_request,
+    conclude,
+    route_readings,
+    strictest,
+)
+
+NOW = 1_800_000_000
+
+
+def test_readings_strip_only_slashes_before_the_first_segment() -> None:
+    # Werkzeug's "/" + lstrip("/"): a segment starting with another character stays whole.
+    assert route_readings("//Xa") == {"//Xa", "/Xa"}
+    assert route_readings("//X/a") == {"//X/a", "/X/a"}
+
+
+def test_strictest_keeps_the_level_it_was_given() -> None:
+    merged = strictest([Requirement("aal1", max_age=60), Requirement("aal1", max_age=30)])
+    assert merged == Requirement("aal1", max_age=30)
+    merged = strictest([Requirement("aal2", max_age=60), Requirement("aal1", max_age=30)])
+    assert merged == Requirement("aal2", max_age=30)
+
+
+def test_bad_request_is_plain_text_with_its_reason() -> None:
+    assert bad_request("path too long") == WebResponse(
+        400,
+        [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")],
+        b"Bad Request: path too long\n",
+    )
+
+
+def test_loop_page_says_what_happened_and_why() -> None:
+    login = Decision(Outcome.LOGIN, redirect_to="http://kratos/login")
+    cookie = ""
+    for _ in range(MAX_HOPS):
+        request = WebRequest("GET", "http", "app", "/x", "", {"cookie": cookie})
+        response = conclude(login, request, Credentials(), now=NOW)
+        assert response is not None and response.status == 303
+        cookie = dict(response.headers)["Set-Cookie"].split(";")[0]
+    request = WebRequest("GET", "http", "app", "/x", "", {"cookie": cookie})
+    page = conclude(login, request, Credentials(), now=NOW)
+    assert page is not None and page.status == 409
+    body = page.body.decode()
+    # The exact words a person reads: title, what happened, the likely causes, the ways out.
+    assert "<title>Sign-in keeps coming back here</title>" in body
+    assert "<h1>Sign-in keeps coming back here</h1>" in body
+    assert (
+        "<p>This page sent you to sign in several times in a row, and each time your browser "
+        "came straight back without a session this page accepts.</p>"
+        "<p>Likely causes: the Kratos session cookie does not reach this app (its domain or "
+        "path does not cover this site, or it is Secure and this site is plain http), or "
+        "kratos-aal's <code>browser_url</code> does not point at the Kratos that browsers use."
+        '</p><p>When that is fixed, <a href="http://kratos/login">try again</a>. Or go to '
+        '<a href="/">the home page</a>. (A sign-out link appears here when your browser '
+        "sends this app a session.)</p>"
+    ) in body
