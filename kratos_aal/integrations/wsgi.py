@@ -44,6 +44,8 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 def _wsgi_text(value: str) -> str:
     # PEP 3333 strings are bytes decoded as latin-1: decode them as what they are, UTF-8.
+    if value.isascii():
+        return value  # the same either way, and every request's path is read
     return value.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
