@@ -8,7 +8,7 @@ DEMO_STAMP := $(VENV)/.demo-installed
 # e.g. make demo DEMO_ARGS="--framework django"
 DEMO_ARGS ?=
 
-.PHONY: demo demo-time test bench lint typecheck docs cov mutants clean
+.PHONY: demo demo-time test bench bench-servers lint typecheck docs cov mutants clean
 
 # The example app and an embedded FakeKratos on 127.0.0.1:8000 and :4433.
 demo: $(DEMO_STAMP)
@@ -57,6 +57,12 @@ test: lint typecheck docs cov
 # SPEC §8's figures as ratios and counts, measured side by side (a few minutes).
 bench: $(STAMP)
 	$(BIN)/python -W ignore::DeprecationWarning -m benchmarks
+
+# Bare and guarded apps on uvicorn (uvloop, httptools) and gunicorn under wrk, server and
+# load pinned to separate CPUs (about 2 minutes). Needs the Debian packages wrk, util-linux.
+bench-servers: $(STAMP)
+	$(BIN)/python -m pip install --quiet --group bench
+	$(BIN)/python -m benchmarks.servers
 
 # Mutation testing of the core and the adapters' request reading (tens of minutes; not in
 # `make test`). Prints the score per file; fails under 95 % (core) or 90 % (request reading).

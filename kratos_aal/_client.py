@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import queue
 import threading
 import time
 import weakref
@@ -24,6 +25,7 @@ from . import _observe, _shared
 from ._cache import MISSING, AsyncFlights, Flights, TTLCache
 from ._config import KratosConfig
 from ._core import (
+    CachedSession,
     Decision,
     Fetch,
     Plan,
@@ -31,6 +33,7 @@ from ._core import (
     RequirementLike,
     ReturnTo,
     allowed_from_cache,
+    cached_session,
     check_plan,
     logout_plan,
     second_factor_key,
@@ -73,12 +76,40 @@ def _forget_cookies(http: httpx.Client | httpx.AsyncClient, response: httpx.Resp
             http.cookies.jar.clear(cookie.domain, cookie.path, cookie.name)
 
 
-def _wall_clock() -> float:
-    return time.time()
+class _Exchanges:
+    """Daemon threads that run blocking exchanges, kept for the next one.
+
+    Starting a thread per cache miss costs more CPU than the exchange around it. A job
+    goes to an idle thread, or to a new one when none is idle (one that hangs on a slow
+    Kratos holds only its own job up); at most ``keep`` idle threads wait for more.
+    """
+
+    def __init__(self, keep: int = 8) -> None:
+        self._keep = keep
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run *job* on an idle thread, or on a new one; never waits."""
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        if start:
+            threading.Thread(target=self._work, name="kratos-aal-exchange", daemon=True).start()
+        self._jobs.put(job)
+
+    def _work(self) -> None:
+        while True:
+            self._jobs.get()()  # the job catches its own errors
+            with self._lock:
+                if self._idle >= self._keep:
+                    return
+                self._idle += 1
 
 
-def _steady_clock() -> float:
-    return time.monotonic()
+_EXCHANGES = _Exchanges()
 
 
 class _BaseClient:
@@ -94,8 +125,12 @@ class _BaseClient:
         # Sessions expire on wall time (Kratos's expires_at), but how long an entry stays
         # cached runs on a monotonic clock: a system clock stepped back an hour must not
         # keep a revoked session allowed for an hour. A test's fake clock drives both.
-        self._timer = timer or _wall_clock
-        self._cache = TTLCache(config.cache_maxsize, timer or _steady_clock)
+        self._timer = timer or time.time
+        #: ``b"<cookie name>="``: what the hit path looks for in a Cookie header.
+        self.cookie_mark = f"{config.cookie_name}=".encode()
+        self._cache = TTLCache(
+            config.cache_maxsize, timer or time.monotonic, prepare=cached_session
+        )
         # Hook (shared cache, SPEC §5a): None without cache_url or shared_cache.
         self._shared = _shared.tier_for(config, shared_cache, self._keep, self._drop, self._timer)
 
@@ -126,10 +161,28 @@ class _BaseClient:
         else:
             self._cache.pop(key)
 
+    def cached_allow(self, key: bytes, requirement: Requirement) -> CachedSession | None:
+        """Return the cached session under *key* when it alone allows *requirement*.
+
+        The hit path: one lock-free cache read, two number comparisons and a clock read.
+        ``None`` means "go the whole way" (which asks Kratos again before any denial);
+        only a requirement of a bare AAL is judged here.
+        """
+        hit = self._cache.peek(key)
+        if hit is None or hit.rank < requirement.hit_rank or hit.expires <= self._timer():
+            return None
+        if _observe.STATE.metrics is not None:
+            _observe.cache_lookup("local", True)
+        return hit  # type: ignore[no-any-return]
+
     def _from_cache(self, credentials: Credentials, requirement: Requirement) -> Decision | None:
         if not credentials:
             return None
-        cached = self._cache.get(session_key(credentials))
+        key = session_key(credentials)
+        hit = self.cached_allow(key, requirement)
+        if hit is not None:
+            return hit.allowed(requirement)
+        cached = self._cache.get(key)
         if cached is MISSING:
             return None
         return _observe.fast_hit(allowed_from_cache(self.config, cached, requirement, self._now()))
@@ -320,7 +373,7 @@ class KratosClient(_BaseClient):
             finally:
                 done.set()
 
-        threading.Thread(target=run, name="kratos-aal-exchange", daemon=True).start()
+        _EXCHANGES.submit(run)
         if not done.wait(timeout):
             raise _too_slow(timeout)
         result = outcome[0]

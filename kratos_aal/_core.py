@@ -8,8 +8,9 @@ blocking and the awaitable client share every line of logic.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Collection, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -63,6 +64,9 @@ class Requirement:
     aal: AAL = AAL.AAL2
     max_age: float | None = None
     methods: frozenset[str] | None = None
+    #: The rank a cached session needs for the hit path; 99 (never met) with max_age or
+    #: methods, which only the full decision can judge.
+    hit_rank: int = field(default=99, init=False, repr=False, compare=False)
 
     def __init__(
         self,
@@ -93,6 +97,8 @@ class Requirement:
         object.__setattr__(self, "aal", level)
         object.__setattr__(self, "max_age", None if max_age is None else float(max_age))
         object.__setattr__(self, "methods", None if methods is None else frozenset(methods))
+        simple = max_age is None and methods is None
+        object.__setattr__(self, "hit_rank", level.rank if simple else 99)
 
     @classmethod
     def parse(cls, value: RequirementLike, *, setting: str = "requirement") -> Requirement:
@@ -505,6 +511,45 @@ def allowed_from_cache(
         return None
     decision = decide(session, requirement, now=now, return_to=None, config=config)
     return decision if decision.outcome is Outcome.ALLOW else None
+
+
+class CachedSession:
+    """What a cache hit needs of a cached whoami answer, worked out once when it is stored.
+
+    ``rank`` is the session's AAL rank where :func:`decide` could allow it at all (active,
+    identity active, a first factor on record), else -1; ``expires`` its ``expires_at`` as
+    POSIX seconds. ``extra`` is for an integration's own per-session objects.
+    """
+
+    __slots__ = ("decision", "expires", "extra", "rank", "session")
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        usable = (
+            session.active
+            and (session.identity is None or session.identity.state in (None, "active"))
+            and session.aal.rank >= 1
+        )
+        self.rank = session.aal.rank if usable else -1
+        expires_at = session.expires_at
+        self.expires = math.inf if expires_at is None else expires_at.timestamp()
+        self.decision: Decision | None = None
+        self.extra: Any = None
+
+    def allowed(self, requirement: Requirement) -> Decision:
+        """Return the ``ALLOW`` decision for *requirement* (the last one made is reused)."""
+        decision = self.decision
+        if decision is None or decision.requirement is not requirement:
+            decision = self.decision = Decision(
+                Outcome.ALLOW, self.session, None, None, requirement
+            )
+        return decision
+
+
+def cached_session(value: Any) -> CachedSession | None:
+    """Return the hit path's view of a cached whoami answer (``None``: not a session)."""
+    session = getattr(value, "session", None)
+    return CachedSession(session) if isinstance(session, Session) else None
 
 
 def whoami_fetch(

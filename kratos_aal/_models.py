@@ -310,6 +310,11 @@ _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 MAX_CREDENTIAL_LENGTH = 4096
 # Keyed so that a cache key says nothing about a credential outside this process.
 _KEYED_HASH = hashlib.blake2b(key=secrets.token_bytes(16), digest_size=16)
+# The same hash with the kind already fed: the hit path copies these, never re-feeds.
+_COOKIE_HASH = _KEYED_HASH.copy()
+_COOKIE_HASH.update(b"c")
+_TOKEN_HASH = _KEYED_HASH.copy()
+_TOKEN_HASH.update(b"t")
 
 HeaderPairs = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
 
@@ -469,9 +474,124 @@ class Credentials:
         """Return a keyed hash of the credential: safe to keep in memory, never reversible."""
         key = self._key
         if key is None:
-            kind, value = (b"t", self.token) if self.token else (b"c", self.cookie or "")
-            hasher = _KEYED_HASH.copy()
-            hasher.update(kind + value.encode())
+            hasher = (_TOKEN_HASH if self.token else _COOKIE_HASH).copy()
+            hasher.update((self.token or self.cookie or "").encode())
             key = hasher.digest()
             object.__setattr__(self, "_key", key)
         return key
+
+
+# ---------------------------------------------------------------------------------------
+# The hit path: the cache key a request's credential would be cached under, unvalidated.
+#
+# Only values that passed validation (``Credentials``) were ever hashed into the cache, so
+# a key computed here from a malformed value can only miss, and a miss takes the full
+# path, which validates. What keeps that true: (1) the value hashed is the very one
+# ``from_headers`` would pick whenever that one is well-formed (any doubt, such as a
+# mixed-case header name or a cookie name seen where it is not a pair's name, gives
+# ``None``, the full path); (2) only ASCII is hashed, as the bytes ``cache_key`` hashes
+# for it (UTF-8 of ASCII is itself), so no other spelling can collide.
+
+
+def _cut_cookie(header: bytes, mark: bytes) -> bytes | None:
+    """Return the raw value of the pair *mark* (``name=``) starts in a ``Cookie`` header.
+
+    ``b""`` when no pair there can be named so; ``None`` when that cannot be told cheaply
+    (the full path decides).
+    """
+    start = header.find(mark[:-1])
+    if start < 0:
+        return b""
+    # The first mention of the name must be a pair's name, at the start or after ";" or
+    # "; ", with "=" right after it: elsewhere (inside a value, a longer name, a space
+    # before "=") the first pair cookie_from_header matches may be another one.
+    if not header.startswith(mark, start) or not (
+        start == 0 or header[start - 1] == 59 or header[start - 2 : start] == b"; "
+    ):
+        return None
+    start += len(mark)
+    stop = header.find(b";", start)
+    value = (header[start:] if stop < 0 else header[start:stop]).strip()
+    if value[:1] == b'"' and len(value) >= 2 and value[-1] == 34:
+        value = value[1:-1]
+    # Empty: cookie_from_header goes on to the next pair of this header, which this
+    # reading does not; so the full path decides.
+    return value or None
+
+
+def _hit_key(token: bytes | None, cookie: bytes | None) -> bytes | None:
+    if token:
+        hasher, value = _TOKEN_HASH.copy(), token
+    elif cookie:
+        hasher, value = _COOKIE_HASH.copy(), cookie
+    else:
+        return None
+    if not value.isascii():
+        return None  # never well-formed; and only ASCII hashes as cache_key hashes it
+    hasher.update(value)
+    return b"s" + hasher.digest()
+
+
+_COOKIE_KIND, _TOKEN_KIND = 2, 1
+
+
+def asgi_hit_key(
+    headers: Iterable[tuple[bytes, bytes]], mark: bytes, hop: bytes
+) -> tuple[bytes | None, bool]:
+    """Return the session cache key of raw ASGI *headers*, and whether cookie *hop* came.
+
+    *mark* is ``b"<cookie name>="``. The key is ``None`` when the request has no token or
+    cookie the hit path can read (the full path decides then); see the comment above.
+    """
+    token: bytes | None = None
+    cookie: bytes | None = None
+    hops = False
+    for name, value in headers:
+        kind = _HEADER_KINDS.get(name)
+        if kind is None:
+            # ASGI names are lower-case; a server that breaks that gets the full path.
+            if not name.islower() and name.lower() in _HEADER_KINDS:
+                return None, False
+        elif kind == _COOKIE_KIND:
+            if hop in value:
+                hops = True
+            if cookie is None:
+                found = _cut_cookie(value, mark)
+                if found is None:
+                    return None, False
+                cookie = found or None  # b"": no pair so named in this header
+        elif kind == _TOKEN_KIND and token is None:
+            token = value.strip() or None
+    # _hit_key, inlined: this runs on every request.
+    if token:
+        hasher, value = _TOKEN_HASH.copy(), token
+    elif cookie:
+        hasher, value = _COOKIE_HASH.copy(), cookie
+    else:
+        return None, hops
+    if not value.isascii():
+        return None, hops
+    hasher.update(value)
+    return b"s" + hasher.digest(), hops
+
+
+def environ_hit_key(token: str | None, cookie: str | None, mark: bytes) -> bytes | None:
+    """Return the session cache key of a WSGI environ's (or Django META's) credentials.
+
+    *token* and *cookie* are ``HTTP_X_SESSION_TOKEN`` and ``HTTP_COOKIE``; ``None`` when
+    the hit path cannot read them (the full path decides).
+    """
+    if token is not None:
+        if not token.isascii():
+            return None
+        stripped = token.strip()
+        if stripped:
+            return _hit_key(stripped.encode(), None)
+    if not cookie or not cookie.isascii():
+        return None
+    found = _cut_cookie(cookie.encode(), mark)
+    if not found:
+        return None
+    hasher = _COOKIE_HASH.copy()  # ASCII already
+    hasher.update(found)
+    return b"s" + hasher.digest()

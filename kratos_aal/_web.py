@@ -79,6 +79,11 @@ class WebResponse:
     body: bytes = b""
 
 
+_UNKNOWN = object()
+#: How many plain paths' answers PathRules remembers (hostile clients make up paths).
+_KNOWN_PATHS = 4096
+
+
 class PathRules:
     """Path globs mapped to requirements; the first match wins.
 
@@ -94,6 +99,7 @@ class PathRules:
         self, rules: Mapping[str, RequirementLike] | None, *, setting: str = "rules"
     ) -> None:
         self._rules: list[tuple[re.Pattern[str], Requirement]] = []
+        self._known: dict[str, Requirement | None] = {}
         if rules is None:
             return
         if not isinstance(rules, Mapping):
@@ -132,8 +138,15 @@ class PathRules:
         """
         if not self._rules:
             return None
+        # Every request asks: the answers for the paths seen most are remembered.
+        known = self._known.get(path, _UNKNOWN)
+        if known is not _UNKNOWN:
+            return known  # type: ignore[return-value]
         if _plain(path):
-            return self.match(path)  # the common case, on every request: one reading
+            match = self.match(path)  # the common case: one reading
+            if len(self._known) < _KNOWN_PATHS:
+                self._known[path] = match
+            return match
         found = [r for r in map(self.match, route_readings(path)) if r is not None]
         return strictest(found) if found else None
 

@@ -33,15 +33,31 @@ from .starlette import (
 
 __all__ = ["KratosAALMiddleware", "KratosDenied", "RequireAAL", "require_aal1", "require_aal2"]
 
+
+class _DeclaredCookie(APIKeyCookie):
+    """The cookie as OpenAPI shows it; at run time it reads nothing (kratos-aal does)."""
+
+    async def __call__(self, request: Request) -> str | None:  # type: ignore[override]
+        # FastAPI's own would parse every cookie of every request, for a value no one uses.
+        return None
+
+
+class _DeclaredHeader(APIKeyHeader):
+    """The token header as OpenAPI shows it; at run time it reads nothing (kratos-aal does)."""
+
+    async def __call__(self, request: Request) -> str | None:  # type: ignore[override]
+        return None
+
+
 # Declared so that the OpenAPI document shows which routes need a Kratos session;
 # kratos-aal reads the credentials itself (with the configured cookie name).
-session_cookie = APIKeyCookie(
+session_cookie = _DeclaredCookie(
     name="ory_kratos_session",
     scheme_name="KratosSessionCookie",
     description="The Ory Kratos session cookie (its name is set by KratosConfig.cookie_name).",
     auto_error=False,
 )
-session_token = APIKeyHeader(
+session_token = _DeclaredHeader(
     name="X-Session-Token",
     scheme_name="KratosSessionToken",
     description="An Ory Kratos session token (`Authorization: Bearer` works too).",

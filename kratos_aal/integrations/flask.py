@@ -32,9 +32,10 @@ from werkzeug.local import LocalProxy
 
 from .._client import KratosClient
 from .._core import Outcome, Requirement, unavailable
-from .._models import AAL, AALLike, Credentials, Session
+from .._models import AAL, AALLike, Credentials, Session, environ_hit_key
 from .._settings import read
 from .._web import (
+    HOP_COOKIE,
     BadRequest,
     WebResponse,
     bad_request,
@@ -53,6 +54,7 @@ __all__ = ["KratosAAL", "current_session", "get_session", "require_aal", "requir
 EXTENSION = "kratos_aal"
 SETTING = "KRATOS_AAL"
 _CLEAR = "_kratos_aal_clear_hops"
+_HOP_MARK = f"{HOP_COOKIE}="
 
 #: A view function or a blueprint.
 V = TypeVar("V", bound="Callable[..., Any] | Blueprint")
@@ -127,7 +129,15 @@ def _as_response(response: WebResponse) -> Response:
 def _deny(requirement: Requirement) -> Response | None:
     """Return the denial for the current request, or ``None`` (and set the session)."""
     state = _state()
-    web, raw = _web_request(request.environ)
+    environ = request.environ
+    cookie = environ.get("HTTP_COOKIE")
+    if cookie is None or _HOP_MARK not in cookie:  # clearing the hop cookie: full path
+        key = environ_hit_key(environ.get("HTTP_X_SESSION_TOKEN"), cookie, state.client.cookie_mark)
+        hit = None if key is None else state.client.cached_allow(key, requirement)
+        if hit is not None:
+            g.kratos_session = hit.session
+            return None
+    web, raw = _web_request(environ)
     credentials = Credentials.from_headers(raw, cookie_name=state.config.cookie_name)
     try:
         # Blocking even in async views: Flask runs each one on a short-lived event loop of

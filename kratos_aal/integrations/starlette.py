@@ -27,7 +27,7 @@ from .. import _observe
 from .._client import AsyncKratosClient, client_for
 from .._config import KratosConfig
 from .._core import Outcome, Requirement, RequirementLike, unavailable
-from .._models import AAL, AALLike, Credentials, Session
+from .._models import AAL, AALLike, Credentials, Session, asgi_hit_key
 from .._web import (
     HOP_COOKIE,
     BadRequest,
@@ -198,6 +198,7 @@ class KratosAALMiddleware:
         )
         self.config = self.client.config
         self.rules = PathRules(rules)
+        self._mark = f"{self.config.cookie_name}=".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -206,8 +207,12 @@ class KratosAALMiddleware:
             await self.app(scope, receive, send)
             return
         scope[SCOPE_KEY] = self
-        requirement = self.rules.requirement(_route_path(scope))
-        if requirement is None:
+        root: str = scope.get("root_path", "")
+        path: str = scope["path"]
+        if root:
+            path = _route_path(scope)
+        requirement = self.rules.requirement(path)
+        if requirement is None or self._hit(scope, requirement):
             await self._call_app(scope, receive, send)
             return
         response = await self.enforce(scope, requirement)
@@ -227,6 +232,8 @@ class KratosAALMiddleware:
         Returns the denial response (a 400 for a request that cannot be answered safely),
         or ``None`` when the request may run.
         """
+        if self._hit(scope, requirement):
+            return None
         credentials = Credentials.from_headers(
             scope.get("headers", ()), cookie_name=self.config.cookie_name
         )
@@ -245,6 +252,29 @@ class KratosAALMiddleware:
         denial = conclude(decision, web, credentials)
         assert denial is not None
         return await alinked(denial, web, credentials, self.client, scope.get("root_path", ""))
+
+    def _hit(self, scope: Scope, requirement: Requirement) -> bool:
+        """Allow a cache hit straight from the raw headers; ``False`` sends it the whole way."""
+        key, hops = asgi_hit_key(scope.get("headers", ()), self._mark, _HOP_MARK)
+        if key is None:
+            return False
+        hit = self.client.cached_allow(key, requirement)
+        if hit is None:
+            return False
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        state[_SESSION_KEY] = hit.session
+        extra = hit.extra
+        if extra is None:
+            # Made once per cached session, shared by its requests (both are read-only).
+            extra = hit.extra = (AuthCredentials(_SCOPES[hit.session.aal]), KratosUser(hit.session))
+        scope["auth"], scope["user"] = extra
+        scope["kratos_aal.allowed"] = True
+        scope[_HOPS_KEY] = hops
+        if not _observe.STATE.quiet:
+            _observe.decided_asgi(hit.allowed(requirement), scope, _web_request)
+        return True
 
     def _return_to(self, scope: Scope) -> str:
         return return_to(_web_request(scope), self.config)
@@ -269,6 +299,7 @@ class KratosAALMiddleware:
 
 
 _DENIAL_KEY = "kratos_aal.denial"
+_HOPS_KEY = "kratos_aal.hops"  # whether the hit path saw the hop cookie
 
 
 class _Relay:
@@ -298,8 +329,8 @@ class _Relay:
                 self.swallow = True
                 await _send(self.send, denial)
                 return
-            if self.scope.get("kratos_aal.allowed") and any(
-                k.lower() == b"cookie" and _HOP_MARK in v for k, v in self.scope.get("headers", ())
+            if self.scope.get("kratos_aal.allowed") and (
+                self.scope.get(_HOPS_KEY) or (_HOPS_KEY not in self.scope and self._hops())
             ):
                 clear = clear_hops(_web_request(self.scope))
                 if clear is not None:
@@ -309,6 +340,12 @@ class _Relay:
                     ]
                     message = {**message, "headers": headers}
         await self.send(message)
+
+    def _hops(self) -> bool:
+        # Only when the hit path did not look already.
+        return any(
+            k.lower() == b"cookie" and _HOP_MARK in v for k, v in self.scope.get("headers", ())
+        )
 
 
 def deny_in_scope(scope: Scope, response: WebResponse) -> KratosDenied:

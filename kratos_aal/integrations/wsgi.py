@@ -18,8 +18,9 @@ from .. import _observe
 from .._client import KratosClient, client_for
 from .._config import KratosConfig
 from .._core import RequirementLike
-from .._models import Credentials
+from .._models import Credentials, environ_hit_key
 from .._web import (
+    HOP_COOKIE,
     BadRequest,
     PathRules,
     WebRequest,
@@ -35,6 +36,7 @@ from ._loop import linked
 __all__ = ["ENVIRON_KEY", "KratosAALWSGIMiddleware"]
 
 ENVIRON_KEY = "kratos_aal.session"
+_HOP_MARK = f"{HOP_COOKIE}="
 _URL_SAFE = "/%:@!$&'()*+,;=-._~"
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -42,6 +44,8 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 def _wsgi_text(value: str) -> str:
     # PEP 3333 strings are bytes decoded as latin-1: decode them as what they are, UTF-8.
+    if value.isascii():
+        return value  # the same either way, and every request's path is read
     return value.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
@@ -66,6 +70,10 @@ def _web_request(environ: Mapping[str, Any]) -> tuple[WebRequest, list[tuple[str
         headers=headers,
     )
     return request, raw
+
+
+def _web_request_only(environ: Mapping[str, Any]) -> WebRequest:
+    return _web_request(environ)[0]
 
 
 def _server_host(environ: Mapping[str, Any]) -> str | None:
@@ -100,6 +108,7 @@ class KratosAALWSGIMiddleware:
         self.client, _ = client_for("KratosAALWSGIMiddleware", KratosClient, config, client)
         self.config = self.client.config
         self.rules = PathRules(rules)
+        self._mark = f"{self.config.cookie_name}=".encode()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         environ["kratos_aal.middleware"] = self
@@ -107,6 +116,15 @@ class KratosAALWSGIMiddleware:
         requirement = self.rules.requirement(_wsgi_text(environ.get("PATH_INFO", "")))
         if requirement is None:
             return self.app(environ, start_response)
+        cookie = environ.get("HTTP_COOKIE")
+        if cookie is None or _HOP_MARK not in cookie:  # clearing the hop cookie: full path
+            key = environ_hit_key(environ.get("HTTP_X_SESSION_TOKEN"), cookie, self._mark)
+            hit = None if key is None else self.client.cached_allow(key, requirement)
+            if hit is not None:
+                environ[ENVIRON_KEY] = hit.session
+                if not _observe.STATE.quiet:
+                    _observe.decided(hit.allowed(requirement), "wsgi", environ, _web_request_only)
+                return self.app(environ, start_response)
         request, raw = _web_request(environ)
         credentials = Credentials.from_headers(raw, cookie_name=self.config.cookie_name)
         try:

@@ -1,0 +1,482 @@
+"""The cache-hit path: it reads the same credential as the full path, or misses.
+
+Only validated values are ever hashed into the cache, so the hit path may hash a raw,
+unvalidated value: a malformed one can only miss. These tests hold it to that, count the
+Python calls a hit makes (a guard against the hot path growing back), and check what the
+precomputed entries keep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from types import FrameType
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kratos_aal import AsyncKratosClient, Credentials, KratosClient, Requirement
+from kratos_aal._cache import TTLCache
+from kratos_aal._core import CachedSession, session_key
+from kratos_aal._models import asgi_hit_key, environ_hit_key
+from kratos_aal.testing import FakeKratos
+
+NAME = "ory_kratos_session"
+MARK = f"{NAME}=".encode()
+HOP = b"kratos_aal_hops="
+GOOD = ["MTcxNjc5-good", "b3J5X3N0", "YWJj"]
+# Spellings around the good values: each is malformed, or the same value, or another one.
+VALUES = [
+    *GOOD,
+    *(f'"{v}"' for v in GOOD),
+    *(f" {v} " for v in GOOD),
+    *(f"{v}\\x" for v in GOOD),
+    *(f"{v}\u00e9" for v in GOOD),
+    *(f"\u00a0{v}" for v in GOOD),
+    *(f"{v}\x1f" for v in GOOD),
+    '"',
+    "",
+    "a b",
+    "x" * 4097,
+]
+PAIR_NAMES = [NAME, f" {NAME}", f"{NAME} ", f"x{NAME}", f"{NAME}x", "csrftoken", "kratos_aal_hops"]
+HEADER_NAMES = ["cookie", "Cookie", "x-session-token", "X-Session-Token", "authorization", "accept"]
+EXAMPLES = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def valid_keys() -> set[bytes]:
+    """Return the key of every well-formed value a generated request can carry."""
+    keys = set()
+    for value in VALUES:
+        for cookie, token in ((value.strip().strip('"'), None), (None, value.strip())):
+            try:
+                credentials = Credentials(cookie=cookie, token=token)
+            except ValueError:
+                continue
+            if credentials:
+                keys.add(session_key(credentials))
+    return keys
+
+
+VALID = valid_keys()
+
+pairs = st.tuples(st.sampled_from(PAIR_NAMES), st.sampled_from(VALUES)).map("=".join)
+cookie_headers = st.lists(pairs | st.sampled_from(VALUES), max_size=4).flatmap(
+    lambda parts: st.sampled_from(["; ", ";", " ; "]).map(lambda sep: sep.join(parts))
+)
+headers = st.lists(
+    st.tuples(
+        st.sampled_from(HEADER_NAMES),
+        cookie_headers | st.sampled_from(VALUES) | st.sampled_from(["Bearer YWJj", "bearer  x"]),
+    ),
+    max_size=5,
+)
+
+
+def same_or_miss(key: bytes | None, full: Credentials) -> None:
+    """Fail unless *key* is nothing, or can only miss, or is the full path's own key."""
+    if key is None or key not in VALID:
+        return  # a miss: the full path decides
+    assert full, "the hit path found a cached credential the full path does not see"
+    assert key == session_key(full)
+
+
+@EXAMPLES
+@given(headers)
+def test_asgi_hit_key_reads_what_the_full_path_reads_or_misses(
+    raw: list[tuple[str, str]],
+) -> None:
+    encoded = [(n.encode("latin-1"), v.encode("utf-8")) for n, v in raw]
+    key, _ = asgi_hit_key(encoded, MARK, HOP)
+    same_or_miss(key, Credentials.from_headers(encoded, cookie_name=NAME))
+
+
+@EXAMPLES
+@given(st.none() | st.sampled_from(VALUES), st.none() | cookie_headers)
+def test_environ_hit_key_reads_what_the_full_path_reads_or_misses(
+    token: str | None, cookie: str | None
+) -> None:
+    # WSGI strings are bytes decoded as latin-1.
+    token = None if token is None else token.encode().decode("latin-1")
+    cookie = None if cookie is None else cookie.encode().decode("latin-1")
+    pairs = [(n, v) for n, v in (("x-session-token", token), ("cookie", cookie)) if v is not None]
+    key = environ_hit_key(token, cookie, MARK)
+    same_or_miss(key, Credentials.from_headers(pairs, cookie_name=NAME))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ([(b"cookie", b"ory_kratos_session=YWJj")], "YWJj"),
+        ([(b"cookie", b'a=1; ory_kratos_session="YWJj"')], "YWJj"),
+        ([(b"cookie", b"a=1;ory_kratos_session=YWJj;b=2")], "YWJj"),
+        ([(b"cookie", b"a=1"), (b"cookie", b"ory_kratos_session=YWJj")], "YWJj"),
+        ([(b"x-session-token", b" YWJj "), (b"cookie", b"ory_kratos_session=b3J5")], "t:YWJj"),
+        ([(b"x-session-token", b""), (b"cookie", b"ory_kratos_session=YWJj")], "YWJj"),
+    ],
+)
+def test_asgi_hit_key_reads_plain_spellings(raw: list[tuple[bytes, bytes]], expected: str) -> None:
+    key, hops = asgi_hit_key(raw, MARK, HOP)
+    kind, _, value = expected.rpartition(":")
+    credentials = Credentials(token=value) if kind == "t" else Credentials(cookie=value)
+    assert key == session_key(credentials) and not hops
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [(b"X-Session-Token", b"b3J5"), (b"cookie", b"ory_kratos_session=YWJj")],
+        [(b"Cookie", b"ory_kratos_session=YWJj")],
+        [(b"cookie", b"xory_kratos_session=YWJj; ory_kratos_session=b3J5")],
+        [(b"cookie", b"ory_kratos_session =YWJj; ory_kratos_session=b3J5")],
+        [(b"cookie", b"a=ory_kratos_session=YWJj; ory_kratos_session=b3J5")],
+        [(b"cookie", b"ory_kratos_session=; ory_kratos_session=b3J5")],
+        [(b"cookie", b"ory_kratos_session=YWJj\xc3\xa9")],
+        [(b"authorization", b"Bearer YWJj")],
+        [],
+    ],
+)
+def test_asgi_hit_key_leaves_doubtful_spellings_to_the_full_path(
+    raw: list[tuple[bytes, bytes]],
+) -> None:
+    assert asgi_hit_key(raw, MARK, HOP)[0] is None
+
+
+def test_asgi_hit_key_spots_the_hop_cookie_in_the_same_pass() -> None:
+    raw = [(b"cookie", b"kratos_aal_hops=2"), (b"cookie", b"ory_kratos_session=YWJj")]
+    key, hops = asgi_hit_key(raw, MARK, HOP)
+    assert key == session_key(Credentials(cookie="YWJj")) and hops
+
+
+def test_environ_hit_key_token_first_and_no_non_ascii() -> None:
+    cookie = session_key(Credentials(cookie="YWJj"))
+    assert environ_hit_key(None, "ory_kratos_session=YWJj", MARK) == cookie
+    assert environ_hit_key(" ", "ory_kratos_session=YWJj", MARK) == cookie
+    assert environ_hit_key("b3J5", "ory_kratos_session=YWJj", MARK) == session_key(
+        Credentials(token="b3J5")
+    )
+    assert environ_hit_key("b3J5\u00e9", "ory_kratos_session=YWJj", MARK) is None
+    assert environ_hit_key(None, "ory_kratos_session=YWJj\u00e9", MARK) is None
+    assert environ_hit_key(None, None, MARK) is None
+    assert environ_hit_key(None, "a=1", MARK) is None
+
+
+# --------------------------------------------------------------------- the hit itself
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(timezone.utc).timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def sync_client(fake: FakeKratos, clock: Clock) -> KratosClient:
+    return KratosClient(
+        fake.config(), http_client=httpx.Client(transport=fake.transport()), timer=clock
+    )
+
+
+def test_a_cached_session_is_a_hit_only_for_what_it_meets(fake: FakeKratos, clock: Clock) -> None:
+    client = sync_client(fake, clock)
+    aal1 = Credentials(cookie=fake.session("aal1").cookie)
+    aal2 = Credentials(cookie=fake.session("aal2").cookie)
+    client.check(aal1, "aal1")
+    client.check(aal2, "aal2")
+    assert client.cached_allow(session_key(aal1), Requirement("aal1")) is not None
+    assert client.cached_allow(session_key(aal1), Requirement("aal2")) is None
+    hit = client.cached_allow(session_key(aal2), Requirement("aal2"))
+    assert isinstance(hit, CachedSession) and hit.session.aal == "aal2"
+    # Freshness and methods are for the full decision only.
+    assert client.cached_allow(session_key(aal2), Requirement("aal2", max_age=600)) is None
+    assert client.cached_allow(session_key(aal2), Requirement("aal2", methods={"totp"})) is None
+    assert client.cached_allow(b"s" + b"\0" * 16, Requirement("aal1")) is None
+
+
+def test_an_expired_precomputed_entry_is_a_miss(fake: FakeKratos, clock: Clock) -> None:
+    client = sync_client(fake, clock)
+    credentials = Credentials(cookie=fake.session("aal2").cookie)
+    client.check(credentials, "aal2")
+    key = session_key(credentials)
+    assert client.cached_allow(key, Requirement("aal2")) is not None
+    clock.now += client.config.cache_ttl  # the cache entry lapses exactly now
+    assert client.cached_allow(key, Requirement("aal2")) is None
+
+
+def test_a_session_past_expires_at_is_a_miss_though_still_cached(clock: Clock) -> None:
+    fake = FakeKratos(whoami_required_aal="aal1")
+    session = fake.session("aal2")
+    client = sync_client(fake, clock)
+    credentials = Credentials(cookie=session.cookie)
+    client.check(credentials, "aal2")
+    hit = client.cached_allow(session_key(credentials), Requirement("aal2"))
+    assert hit is not None
+    # The wall clock passes expires_at while the cache entry (monotonic) would still live.
+    hit.expires = clock.now
+    assert client.cached_allow(session_key(credentials), Requirement("aal2")) is None
+    hit.expires = clock.now + 1
+    assert client.cached_allow(session_key(credentials), Requirement("aal2")) is hit
+
+
+def test_a_session_decide_would_not_allow_is_never_a_hit() -> None:
+    body: dict[str, Any] = {
+        "id": "s1",
+        "active": True,
+        "authenticator_assurance_level": "aal2",
+        "identity": {"id": "i1", "state": "inactive"},
+    }
+    from kratos_aal import Session
+
+    assert CachedSession(Session.from_json(body)).rank == -1
+    body["identity"]["state"] = "active"
+    assert CachedSession(Session.from_json(body)).rank == 2
+    body["authenticator_assurance_level"] = "aal0"
+    assert CachedSession(Session.from_json(body)).rank == -1
+    body.update(authenticator_assurance_level="aal1", active=False)
+    assert CachedSession(Session.from_json(body)).rank == -1
+    body.update(active=True, expires_at="2030-01-01T00:00:00Z")
+    assert (
+        CachedSession(Session.from_json(body)).expires
+        == datetime(2030, 1, 1, tzinfo=timezone.utc).timestamp()
+    )
+
+
+def test_the_allow_decision_is_reused_per_requirement(fake: FakeKratos, clock: Clock) -> None:
+    client = sync_client(fake, clock)
+    credentials = Credentials(cookie=fake.session("aal2").cookie)
+    rule = Requirement("aal2")
+    first = client.check(credentials, rule)
+    assert client.check(credentials, rule) is client.check(credentials, rule)
+    other = client.check(credentials, Requirement("aal1"))
+    assert first.allowed and other.allowed and other.requirement == Requirement("aal1")
+
+
+async def test_the_async_client_takes_the_same_hit_path(fake: FakeKratos, clock: Clock) -> None:
+    client = AsyncKratosClient(
+        fake.config(), http_client=httpx.AsyncClient(transport=fake.transport()), timer=clock
+    )
+    credentials = Credentials(cookie=fake.session("aal2").cookie)
+    assert (await client.check(credentials, "aal2")).allowed
+    calls = fake.calls["/sessions/whoami"]
+    assert (await client.check(credentials, "aal2")).allowed
+    assert fake.calls["/sessions/whoami"] == calls
+    assert client.cached_allow(session_key(credentials), Requirement("aal2")) is not None
+
+
+def test_a_peeked_entry_gets_a_second_chance_at_eviction() -> None:
+    cache = TTLCache(2, lambda: 0.0, prepare=lambda value: value)
+    cache.put("a", 1, 5.0)
+    cache.put("b", 2, 5.0)
+    assert cache.peek("a") == 1  # touched without the lock: not reordered, but flagged
+    cache.put("c", 3, 5.0)
+    assert cache.get("b") is not None or cache.get("a") == 1
+    assert cache.peek("a") == 1 and cache.peek("b") is None and cache.peek("c") == 3
+
+
+def test_every_entry_touched_still_evicts_one() -> None:
+    cache = TTLCache(2, lambda: 0.0, prepare=lambda value: value)
+    cache.put("a", 1, 5.0)
+    cache.put("b", 2, 5.0)
+    cache.peek("a")
+    cache.peek("b")
+    cache.put("c", 3, 5.0)
+    assert len(cache) == 2 and cache.peek("c") == 3 and cache.peek("a") is None
+
+
+def test_peek_is_none_for_missing_expired_and_unprepared() -> None:
+    now = [0.0]
+    cache = TTLCache(4, lambda: now[0], prepare=lambda value: value)
+    assert cache.peek("a") is None
+    cache.put("a", 1, 5.0)
+    now[0] = 5.0
+    assert cache.peek("a") is None
+    assert TTLCache(4, lambda: 0.0).peek("a") is None
+    plain = TTLCache(4, lambda: 0.0)
+    plain.put("a", 1, 5.0)
+    assert plain.peek("a") is None and plain.get("a") == 1
+
+
+# --------------------------------------------------------------------- call-count guard
+
+#: Python calls a cache hit adds over the bare app, at most (the figures this ends with).
+# Django's figure includes the two calls of the fake's clock (time.time is C in production).
+MAX_ADDED_CALLS = {"starlette": 11, "wsgi": 7, "django": 9}
+
+
+def calls_of(run: Callable[[], Any]) -> int:
+    count = 0
+
+    def profile(frame: FrameType, event: str, arg: Any) -> None:
+        nonlocal count
+        if event == "call":
+            count += 1
+
+    sys.setprofile(profile)
+    try:
+        run()
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+@pytest.fixture
+def aal2_session(fake: FakeKratos) -> Any:
+    return fake.session("aal2")
+
+
+def test_the_starlette_hit_path_makes_few_calls(fake: FakeKratos, aal2_session: Any) -> None:
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from kratos_aal.integrations.starlette import KratosAALMiddleware
+
+    async def endpoint(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    client = AsyncKratosClient(
+        fake.config(), http_client=httpx.AsyncClient(transport=fake.transport())
+    )
+    routes = [Route("/billing", endpoint)]
+    bare = Starlette(routes=routes)
+    guarded = Starlette(
+        routes=routes,
+        middleware=[Middleware(KratosAALMiddleware, client=client, rules={"/billing": "aal2"})],
+    )
+    headers = [
+        (b"host", b"testserver"),
+        (b"accept", b"text/html"),
+        (b"cookie", f"a=1; {aal2_session.cookie_header}".encode()),
+    ]
+    scope = {"type": "http", "method": "GET", "path": "/billing", "headers": headers}
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    loop = asyncio.new_event_loop()
+    try:
+
+        def run(app: Any) -> Callable[[], Any]:
+            return lambda: loop.run_until_complete(app(dict(scope), receive, send))
+
+        for app in (bare, guarded, guarded):
+            run(app)()  # warm: the cache, the apps' middleware stacks, the hit's objects
+        calls = fake.calls["/sessions/whoami"]
+        added = calls_of(run(guarded)) - calls_of(run(bare))
+    finally:
+        loop.close()
+    assert statuses == [200] * 5
+    assert fake.calls["/sessions/whoami"] == calls  # a hit indeed
+    assert added <= MAX_ADDED_CALLS["starlette"], added
+
+
+def test_the_wsgi_hit_path_makes_few_calls(fake: FakeKratos, aal2_session: Any) -> None:
+    from kratos_aal.integrations.wsgi import KratosAALWSGIMiddleware
+
+    def bare(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    client = KratosClient(fake.config(), http_client=httpx.Client(transport=fake.transport()))
+    guarded = KratosAALWSGIMiddleware(bare, client=client, rules={"/billing": "aal2"})
+    environ = {"PATH_INFO": "/billing", "HTTP_COOKIE": f"a=1; {aal2_session.cookie_header}"}
+    statuses: list[str] = []
+
+    def run(app: Any) -> Callable[[], Any]:
+        return lambda: app(dict(environ), lambda status, headers: statuses.append(status))
+
+    run(guarded)()
+    calls = fake.calls["/sessions/whoami"]
+    added = calls_of(run(guarded)) - calls_of(run(bare))
+    assert statuses == ["200 OK"] * 3 and fake.calls["/sessions/whoami"] == calls
+    assert added <= MAX_ADDED_CALLS["wsgi"], added
+
+
+def test_the_django_hit_path_makes_few_calls(fake_kratos: FakeKratos) -> None:
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from kratos_aal.integrations.django import require_aal2
+    from kratos_aal.integrations.django.conf import override_clients
+
+    def view(request: Any) -> HttpResponse:
+        return HttpResponse("ok")
+
+    session = fake_kratos.session("aal2")
+    request = RequestFactory().get("/billing", HTTP_COOKIE=f"a=1; {session.cookie_header}")
+    guarded = require_aal2(view)
+    with override_clients(fake_kratos.client(), fake_kratos.async_client()):
+        assert guarded(request).status_code == 200
+        calls = fake_kratos.calls["/sessions/whoami"]
+        added = calls_of(lambda: guarded(request)) - calls_of(lambda: view(request))
+        assert request.kratos_session is not None
+    assert fake_kratos.calls["/sessions/whoami"] == calls
+    assert added <= MAX_ADDED_CALLS["django"], added
+
+
+# --------------------------------------------------------------------- the miss path
+
+
+def _run_on(workers: Any) -> int:
+    """Run one job on *workers*; return the ident of the thread that ran it."""
+    import threading
+
+    seen: list[int] = []
+    done = threading.Event()
+
+    def job() -> None:
+        seen.append(threading.get_ident())
+        done.set()
+
+    workers.submit(job)
+    assert done.wait(10)
+    return seen[0]
+
+
+def test_blocking_exchanges_reuse_an_idle_thread() -> None:
+    import time
+
+    from kratos_aal._client import _Exchanges
+
+    workers = _Exchanges(keep=2)
+    first = _run_on(workers)
+    for _ in range(100):  # the thread counts itself idle just after the job
+        if workers._idle:
+            break
+        time.sleep(0.01)
+    assert workers._idle == 1
+    assert _run_on(workers) == first
+
+
+def test_blocking_exchanges_keep_no_more_idle_threads_than_asked() -> None:
+    import threading
+    import time
+
+    from kratos_aal._client import _Exchanges
+
+    workers = _Exchanges(keep=0)
+    before = threading.active_count()
+    _run_on(workers)
+    for _ in range(100):
+        if threading.active_count() == before:
+            break
+        time.sleep(0.01)
+    assert threading.active_count() == before and workers._idle == 0
+    _run_on(workers)  # a new thread then
