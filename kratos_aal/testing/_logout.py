@@ -1,0 +1,64 @@
+"""Serve logout as Kratos's ``selfservice/flow/logout`` does."""
+
+from __future__ import annotations
+
+import secrets
+from urllib.parse import urlencode
+
+import httpx
+
+from ._settings import _Settings
+
+
+class _Logout(_Settings):
+    """Log out browser and API sessions."""
+
+    def _logout_browser(self, request: httpx.Request) -> httpx.Response:
+        record, _, _ = self._current(request)
+        if record is None:
+            return self._no_session()
+        token = secrets.token_urlsafe(24)
+        self._logout_tokens[token] = record.id
+        params = {"token": token}
+        if request.url.params.get("return_to"):
+            self._check_return_to(request, request.url.params["return_to"])
+            params["return_to"] = request.url.params["return_to"]
+        return self._json(
+            200,
+            {
+                "logout_url": f"{self.public_url}/self-service/logout?{urlencode(params)}",
+                "logout_token": token,
+            },
+        )
+
+    def _logout(self, request: httpx.Request) -> httpx.Response:
+        session_id = self._logout_tokens.pop(request.url.params.get("token", ""), None)
+        if session_id is None:
+            return self._forward(
+                request,
+                self._error(
+                    401,
+                    None,
+                    "No active session was found in this request.",
+                    "request does not have a valid authentication session",
+                ),
+            )
+        self._sessions[session_id].active = False
+        if self._accepts_json(request):
+            return httpx.Response(204, headers=[("Set-Cookie", self._clear_cookie())])
+        return self._redirect(
+            request.url.params.get("return_to") or self.default_return_url, [self._clear_cookie()]
+        )
+
+    def _logout_api(self, request: httpx.Request) -> httpx.Response:
+        token = self._form(request).get("session_token", "")
+        session_id = self._tokens.get(token)
+        if session_id is None:
+            return self._error(
+                403,
+                None,
+                "The provided session token is invalid.",
+                "The requested action was forbidden",
+            )
+        self._sessions[session_id].active = False
+        return httpx.Response(204)

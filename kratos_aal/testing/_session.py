@@ -1,0 +1,168 @@
+"""Answer as Kratos's ``session/`` package does: tokens, cookies and whoami."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pyotp
+
+from .._models import cookie_from_header
+from ._errors import _Errors
+from ._records import FakeIdentity, FakeSession, _SessionRecord, _uuid, rfc3339
+
+
+class _Sessions(_Errors):
+    """Read session tokens and cookies and answer whoami."""
+
+    def _session_cookie(self, record: _SessionRecord, cookie: str) -> str:
+        max_age = max(int((record.expires_at - self.clock.now()).total_seconds()), 0)
+        return f"{self.cookie_name}={cookie}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax"
+
+    def _clear_cookie(self) -> str:
+        return f"{self.cookie_name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+
+    def _token_from(self, request: httpx.Request) -> tuple[str | None, str | None, bool]:
+        """Return ``(token, cookie, present)`` as Kratos's extractToken finds them."""
+        header = request.headers.get("X-Session-Token", "")
+        if header:
+            return header, None, True
+        cookie = None
+        for value in request.headers.get_list("Cookie"):
+            cookie = cookie_from_header(value, self.cookie_name)
+            if cookie:
+                break
+        if cookie:
+            found = self._cookies.get(cookie)
+            return (found[0] if found else None), cookie, True
+        authorization = request.headers.get("Authorization", "")
+        parts = authorization.split(" ")
+        if len(parts) == 2 and parts[0].lower() == "bearer":
+            return parts[1], None, True
+        return None, None, bool(header or authorization or request.headers.get("Cookie"))
+
+    def _current(self, request: httpx.Request) -> tuple[_SessionRecord | None, str | None, bool]:
+        token, cookie, present = self._token_from(request)
+        record = self._sessions.get(self._tokens.get(token or "", ""))
+        if record is None or not self._is_active(record):
+            return None, cookie, present
+        return record, cookie, present
+
+    def _is_active(self, record: _SessionRecord) -> bool:
+        identity = self.identities.get(record.identity_id)
+        return (
+            record.active
+            and record.expires_at > self.clock.now()
+            and identity is not None
+            and identity.state == "active"
+        )
+
+    def _satisfies(self, record: _SessionRecord, mode: str) -> bool:
+        if record.aal == "aal2":
+            return True
+        if mode == "aal1":
+            return record.aal >= "aal1"
+        return self.identities[record.identity_id].available_aal != "aal2"
+
+    def _identity_json(
+        self, identity: FakeIdentity, credentials: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        created = rfc3339(identity.created_at)
+        body: dict[str, Any] = {
+            "id": identity.id,
+            "schema_id": identity.schema_id,
+            "schema_url": f"{self.public_url}/schemas/ZGVmYXVsdA",
+            "state": identity.state,
+            "traits": {"email": identity.email},
+            "verifiable_addresses": [],
+            "recovery_addresses": [],
+            "metadata_public": identity.metadata_public,
+            "created_at": created,
+            "updated_at": created,
+            "organization_id": None,
+        }
+        if credentials is not None:
+            included = set(credentials)
+            creds: dict[str, Any] = {}
+            if identity.password is not None:
+                creds["password"] = {
+                    "type": "password",
+                    "identifiers": [identity.email],
+                    "version": 0,
+                    "created_at": created,
+                    "updated_at": created,
+                }
+            if identity.totp_secret is not None:
+                creds["totp"] = {
+                    "type": "totp",
+                    "identifiers": [identity.id],
+                    "version": 0,
+                    "created_at": created,
+                    "updated_at": created,
+                }
+                if "totp" in included:
+                    creds["totp"]["config"] = {
+                        "totp_url": pyotp.TOTP(identity.totp_secret).provisioning_uri(
+                            name=identity.id, issuer_name=self._issuer()
+                        )
+                    }
+            body["credentials"] = creds
+        return body
+
+    def _issuer(self) -> str:
+        return urlsplit(self.public_url).hostname or "kratos"
+
+    def _session_json(
+        self, record: _SessionRecord, *, with_identity: bool = True
+    ) -> dict[str, Any]:
+        identity = self.identities[record.identity_id]
+        return {
+            "id": record.id,
+            "active": self._is_active(record),
+            "expires_at": rfc3339(record.expires_at),
+            "authenticated_at": rfc3339(record.authenticated_at),
+            "authenticator_assurance_level": record.aal,
+            "authentication_methods": list(record.methods),
+            "issued_at": rfc3339(record.issued_at),
+            "identity": self._identity_json(identity) if with_identity else None,
+            "devices": [
+                {
+                    "id": _uuid(),
+                    "ip_address": "127.0.0.1",
+                    "user_agent": "FakeKratos",
+                    "location": "",
+                }
+            ],
+        }
+
+    def _whoami(self, request: httpx.Request) -> httpx.Response:
+        record, cookie, present = self._current(request)
+        if record is None:
+            headers = {} if present else {"Ory-Session-Cache-For": "60"}
+            response = self._error(
+                401,
+                None,
+                "No valid session credentials found in the request.",
+                "The request could not be authorized",
+            )
+            response.headers.update(headers)
+            return response
+        if not self._satisfies(record, self.whoami_required_aal):
+            target = f"{self.public_url}/self-service/login/browser?aal=aal2"
+            return self._aal2_required(target)
+        headers = {"X-Kratos-Authenticated-Identity-Id": record.identity_id}
+        if self.cacheable_sessions is not None:
+            headers["Ory-Session-Cache-For"] = str(self.cacheable_sessions)
+        cookies = []
+        if cookie is not None and self._cookies[cookie][1] < record.expires_at:
+            cookies.append(self._session_cookie(record, self._issue_cookie(record)))
+        return self._json(200, self._session_json(record), headers=headers, cookies=cookies)
+
+    def session_json(self, session: FakeSession | str) -> dict[str, Any]:
+        """Return the whoami JSON of a session."""
+        with self._lock:
+            return self._session_json(
+                self._sessions[session if isinstance(session, str) else session.id]
+            )
