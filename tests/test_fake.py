@@ -731,7 +731,7 @@ def test_logout_browser_and_api(strict: FakeKratos) -> None:
 def test_admin_identity(strict: FakeKratos) -> None:
     fake = FakeKratos(admin_token="admin-secret")
     identity = fake.create_identity("d@example.com", totp=True)
-    with client_for(fake) as api:
+    with httpx.Client(transport=fake.transport(), base_url=fake.admin_url) as api:
         assert api.get(f"/admin/identities/{identity.id}").status_code == 401
         auth = {"Authorization": "Bearer admin-secret"}
         body = api.get(

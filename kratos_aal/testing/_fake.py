@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +34,9 @@ class FakeKratos(_Pages):
         settings_required_aal: ``selfservice.flows.settings.required_aal``.
         allowed_return_urls: ``selfservice.allowed_return_urls``.
         default_return_url: ``selfservice.default_browser_return_url``.
+        admin_url: Kratos's ``serve.admin.base_url``, the only base the admin API answers
+            on (default: the public host on port 4434, or 4435 if the public port is 4434).
+            Serve :attr:`admin_app` there when the fake runs on real ports.
         admin_token: When set, the admin API demands ``Authorization: Bearer <token>``.
         clock: The clock; tests move it with ``fake.clock.advance(seconds)``.
         session_lifespan: ``session.lifespan`` in seconds (24 h).
@@ -78,13 +81,19 @@ class FakeKratos(_Pages):
             timer=self.clock,
         )
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        """Answer one request (its body already read)."""
+    def handle(self, request: httpx.Request, *, admin: bool | None = None) -> httpx.Response:
+        """Answer one request (its body already read).
+
+        *admin* says which port it came to; by default, the admin port when the
+        request's origin is :attr:`admin_url`'s.
+        """
+        if admin is None:
+            admin = _origin(str(request.url)) == _origin(self.admin_url)
         self.calls[request.url.path] += 1
         self.requests.append(request)
         try:
             with self._lock:
-                response = self._route(request)
+                response = self._admin_route(request) if admin else self._route(request)
         except _Reply as reply:
             response = reply.response
         response.request = request
@@ -116,12 +125,24 @@ class FakeKratos(_Pages):
         ui_prefix = urlsplit(self.ui_url).path.rstrip("/") + "/"
         if path.startswith(ui_prefix):
             return self._ui(request, path[len(ui_prefix) :])
-        if method == "GET" and path.startswith("/admin/identities/"):
-            return self._admin_identity(request, path.removeprefix("/admin/identities/"))
         return self._not_found()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Serve the fake as an ASGI app (e.g. with uvicorn on a real port)."""
+        """Serve the fake's public API as an ASGI app (e.g. with uvicorn on a real port)."""
+        await self._serve_asgi(scope, receive, send, admin=False)
+
+    @property
+    def admin_app(self) -> Callable[[dict[str, Any], Any, Any], Awaitable[None]]:
+        """Return the ASGI app of the admin API, to serve on :attr:`admin_url`'s port."""
+
+        async def admin(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await self._serve_asgi(scope, receive, send, admin=True)
+
+        return admin
+
+    async def _serve_asgi(
+        self, scope: dict[str, Any], receive: Any, send: Any, *, admin: bool
+    ) -> None:
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
@@ -154,7 +175,9 @@ class FakeKratos(_Pages):
             if fault.kind == "timeout":
                 await asyncio.sleep(3600)
             raise ConnectionResetError("injected fault: connection reset")
-        response = self._fault_response(fault, request) if fault else self.handle(request)
+        response = (
+            self._fault_response(fault, request) if fault else self.handle(request, admin=admin)
+        )
         await send(
             {
                 "type": "http.response.start",
@@ -163,6 +186,11 @@ class FakeKratos(_Pages):
             }
         )
         await send({"type": "http.response.body", "body": response.content})
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
 
 
 class FakeTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):

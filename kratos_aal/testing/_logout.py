@@ -9,6 +9,8 @@ import httpx
 
 from ._settings import _Settings
 
+_BAD_REQUEST = "The request was malformed or contained invalid parameters"
+
 
 class _Logout(_Settings):
     """Log out browser and API sessions."""
@@ -17,8 +19,7 @@ class _Logout(_Settings):
         record, _, _ = self._current(request)
         if record is None:
             return self._no_session()
-        token = secrets.token_urlsafe(24)
-        self._logout_tokens[token] = record.id
+        token = record.logout_token
         params = {"token": token}
         if request.url.params.get("return_to"):
             self._check_return_to(request, request.url.params["return_to"])
@@ -32,8 +33,14 @@ class _Logout(_Settings):
         )
 
     def _logout(self, request: httpx.Request) -> httpx.Response:
-        session_id = self._logout_tokens.pop(request.url.params.get("token", ""), None)
-        if session_id is None:
+        # selfservice/flow/logout/handler.go updateLogoutFlow: the token alone is not
+        # enough; the session must come with the request and own that token.
+        token = request.url.params.get("token", "")
+        if not token:
+            reason = "Please include a token in the URL query."
+            return self._forward(request, self._error(400, None, reason, _BAD_REQUEST))
+        record, _, _ = self._current(request)
+        if record is None:
             return self._forward(
                 request,
                 self._error(
@@ -43,7 +50,15 @@ class _Logout(_Settings):
                     "request does not have a valid authentication session",
                 ),
             )
-        self._sessions[session_id].active = False
+        if not secrets.compare_digest(token.encode(), record.logout_token.encode()):
+            reason = (
+                "Unable to log out because the logout token in the URL query does not match"
+                " the session cookie."
+            )
+            return self._forward(
+                request, self._error(403, None, reason, "The requested action was forbidden")
+            )
+        record.active = False
         if self._accepts_json(request):
             return httpx.Response(204, headers=[("Set-Cookie", self._clear_cookie())])
         return self._redirect(

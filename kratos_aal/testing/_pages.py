@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterable
 from html import escape
 from typing import Literal
@@ -106,9 +105,7 @@ class _Pages(_Admin):
         record, _, _ = self._current(request)
         if record is None:
             return self._redirect(self.default_return_url)
-        token = secrets.token_urlsafe(24)
-        self._logout_tokens[token] = record.id
-        params = {"token": token}
+        params = {"token": record.logout_token}
         return_to = request.url.params.get("return_to")
         if return_to and self._allowed_return_to(return_to):
             params["return_to"] = return_to

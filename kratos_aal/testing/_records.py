@@ -43,7 +43,8 @@ def rfc3339(moment: datetime) -> str:
     """Format *moment* as Kratos does: UTC, ``Z``, nanoseconds with trailing zeros cut."""
     moment = moment.astimezone(timezone.utc)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    fraction = f"{moment.microsecond:06d}{secrets.randbelow(1000):03d}".rstrip("0")
+    # Stored times: the same moment always reads the same (no random nanoseconds).
+    fraction = f"{moment.microsecond:06d}".rstrip("0")
     return f"{text}.{fraction}Z" if fraction else f"{text}Z"
 
 
@@ -85,6 +86,9 @@ class _SessionRecord:
     expires_at: datetime
     methods: list[dict[str, Any]] = field(default_factory=list)
     active: bool = True
+    # Kratos stores one logout token per session (session/session.go LogoutToken).
+    logout_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    device_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     @property
     def aal(self) -> str:

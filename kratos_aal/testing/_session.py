@@ -11,7 +11,7 @@ import pyotp
 
 from .._models import cookie_from_header
 from ._errors import _Errors
-from ._records import FakeIdentity, FakeSession, _SessionRecord, _uuid, rfc3339
+from ._records import FakeIdentity, FakeSession, _SessionRecord, rfc3339
 
 
 class _Sessions(_Errors):
@@ -129,7 +129,7 @@ class _Sessions(_Errors):
             "identity": self._identity_json(identity) if with_identity else None,
             "devices": [
                 {
-                    "id": _uuid(),
+                    "id": record.device_id,
                     "ip_address": "127.0.0.1",
                     "user_agent": "FakeKratos",
                     "location": "",

@@ -10,6 +10,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pyotp
@@ -47,6 +48,7 @@ class _State:
             "https://testserver",
         ),
         default_return_url: str | None = None,
+        admin_url: str | None = None,
         admin_token: str | None = None,
         clock: FakeClock | None = None,
         session_lifespan: float = 24 * 3600,
@@ -67,6 +69,7 @@ class _State:
             *allowed_return_urls,
         ]
         self.default_return_url = default_return_url or f"{self.ui_url}/welcome"
+        self.admin_url = (admin_url or _default_admin_url(self.public_url)).rstrip("/")
         self.admin_token = admin_token
         self.clock = clock or FakeClock()
         self.session_lifespan = session_lifespan
@@ -91,7 +94,6 @@ class _State:
         self._cookies: dict[str, tuple[str, datetime]] = {}
         self._flows: dict[str, _Flow] = {}
         self._errors: dict[str, dict[str, Any]] = {}
-        self._logout_tokens: dict[str, str] = {}
         self._faults: list[Fault] = []
         self._lock = threading.RLock()
         self.calls: Counter[str] = Counter()
@@ -244,3 +246,10 @@ class _State:
                             self._faults.remove(fault)
                     return fault
         return None
+
+
+def _default_admin_url(public_url: str) -> str:
+    # Kratos's admin port is 4434 beside the public 4433; keep the two apart always.
+    parts = urlsplit(public_url)
+    port = 4435 if parts.port == 4434 else 4434
+    return f"{parts.scheme}://{parts.hostname}:{port}"
