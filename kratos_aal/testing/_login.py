@@ -14,11 +14,12 @@ from ._messages import (
     MSG_CONFIRM,
     MSG_INVALID_CODE,
     MSG_INVALID_CREDENTIALS,
+    MSG_INVALID_LOOKUP,
     MSG_NO_TOTP,
     MSG_SECOND_FACTOR,
     _ui_text,
 )
-from ._records import _Flow, _SessionRecord
+from ._records import FakeIdentity, _Flow, _SessionRecord
 
 
 class _Login(_Flows):
@@ -32,26 +33,10 @@ class _Login(_Flows):
             )
         identity = self.identities.get(flow.identity_id or "")
         if flow.requested_aal == "aal2":
-            if identity is not None and identity.totp_secret:
-                nodes.append(
-                    self._input(
-                        "totp_code",
-                        "text",
-                        "totp",
-                        required=True,
-                        autocomplete="one-time-code",
-                        label=(1010006, "Authentication code", "info"),
-                    )
-                )
-                nodes.append(
-                    self._input(
-                        "method",
-                        "submit",
-                        "totp",
-                        value="totp",
-                        label=(1010009, "Use Authenticator", "info"),
-                    )
-                )
+            # Each AAL2 strategy adds nodes only for credentials the identity has
+            # (strategy/{totp,lookup,webauthn}/login.go PopulateLoginMethod).
+            if identity is not None:
+                nodes += self._second_factor_nodes(identity)
             return nodes
         nodes.append(
             self._input(
@@ -86,6 +71,45 @@ class _Login(_Flows):
             )
         )
         return nodes
+
+    def _second_factor_nodes(self, identity: FakeIdentity) -> list[dict[str, Any]]:
+        nodes = []
+        if identity.totp_secret:
+            nodes.append(
+                self._input(
+                    "totp_code",
+                    "text",
+                    "totp",
+                    required=True,
+                    autocomplete="one-time-code",
+                    label=(1010006, "Authentication code", "info"),
+                )
+            )
+            nodes.append(self._submit("totp", (1010009, "Use Authenticator", "info")))
+        if identity.lookup_codes:
+            label = (1010007, "Backup recovery code", "info")
+            nodes.append(
+                self._input("lookup_secret", "text", "lookup_secret", required=True, label=label)
+            )
+            nodes.append(
+                self._submit("lookup_secret", (1010010, "Use backup recovery code", "info"))
+            )
+        if identity.security_keys:
+            # The browser performs WebAuthn with Kratos's script; the fake offers the
+            # nodes (so a reader sees the factor) but cannot verify an assertion.
+            nodes.append(self._input("webauthn_login", "hidden", "webauthn"))
+            trigger = self._input(
+                "webauthn_login_trigger",
+                "button",
+                "webauthn",
+                value="",
+                label=(1010008, "Use security key", "info"),
+            )
+            nodes.append(trigger)
+        return nodes
+
+    def _submit(self, method: str, label: tuple[int, str, str]) -> dict[str, Any]:
+        return self._input("method", "submit", method, value=method, label=label)
 
     def _login_init(
         self, request: httpx.Request, flow_type: Literal["browser", "api"]
@@ -189,6 +213,17 @@ class _Login(_Flows):
                 return self._flow_error(request, flow, MSG_NO_TOTP, "login")
             if not self._totp_ok(identity.totp_secret, form.get("totp_code", "")):
                 return self._flow_error(request, flow, MSG_INVALID_CODE, "login")
+            if not flow.refresh and flow.requested_aal <= record.aal:
+                return self._already_logged_in(request, flow)
+        elif method == "lookup_secret":
+            if record is None:
+                return self._aal1_required()
+            identity = self.identities[record.identity_id]
+            code = form.get("lookup_secret", "")
+            if code not in identity.lookup_codes:
+                return self._flow_error(request, flow, MSG_INVALID_LOOKUP, "login")
+            # A backup code works once (strategy/lookup/login.go marks it used).
+            identity.lookup_codes.remove(code)
             if not flow.refresh and flow.requested_aal <= record.aal:
                 return self._already_logged_in(request, flow)
         else:

@@ -29,6 +29,7 @@ MSG_INVALID_CODE = (
 )
 
 
+MSG_INVALID_LOOKUP = (4000016, "The backup recovery code is not valid.", "error")
 MSG_NO_TOTP = (4000011, "You have no TOTP device set up.", "error")
 
 

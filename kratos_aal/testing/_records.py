@@ -53,8 +53,21 @@ def _uuid() -> str:
 
 
 @dataclass
+class WebAuthnKey:
+    """A WebAuthn key registered on an identity; a passwordless one is a first factor."""
+
+    display_name: str
+    is_passwordless: bool = False
+    id: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+
+
+@dataclass
 class FakeIdentity:
-    """An identity: an email and password, and optionally a paired TOTP secret."""
+    """An identity: an email and password, and optionally second factors.
+
+    Second factors are a paired TOTP secret, unused lookup (backup) codes, and WebAuthn
+    security keys; a passwordless WebAuthn key (a passkey) is a first factor instead.
+    """
 
     id: str
     email: str
@@ -64,6 +77,13 @@ class FakeIdentity:
     state: str = "active"
     schema_id: str = "default"
     metadata_public: dict[str, Any] | None = None
+    lookup_codes: list[str] = field(default_factory=list)
+    webauthn_keys: list[WebAuthnKey] = field(default_factory=list)
+
+    @property
+    def security_keys(self) -> list[WebAuthnKey]:
+        """Return the WebAuthn keys that are a second factor (not passwordless)."""
+        return [key for key in self.webauthn_keys if not key.is_passwordless]
 
     def totp(self) -> pyotp.TOTP:
         """Return the paired authenticator (raises if none is paired)."""
@@ -73,7 +93,10 @@ class FakeIdentity:
 
     @property
     def available_aal(self) -> str:
-        return "aal2" if self.totp_secret else ("aal1" if self.password else "aal0")
+        # identity.SetAvailableAAL: any active second factor gives aal2, a first factor aal1.
+        if self.totp_secret or self.lookup_codes or self.security_keys:
+            return "aal2"
+        return "aal1" if self.password or self.webauthn_keys else "aal0"
 
 
 @dataclass

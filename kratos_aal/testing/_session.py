@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import base64
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -84,32 +85,50 @@ class _Sessions(_Errors):
             "organization_id": None,
         }
         if credentials is not None:
-            included = set(credentials)
-            creds: dict[str, Any] = {}
-            if identity.password is not None:
-                creds["password"] = {
-                    "type": "password",
-                    "identifiers": [identity.email],
-                    "version": 0,
-                    "created_at": created,
-                    "updated_at": created,
-                }
-            if identity.totp_secret is not None:
-                creds["totp"] = {
-                    "type": "totp",
-                    "identifiers": [identity.id],
-                    "version": 0,
-                    "created_at": created,
-                    "updated_at": created,
-                }
-                if "totp" in included:
-                    creds["totp"]["config"] = {
-                        "totp_url": pyotp.TOTP(identity.totp_secret).provisioning_uri(
-                            name=identity.id, issuer_name=self._issuer()
-                        )
-                    }
-            body["credentials"] = creds
+            body["credentials"] = self._credentials_json(identity, set(credentials))
         return body
+
+    def _credentials_json(self, identity: FakeIdentity, included: set[str]) -> dict[str, Any]:
+        """Return the admin API's credentials; ``config`` only for the *included* types."""
+        created = rfc3339(identity.created_at)
+        found: dict[str, tuple[list[str], Callable[[], dict[str, Any]]]] = {}
+        if identity.password is not None:
+            found["password"] = ([identity.email], dict)
+        if identity.totp_secret is not None:
+            uri = pyotp.TOTP(identity.totp_secret).provisioning_uri(
+                name=identity.id, issuer_name=self._issuer()
+            )
+            found["totp"] = ([identity.id], lambda: {"totp_url": uri})
+        if identity.lookup_codes:
+            codes = [{"code": code} for code in identity.lookup_codes]
+            found["lookup_secret"] = ([identity.id], lambda: {"lookup_secret_codes": codes})
+        if identity.webauthn_keys:
+            # A passwordless key makes the identity findable by its user handle too.
+            handle = base64.urlsafe_b64encode(identity.id.encode()).decode().rstrip("=")
+            keys = [
+                {
+                    "id": key.id,
+                    "display_name": key.display_name,
+                    "is_passwordless": key.is_passwordless,
+                    "added_at": created,
+                    "attestation_type": "none",
+                }
+                for key in identity.webauthn_keys
+            ]
+            names = [identity.id] + ([handle] if any(k["is_passwordless"] for k in keys) else [])
+            found["webauthn"] = (names, lambda: {"credentials": keys, "user_handle": handle})
+        creds: dict[str, Any] = {}
+        for kind, (identifiers, config) in found.items():
+            creds[kind] = {
+                "type": kind,
+                "identifiers": identifiers,
+                "version": 0,
+                "created_at": created,
+                "updated_at": created,
+            }
+            if kind in included:
+                creds[kind]["config"] = config()
+        return creds
 
     def _issuer(self) -> str:
         return urlsplit(self.public_url).hostname or "kratos"

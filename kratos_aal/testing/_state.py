@@ -24,6 +24,7 @@ from ._records import (
     FakeSession,
     Fault,
     RequiredAAL,
+    WebAuthnKey,
     _Flow,
     _SessionRecord,
     _uuid,
@@ -107,8 +108,23 @@ class _State:
         totp: bool = False,
         totp_secret: str | None = None,
         state: str = "active",
+        lookup_secrets: bool | Iterable[str] = False,
+        security_keys: int = 0,
+        passkeys: int = 0,
     ) -> FakeIdentity:
-        """Add an identity; with *totp* it has an authenticator app paired."""
+        """Add an identity; with *totp* it has an authenticator app paired.
+
+        Args:
+            lookup_secrets: Give it backup codes: True for twelve random ones, or the codes.
+            security_keys: How many WebAuthn keys it has as a second factor.
+            passkeys: How many passwordless WebAuthn keys it has (a first factor).
+        """
+        if lookup_secrets is True:
+            codes = [secrets.token_hex(4) for _ in range(12)]
+        else:
+            codes = list(lookup_secrets or ())
+        keys = [WebAuthnKey(f"Security key {n + 1}") for n in range(security_keys)]
+        keys += [WebAuthnKey(f"Passkey {n + 1}", is_passwordless=True) for n in range(passkeys)]
         with self._lock:
             identity = FakeIdentity(
                 id=_uuid(),
@@ -117,6 +133,8 @@ class _State:
                 created_at=self.clock.now(),
                 totp_secret=totp_secret or (pyotp.random_base32() if totp else None),
                 state=state,
+                lookup_codes=codes,
+                webauthn_keys=keys,
             )
             self.identities[identity.id] = identity
             return identity
