@@ -112,6 +112,15 @@ class FakeKratos(_Pages):
             ("GET", "/self-service/settings/api"): lambda r: self._settings_init(r, "api"),
             ("GET", "/self-service/settings/flows"): lambda r: self._get_flow(r, "settings"),
             ("POST", "/self-service/settings"): self._settings_submit,
+            ("GET", "/self-service/registration/browser"): lambda r: self._registration_init(
+                r, "browser"
+            ),
+            ("GET", "/self-service/registration/api"): lambda r: self._registration_init(r, "api"),
+            ("GET", "/self-service/registration/flows"): lambda r: self._get_flow(
+                r, "registration"
+            ),
+            ("POST", "/self-service/registration"): self._registration_submit,
+            ("GET", "/sessions"): self._my_sessions,
             ("GET", "/self-service/logout/browser"): self._logout_browser,
             ("GET", "/self-service/logout"): self._logout,
             ("DELETE", "/self-service/logout/api"): self._logout_api,

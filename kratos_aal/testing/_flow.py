@@ -15,13 +15,22 @@ from ._messages import _ui_text
 from ._records import _Flow, _Reply, _uuid, rfc3339
 from ._session import _Sessions
 
+_BAD_REQUEST = "The request was malformed or contained invalid parameters"
+_BROWSER_ONLY = (
+    'The HTTP Request Header included the "{}" key, indicating that this request was made'
+    " by a Browser. The flow however was initiated as an API request. To prevent potential"
+    " misuse and mitigate several attack vectors including CSRF, the request has been"
+    " blocked. Please consult the documentation."
+)
+
 
 class _Flows(_Sessions):
     """Start, fetch and submit flows; each kind's nodes come from its own module."""
 
-    # Defined by the login and settings modules further up the class chain.
+    # Defined by the login, settings and registration modules further up the class chain.
     _login_nodes: Callable[[_Flow], list[dict[str, Any]]]
     _settings_nodes: Callable[[_Flow], list[dict[str, Any]]]
+    _registration_nodes: Callable[[_Flow], list[dict[str, Any]]]
 
     def _allowed_return_to(self, value: str) -> bool:
         try:
@@ -66,7 +75,7 @@ class _Flows(_Sessions):
     def _new_flow(
         self,
         request: httpx.Request,
-        kind: Literal["login", "settings"],
+        kind: Literal["login", "settings", "registration"],
         flow_type: Literal["browser", "api"],
         lifespan: float,
         **values: Any,
@@ -126,12 +135,15 @@ class _Flows(_Sessions):
         }
 
     def flow_json(self, flow: _Flow) -> dict[str, Any]:
-        """Return the JSON of a login or settings flow."""
+        """Return the JSON of a login, settings or registration flow."""
         action = f"{self.public_url}/self-service/{flow.kind}?flow={flow.id}"
         ui: dict[str, Any] = {"action": action, "method": "POST"}
-        ui["nodes"] = (
-            self._login_nodes(flow) if flow.kind == "login" else self._settings_nodes(flow)
-        )
+        nodes = {
+            "login": self._login_nodes,
+            "settings": self._settings_nodes,
+            "registration": self._registration_nodes,
+        }
+        ui["nodes"] = nodes[flow.kind](flow)
         if flow.messages:
             ui["messages"] = list(flow.messages)
         body: dict[str, Any] = {
@@ -152,7 +164,7 @@ class _Flows(_Sessions):
                 created_at=rfc3339(flow.issued_at),
                 updated_at=rfc3339(flow.issued_at),
             )
-        else:
+        elif flow.kind == "settings":
             body["identity"] = self._identity_json(self.identities[flow.identity_id or ""])
         return body
 
@@ -163,7 +175,7 @@ class _Flows(_Sessions):
         return self._json(200, self.flow_json(flow), cookies=cookies)
 
     def _get_flow(
-        self, request: httpx.Request, kind: Literal["login", "settings"]
+        self, request: httpx.Request, kind: Literal["login", "settings", "registration"]
     ) -> httpx.Response:
         flow = self._flows.get(request.url.params.get("id", ""))
         if flow is None or flow.kind != kind:
@@ -173,7 +185,7 @@ class _Flows(_Sessions):
         return self._json(200, self.flow_json(flow))
 
     def _submit_flow(
-        self, request: httpx.Request, kind: Literal["login", "settings"]
+        self, request: httpx.Request, kind: Literal["login", "settings", "registration"]
     ) -> tuple[_Flow, dict[str, str]]:
         flow = self._flows.get(request.url.params.get("flow", ""))
         if flow is None or flow.kind != kind:
@@ -213,6 +225,11 @@ class _Flows(_Sessions):
                     },
                 )
             )
+        if flow.type == "api":
+            # flow.EnsureCSRF: an API flow refuses what only a browser sends.
+            for header in ("Origin", "Cookie"):
+                if request.headers.get(header):
+                    raise _Reply(self._error(400, None, _BROWSER_ONLY.format(header), _BAD_REQUEST))
         form = self._form(request)
         if flow.type == "browser" and (
             not form.get("csrf_token")
@@ -223,9 +240,13 @@ class _Flows(_Sessions):
         return flow, form
 
     def _flow_error(
-        self, request: httpx.Request, flow: _Flow, message: tuple[int, str, str], ui_page: str
+        self,
+        request: httpx.Request,
+        flow: _Flow,
+        message: tuple[int, str, str] | None,
+        ui_page: str,
     ) -> httpx.Response:
-        flow.messages = [_ui_text(message)]
+        flow.messages = [_ui_text(message)] if message else []
         if flow.type == "browser" and not self._is_json(request):
             return self._redirect(f"{self.ui_url}/{ui_page}?flow={flow.id}")
         return self._json(400, self.flow_json(flow))

@@ -7,12 +7,12 @@ from urllib.parse import urlencode
 
 import httpx
 
-from ._settings import _Settings
+from ._registration import _Registration
 
 _BAD_REQUEST = "The request was malformed or contained invalid parameters"
 
 
-class _Logout(_Settings):
+class _Logout(_Registration):
     """Log out browser and API sessions."""
 
     def _logout_browser(self, request: httpx.Request) -> httpx.Response:

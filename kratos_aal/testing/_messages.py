@@ -30,6 +30,12 @@ MSG_INVALID_CODE = (
 
 
 MSG_INVALID_LOOKUP = (4000016, "The backup recovery code is not valid.", "error")
+MSG_DUPLICATE = (
+    4000007,
+    "An account with the same identifier (email, phone, username, ...) exists already.",
+    "error",
+)
+MSG_EMAIL_MISSING = (4000002, "Property email is missing.", "error")
 MSG_NO_TOTP = (4000011, "You have no TOTP device set up.", "error")
 
 

@@ -26,6 +26,7 @@ class _Pages(_Admin):
         pages: dict[tuple[str, str], Callable[[httpx.Request], httpx.Response]] = {
             ("GET", "login"): lambda r: self._ui_flow(r, "login"),
             ("GET", "settings"): lambda r: self._ui_flow(r, "settings"),
+            ("GET", "registration"): lambda r: self._ui_flow(r, "registration"),
             ("GET", "error"): self._ui_error,
             ("GET", "welcome"): self._ui_welcome,
             ("GET", "logout"): self._ui_logout,
@@ -35,7 +36,7 @@ class _Pages(_Admin):
         return handler(request) if handler else self._not_found()
 
     def _ui_flow(
-        self, request: httpx.Request, kind: Literal["login", "settings"]
+        self, request: httpx.Request, kind: Literal["login", "settings", "registration"]
     ) -> httpx.Response:
         flow = self._flows.get(request.url.params.get("flow", ""))
         if flow is None or flow.kind != kind or flow.expires_at <= self.clock.now():
@@ -49,6 +50,8 @@ class _Pages(_Admin):
                 title = "Confirm it's you" if flow.refresh else "Second factor"
             elif flow.refresh:
                 title = "Confirm it's you"
+        elif kind == "registration":
+            title = "Sign up"
         else:
             title = "Account settings"
         html = _ui.messages(body["ui"].get("messages", []))

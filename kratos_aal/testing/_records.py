@@ -177,7 +177,7 @@ class Fault:
 @dataclass
 class _Flow:
     id: str
-    kind: Literal["login", "settings"]
+    kind: Literal["login", "settings", "registration"]
     type: Literal["browser", "api"]
     request_url: str
     issued_at: datetime
@@ -190,6 +190,9 @@ class _Flow:
     pending_totp: str | None = None
     state: str = "choose_method"
     messages: list[dict[str, Any]] = field(default_factory=list)
+    # Registration: what was typed (shown again) and messages attached to nodes.
+    traits: dict[str, Any] = field(default_factory=dict)
+    node_messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class _Reply(Exception):

@@ -35,14 +35,16 @@ class _Sessions(_Errors):
             cookie = cookie_from_header(value, self.cookie_name)
             if cookie:
                 break
-        if cookie:
-            found = self._cookies.get(cookie)
-            return (found[0] if found else None), cookie, True
+        found = self._cookies.get(cookie or "")
+        if found is not None:
+            return found[0], cookie, True
+        # A cookie that does not decode is skipped: Kratos goes on to the Bearer token
+        # (session/manager_http.go extractToken).
         authorization = request.headers.get("Authorization", "")
         parts = authorization.split(" ")
         if len(parts) == 2 and parts[0].lower() == "bearer":
             return parts[1], None, True
-        return None, None, bool(header or authorization or request.headers.get("Cookie"))
+        return None, cookie, bool(header or authorization or request.headers.get("Cookie"))
 
     def _current(self, request: httpx.Request) -> tuple[_SessionRecord | None, str | None, bool]:
         token, cookie, present = self._token_from(request)
@@ -178,6 +180,19 @@ class _Sessions(_Errors):
         if cookie is not None and self._cookies[cookie][1] < record.expires_at:
             cookies.append(self._session_cookie(record, self._issue_cookie(record)))
         return self._json(200, self._session_json(record), headers=headers, cookies=cookies)
+
+    def _my_sessions(self, request: httpx.Request) -> httpx.Response:
+        """List the other active sessions of the caller's identity (session/handler.go
+        listMySessions): the current session is not in the list."""
+        record, _, _ = self._current(request)
+        if record is None:
+            return self._no_session()
+        others = [
+            r
+            for r in self._sessions.values()
+            if r.identity_id == record.identity_id and r.id != record.id and self._is_active(r)
+        ]
+        return self._json(200, [self._session_json(r) for r in others])
 
     def session_json(self, session: FakeSession | str) -> dict[str, Any]:
         """Return the whoami JSON of a session."""

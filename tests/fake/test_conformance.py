@@ -239,3 +239,68 @@ def test_admin_token_guards_every_admin_call() -> None:
         assert admin.post("/admin/identities", json={}).status_code == 401
         good = admin.get("/admin/sessions", headers={"Authorization": "Bearer secret"})
         assert good.status_code == 200
+
+
+# ----------------------------------------------------- item 6: API flows refuse browsers
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param({"Cookie": "anything=1"}, id="cookie"),
+        pytest.param({"Origin": "http://127.0.0.1:8000"}, id="origin"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["login", "registration"])
+def test_api_flow_submit_with_browser_headers_is_400(
+    fake: FakeKratos, public: httpx.Client, header: dict[str, str], kind: str
+) -> None:
+    """selfservice/flow/error.go ErrCookieHeaderNeedsBrowserFlow / ErrOriginHeaderNeedsBrowserFlow.
+
+    BEHAVIOR.md §3: "API flows must send no cookies and no Origin" (flow.EnsureCSRF).
+    """
+    fake.create_identity("a@example.com")
+    flow = public.get(f"/self-service/{kind}/api").json()
+    body = {"method": "password", "identifier": "a@example.com", "password": "x"}
+    answer = public.post(f"/self-service/{kind}?flow={flow['id']}", json=body, headers=header)
+    assert answer.status_code == 400
+    assert f'included the "{next(iter(header))}" key' in answer.json()["error"]["reason"]
+
+
+def test_api_flow_submit_without_browser_headers_is_judged(
+    fake: FakeKratos, public: httpx.Client
+) -> None:
+    """The other side of the boundary: a clean API submit reaches the password check."""
+    fake.create_identity("a@example.com")
+    flow = public.get("/self-service/login/api").json()
+    body = {"method": "password", "identifier": "a@example.com", "password": "wrong"}
+    answer = public.post(f"/self-service/login?flow={flow['id']}", json=body)
+    assert answer.status_code == 400
+    assert answer.json()["ui"]["messages"][0]["id"] == 4000006
+
+
+# ---------------------------------------------- item 7: Bearer after an unreadable cookie
+
+
+def test_bearer_is_read_after_a_cookie_that_does_not_decode(
+    fake: FakeKratos, public: httpx.Client
+) -> None:
+    """BEHAVIOR.md §1 "Where the token is read from": the cookie if it decodes, then Bearer."""
+    session = fake.session("aal1")
+    headers = {
+        "Cookie": f"{fake.cookie_name}=not-a-securecookie",
+        "Authorization": f"Bearer {session.token}",
+    }
+    answer = public.get("/sessions/whoami", headers=headers)
+    assert answer.status_code == 200
+    assert "Set-Cookie" not in answer.headers
+    alone = public.get("/sessions/whoami", headers={"Cookie": headers["Cookie"]})
+    assert alone.status_code == 401
+
+
+def test_a_cookie_that_decodes_wins_over_bearer(fake: FakeKratos, public: httpx.Client) -> None:
+    """BEHAVIOR.md §1: first match wins; a good cookie is used even beside a Bearer token."""
+    by_cookie, by_bearer = fake.session("aal1"), fake.session("aal1")
+    headers = {"Cookie": by_cookie.cookie_header, "Authorization": f"Bearer {by_bearer.token}"}
+    answer = public.get("/sessions/whoami", headers=headers)
+    assert answer.json()["id"] == by_cookie.id
