@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from html import escape
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,7 +43,9 @@ class FakeKratos(_Pages):
         session_lifespan: ``session.lifespan`` in seconds (24 h).
         privileged_max_age: ``privileged_session_max_age`` in seconds (1 h).
         cookie_name: ``session.cookie.name``.
-        cacheable_sessions: Send ``Ory-Session-Cache-For`` (Ory Network's feature flag).
+        cacheable_sessions: ``feature_flags.cacheable_sessions`` (off by default, as in
+            Kratos): when set, whoami sends ``Ory-Session-Cache-For`` with this many
+            seconds, and 60 on a 401 to a request with no credentials at all.
         app_url: The app's home, where the UI's "Back to the app" leads.
         unreleased: Answer as Kratos's main branch where it differs from the latest
             release (``autocomplete: "username"`` on the identifier node); off, the fake
@@ -96,6 +99,8 @@ class FakeKratos(_Pages):
                 response = self._admin_route(request) if admin else self._route(request)
         except _Reply as reply:
             response = reply.response
+        if response.status_code == 303 and request.method in ("GET", "HEAD"):
+            response = _with_redirect_body(response)
         response.request = request
         return response
 
@@ -191,10 +196,21 @@ class FakeKratos(_Pages):
             {
                 "type": "http.response.start",
                 "status": response.status_code,
-                "headers": [(k.lower(), v) for k, v in response.headers.raw],
+                # Go writes canonical names (Set-Cookie); clients that keep headers in a
+                # case-sensitive dict (Ory's SDKs) look them up that way.
+                "headers": list(response.headers.raw),
             }
         )
         await send({"type": "http.response.body", "body": response.content})
+
+
+def _with_redirect_body(response: httpx.Response) -> httpx.Response:
+    """Add the small HTML body Go's http.Redirect writes for GET and HEAD."""
+    location = response.headers["Location"]
+    headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-type"]
+    headers.append((b"Content-Type", b"text/html; charset=utf-8"))
+    body = f'<a href="{escape(location, quote=True)}">See Other</a>.\n\n'
+    return httpx.Response(303, headers=headers, content=body.encode())
 
 
 def _origin(url: str) -> tuple[str, str]:

@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pyotp
@@ -144,6 +144,10 @@ class _Flows(_Sessions):
             "registration": self._registration_nodes,
         }
         ui["nodes"] = nodes[flow.kind](flow)
+        for node in ui["nodes"]:
+            name = node["attributes"].get("name")
+            if name in flow.node_messages:
+                node["messages"] = list(flow.node_messages[name])
         if flow.messages:
             ui["messages"] = list(flow.messages)
         body: dict[str, Any] = {
@@ -180,9 +184,31 @@ class _Flows(_Sessions):
         flow = self._flows.get(request.url.params.get("id", ""))
         if flow is None or flow.kind != kind:
             return self._not_found()
+        if flow.expires_at <= self.clock.now():
+            return self._expired_on_get(flow)
         if flow.type == "browser" and self._csrf_of(request) != flow.csrf:
             return self._csrf_violation()
         return self._json(200, self.flow_json(flow))
+
+    def _expired_on_get(self, flow: _Flow) -> httpx.Response:
+        """Answer a fetch of an expired flow (login/handler.go getLoginFlow and peers)."""
+        init = f"{self.public_url}/self-service/{flow.kind}/{flow.type}"
+        if flow.type == "browser":
+            reason = (
+                f"The {flow.kind} flow has expired. Redirect the user to the {flow.kind} flow"
+                f" init endpoint to initialize a new {flow.kind} flow."
+            )
+            query = f"?{urlencode({'return_to': flow.return_to})}" if flow.return_to else ""
+            details = {"redirect_to": init + query, "return_to": flow.return_to or ""}
+        else:
+            reason = (
+                f"The {flow.kind} flow has expired. Call the {flow.kind} flow init API"
+                f" endpoint to initialize a new {flow.kind} flow."
+            )
+            details = {"api": init}
+        return self._error(
+            410, "self_service_flow_expired", reason, "self-service flow expired", details=details
+        )
 
     def _submit_flow(
         self, request: httpx.Request, kind: Literal["login", "settings", "registration"]

@@ -166,11 +166,12 @@ class _Login(_Flows):
         now = self.clock.now()
         if method == "password":
             if flow.requested_aal == "aal2":
+                # No aal2 strategy takes a password: login/handler.go finds none (4010002).
                 return self._flow_error(
                     request,
                     flow,
                     (
-                        4000001,
+                        4010002,
                         "Could not find a strategy to log you "
                         "in with. Did you fill out the form correctly?",
                         "error",

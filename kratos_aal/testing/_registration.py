@@ -45,8 +45,6 @@ class _Registration(_Settings):
             autocomplete="new-password",
             label=(1070001, "Password", "info"),
         )
-        for node in (email, password):
-            node["messages"] = flow.node_messages.get(node["attributes"]["name"], [])
         nodes += [email, password]
         nodes.append(self._submit("password", (1040001, "Sign up", "info")))
         return nodes

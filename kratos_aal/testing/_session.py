@@ -14,6 +14,8 @@ from .._models import cookie_from_header
 from ._errors import _Errors
 from ._records import FakeIdentity, FakeSession, _SessionRecord, rfc3339
 
+_BAD_REQUEST = "The request was malformed or contained invalid parameters"
+
 
 class _Sessions(_Errors):
     """Read session tokens and cookies and answer whoami."""
@@ -161,7 +163,10 @@ class _Sessions(_Errors):
     def _whoami(self, request: httpx.Request) -> httpx.Response:
         record, cookie, present = self._current(request)
         if record is None:
-            headers = {} if present else {"Ory-Session-Cache-For": "60"}
+            # session/handler.go whoami: with caching on, a 401 for a request that
+            # carried no credentials at all may be cached for a minute; never otherwise.
+            cache = self.cacheable_sessions is not None and not present
+            headers = {"Ory-Session-Cache-For": "60"} if cache else {}
             response = self._error(
                 401,
                 None,
@@ -173,6 +178,11 @@ class _Sessions(_Errors):
         if not self._satisfies(record, self.whoami_required_aal):
             target = f"{self.public_url}/self-service/login/browser?aal=aal2"
             return self._aal2_required(target)
+        template = request.url.params.get("tokenize_as")
+        if template:
+            # session/tokenizer.go: the fake configures no templates, so every name is unknown.
+            reason = f'Unable to find tokenizer template "{template}".'
+            return self._error(400, None, reason, _BAD_REQUEST)
         headers = {"X-Kratos-Authenticated-Identity-Id": record.identity_id}
         if self.cacheable_sessions is not None:
             headers["Ory-Session-Cache-For"] = str(self.cacheable_sessions)

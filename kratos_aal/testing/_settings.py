@@ -125,6 +125,7 @@ class _Settings(_Login):
             self.login_lifespan,
             identity_id=record.identity_id,
             pending_totp=pyotp.random_base32(),
+            state="show_form",  # settings/flow.go NewFlow
         )
         return self._flow_answer(request, flow, "settings")
 
@@ -174,11 +175,14 @@ class _Settings(_Login):
         else:
             secret = flow.pending_totp or ""
             if not self._totp_ok(secret, form.get("totp_code", "")):
-                return self._flow_error(request, flow, MSG_INVALID_CODE, "settings")
+                # strategy/totp/settings.go: the error belongs to the code's node.
+                flow.node_messages = {"totp_code": [_ui_text(MSG_INVALID_CODE)]}
+                return self._flow_error(request, flow, None, "settings")
             identity.totp_secret = secret
             record.methods.append(self._method("totp", now))
             record.authenticated_at = now
         flow.state = "success"
+        flow.node_messages = {}
         flow.messages = [_ui_text(MSG_SAVED)]
         flow.pending_totp = pyotp.random_base32()
         if flow.type == "api":

@@ -87,7 +87,8 @@ class _State:
         #: Serve ``POST <ui_url>/clock`` (seconds=N) to move the clock on: for demos only.
         self.demo_controls = False
         self.csrf_cookie_name = (
-            "csrf_token_" + hashlib.sha256(self.public_url.encode()).hexdigest()[:16]
+            # x/nosurfx: csrf_token_ + the whole hex SHA-256 of the public base URL.
+            "csrf_token_" + hashlib.sha256(self.public_url.encode()).hexdigest()
         )
         self.identities: dict[str, FakeIdentity] = {}
         self._sessions: dict[str, _SessionRecord] = {}

@@ -6,6 +6,7 @@ Each docstring names where Kratos defines the behaviour: a section of
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -304,3 +305,167 @@ def test_a_cookie_that_decodes_wins_over_bearer(fake: FakeKratos, public: httpx.
     headers = {"Cookie": by_cookie.cookie_header, "Authorization": f"Bearer {by_bearer.token}"}
     answer = public.get("/sessions/whoami", headers=headers)
     assert answer.json()["id"] == by_cookie.id
+
+
+# ------------------------------------------------------------- item 4: cacheable sessions
+
+
+def test_no_session_cache_header_by_default(fake: FakeKratos, public: httpx.Client) -> None:
+    """BEHAVIOR.md §1 (session/handler.go whoami): cacheable_sessions is off by default.
+
+    Off, Kratos sends ``Ory-Session-Cache-For`` on no answer, not even the 401 to a
+    request without credentials.
+    """
+    session = fake.session("aal1")
+    assert "Ory-Session-Cache-For" not in public.get("/sessions/whoami").headers
+    ok = public.get("/sessions/whoami", headers=session.headers)
+    assert ok.status_code == 200 and "Ory-Session-Cache-For" not in ok.headers
+
+
+def test_session_cache_header_when_on() -> None:
+    """BEHAVIOR.md §1: on, 200 carries the max age and a bare 401 carries 60."""
+    fake = FakeKratos(cacheable_sessions=120)
+    session = fake.session("aal1")
+    with httpx.Client(transport=fake.transport(), base_url=fake.public_url) as public:
+        assert public.get("/sessions/whoami").headers["Ory-Session-Cache-For"] == "60"
+        ok = public.get("/sessions/whoami", headers=session.headers)
+        assert ok.headers["Ory-Session-Cache-For"] == "120"
+        bad = public.get("/sessions/whoami", headers={"X-Session-Token": "ory_st_nope"})
+        assert bad.status_code == 401 and "Ory-Session-Cache-For" not in bad.headers
+
+
+# ------------------------------------------------------------------ item 8: the smaller
+
+
+@pytest.mark.parametrize("flow_type", ["api", "browser"])
+def test_fetching_an_expired_flow_is_410(
+    fake: FakeKratos, public: httpx.Client, flow_type: str
+) -> None:
+    """login/handler.go getLoginFlow: an expired flow is 410 self_service_flow_expired."""
+    flow = public.get(f"/self-service/login/{flow_type}", headers=JSON).json()
+    fake.clock.advance(fake.login_lifespan - 1)
+    fresh = public.get("/self-service/login/flows", params={"id": flow["id"]})
+    assert fresh.status_code == 200
+    fake.clock.advance(1)
+    answer = public.get("/self-service/login/flows", params={"id": flow["id"]})
+    assert answer.status_code == 410
+    error = answer.json()["error"]
+    assert error["id"] == "self_service_flow_expired"
+    key = "redirect_to" if flow_type == "browser" else "api"
+    assert error["details"][key].startswith(f"{fake.public_url}/self-service/login/{flow_type}")
+
+
+def test_settings_flow_starts_in_show_form(fake: FakeKratos, public: httpx.Client) -> None:
+    """settings/flow.go NewFlow: state show_form (login flows: choose_method)."""
+    session = fake.session("aal1")
+    settings = public.get("/self-service/settings/api", headers=session.headers).json()
+    assert settings["state"] == "show_form"
+    assert public.get("/self-service/login/api").json()["state"] == "choose_method"
+
+
+def test_password_on_an_aal2_flow_is_4010002(fake: FakeKratos, public: httpx.Client) -> None:
+    """login/handler.go updateLoginFlow: no aal2 strategy takes a password (4010002)."""
+    session = fake.session("aal1", totp=True)
+    flow = public.get(
+        "/self-service/login/api", params={"aal": "aal2"}, headers=session.headers
+    ).json()
+    answer = public.post(
+        f"/self-service/login?flow={flow['id']}",
+        json={"method": "password", "identifier": session.identity.email, "password": "x"},
+        headers=session.headers,
+    )
+    assert answer.status_code == 400
+    assert answer.json()["ui"]["messages"][0]["id"] == 4010002
+
+
+def test_csrf_cookie_is_named_by_the_whole_sha256(fake: FakeKratos, public: httpx.Client) -> None:
+    """BEHAVIOR.md §3 (x/nosurfx): csrf_token_<64 hex>, Max-Age 31536000."""
+    start = public.get("/self-service/login/browser")
+    cookie = start.headers["Set-Cookie"]
+    name = cookie.split("=", 1)[0]
+    assert re.fullmatch(r"csrf_token_[0-9a-f]{64}", name)
+    assert "Max-Age=31536000" in cookie
+
+
+def test_unknown_tokenizer_template_is_400(fake: FakeKratos, public: httpx.Client) -> None:
+    """BEHAVIOR.md §1 tokenize_as: unknown template → 400 naming it."""
+    session = fake.session("aal1")
+    answer = public.get("/sessions/whoami", params={"tokenize_as": "nope"}, headers=session.headers)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["reason"] == 'Unable to find tokenizer template "nope".'
+    empty = public.get("/sessions/whoami", params={"tokenize_as": ""}, headers=session.headers)
+    assert empty.status_code == 200
+
+
+@pytest.mark.parametrize(("method", "has_body"), [("GET", True), ("POST", False)])
+def test_303_has_go_redirect_body_on_get(
+    fake: FakeKratos, public: httpx.Client, method: str, has_body: bool
+) -> None:
+    """Go's net/http Redirect writes a small HTML body for GET and HEAD only."""
+    if method == "POST":
+        fake.create_identity("a@example.com")
+        start = public.get("/self-service/login/browser")
+        flow_id = start.headers["Location"].split("flow=")[1]
+        csrf = start.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+        answer = public.post(
+            f"/self-service/login?flow={flow_id}",
+            data={
+                "method": "password",
+                "identifier": "a@example.com",
+                "password": "x",
+                "csrf_token": csrf,
+            },
+        )
+    else:
+        answer = public.request(method, "/self-service/login/browser")
+    assert answer.status_code == 303
+    location = answer.headers["Location"]
+    if method == "GET":
+        assert answer.text == f'<a href="{location}">See Other</a>.\n\n'
+    assert (answer.headers.get("Content-Type") == "text/html; charset=utf-8") is has_body
+
+
+# ------------------------------------------------------------ item 10: canonical headers
+
+
+def test_served_headers_have_canonical_names(fake: FakeKratos) -> None:
+    """Go's net/http writes canonical header names (textproto.CanonicalMIMEHeaderKey)."""
+    from http.client import HTTPConnection
+    from urllib.parse import urlsplit
+
+    from kratos_aal.testing import serve
+
+    session = fake.session("aal1")
+    with serve(fake) as url:
+        parts = urlsplit(url)
+        connection = HTTPConnection(parts.hostname or "", parts.port)
+        connection.request("GET", "/self-service/login/browser")
+        start = connection.getresponse()
+        start.read()
+        names = [name for name, _ in start.getheaders()]
+        connection.request("GET", "/sessions/whoami", headers={"X-Session-Token": session.token})
+        whoami = connection.getresponse()
+        whoami.read()
+        connection.close()
+    assert "Set-Cookie" in names and "Location" in names
+    assert "X-Kratos-Authenticated-Identity-Id" in [name for name, _ in whoami.getheaders()]
+
+
+# --------------------------------------------------- item 11: wrong TOTP code in settings
+
+
+def test_wrong_settings_totp_code_sits_on_its_node(fake: FakeKratos, public: httpx.Client) -> None:
+    """strategy/totp/settings.go: 4000008 is attached to the totp_code node, not ui.messages."""
+    session = fake.session("aal1")
+    flow = public.get("/self-service/settings/api", headers=session.headers).json()
+    answer = public.post(
+        f"/self-service/settings?flow={flow['id']}",
+        json={"method": "totp", "totp_code": "000000"},
+        headers=session.headers,
+    )
+    assert answer.status_code == 400
+    ui = answer.json()["ui"]
+    code = next(n for n in ui["nodes"] if n["attributes"].get("name") == "totp_code")
+    assert [m["id"] for m in code["messages"]] == [4000008]
+    assert "messages" not in ui
+    assert_valid("settingsFlow", answer.json())
