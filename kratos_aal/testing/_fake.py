@@ -130,6 +130,9 @@ class FakeKratos(_Pages):
             ("GET", "/self-service/logout"): self._logout,
             ("DELETE", "/self-service/logout/api"): self._logout_api,
             ("GET", "/self-service/errors"): self._get_error,
+            # Not Kratos: a person who opens the fake's bare address gets its welcome page.
+            ("GET", "/"): lambda r: self._redirect(f"{self.ui_url}/welcome"),
+            ("GET", "/favicon.ico"): self._favicon,
             ("GET", "/health/alive"): lambda r: self._json(200, {"status": "ok"}),
             ("GET", "/health/ready"): lambda r: self._json(200, {"status": "ok"}),
         }

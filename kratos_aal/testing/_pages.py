@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from html import escape
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import httpx
@@ -21,6 +21,11 @@ class _Pages(_Admin):
         headers = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", _NO_CACHE)]
         headers += [("Set-Cookie", c) for c in cookies]
         return httpx.Response(status, headers=headers, content=body)
+
+    def _favicon(self, request: httpx.Request) -> httpx.Response:
+        """Answer the browser's icon request (the UI's pages would log 404s otherwise)."""
+        headers = [("Content-Type", "image/svg+xml"), ("Cache-Control", "max-age=86400")]
+        return httpx.Response(200, headers=headers, content=_ui.ICON)
 
     def _ui(self, request: httpx.Request, page: str) -> httpx.Response:
         pages: dict[tuple[str, str], Callable[[httpx.Request], httpx.Response]] = {
@@ -67,13 +72,21 @@ class _Pages(_Admin):
                 "<p>Scan the QR code with an authenticator app (or type the secret), then "
                 "enter the code it shows.</p>"
             )
+        if kind == "login" and flow.requested_aal == "aal2" and not flow.refresh:
+            html += (
+                '<p class="hint">Enter the 6-digit code that the authenticator app paired '
+                "with this account shows now. A demo user's app is the TOTP secret printed "
+                "where the demo started: add it to any authenticator app.</p>"
+            )
+        if kind == "settings":
+            _relabel(body["ui"], "totp", "Verify and continue")
         html += _ui.form(body["ui"])
         if kind == "login" and flow.requested_aal == "aal1" and self.ui_hint:
             html += f'<p class="hint">{escape(self.ui_hint)}</p>'
         # Back to the app's home, not to the protected page that sent the user here: that
         # page would only send them straight back.
         home = self.app_url or _home_of(flow.return_to)
-        back = [("Back to the app", home)] if home else []
+        back = [("Back to the app", home)] if home else [("Home", f"{self.ui_url}/welcome")]
         signed_in = [("Sign out", f"{self.ui_url}/logout")] if identity is not None else []
         html += _ui.links(*back, *signed_in)
         return self._html(200, _ui.document(title, html))
@@ -127,3 +140,15 @@ class _Pages(_Admin):
         return self._redirect(
             back if back and self._allowed_return_to(back) else self.default_return_url
         )
+
+
+def _relabel(ui: dict[str, Any], method: str, text: str) -> None:
+    """Give a submit button a label that says what it does (on the page only).
+
+    Kratos labels the TOTP pairing button "Save"; the page, which Kratos leaves to a UI
+    app, may say more. The flow's JSON keeps Kratos's label.
+    """
+    for node in ui["nodes"]:
+        attributes = node["attributes"]
+        if attributes.get("name") == "method" and attributes.get("value") == method:
+            node["meta"] = {"label": {**node["meta"]["label"], "text": text}}
