@@ -1,9 +1,10 @@
 """FakeKratos: an in-memory Ory Kratos that answers as BEHAVIOR.md says.
 
 It speaks HTTP through an ``httpx`` transport (no network) or as an ASGI app on a
-real port. Only what kratos-aal and its demo need is modelled: whoami, login and
-settings flows with password and TOTP, logout, the admin identity endpoint, and the
-error envelopes, with Kratos's exact status codes, error ids and bodies.
+real port (the admin API on a port of its own). Modelled: whoami, login, settings and
+registration flows with password, TOTP and backup codes, logout, the admin identity and
+session API, and the error envelopes, with Kratos's status codes, error ids and bodies.
+Each concern lives in the module named after Kratos's package for it; this one routes.
 """
 
 from __future__ import annotations
