@@ -134,6 +134,12 @@ class _Flows(_Sessions):
             "meta": meta,
         }
 
+    def _csrf_nodes(self, flow: _Flow) -> list[dict[str, Any]]:
+        """Return the hidden csrf_token node of a browser flow (none for API flows)."""
+        if flow.csrf is None:
+            return []
+        return [self._input("csrf_token", "hidden", "default", value=flow.csrf, required=True)]
+
     def flow_json(self, flow: _Flow) -> dict[str, Any]:
         """Return the JSON of a login, settings or registration flow."""
         action = f"{self.public_url}/self-service/{flow.kind}?flow={flow.id}"

@@ -26,11 +26,7 @@ class _Login(_Flows):
     """Start and submit login flows (password, TOTP, refresh, step-up)."""
 
     def _login_nodes(self, flow: _Flow) -> list[dict[str, Any]]:
-        nodes = []
-        if flow.csrf:
-            nodes.append(
-                self._input("csrf_token", "hidden", "default", value=flow.csrf, required=True)
-            )
+        nodes = self._csrf_nodes(flow)
         identity = self.identities.get(flow.identity_id or "")
         if flow.requested_aal == "aal2":
             # Each AAL2 strategy adds nodes only for credentials the identity has

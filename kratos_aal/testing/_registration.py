@@ -23,11 +23,7 @@ class _Registration(_Settings):
     """Start and submit registration flows (password method)."""
 
     def _registration_nodes(self, flow: _Flow) -> list[dict[str, Any]]:
-        nodes = []
-        if flow.csrf:
-            nodes.append(
-                self._input("csrf_token", "hidden", "default", value=flow.csrf, required=True)
-            )
+        nodes = self._csrf_nodes(flow)
         email = self._input(
             "traits.email",
             "email",

@@ -18,11 +18,7 @@ class _Settings(_Login):
     """Start and submit settings flows (TOTP pairing and unlinking)."""
 
     def _settings_nodes(self, flow: _Flow) -> list[dict[str, Any]]:
-        nodes = []
-        if flow.csrf:
-            nodes.append(
-                self._input("csrf_token", "hidden", "default", value=flow.csrf, required=True)
-            )
+        nodes = self._csrf_nodes(flow)
         identity = self.identities[flow.identity_id or ""]
         if identity.totp_secret:
             nodes.append(
