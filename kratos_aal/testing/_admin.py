@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from ._logout import _Logout
+from ._messages import BAD_REQUEST
 from ._records import FakeIdentity
 
 _IDENTITY = re.compile(r"/admin/identities/([^/]+)")
@@ -75,12 +76,12 @@ class _Admin(_Logout):
             if not isinstance(email, str) or "@" not in email:
                 raise ValueError(email)
         except (ValueError, KeyError, TypeError, AttributeError):
-            # Kratos validates traits against the identity schema: a 400 naming the trait.
+            # Kratos validates the body and the traits against the identity schema: 400.
             return self._error(
                 400,
                 None,
-                "The request was malformed or contained invalid parameters",
-                "The request was malformed or contained invalid parameters",
+                BAD_REQUEST,
+                BAD_REQUEST,
             )
         if any(i.email == email for i in self.identities.values()):
             return self._error(

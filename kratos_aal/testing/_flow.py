@@ -11,11 +11,10 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import pyotp
 
-from ._messages import _ui_text
+from ._messages import BAD_REQUEST, _ui_text
 from ._records import _Flow, _Reply, _uuid, rfc3339
 from ._session import _Sessions
 
-_BAD_REQUEST = "The request was malformed or contained invalid parameters"
 _BROWSER_ONLY = (
     'The HTTP Request Header included the "{}" key, indicating that this request was made'
     " by a Browser. The flow however was initiated as an API request. To prevent potential"
@@ -68,7 +67,7 @@ class _Flows(_Sessions):
                 400,
                 "self_service_flow_return_to_forbidden",
                 f'Requested return_to URL "{return_to}" is not allowed.',
-                "The request was malformed or contained invalid parameters",
+                BAD_REQUEST,
             )
             raise _Reply(response if api else self._forward(request, response))
 
@@ -261,7 +260,7 @@ class _Flows(_Sessions):
             # flow.EnsureCSRF: an API flow refuses what only a browser sends.
             for header in ("Origin", "Cookie"):
                 if request.headers.get(header):
-                    raise _Reply(self._error(400, None, _BROWSER_ONLY.format(header), _BAD_REQUEST))
+                    raise _Reply(self._error(400, None, _BROWSER_ONLY.format(header), BAD_REQUEST))
         form = self._form(request)
         if flow.type == "browser" and (
             not form.get("csrf_token")

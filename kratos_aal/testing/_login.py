@@ -11,6 +11,7 @@ import httpx
 
 from ._flow import _Flows
 from ._messages import (
+    BAD_REQUEST,
     MSG_CONFIRM,
     MSG_INVALID_CODE,
     MSG_INVALID_CREDENTIALS,
@@ -118,7 +119,7 @@ class _Login(_Flows):
                 None,
                 "Unable to parse AuthenticationMethod Assurance Level (AAL): expected one of "
                 f"[aal1, aal2] but got {params.get('aal')}",
-                "The request was malformed or contained invalid parameters",
+                BAD_REQUEST,
             )
             return response if flow_type == "api" else self._forward(request, response)
         refresh = params.get("refresh", "").lower() in ("1", "t", "true")
@@ -195,7 +196,7 @@ class _Login(_Flows):
                     400,
                     "identity_disabled",
                     "This account was disabled.",
-                    "The request was malformed or contained invalid parameters",
+                    BAD_REQUEST,
                 )
             if record is not None and record.identity_id == identity.id:
                 if not flow.refresh:

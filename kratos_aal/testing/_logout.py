@@ -7,9 +7,8 @@ from urllib.parse import urlencode
 
 import httpx
 
+from ._messages import BAD_REQUEST
 from ._registration import _Registration
-
-_BAD_REQUEST = "The request was malformed or contained invalid parameters"
 
 
 class _Logout(_Registration):
@@ -38,7 +37,7 @@ class _Logout(_Registration):
         token = request.url.params.get("token", "")
         if not token:
             reason = "Please include a token in the URL query."
-            return self._forward(request, self._error(400, None, reason, _BAD_REQUEST))
+            return self._forward(request, self._error(400, None, reason, BAD_REQUEST))
         record, _, _ = self._current(request)
         if record is None:
             return self._forward(

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 # Kratos's UI messages (text/id.go) that the fake uses.
+#: herodot's message for every 400 (ErrBadRequest).
+BAD_REQUEST = "The request was malformed or contained invalid parameters"
+
 MSG_CONFIRM = (1010003, "Please confirm this action by verifying that it is you.", "info")
 
 

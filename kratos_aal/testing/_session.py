@@ -12,9 +12,8 @@ import pyotp
 
 from .._models import cookie_from_header
 from ._errors import _Errors
+from ._messages import BAD_REQUEST
 from ._records import FakeIdentity, FakeSession, _SessionRecord, rfc3339
-
-_BAD_REQUEST = "The request was malformed or contained invalid parameters"
 
 
 class _Sessions(_Errors):
@@ -182,7 +181,7 @@ class _Sessions(_Errors):
         if template:
             # session/tokenizer.go: the fake configures no templates, so every name is unknown.
             reason = f'Unable to find tokenizer template "{template}".'
-            return self._error(400, None, reason, _BAD_REQUEST)
+            return self._error(400, None, reason, BAD_REQUEST)
         headers = {"X-Kratos-Authenticated-Identity-Id": record.identity_id}
         if self.cacheable_sessions is not None:
             headers["Ory-Session-Cache-For"] = str(self.cacheable_sessions)
