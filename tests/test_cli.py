@@ -239,7 +239,9 @@ def test_fake_command_serves_fakekratos_for_an_app() -> None:
             )
             assert refused.status_code == 400
             assert refused.json()["error"]["id"] == "self_service_flow_return_to_forbidden"
-            # The demo users can sign in (the fake's login API flow).
+            # The demo users can sign in (the fake's login API flow). An API flow refuses
+            # requests that carry cookies, as Kratos does: drop the browser flows' ones.
+            http.cookies.clear()
             flow = http.get(f"{kratos_url}/self-service/login/api").json()
             done = http.post(
                 flow["ui"]["action"],

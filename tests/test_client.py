@@ -261,7 +261,7 @@ async def test_slow_kratos_times_out_as_unavailable() -> None:
 
 async def test_admin_api_answers_the_second_factor_question(make_driver: Any) -> None:
     fake = FakeKratos(whoami_required_aal="aal1", admin_token="secret-admin-token")
-    driver = make_driver(fake, admin_url=fake.public_url, admin_token="secret-admin-token")
+    driver = make_driver(fake, admin_url=fake.admin_url, admin_token="secret-admin-token")
     with_totp = fake.session("aal1", totp=True)
     without = fake.session("aal1", totp=False)
     assert (await driver.check(cookie(with_totp), "aal2", APP)).outcome is Outcome.STEP_UP
@@ -295,7 +295,7 @@ async def test_token_sessions_probe_with_the_api_flow(driver: Driver, fake: Fake
 @pytest.mark.parametrize("path", ["/self-service/login/browser", "/admin/identities/"])
 async def test_failed_probe_prefers_step_up(make_driver: Any, path: str) -> None:
     fake = FakeKratos(whoami_required_aal="aal1")
-    extra = {"admin_url": fake.public_url} if path.startswith("/admin") else {}
+    extra = {"admin_url": fake.admin_url} if path.startswith("/admin") else {}
     driver = make_driver(fake, **extra)
     session = fake.session("aal1", totp=False)
     fake.fail(Fault("status", status=500, path_prefix=path))

@@ -184,8 +184,10 @@ async def test_logout_url(driver: Driver, fake: FakeKratos) -> None:
     url = await driver._call("logout_url", credentials, "http://testserver/")
     assert url.startswith(f"{fake.public_url}/self-service/logout?token=")
     assert "return_to=http%3A%2F%2Ftestserver%2F" in url
+    # Kratos logs out only the session whose cookie comes with the logout URL.
     with httpx.Client(transport=fake.transport()) as browser:
-        assert browser.get(url).status_code == 303
+        answer = browser.get(url, headers={"Cookie": session.cookie_header})
+        assert (answer.status_code, answer.headers["Location"]) == (303, "http://testserver/")
     # The cache entry was dropped with the logout: the next check sees the ended session.
     assert (await driver.check(credentials, "aal2", APP)).outcome.value == "login"
     assert await driver._call("logout_url", Credentials(token=session.token)) is None

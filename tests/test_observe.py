@@ -228,7 +228,7 @@ def scripted(framework: str) -> Script:
         make = starlette_send if framework == "starlette" else wsgi_send
         holder.append(make(self.async_client() if framework == "starlette" else self.client()))
 
-    FakeKratos.__init__ = init  # type: ignore[method-assign]
+    FakeKratos.__init__ = init  # type: ignore[assignment]
     try:
         return run_script(send)
     finally:

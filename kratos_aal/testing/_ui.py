@@ -34,13 +34,23 @@ button.secondary { background: #6b6b7b; }
 .msg.info { background: #eef0ff; color: #2c2c7a; } .msg.error { background: #fdecec; color: #8a1c1c; }
 .msg.success { background: #e8f7ee; color: #1d5c35; }
 .qr { display: block; margin: .5rem auto; border-radius: 8px; background: #fff; padding: 8px; }
-code.secret { display: block; text-align: center; font-size: 1.05rem; letter-spacing: .08em;
-              padding: .5rem; background: rgba(127,127,127,.12); border-radius: 6px; word-break: break-all; }
+code.secret { display: block; text-align: center; font-size: .95rem; letter-spacing: .04em;
+              padding: .5rem; background: rgba(127,127,127,.12); border-radius: 6px;
+              white-space: nowrap; overflow-x: auto; }
 .hint { font-size: .85rem; opacity: .75; margin-top: 1rem; }
 .links { margin-top: 1.2rem; font-size: .9rem; display: flex; justify-content: space-between; }
 a { color: var(--accent); }
 table { width: 100%; font-size: .9rem; border-collapse: collapse; } td { padding: .2rem 0; vertical-align: top; }
 """
+
+
+#: The fake's icon: a key on the UI's accent colour.
+ICON = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    b'<rect width="16" height="16" rx="3" fill="#4f46e5"/>'
+    b'<circle cx="6" cy="8" r="3" fill="none" stroke="#fff" stroke-width="1.6"/>'
+    b'<path d="M9 8h5M12 8v2.5" stroke="#fff" stroke-width="1.6"/></svg>'
+)
 
 
 def document(title: str, body: str, *, subtitle: str = "FakeKratos · self-service UI") -> bytes:

@@ -1,0 +1,78 @@
+"""Serve logout as Kratos's ``selfservice/flow/logout`` does."""
+
+from __future__ import annotations
+
+import secrets
+from urllib.parse import urlencode
+
+import httpx
+
+from ._messages import BAD_REQUEST
+from ._registration import _Registration
+
+
+class _Logout(_Registration):
+    """Log out browser and API sessions."""
+
+    def _logout_browser(self, request: httpx.Request) -> httpx.Response:
+        record, _, _ = self._current(request)
+        if record is None:
+            return self._no_session()
+        token = record.logout_token
+        params = {"token": token}
+        if request.url.params.get("return_to"):
+            self._check_return_to(request, request.url.params["return_to"])
+            params["return_to"] = request.url.params["return_to"]
+        return self._json(
+            200,
+            {
+                "logout_url": f"{self.public_url}/self-service/logout?{urlencode(params)}",
+                "logout_token": token,
+            },
+        )
+
+    def _logout(self, request: httpx.Request) -> httpx.Response:
+        # selfservice/flow/logout/handler.go updateLogoutFlow: the token alone is not
+        # enough; the session must come with the request and own that token.
+        token = request.url.params.get("token", "")
+        if not token:
+            reason = "Please include a token in the URL query."
+            return self._forward(request, self._error(400, None, reason, BAD_REQUEST))
+        record, _, _ = self._current(request)
+        if record is None:
+            return self._forward(
+                request,
+                self._error(
+                    401,
+                    None,
+                    "No active session was found in this request.",
+                    "request does not have a valid authentication session",
+                ),
+            )
+        if not secrets.compare_digest(token.encode(), record.logout_token.encode()):
+            reason = (
+                "Unable to log out because the logout token in the URL query does not match"
+                " the session cookie."
+            )
+            return self._forward(
+                request, self._error(403, None, reason, "The requested action was forbidden")
+            )
+        record.active = False
+        if self._accepts_json(request):
+            return httpx.Response(204, headers=[("Set-Cookie", self._clear_cookie())])
+        return self._redirect(
+            request.url.params.get("return_to") or self.default_return_url, [self._clear_cookie()]
+        )
+
+    def _logout_api(self, request: httpx.Request) -> httpx.Response:
+        token = self._form(request).get("session_token", "")
+        session_id = self._tokens.get(token)
+        if session_id is None:
+            return self._error(
+                403,
+                None,
+                "The provided session token is invalid.",
+                "The requested action was forbidden",
+            )
+        self._sessions[session_id].active = False
+        return httpx.Response(204)

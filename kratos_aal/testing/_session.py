@@ -1,0 +1,211 @@
+"""Answer as Kratos's ``session/`` package does: tokens, cookies and whoami."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pyotp
+
+from .._models import cookie_from_header
+from ._errors import _Errors
+from ._messages import BAD_REQUEST
+from ._records import FakeIdentity, FakeSession, _SessionRecord, rfc3339
+
+
+class _Sessions(_Errors):
+    """Read session tokens and cookies and answer whoami."""
+
+    def _session_cookie(self, record: _SessionRecord, cookie: str) -> str:
+        max_age = max(int((record.expires_at - self.clock.now()).total_seconds()), 0)
+        return f"{self.cookie_name}={cookie}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax"
+
+    def _clear_cookie(self) -> str:
+        return f"{self.cookie_name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+
+    def _token_from(self, request: httpx.Request) -> tuple[str | None, str | None, bool]:
+        """Return ``(token, cookie, present)`` as Kratos's extractToken finds them."""
+        header = request.headers.get("X-Session-Token", "")
+        if header:
+            return header, None, True
+        cookie = None
+        for value in request.headers.get_list("Cookie"):
+            cookie = cookie_from_header(value, self.cookie_name)
+            if cookie:
+                break
+        found = self._cookies.get(cookie or "")
+        if found is not None:
+            return found[0], cookie, True
+        # A cookie that does not decode is skipped: Kratos goes on to the Bearer token
+        # (session/manager_http.go extractToken).
+        authorization = request.headers.get("Authorization", "")
+        parts = authorization.split(" ")
+        if len(parts) == 2 and parts[0].lower() == "bearer":
+            return parts[1], None, True
+        return None, cookie, bool(header or authorization or request.headers.get("Cookie"))
+
+    def _current(self, request: httpx.Request) -> tuple[_SessionRecord | None, str | None, bool]:
+        token, cookie, present = self._token_from(request)
+        record = self._sessions.get(self._tokens.get(token or "", ""))
+        if record is None or not self._is_active(record):
+            return None, cookie, present
+        return record, cookie, present
+
+    def _is_active(self, record: _SessionRecord) -> bool:
+        identity = self.identities.get(record.identity_id)
+        return (
+            record.active
+            and record.expires_at > self.clock.now()
+            and identity is not None
+            and identity.state == "active"
+        )
+
+    def _satisfies(self, record: _SessionRecord, mode: str) -> bool:
+        if record.aal == "aal2":
+            return True
+        if mode == "aal1":
+            return record.aal >= "aal1"
+        return self.identities[record.identity_id].available_aal != "aal2"
+
+    def _identity_json(
+        self, identity: FakeIdentity, credentials: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        created = rfc3339(identity.created_at)
+        body: dict[str, Any] = {
+            "id": identity.id,
+            "schema_id": identity.schema_id,
+            "schema_url": f"{self.public_url}/schemas/ZGVmYXVsdA",
+            "state": identity.state,
+            "traits": {"email": identity.email},
+            "verifiable_addresses": [],
+            "recovery_addresses": [],
+            "metadata_public": identity.metadata_public,
+            "created_at": created,
+            "updated_at": created,
+            "organization_id": None,
+        }
+        if credentials is not None:
+            body["credentials"] = self._credentials_json(identity, set(credentials))
+        return body
+
+    def _credentials_json(self, identity: FakeIdentity, included: set[str]) -> dict[str, Any]:
+        """Return the admin API's credentials; ``config`` only for the *included* types."""
+        created = rfc3339(identity.created_at)
+        found: dict[str, tuple[list[str], Callable[[], dict[str, Any]]]] = {}
+        if identity.password is not None:
+            found["password"] = ([identity.email], dict)
+        if identity.totp_secret is not None:
+            uri = pyotp.TOTP(identity.totp_secret).provisioning_uri(
+                name=identity.id, issuer_name=self._issuer()
+            )
+            found["totp"] = ([identity.id], lambda: {"totp_url": uri})
+        if identity.lookup_codes:
+            codes = [{"code": code} for code in identity.lookup_codes]
+            found["lookup_secret"] = ([identity.id], lambda: {"lookup_secret_codes": codes})
+        if identity.webauthn_keys:
+            # A passwordless key makes the identity findable by its user handle too.
+            handle = base64.urlsafe_b64encode(identity.id.encode()).decode().rstrip("=")
+            keys = [
+                {
+                    "id": key.id,
+                    "display_name": key.display_name,
+                    "is_passwordless": key.is_passwordless,
+                    "added_at": created,
+                    "attestation_type": "none",
+                }
+                for key in identity.webauthn_keys
+            ]
+            names = [identity.id] + ([handle] if any(k["is_passwordless"] for k in keys) else [])
+            found["webauthn"] = (names, lambda: {"credentials": keys, "user_handle": handle})
+        creds: dict[str, Any] = {}
+        for kind, (identifiers, config) in found.items():
+            creds[kind] = {
+                "type": kind,
+                "identifiers": identifiers,
+                "version": 0,
+                "created_at": created,
+                "updated_at": created,
+            }
+            if kind in included:
+                creds[kind]["config"] = config()
+        return creds
+
+    def _issuer(self) -> str:
+        return urlsplit(self.public_url).hostname or "kratos"
+
+    def _session_json(
+        self, record: _SessionRecord, *, with_identity: bool = True
+    ) -> dict[str, Any]:
+        identity = self.identities[record.identity_id]
+        return {
+            "id": record.id,
+            "active": self._is_active(record),
+            "expires_at": rfc3339(record.expires_at),
+            "authenticated_at": rfc3339(record.authenticated_at),
+            "authenticator_assurance_level": record.aal,
+            "authentication_methods": list(record.methods),
+            "issued_at": rfc3339(record.issued_at),
+            "identity": self._identity_json(identity) if with_identity else None,
+            "devices": [
+                {
+                    "id": record.device_id,
+                    "ip_address": "127.0.0.1",
+                    "user_agent": "FakeKratos",
+                    "location": "",
+                }
+            ],
+        }
+
+    def _whoami(self, request: httpx.Request) -> httpx.Response:
+        record, cookie, present = self._current(request)
+        if record is None:
+            # session/handler.go whoami: with caching on, a 401 for a request that
+            # carried no credentials at all may be cached for a minute; never otherwise.
+            cache = self.cacheable_sessions is not None and not present
+            headers = {"Ory-Session-Cache-For": "60"} if cache else {}
+            response = self._error(
+                401,
+                None,
+                "No valid session credentials found in the request.",
+                "The request could not be authorized",
+            )
+            response.headers.update(headers)
+            return response
+        if not self._satisfies(record, self.whoami_required_aal):
+            target = f"{self.public_url}/self-service/login/browser?aal=aal2"
+            return self._aal2_required(target)
+        template = request.url.params.get("tokenize_as")
+        if template:
+            # session/tokenizer.go: the fake configures no templates, so every name is unknown.
+            reason = f'Unable to find tokenizer template "{template}".'
+            return self._error(400, None, reason, BAD_REQUEST)
+        headers = {"X-Kratos-Authenticated-Identity-Id": record.identity_id}
+        if self.cacheable_sessions is not None:
+            headers["Ory-Session-Cache-For"] = str(self.cacheable_sessions)
+        cookies = []
+        if cookie is not None and self._cookies[cookie][1] < record.expires_at:
+            cookies.append(self._session_cookie(record, self._issue_cookie(record)))
+        return self._json(200, self._session_json(record), headers=headers, cookies=cookies)
+
+    def _my_sessions(self, request: httpx.Request) -> httpx.Response:
+        """List the other active sessions of the caller's identity (session/handler.go
+        listMySessions): the current session is not in the list."""
+        record, _, _ = self._current(request)
+        if record is None:
+            return self._no_session()
+        others = [
+            r
+            for r in self._sessions.values()
+            if r.identity_id == record.identity_id and r.id != record.id and self._is_active(r)
+        ]
+        return self._json(200, [self._session_json(r) for r in others])
+
+    def session_json(self, session: FakeSession | str) -> dict[str, Any]:
+        """Return the whoami JSON of a session."""
+        with self._lock:
+            return self._session_json(
+                self._sessions[session if isinstance(session, str) else session.id]
+            )

@@ -1,0 +1,97 @@
+"""The fake's self-service pages, as a person reads them (issue 12, fake side).
+
+Kratos leaves these pages to a UI app, so nothing here is Kratos behaviour: it is what
+a newcomer running the demo or ``kratos-aal fake`` needs to find their way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from kratos_aal.testing import FakeKratos
+
+APP_HOME = "http://127.0.0.1:8000/"
+
+
+@pytest.fixture
+def fake() -> FakeKratos:
+    return FakeKratos(app_url=APP_HOME)
+
+
+@pytest.fixture
+def browser(fake: FakeKratos) -> Iterator[httpx.Client]:
+    with httpx.Client(transport=fake.transport(), base_url=fake.public_url) as client:
+        yield client
+
+
+def open_settings(fake: FakeKratos, browser: httpx.Client, **params: str) -> str:
+    session = fake.session("aal1")
+    browser.cookies.update(session.cookies)
+    started = browser.get("/self-service/settings/browser", params=params)
+    page = browser.get(started.headers["Location"])
+    assert page.status_code == 200
+    return page.text
+
+
+def test_pairing_button_says_what_it_does(fake: FakeKratos, browser: httpx.Client) -> None:
+    page = open_settings(fake, browser)
+    assert re.search(r'<button[^>]*value="totp">Verify and continue</button>', page)
+    # The flow's JSON keeps Kratos's own label.
+    flow_id = browser.get("/self-service/settings/browser").headers["Location"].split("=")[1]
+    flow = browser.get("/self-service/settings/flows", params={"id": flow_id}).json()
+    labels = [
+        n["meta"]["label"]["text"]
+        for n in flow["ui"]["nodes"]
+        if n["attributes"].get("value") == "totp"
+    ]
+    assert labels == ["Save"]
+
+
+def test_secret_does_not_break_mid_string(fake: FakeKratos, browser: httpx.Client) -> None:
+    page = open_settings(fake, browser)
+    style = re.search(r"code\.secret \{([^}]*)\}", page)
+    assert style is not None
+    assert "white-space: nowrap" in style[1] and "break-all" not in style[1]
+
+
+def test_settings_without_return_to_links_back_to_the_app(
+    fake: FakeKratos, browser: httpx.Client
+) -> None:
+    assert f'href="{APP_HOME}"' in open_settings(fake, browser)
+
+
+def test_settings_without_any_app_links_to_the_welcome_page() -> None:
+    fake = FakeKratos()
+    with httpx.Client(transport=fake.transport(), base_url=fake.public_url) as browser:
+        page = open_settings(fake, browser)
+    assert f'href="{fake.ui_url}/welcome"' in page
+
+
+def test_second_factor_page_says_where_the_code_comes_from(
+    fake: FakeKratos, browser: httpx.Client
+) -> None:
+    session = fake.session("aal1", totp=True)
+    browser.cookies.update(session.cookies)
+    started = browser.get("/self-service/login/browser", params={"aal": "aal2"})
+    page = browser.get(started.headers["Location"]).text
+    assert "authenticator app paired with this account" in page
+    assert "TOTP secret printed" in page
+    plain = browser.get("/self-service/login/browser", params={"aal": "aal2", "refresh": "true"})
+    assert "TOTP secret printed" not in browser.get(plain.headers["Location"]).text
+
+
+def test_bare_address_leads_to_the_welcome_page(fake: FakeKratos, browser: httpx.Client) -> None:
+    answer = browser.get("/")
+    assert (answer.status_code, answer.headers["Location"]) == (303, f"{fake.ui_url}/welcome")
+    assert browser.get(answer.headers["Location"]).status_code == 200
+
+
+def test_favicon_is_served(browser: httpx.Client) -> None:
+    answer = browser.get("/favicon.ico")
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == "image/svg+xml"
+    assert answer.content.startswith(b"<svg")
