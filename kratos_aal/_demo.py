@@ -104,7 +104,10 @@ def _build_app(
 
 
 def demo_fake(
-    kratos_url: str, app_url: str, allowed_return_urls: Sequence[str] = ()
+    kratos_url: str,
+    app_url: str,
+    allowed_return_urls: Sequence[str] = (),
+    admin_url: str | None = None,
 ) -> tuple[Any, tuple[DemoUser, ...]]:
     """Build the FakeKratos of the demo and of ``kratos-aal fake``, with its two users."""
     from .testing import FakeKratos
@@ -115,6 +118,7 @@ def demo_fake(
         whoami_required_aal="aal1",  # what per-route step-up wants (see docs/kratos.md)
         default_return_url=f"{app_url}/",
         allowed_return_urls=[app_url, *allowed_return_urls],
+        admin_url=admin_url,
     )
     # "Back to the app" on the fake's pages leads here; set as a plain attribute so that
     # this works with FakeKratos versions whose constructor does not take it.

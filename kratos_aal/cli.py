@@ -309,13 +309,19 @@ def cmd_fake(args: argparse.Namespace, out: TextIO) -> int:
         )
         return 2
     sock = reserve_port(args.host, args.port)
-    kratos_url = url_of(sock)
-    fake, users = demo_fake(kratos_url, args.app_url, args.allow_return_url)
+    try:
+        admin_sock = reserve_port(args.host, args.admin_port)
+    except OSError:
+        sock.close()
+        raise
+    kratos_url, admin_url = url_of(sock), url_of(admin_sock)
+    fake, users = demo_fake(kratos_url, args.app_url, args.allow_return_url, admin_url)
     allowed = [fake.app_url.rstrip("/"), *args.allow_return_url]
     lines = [
         "kratos-aal fake: FakeKratos with its login and settings pages, for developing an app",
         "",
         f"  Kratos   {kratos_url}   (run your app with KRATOS_PUBLIC_URL={kratos_url})",
+        f"  Admin    {admin_url}   (Kratos's admin API: KRATOS_ADMIN_URL={admin_url})",
         f'  App      {fake.app_url}   (where "Back to the app" and sign-out lead)',
         f"  Allowed return URLs   {', '.join(allowed)}",
         "",
@@ -324,7 +330,7 @@ def cmd_fake(args: argparse.Namespace, out: TextIO) -> int:
         "  Sessions, identities and TOTP pairings live in memory: they end with this process.",
         "  Press Ctrl+C to stop.",
     ]
-    with serve(fake, sock=sock):
+    with serve(fake, sock=sock), serve(fake.admin_app, sock=admin_sock):
         print("\n".join(lines), file=out, flush=True)
         try:
             while True:
@@ -379,6 +385,12 @@ def parser() -> argparse.ArgumentParser:
     )
     fake.add_argument(
         "--port", type=int, default=4433, help="port (default: 4433, Kratos's public port)"
+    )
+    fake.add_argument(
+        "--admin-port",
+        type=int,
+        default=4434,
+        help="port of the admin API (default: 4434, Kratos's admin port; 0 picks a free one)",
     )
     fake.add_argument(
         "--app-url",

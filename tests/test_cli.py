@@ -207,6 +207,8 @@ def test_fake_command_serves_fakekratos_for_an_app() -> None:
         "fake",
         "--port",
         "0",
+        "--admin-port",
+        "0",
         "--app-url",
         "http://127.0.0.1:8123",
         "--allow-return-url",
@@ -252,6 +254,15 @@ def test_fake_command_serves_fakekratos_for_an_app() -> None:
                 },
             )
             assert done.status_code == 200 and done.json()["session_token"]
+            # The admin API answers on its own port, as Kratos's does, and not on the public one.
+            admin = re.search(r"Admin\s+(http://127\.0\.0\.1:\d+)", text)
+            assert admin, text
+            assert f"KRATOS_ADMIN_URL={admin[1]}" in text
+            identities = http.get(f"{admin[1]}/admin/identities")
+            assert identities.status_code == 200
+            emails = sorted(i["traits"]["email"] for i in identities.json())
+            assert emails == ["ada@example.com", "bob@example.com"]
+            assert http.get(f"{kratos_url}/admin/identities").status_code == 404
             # Only the demo moves the clock: FakeKratos alone has no such control.
             clock = http.post(f"{kratos_url}/ui/clock", data={"seconds": "600"})
             assert clock.status_code == 404
@@ -276,7 +287,8 @@ def test_fake_command_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr("kratos_aal.cli.time.sleep", visit)
-    assert main(["fake", "--port", "0", "--app-url", "http://127.0.0.1:8123/"], out=out) == 0
+    command = ["fake", "--port", "0", "--admin-port", "0", "--app-url", "http://127.0.0.1:8123/"]
+    assert main(command, out=out) == 0
     assert seen == [200]
     text = out.getvalue()
     assert "App      http://127.0.0.1:8123/ " in text
@@ -284,12 +296,14 @@ def test_fake_command_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     assert text.rstrip().endswith("Stopped.")
 
 
-def test_fake_command_refuses_a_taken_port() -> None:
+@pytest.mark.parametrize("option", ["--port", "--admin-port"])
+def test_fake_command_refuses_a_taken_port(option: str) -> None:
     taken = reserve_port()
     try:
         port = str(taken.getsockname()[1])
+        ports = {"--port": "0", "--admin-port": "0", option: port}
         result = subprocess.run(
-            [sys.executable, "-m", "kratos_aal", "fake", "--port", port, "--no-qr"],
+            [sys.executable, "-m", "kratos_aal", "fake", *ports_args(ports), "--no-qr"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -378,3 +392,7 @@ def test_demo_rejects_unknown_framework() -> None:
 
     with pytest.raises(ValueError, match="framework"), run_demo("bottle", port=0, kratos_port=0):
         pass
+
+
+def ports_args(ports: dict[str, str]) -> list[str]:
+    return [part for option, port in ports.items() for part in (option, port)]
