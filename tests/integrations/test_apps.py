@@ -339,9 +339,10 @@ async def test_loop_page_signs_out_a_session_the_app_received(
     sign_out = html.unescape(link.group(1))
     assert path_of(sign_out) == f"{KRATOS}/self-service/logout"
     assert params(sign_out)["return_to"] == ["http://testserver/"]
-    # One click in a browser: Kratos ends the session and sends the person home.
+    # One click in a browser, which sends Kratos its session cookie (Kratos refuses a
+    # logout token without it): Kratos ends the session and sends the person home.
     with httpx.Client(transport=fake.transport()) as kratos:
-        ended = kratos.get(sign_out, headers={"Accept": "text/html"})
+        ended = kratos.get(sign_out, headers={"Accept": "text/html", **browser(session)})
     assert ended.status_code in (302, 303) and ended.headers["location"] == "http://testserver/"
     assert fake.calls["/self-service/logout"] == 1
     after = await app.get("/account", browser(session))
