@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import threading
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import Future
 from typing import Any, Final
+
+from cachetools import LRUCache
 
 from .exceptions import KratosAALError
 
@@ -23,17 +24,42 @@ class _Missing:
 MISSING: Final[Any] = _Missing()
 
 
-class TTLCache:
-    """A bounded cache whose every entry has its own time to live, read with or without lock.
+class _Entries(LRUCache):  # type: ignore[type-arg]
+    """cachetools' LRU, in which an entry read on the hit path gets a second chance.
 
-    Entries are ``[expires_at, value, hit, touched]`` in an ``OrderedDict``, least recently
-    used first. :meth:`get` reads under the lock, drops an expired entry and marks the
-    entry most recently used. :meth:`peek` is the hit path: no lock (one C-level dict
-    read), no reordering; it only flags the entry as touched, and a touched entry about
-    to be evicted gets a second chance (moved to the end) instead: LRU, approximated the
-    way CLOCK does it. A reader racing a writer may see no entry: that is a miss, and a
-    miss takes the locked path. The lock is held only around dict operations, never
-    across I/O or an ``await``.
+    Hits read entries without the lock and without touching the LRU order; they only flag
+    the entry. Evicting a flagged entry clears the flag and makes it most recently used
+    instead (LRU approximated as CLOCK does it); the first unflagged entry goes. Called
+    under the cache's lock, from cachetools' own ``__setitem__`` when the cache is full.
+    """
+
+    def __init__(self, maxsize: int, index: dict[Hashable, list[Any]]) -> None:
+        super().__init__(maxsize)
+        self._index = index
+
+    def popitem(self) -> tuple[Hashable, list[Any]]:
+        for _ in range(len(self)):
+            key, entry = super().popitem()
+            if not entry[3]:
+                del self._index[key]
+                return key, entry
+            entry[3] = False
+            super().__setitem__(key, entry)  # room for it: one was just taken out
+        key, entry = super().popitem()  # every entry was flagged: now none is
+        del self._index[key]
+        return key, entry
+
+
+class TTLCache:
+    """A bounded LRU cache whose every entry has its own time to live, read with or without lock.
+
+    Entries are ``[expires_at, value, hit, touched]`` in a cachetools ``LRUCache``, and in
+    a plain dict beside it for :meth:`peek`. :meth:`get` reads under the lock, drops an
+    expired entry and marks the entry most recently used. :meth:`peek` is the hit path: no
+    lock (one C-level dict read), no reordering; it only flags the entry as touched, which
+    earns it a second chance at eviction. A reader racing a writer may see no entry: that
+    is a miss, and a miss takes the locked path. The lock is held only around dict
+    operations, never across I/O or an ``await``.
 
     Args:
         maxsize: How many entries at most.
@@ -50,26 +76,26 @@ class TTLCache:
     ) -> None:
         self._timer = timer
         self._lock = threading.Lock()
-        self._maxsize = maxsize
         self._prepare = prepare
-        self._data: OrderedDict[Hashable, list[Any]] = OrderedDict()
+        self._maxsize = maxsize
+        self._index: dict[Hashable, list[Any]] = {}
+        self._data = _Entries(maxsize, self._index)
 
     def get(self, key: Hashable) -> Any:
         """Return the live value for *key*, or ``MISSING``."""
         now = self._timer()
         with self._lock:
-            entry = self._data.get(key)
+            entry = self._data.get(key)  # a read marks it most recently used
             if entry is None:
                 return MISSING
             if entry[0] <= now:
-                del self._data[key]
+                self._drop(key)
                 return MISSING
-            self._data.move_to_end(key)
             return entry[1]
 
     def peek(self, key: Hashable) -> Any:
         """Return what *prepare* made of *key*'s live value, or ``None``; takes no lock."""
-        entry = self._data.get(key)
+        entry = self._index.get(key)
         if entry is None or entry[0] <= self._timer():
             return None
         entry[3] = True
@@ -80,40 +106,34 @@ class TTLCache:
         expires = self._timer() + ttl
         hit = self._prepare(value) if self._prepare is not None and ttl > 0 else None
         with self._lock:
+            self._drop(key)
             if ttl > 0:
-                self._data.pop(key, None)
-                while self._data and len(self._data) >= self._maxsize:
-                    self._evict()
-                self._data[key] = [expires, value, hit, False]
-            else:
-                self._data.pop(key, None)
+                entry = [expires, value, hit, False]
+                self._data[key] = entry  # evicts first when full
+                self._index[key] = entry
 
-    def _evict(self) -> None:
-        # Under the lock. Every entry touched: the first pass clears every flag.
-        for _ in range(len(self._data)):
-            key, entry = self._data.popitem(last=False)
-            if not entry[3]:
-                return
-            entry[3] = False
-            self._data[key] = entry
-        self._data.popitem(last=False)
+    def _drop(self, key: Hashable) -> None:
+        # Under the lock.
+        self._data.pop(key, None)
+        self._index.pop(key, None)
 
     def pop(self, key: Hashable) -> None:
         """Drop *key* if present."""
         with self._lock:
-            self._data.pop(key, None)
+            self._drop(key)
 
     def clear(self) -> None:
         """Drop everything."""
         with self._lock:
-            self._data.clear()
+            self._index.clear()
+            self._data = _Entries(self._maxsize, self._index)
 
     def __len__(self) -> int:
         now = self._timer()
         with self._lock:
-            for key in [k for k, entry in self._data.items() if entry[0] <= now]:
-                del self._data[key]
-            return len(self._data)
+            for key in [k for k, entry in self._index.items() if entry[0] <= now]:
+                self._drop(key)
+            return len(self._index)
 
 
 def _fresh(error: BaseException) -> BaseException:

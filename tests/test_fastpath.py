@@ -9,6 +9,7 @@ precomputed entries keep.
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -315,19 +316,29 @@ MAX_ADDED_CALLS = {"starlette": 11, "wsgi": 7, "django": 9}
 
 
 def calls_of(run: Callable[[], Any]) -> int:
-    count = 0
+    """Return the fewest Python calls *run* makes in three runs.
 
-    def profile(frame: FrameType, event: str, arg: Any) -> None:
-        nonlocal count
-        if event == "call":
-            count += 1
+    The garbage collector is off while counting: a collection in the middle of a run
+    calls finalizers (of objects other tests left behind) that are not the hit path's.
+    """
+    counts = []
+    for _ in range(3):
+        count = 0
 
-    sys.setprofile(profile)
-    try:
-        run()
-    finally:
-        sys.setprofile(None)
-    return count
+        def profile(frame: FrameType, event: str, arg: Any) -> None:
+            nonlocal count
+            if event == "call":
+                count += 1
+
+        gc.disable()
+        sys.setprofile(profile)
+        try:
+            run()
+        finally:
+            sys.setprofile(None)
+            gc.enable()
+        counts.append(count)
+    return min(counts)
 
 
 @pytest.fixture
@@ -382,7 +393,7 @@ def test_the_starlette_hit_path_makes_few_calls(fake: FakeKratos, aal2_session: 
         added = calls_of(run(guarded)) - calls_of(run(bare))
     finally:
         loop.close()
-    assert statuses == [200] * 5
+    assert statuses == [200] * 9  # 3 warm-up runs, then 3 of each side counted
     assert fake.calls["/sessions/whoami"] == calls  # a hit indeed
     assert added <= MAX_ADDED_CALLS["starlette"], added
 
@@ -405,7 +416,7 @@ def test_the_wsgi_hit_path_makes_few_calls(fake: FakeKratos, aal2_session: Any) 
     run(guarded)()
     calls = fake.calls["/sessions/whoami"]
     added = calls_of(run(guarded)) - calls_of(run(bare))
-    assert statuses == ["200 OK"] * 3 and fake.calls["/sessions/whoami"] == calls
+    assert statuses == ["200 OK"] * 7 and fake.calls["/sessions/whoami"] == calls
     assert added <= MAX_ADDED_CALLS["wsgi"], added
 
 
