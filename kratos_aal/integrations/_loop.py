@@ -25,6 +25,11 @@ def _home(request: WebRequest, client: KratosClient | AsyncKratosClient, prefix:
         return prefix.rstrip("/") + "/"
 
 
+def _may_sign_out(page: LoopPage, credentials: Credentials, home: str) -> bool:
+    # Only a session Kratos knows can be ended, and only with somewhere to come back to.
+    return page.signed_in and bool(credentials) and "://" in home
+
+
 def linked(
     response: WebResponse,
     request: WebRequest,
@@ -37,7 +42,7 @@ def linked(
         return response
     home = _home(request, client, prefix)
     sign_out = None
-    if response.signed_in and credentials and "://" in home:
+    if _may_sign_out(response, credentials, home):
         try:
             sign_out = client.logout_url(credentials, return_to=home)
         except KratosAALError:
@@ -57,7 +62,7 @@ async def alinked(
         return response
     home = _home(request, client, prefix)
     sign_out = None
-    if response.signed_in and credentials and "://" in home:
+    if _may_sign_out(response, credentials, home):
         try:
             sign_out = await client.logout_url(credentials, return_to=home)
         except KratosAALError:
