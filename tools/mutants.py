@@ -55,6 +55,10 @@ FULL_SUITE = [
     "tests",
     "--ignore=tests/test_docs.py",
     "--ignore=tests/test_packaging.py",
+    # The call-count guards count Python calls: mutmut's trampolines add their own.
+    "--deselect=tests/test_fastpath.py::test_the_starlette_hit_path_makes_few_calls",
+    "--deselect=tests/test_fastpath.py::test_the_wsgi_hit_path_makes_few_calls",
+    "--deselect=tests/test_fastpath.py::test_the_django_hit_path_makes_few_calls",
 ]
 FULL_SUITE_TIMEOUT = 900.0
 KILLED = {"killed", "timeout", "segfault", "caught by type check"}
