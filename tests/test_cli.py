@@ -296,22 +296,35 @@ def test_fake_command_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     assert text.rstrip().endswith("Stopped.")
 
 
-@pytest.mark.parametrize("option", ["--port", "--admin-port"])
-def test_fake_command_refuses_a_taken_port(option: str) -> None:
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [
+        ("fake", "--port"),
+        ("fake", "--admin-port"),
+        ("demo", "--port"),
+        ("demo", "--kratos-port"),
+    ],
+)
+def test_a_taken_port_is_a_message_naming_the_option(command: str, option: str) -> None:
+    """A port in use (a demo still running elsewhere) says which option to change."""
     taken = reserve_port()
+    free = {"fake": ["--port", "--admin-port"], "demo": ["--port", "--kratos-port"]}[command]
     try:
         port = str(taken.getsockname()[1])
-        ports = {"--port": "0", "--admin-port": "0", option: port}
+        ports = {**dict.fromkeys(free, "0"), option: port}
         result = subprocess.run(
-            [sys.executable, "-m", "kratos_aal", "fake", *ports_args(ports), "--no-qr"],
+            [sys.executable, "-m", "kratos_aal", command, *ports_args(ports), "--no-qr"],
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=60,
         )
     finally:
         taken.close()
-    assert result.returncode != 0
-    assert "Address already in use" in result.stderr + result.stdout
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"kratos-aal: cannot listen on 127.0.0.1:{port} ("), result
+    assert f"Choose another port with {option} (0 picks a free one)" in result.stderr
+    assert "Press Ctrl+C" not in result.stdout  # nothing was served
 
 
 NAMES = {"starlette": "Starlette", "fastapi": "FastAPI", "flask": "Flask", "django": "Django"}
