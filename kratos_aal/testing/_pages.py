@@ -72,12 +72,17 @@ class _Pages(_Admin):
                 "<p>Scan the QR code with an authenticator app (or type the secret), then "
                 "enter the code it shows.</p>"
             )
-        if kind == "login" and flow.requested_aal == "aal2" and not flow.refresh:
+        if kind == "login" and flow.requested_aal == "aal2":  # step-up and re-authentication
             html += (
                 '<p class="hint">Enter the 6-digit code that the authenticator app paired '
-                "with this account shows now. A demo user's app is the TOTP secret printed "
-                "where the demo started: add it to any authenticator app.</p>"
+                "with this account shows now.</p>"
             )
+            if self.ui_hint:  # the demo users: say where their codes come from
+                html += (
+                    '<p class="hint">For ada, that is the TOTP secret that <code>kratos-aal '
+                    "demo</code> (or <code>kratos-aal fake</code>) printed when it started: "
+                    "add it to any authenticator app.</p>"
+                )
         if kind == "settings":
             _relabel(body["ui"], "totp", "Verify and continue")
         html += _ui.form(body["ui"])
