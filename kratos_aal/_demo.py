@@ -99,7 +99,11 @@ def _build_app(
     )
 
     stack.enter_context(override_clients(sync_client, async_client))
-    application = get_asgi_application()
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    # Static files (the browsable API's styles) are served in front of the middleware, as
+    # runserver serves them: a stylesheet needs no sign-in.
+    application = ASGIStaticFilesHandler(get_asgi_application())
     # The linked Django users (request.user) live in sqlite: create its tables now.
     _example("django_project.demo.startup").migrate()
     return application

@@ -400,6 +400,21 @@ def test_django_login_url_leads_to_kratos_login() -> None:
         assert f"Django user area, for {ada.id}" in user_area.text
 
 
+@DJANGO_DB
+def test_django_demo_serves_the_browsable_apis_styles() -> None:
+    """DRF's browsable API is styled: its stylesheets answer, to anyone, as under runserver."""
+    from kratos_aal._demo import run_demo
+
+    with run_demo("django", port=0, kratos_port=0) as demo, httpx.Client(timeout=10) as browser:
+        index = browser.get(f"{demo.app_url}/api/", headers={"Accept": "text/html"})
+        assert index.status_code == 200
+        sheets = re.findall(r'<link rel="stylesheet" type="text/css" href="([^"]+)"', index.text)
+        assert "/static/rest_framework/css/bootstrap.min.css" in sheets
+        for sheet in sheets:
+            answer = browser.get(f"{demo.app_url}{sheet}")
+            assert (answer.status_code, answer.headers["content-type"]) == (200, "text/css")
+
+
 def test_demo_rejects_unknown_framework() -> None:
     from kratos_aal._demo import run_demo
 

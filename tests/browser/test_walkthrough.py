@@ -171,6 +171,8 @@ def test_the_whole_story_in_chromium(browser: Any, demo: Demo) -> None:
             assert f"A {name} app protected by kratos-aal" in walk.text()
             assert walk.who() == "Not signed in."
             assert "curl -H 'Accept: application/json'" in walk.text("pre")
+            # The whole command is in sight (Django's trailing slash too), not scrolled off.
+            assert page.eval_on_selector("pre", "e => e.scrollWidth <= e.clientWidth")
 
         with walk.step("login"):  # Ada opens the aal1 page: a plain login, no aal=aal2
             page.click("nav >> text=Account (aal1)")
