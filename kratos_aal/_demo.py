@@ -240,7 +240,7 @@ def banner(demo: Demo, *, qr: bool = True) -> str:
         f"    1. {demo.app_url}/account{slash} needs a password (aal1): sign in as bob.",
         f"    2. {demo.app_url}/billing{slash} needs aal2: bob has no second factor, so Kratos's",
         "       settings page pairs an authenticator app, and the session becomes aal2 in place.",
-        "    3. Sign out, sign in as ada: /billing asks for her TOTP code (step-up).",
+        f"    3. Sign out, sign in as ada: /billing{slash} asks for her TOTP code (step-up).",
         f"    4. {demo.app_url}/billing/transfer{slash} wants a code from the last 5 minutes: move",
         "       the clock on (button on the home page) and it asks again (re-authentication).",
         f"    5. curl -H 'Accept: application/json' {demo.app_url}/api/balance{slash}",
