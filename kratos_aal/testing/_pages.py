@@ -110,13 +110,16 @@ class _Pages(_Admin):
 
     def _ui_welcome(self, request: httpx.Request) -> httpx.Response:
         record, _, _ = self._current(request)
+        # Someone who typed Kratos's address (the demo prints it) finds the way to the app.
+        app = [("Back to the app", self.app_url)] if self.app_url else []
         if record is None:
             html = "<p>You are not signed in.</p>"
-            html += _ui.links(("Sign in", f"{self.public_url}/self-service/login/browser"))
+            html += _ui.links(*app, ("Sign in", f"{self.public_url}/self-service/login/browser"))
         else:
             identity = self.identities[record.identity_id]
             html = f"<p>Signed in as <b>{escape(identity.email)}</b> at <b>{record.aal}</b>.</p>"
             html += _ui.links(
+                *app,
                 ("Settings", f"{self.public_url}/self-service/settings/browser"),
                 ("Sign out", f"{self.ui_url}/logout"),
             )

@@ -105,7 +105,18 @@ def test_without_demo_users_no_page_mentions_them(fake: FakeKratos, browser: htt
 def test_bare_address_leads_to_the_welcome_page(fake: FakeKratos, browser: httpx.Client) -> None:
     answer = browser.get("/")
     assert (answer.status_code, answer.headers["Location"]) == (303, f"{fake.ui_url}/welcome")
-    assert browser.get(answer.headers["Location"]).status_code == 200
+    welcome = browser.get(answer.headers["Location"])
+    assert welcome.status_code == 200
+    assert f'<a href="{APP_HOME}">Back to the app</a>' in welcome.text
+    browser.cookies.update(fake.session("aal1").cookies)  # signed in, the way back is there too
+    assert f'<a href="{APP_HOME}">Back to the app</a>' in browser.get("/ui/welcome").text
+
+
+def test_welcome_page_without_an_app_offers_sign_in_only() -> None:
+    fake = FakeKratos()
+    with httpx.Client(transport=fake.transport(), base_url=fake.public_url) as browser:
+        welcome = browser.get("/ui/welcome").text
+    assert "Back to the app" not in welcome and "Sign in</a>" in welcome
 
 
 def test_favicon_is_served(browser: httpx.Client) -> None:
