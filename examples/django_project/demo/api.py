@@ -1,9 +1,9 @@
 """The example's Django REST framework API: Kratos authentication and AAL permissions.
 
-``/api/`` lists the endpoints (public), ``/api/me/`` needs a password (aal1), ``/api/accounts/`` a second factor (aal2) and
-``/api/payouts/`` a second factor used in the last 5 minutes. Browsers (the browsable
-API) are sent to Kratos like on any page; JSON clients and session tokens get Kratos's own
-error body.
+``/api/`` lists the endpoints (public), ``/api/me/`` needs a password (aal1),
+``/api/accounts/`` a second factor (aal2) and ``/api/payouts/`` a second factor used in the
+last 5 minutes. Browsers (the browsable API) are sent to Kratos like on any page; JSON
+clients and session tokens get Kratos's own error body.
 """
 
 from __future__ import annotations
