@@ -28,7 +28,7 @@ nav { display: flex; gap: 1rem; flex-wrap: wrap; padding: .75rem 0; border-botto
 .who { background: #f1f1f6; border-radius: 8px; padding: .6rem .9rem; font-size: .95rem; }
 .note { background: #e7f4ea; border-radius: 8px; padding: .6rem .9rem; }
 li { margin: .4rem 0; } code, pre { background: #f1f1f6; padding: 0 .25rem; border-radius: 4px; }
-pre { padding: .5rem; overflow-x: auto; }
+pre { padding: .5rem; white-space: pre-wrap; overflow-wrap: anywhere; }
 button { padding: .45rem .9rem; border-radius: 6px; border: 1px solid #888; cursor: pointer; }
 .ok { color: #1d6b3a; font-weight: 600; }
 """

@@ -95,7 +95,8 @@ def create_app(
 
     @app.get("/api/balance")
     def balance() -> Any:
-        return jsonify(_pages.as_json("balance", current_session or None, balance=42))
+        session = current_session or None
+        return jsonify(balance=42, aal=session.aal.value if session else None)
 
     @app.get("/logout")
     def logout() -> Response:

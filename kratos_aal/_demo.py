@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import httpx
 
 from ._client import AsyncKratosClient, KratosClient
 from ._config import KratosConfig
+from .exceptions import ConfigurationError
 
 FRAMEWORKS = ("starlette", "fastapi", "flask", "django")
 FRAMEWORK_NAMES = {
@@ -97,7 +99,11 @@ def _build_app(
     )
 
     stack.enter_context(override_clients(sync_client, async_client))
-    application = get_asgi_application()
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    # Static files (the browsable API's styles) are served in front of the middleware, as
+    # runserver serves them: a stylesheet needs no sign-in.
+    application = ASGIStaticFilesHandler(get_asgi_application())
     # The linked Django users (request.user) live in sqlite: create its tables now.
     _example("django_project.demo.startup").migrate()
     return application
@@ -136,6 +142,24 @@ def demo_fake(
     return fake, users
 
 
+def reserve(host: str, port: int, option: str) -> socket.socket:
+    """Bind *port* now, or fail with a message that names the *option* choosing another.
+
+    A port already taken (often by a demo still running in another terminal) is a setting
+    to change, not a crash: no traceback.
+    """
+    from .testing import reserve_port
+
+    try:
+        return reserve_port(host, port)
+    except OSError as error:
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port} ({error.strerror or error}); is another demo, "
+            f"FakeKratos or Kratos running there? Choose another port with {option} "
+            "(0 picks a free one)"
+        ) from None
+
+
 @contextmanager
 def run_demo(
     framework: str = "starlette",
@@ -145,13 +169,17 @@ def run_demo(
     kratos_port: int = 4433,
 ) -> Iterator[Demo]:
     """Serve the example app and FakeKratos until the block ends."""
-    from .testing import reserve_port, serve
+    from .testing import serve
     from .testing._serve import serve_wsgi, url_of
 
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {', '.join(FRAMEWORKS)}, got {framework!r}")
-    kratos_socket = reserve_port(host, kratos_port)
-    app_socket = reserve_port(host, port)
+    kratos_socket = reserve(host, kratos_port, "--kratos-port")
+    try:
+        app_socket = reserve(host, port, "--port")
+    except ConfigurationError:
+        kratos_socket.close()
+        raise
     kratos_url, app_url = url_of(kratos_socket), url_of(app_socket)
     fake, users = demo_fake(kratos_url, app_url)
     fake.demo_controls = True  # the home page's button moves the clock the app also reads
@@ -212,7 +240,7 @@ def banner(demo: Demo, *, qr: bool = True) -> str:
         f"    1. {demo.app_url}/account{slash} needs a password (aal1): sign in as bob.",
         f"    2. {demo.app_url}/billing{slash} needs aal2: bob has no second factor, so Kratos's",
         "       settings page pairs an authenticator app, and the session becomes aal2 in place.",
-        "    3. Sign out, sign in as ada: /billing asks for her TOTP code (step-up).",
+        f"    3. Sign out, sign in as ada: /billing{slash} asks for her TOTP code (step-up).",
         f"    4. {demo.app_url}/billing/transfer{slash} wants a code from the last 5 minutes: move",
         "       the clock on (button on the home page) and it asks again (re-authentication).",
         f"    5. curl -H 'Accept: application/json' {demo.app_url}/api/balance{slash}",

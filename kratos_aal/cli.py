@@ -299,8 +299,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_fake(args: argparse.Namespace, out: TextIO) -> int:
     try:
-        from ._demo import demo_fake, user_lines
-        from .testing import reserve_port, serve
+        from ._demo import demo_fake, reserve, user_lines
+        from .testing import serve
         from .testing._serve import url_of
     except ImportError as error:  # pragma: no cover - depends on what is installed
         print(
@@ -308,10 +308,10 @@ def cmd_fake(args: argparse.Namespace, out: TextIO) -> int:
             file=out,
         )
         return 2
-    sock = reserve_port(args.host, args.port)
+    sock = reserve(args.host, args.port, "--port")
     try:
-        admin_sock = reserve_port(args.host, args.admin_port)
-    except OSError:
+        admin_sock = reserve(args.host, args.admin_port, "--admin-port")
+    except ConfigurationError:
         sock.close()
         raise
     kratos_url, admin_url = url_of(sock), url_of(admin_sock)

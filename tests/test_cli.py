@@ -296,22 +296,35 @@ def test_fake_command_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     assert text.rstrip().endswith("Stopped.")
 
 
-@pytest.mark.parametrize("option", ["--port", "--admin-port"])
-def test_fake_command_refuses_a_taken_port(option: str) -> None:
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [
+        ("fake", "--port"),
+        ("fake", "--admin-port"),
+        ("demo", "--port"),
+        ("demo", "--kratos-port"),
+    ],
+)
+def test_a_taken_port_is_a_message_naming_the_option(command: str, option: str) -> None:
+    """A port in use (a demo still running elsewhere) says which option to change."""
     taken = reserve_port()
+    free = {"fake": ["--port", "--admin-port"], "demo": ["--port", "--kratos-port"]}[command]
     try:
         port = str(taken.getsockname()[1])
-        ports = {"--port": "0", "--admin-port": "0", option: port}
+        ports = {**dict.fromkeys(free, "0"), option: port}
         result = subprocess.run(
-            [sys.executable, "-m", "kratos_aal", "fake", *ports_args(ports), "--no-qr"],
+            [sys.executable, "-m", "kratos_aal", command, *ports_args(ports), "--no-qr"],
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=60,
         )
     finally:
         taken.close()
-    assert result.returncode != 0
-    assert "Address already in use" in result.stderr + result.stdout
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"kratos-aal: cannot listen on 127.0.0.1:{port} ("), result
+    assert f"Choose another port with {option} (0 picks a free one)" in result.stderr
+    assert "Press Ctrl+C" not in result.stdout  # nothing was served
 
 
 NAMES = {"starlette": "Starlette", "fastapi": "FastAPI", "flask": "Flask", "django": "Django"}
@@ -331,6 +344,9 @@ def test_demo_runs_every_framework(framework: str) -> None:
     html = {"Accept": "text/html"}
     with run_demo(framework, port=0, kratos_port=0) as demo, httpx.Client(timeout=10) as browser:
         assert f"per-route AAL on a {NAMES[framework]} app" in banner(demo, qr=False)
+        # Every path the banner names is the app's own spelling (Django's end with a slash).
+        paths = re.findall(r"/(?:account|billing|api)[\w/]*", banner(demo, qr=False))
+        assert len(paths) == 5 and {p.endswith("/") for p in paths} == {framework == "django"}
         home = browser.get(f"{demo.app_url}/", headers=html)
         assert home.status_code == 200
         assert f"A {NAMES[framework]} app protected by kratos-aal" in home.text
@@ -385,6 +401,21 @@ def test_django_login_url_leads_to_kratos_login() -> None:
         user_area = browser.get(f"{demo.app_url}/django-only/", headers=signed_in)
         assert user_area.status_code == 200
         assert f"Django user area, for {ada.id}" in user_area.text
+
+
+@DJANGO_DB
+def test_django_demo_serves_the_browsable_apis_styles() -> None:
+    """DRF's browsable API is styled: its stylesheets answer, to anyone, as under runserver."""
+    from kratos_aal._demo import run_demo
+
+    with run_demo("django", port=0, kratos_port=0) as demo, httpx.Client(timeout=10) as browser:
+        index = browser.get(f"{demo.app_url}/api/", headers={"Accept": "text/html"})
+        assert index.status_code == 200
+        sheets = re.findall(r'<link rel="stylesheet" type="text/css" href="([^"]+)"', index.text)
+        assert "/static/rest_framework/css/bootstrap.min.css" in sheets
+        for sheet in sheets:
+            answer = browser.get(f"{demo.app_url}{sheet}")
+            assert (answer.status_code, answer.headers["content-type"]) == (200, "text/css")
 
 
 def test_demo_rejects_unknown_framework() -> None:

@@ -72,12 +72,17 @@ class _Pages(_Admin):
                 "<p>Scan the QR code with an authenticator app (or type the secret), then "
                 "enter the code it shows.</p>"
             )
-        if kind == "login" and flow.requested_aal == "aal2" and not flow.refresh:
+        if kind == "login" and flow.requested_aal == "aal2":  # step-up and re-authentication
             html += (
                 '<p class="hint">Enter the 6-digit code that the authenticator app paired '
-                "with this account shows now. A demo user's app is the TOTP secret printed "
-                "where the demo started: add it to any authenticator app.</p>"
+                "with this account shows now.</p>"
             )
+            if self.ui_hint:  # the demo users: say where their codes come from
+                html += (
+                    '<p class="hint">For ada, that is the TOTP secret that <code>kratos-aal '
+                    "demo</code> (or <code>kratos-aal fake</code>) printed when it started: "
+                    "add it to any authenticator app.</p>"
+                )
         if kind == "settings":
             _relabel(body["ui"], "totp", "Verify and continue")
         html += _ui.form(body["ui"])
@@ -105,13 +110,16 @@ class _Pages(_Admin):
 
     def _ui_welcome(self, request: httpx.Request) -> httpx.Response:
         record, _, _ = self._current(request)
+        # Someone who typed Kratos's address (the demo prints it) finds the way to the app.
+        app = [("Back to the app", self.app_url)] if self.app_url else []
         if record is None:
             html = "<p>You are not signed in.</p>"
-            html += _ui.links(("Sign in", f"{self.public_url}/self-service/login/browser"))
+            html += _ui.links(*app, ("Sign in", f"{self.public_url}/self-service/login/browser"))
         else:
             identity = self.identities[record.identity_id]
             html = f"<p>Signed in as <b>{escape(identity.email)}</b> at <b>{record.aal}</b>.</p>"
             html += _ui.links(
+                *app,
                 ("Settings", f"{self.public_url}/self-service/settings/browser"),
                 ("Sign out", f"{self.ui_url}/logout"),
             )

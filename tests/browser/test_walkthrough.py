@@ -171,6 +171,8 @@ def test_the_whole_story_in_chromium(browser: Any, demo: Demo) -> None:
             assert f"A {name} app protected by kratos-aal" in walk.text()
             assert walk.who() == "Not signed in."
             assert "curl -H 'Accept: application/json'" in walk.text("pre")
+            # The whole command is in sight (Django's trailing slash too), not scrolled off.
+            assert page.eval_on_selector("pre", "e => e.scrollWidth <= e.clientWidth")
 
         with walk.step("login"):  # Ada opens the aal1 page: a plain login, no aal=aal2
             page.click("nav >> text=Account (aal1)")
@@ -227,6 +229,14 @@ def test_the_whole_story_in_chromium(browser: Any, demo: Demo) -> None:
                 page.goto(f"{demo.app_url}/api/accounts/")
                 walk.on_app("/api/accounts/")
                 assert "Checking" in walk.text()  # DRF's browsable API, with the data
+                styled = page.evaluate(
+                    """() => document.querySelectorAll('link[rel=stylesheet]').length > 0 &&
+                        [...document.querySelectorAll('link[rel=stylesheet]')].every(
+                            (link) => link.sheet !== null && link.sheet.cssRules.length > 0)"""
+                )
+                assert styled, "the browsable API's stylesheets did not load"
+                page.goto(f"{demo.app_url}/api/")  # the API's index links to every endpoint
+                assert "/api/payouts/" in walk.text()
                 answer = walk.json_fetch("/api/accounts/")
                 assert answer["status"] == 200 and answer["body"]["aal"] == "aal2"
                 page.goto(f"{demo.app_url}/")  # back to the app's pages and their links

@@ -75,6 +75,23 @@ def test_user_page_sends_anonymous_people_to_kratos_login(fake_kratos: FakeKrato
 
 
 @pytest.mark.usefixtures("example")
+def test_api_index_lists_the_endpoints_to_anyone(fake_kratos: FakeKratos) -> None:
+    """``/api/`` is the browsable API's front door, not a 404; it guards nothing itself."""
+    index = api().get("/api/", **JSON)
+    assert index.status_code == 200
+    assert {name: entry["url"] for name, entry in index.json().items()} == {
+        "me": "http://testserver/api/me/",
+        "accounts": "http://testserver/api/accounts/",
+        "payouts": "http://testserver/api/payouts/",
+    }
+    browsable = api().get("/api/", **HTML)
+    assert browsable.status_code == 200
+    assert b"http://testserver/api/accounts/" in browsable.content
+    # The endpoints it links to still need their AAL.
+    assert api(fake_kratos.session("aal1")).get("/api/accounts/", **JSON).status_code == 403
+
+
+@pytest.mark.usefixtures("example")
 def test_api_me_is_the_linked_user_at_aal1(fake_kratos: FakeKratos) -> None:
     session = fake_kratos.session("aal1")
     reply = api(session).get("/api/me/", **JSON)

@@ -71,23 +71,52 @@ def test_settings_without_any_app_links_to_the_welcome_page() -> None:
     assert f'href="{fake.ui_url}/welcome"' in page
 
 
-def test_second_factor_page_says_where_the_code_comes_from(
-    fake: FakeKratos, browser: httpx.Client
-) -> None:
+def second_factor_pages(fake: FakeKratos, browser: httpx.Client) -> list[str]:
+    """Return the step-up page and the re-authentication page, as a browser gets them."""
     session = fake.session("aal1", totp=True)
     browser.cookies.update(session.cookies)
-    started = browser.get("/self-service/login/browser", params={"aal": "aal2"})
-    page = browser.get(started.headers["Location"]).text
-    assert "authenticator app paired with this account" in page
-    assert "TOTP secret printed" in page
-    plain = browser.get("/self-service/login/browser", params={"aal": "aal2", "refresh": "true"})
-    assert "TOTP secret printed" not in browser.get(plain.headers["Location"]).text
+    pages = []
+    for params in ({"aal": "aal2"}, {"aal": "aal2", "refresh": "true"}):
+        started = browser.get("/self-service/login/browser", params=params)
+        pages.append(browser.get(started.headers["Location"]).text)
+    return pages
+
+
+DEMO_NOTE = "For ada, that is the TOTP secret that <code>kratos-aal demo</code>"
+
+
+def test_second_factor_pages_say_where_the_code_comes_from(
+    fake: FakeKratos, browser: httpx.Client
+) -> None:
+    fake.ui_hint = "Demo users: ..."  # as kratos-aal demo and kratos-aal fake set it
+    step_up, refresh = second_factor_pages(fake, browser)
+    assert "<h1>Second factor</h1>" in step_up and "<h1>Confirm it&#x27;s you</h1>" in refresh
+    for page in (step_up, refresh):  # re-authentication asks for the same code
+        assert "authenticator app paired with this account shows now" in page
+        assert DEMO_NOTE in page
+
+
+def test_without_demo_users_no_page_mentions_them(fake: FakeKratos, browser: httpx.Client) -> None:
+    for page in second_factor_pages(fake, browser):
+        assert "authenticator app paired with this account shows now" in page
+        assert DEMO_NOTE not in page and "ada" not in page
 
 
 def test_bare_address_leads_to_the_welcome_page(fake: FakeKratos, browser: httpx.Client) -> None:
     answer = browser.get("/")
     assert (answer.status_code, answer.headers["Location"]) == (303, f"{fake.ui_url}/welcome")
-    assert browser.get(answer.headers["Location"]).status_code == 200
+    welcome = browser.get(answer.headers["Location"])
+    assert welcome.status_code == 200
+    assert f'<a href="{APP_HOME}">Back to the app</a>' in welcome.text
+    browser.cookies.update(fake.session("aal1").cookies)  # signed in, the way back is there too
+    assert f'<a href="{APP_HOME}">Back to the app</a>' in browser.get("/ui/welcome").text
+
+
+def test_welcome_page_without_an_app_offers_sign_in_only() -> None:
+    fake = FakeKratos()
+    with httpx.Client(transport=fake.transport(), base_url=fake.public_url) as browser:
+        welcome = browser.get("/ui/welcome").text
+    assert "Back to the app" not in welcome and "Sign in</a>" in welcome
 
 
 def test_favicon_is_served(browser: httpx.Client) -> None:

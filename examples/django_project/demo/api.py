@@ -1,9 +1,9 @@
 """The example's Django REST framework API: Kratos authentication and AAL permissions.
 
-``/api/me/`` needs a password (aal1), ``/api/accounts/`` a second factor (aal2) and
-``/api/payouts/`` a second factor used in the last 5 minutes. Browsers (the browsable
-API) are sent to Kratos like on any page; JSON clients and session tokens get Kratos's own
-error body.
+``/api/`` lists the endpoints (public), ``/api/me/`` needs a password (aal1),
+``/api/accounts/`` a second factor (aal2) and ``/api/payouts/`` a second factor used in the
+last 5 minutes. Browsers (the browsable API) are sent to Kratos like on any page; JSON
+clients and session tokens get Kratos's own error body.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 from django.urls import include, path
 from rest_framework import routers, viewsets
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,6 +25,29 @@ ACCOUNTS = {"1": {"name": "Checking", "balance": 42}, "2": {"name": "Savings", "
 def caller(request: Request) -> dict[str, Any]:
     """Return who calls: ``request.user`` (the linked Django user) and the session's AAL."""
     return {"user": request.user.get_username(), "aal": request.auth.aal.value}
+
+
+#: What the index lists: each endpoint and what it needs.
+ENDPOINTS = {
+    "me": ("me/", "a password (IsAAL1)"),
+    "accounts": ("accounts/", "a second factor (IsAAL2)"),
+    "payouts": ("payouts/", "a second factor used in the last 5 minutes (RequireAAL)"),
+}
+
+
+class Index(APIView):
+    """The API's front door: public, so that ``/api/`` in a browser is not a 404."""
+
+    authentication_classes = [KratosAuthentication]
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request) -> Response:
+        return Response(
+            {
+                name: {"url": request.build_absolute_uri(path), "needs": needs}
+                for name, (path, needs) in ENDPOINTS.items()
+            }
+        )
 
 
 class Me(APIView):
@@ -62,6 +86,7 @@ router = routers.SimpleRouter()
 router.register("accounts", Accounts, basename="accounts")
 
 urlpatterns = [
+    path("", Index.as_view()),
     path("me/", Me.as_view()),
     path("payouts/", Payouts.as_view()),
     path("", include(router.urls)),

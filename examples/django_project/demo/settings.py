@@ -19,6 +19,7 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "django.contrib.staticfiles",  # the browsable API's styles and scripts
     "rest_framework",  # the `drf` extra
     "kratos_aal.integrations.django",
 ]
@@ -68,6 +69,8 @@ DATABASES = {
 USE_TZ = True
 # @login_required and Django's login wall send people to Kratos's login, through the library.
 LOGIN_URL = "/login/"
+# runserver serves them (as `kratos-aal demo` does); behind a real server, collectstatic.
+STATIC_URL = "static/"
 # DRF's browsable API renders templates.
 TEMPLATES = [
     {

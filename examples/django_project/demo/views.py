@@ -56,7 +56,8 @@ linked to the Kratos identity (<code>KratosUserMiddleware</code>, <code>KratosBa
 behind <code>@login_required</code>.</li>
 <li><a href="/api/accounts/">/api/accounts/</a> is a DRF ViewSet with <code>IsAAL2</code>:
 the browsable API sends you to Kratos for a second factor like any page;
-<a href="/api/me/">/api/me/</a> needs a password (<code>IsAAL1</code>).</li>
+<a href="/api/me/">/api/me/</a> needs a password (<code>IsAAL1</code>);
+<a href="/api/">/api/</a> lists them all.</li>
 </ul>
 """
 
