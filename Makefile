@@ -14,10 +14,11 @@ DEMO_ARGS ?=
 demo: $(DEMO_STAMP)
 	$(BIN)/kratos-aal demo $(DEMO_ARGS)
 
-# The demo needs only the package with its extras (the frameworks, uvicorn, pyotp, segno).
+# The demo needs only the package with the extras it runs (the frameworks, uvicorn, pyotp,
+# segno); not otel or redis, which `make test` adds through `all`.
 $(DEMO_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[all]"
+	$(BIN)/python -m pip install --quiet -e ".[starlette,fastapi,django,drf,flask,testing]"
 	touch $(DEMO_STAMP)
 
 # Tests, lint and docs add their groups to the same .venv (dependency groups need pip 25.1).
