@@ -369,6 +369,8 @@ def _page(
     body = (
         "<!doctype html><html lang=en><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width,initial-scale=1">'
+        # No icon: browsers would otherwise ask the app for /favicon.ico, which may 404.
+        '<link rel=icon href="data:,">'
         f"<title>{html.escape(title)}</title>"
         '<body style="font-family:system-ui,sans-serif;max-width:40rem;'
         'margin:3rem auto;padding:0 1rem">'

@@ -63,3 +63,12 @@ def test_loop_page_says_what_happened_and_why() -> None:
         '<a href="/">the home page</a>. (A sign-out link appears here when your browser '
         "sends this app a session.)</p>"
     ) in body
+
+
+def test_denial_pages_need_no_icon_from_the_app() -> None:
+    # A browser asks for /favicon.ico unless the page names an icon; the app may not have one.
+    unavailable = Decision(Outcome.UNAVAILABLE, retry_after=3)
+    request = WebRequest("GET", "http", "app", "/x", "", {"accept": "text/html"})
+    page = conclude(unavailable, request, Credentials(), now=NOW)
+    assert page is not None and page.status == 503
+    assert b'<link rel=icon href="data:,">' in page.body
