@@ -110,13 +110,21 @@ class RedisCache:
             # only one Kratos call. The URL's own socket_timeout wins over ours.
             # The health check PINGs a connection idle for that long before using it: a
             # subscription cut without a word (a network partition) is found and renewed.
-            client = redis.Redis.from_url(
-                url or "",
-                socket_timeout=REDIS_TIMEOUT,
-                socket_connect_timeout=REDIS_TIMEOUT,
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=HEALTH_CHECK,
-            )
+            try:
+                client = redis.Redis.from_url(
+                    url or "",
+                    socket_timeout=REDIS_TIMEOUT,
+                    socket_connect_timeout=REDIS_TIMEOUT,
+                    retry=Retry(NoBackoff(), 0),
+                    health_check_interval=HEALTH_CHECK,
+                )
+            except (ValueError, TypeError):
+                # KratosConfig checked the URL with redis-py's parser; the pool's own
+                # options (max_connections=-1) are checked only here. The message of
+                # redis-py may quote the URL and its password: it is left out.
+                raise ConfigurationError(
+                    "cache_url cannot be used by redis-py (an option in its query)"
+                ) from None
         self._redis = client
         self.listen: Listen | None = self._listen
 

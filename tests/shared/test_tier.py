@@ -164,6 +164,12 @@ def test_cache_url_needs_the_secret() -> None:
         pytest.param({"cache_url": "redis:///0"}, "cache_url", id="no-host"),
         pytest.param({"cache_url": "redis://h:99999/0"}, "cache_url", id="bad-port"),
         pytest.param({"cache_url": 6379}, "cache_url", id="not-a-string"),
+        pytest.param({"cache_url": "redis://h:port/0"}, "cache_url", id="port-not-a-number"),
+        pytest.param({"cache_url": "redis://h:0/0"}, "cache_url", id="port-0"),
+        # redis-py would use database 0 for these: apps meant apart would share entries.
+        pytest.param({"cache_url": "redis://h:6379/app1"}, "cache_url", id="database-a-name"),
+        pytest.param({"cache_url": "redis://h/0/1"}, "cache_url", id="database-a-path"),
+        pytest.param({"cache_url": "redis://h/0?socket_timeout=x"}, "cache_url", id="query-value"),
         pytest.param({"cache_key_secret": "x" * 15}, "cache_key_secret", id="secret-15"),
         pytest.param({"cache_key_secret": b"x" * 16}, "cache_key_secret", id="secret-bytes"),
         pytest.param({"local_cache_ttl": -1}, "local_cache_ttl", id="negative-local-ttl"),
@@ -179,6 +185,8 @@ def test_bad_shared_settings_fail_naming_the_setting(values: dict[str, Any], set
 
 
 def test_good_shared_settings_on_the_boundaries() -> None:
+    for url in ("redis://h:1", "redis://h:65535/", "redis://h/15?socket_timeout=0.5"):
+        assert KratosConfig("http://kratos:4433", cache_url=url, cache_key_secret=SECRET).cache_url
     config = KratosConfig(
         "http://kratos:4433",
         cache_url="rediss://user:pw@redis.internal:6380/2",
@@ -197,8 +205,40 @@ def test_the_url_password_and_the_secret_are_never_shown() -> None:
     )
     assert "hunter2" not in repr(config)
     assert SECRET not in repr(config)
-    with pytest.raises(ConfigurationError) as raised:
-        KratosConfig("http://kratos:4433", cache_url="http://:hunter2@h", cache_key_secret=SECRET)
+    for url in (
+        "http://:hunter2@h",
+        "redis://:hunter2@h:port",
+        "redis://:hunter2@h/db",
+        "redis://:hunter2@h/0?socket_timeout=x",
+    ):
+        with pytest.raises(ConfigurationError) as raised:
+            KratosConfig("http://kratos:4433", cache_url=url, cache_key_secret=SECRET)
+        assert "hunter2" not in str(raised.value)
+
+
+def test_a_redis_message_that_quotes_the_url_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis.connection
+
+    def parse_url(url: str) -> None:
+        raise ValueError(f"cannot read {url}")
+
+    monkeypatch.setattr(redis.connection, "parse_url", parse_url)
+    for url in ("redis://:hunter2@h/0", "redis://u@h/0"):
+        with pytest.raises(ConfigurationError) as raised:
+            KratosConfig("http://kratos:4433", cache_url=url, cache_key_secret=SECRET)
+        assert str(raised.value) == "cache_url cannot be used by redis-py"
+    monkeypatch.setattr(redis.connection, "parse_url", lambda url: None)
+    assert KratosConfig("http://kratos:4433", cache_url="redis://h/0", cache_key_secret=SECRET)
+
+
+def test_a_pool_option_redis_py_refuses_fails_when_the_client_is_built() -> None:
+    config = KratosConfig(
+        "http://kratos:4433",
+        cache_url="redis://:hunter2@h/0?max_connections=-1",
+        cache_key_secret=SECRET,
+    )
+    with pytest.raises(ConfigurationError, match=r"^cache_url ") as raised:
+        KratosClient(config)
     assert "hunter2" not in str(raised.value)
 
 
