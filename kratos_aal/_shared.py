@@ -268,6 +268,7 @@ class SharedTier:
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
         self._listener_pid: int | None = None
+        self._retrier: threading.Thread | None = None
 
     # ------------------------------------------------------------------ names and values
 
@@ -428,6 +429,7 @@ class SharedTier:
             with self._lock:
                 if len(self._pending) < self.config.cache_maxsize:
                     self._pending.add(name)
+            self._retry_soon()
 
     # ------------------------------------------------------------------ awaitable side
 
@@ -552,6 +554,27 @@ class SharedTier:
                 return
             with self._lock:
                 self._pending.discard(name)
+
+    def _retry_soon(self) -> None:
+        """Retry the pending deletes after each back-off, until they are done.
+
+        On a thread of its own: the instance that served a logout may get no request
+        after it (the user has gone), and its lookups were the only other retry.
+        """
+        with self._lock:
+            if self._retrier is not None and self._retrier.is_alive():
+                return
+            self._retrier = retrier = threading.Thread(
+                target=self._retry_pending,
+                args=(self._stop,),
+                name="kratos-aal-logout-retry",
+                daemon=True,
+            )
+        retrier.start()
+
+    def _retry_pending(self, stop: threading.Event) -> None:
+        while self._pending and not stop.wait(BACKOFF):
+            self._retry_deletes()
 
     def _listen(self) -> None:
         """Start the invalidation listener once per process (lazily: on the first lookup)."""

@@ -264,3 +264,26 @@ def test_doctor_reports_the_configured_shared_cache(
     assert said[-1].startswith(
         "problem: the KRATOS_* environment is not a valid configuration: KRATOS_AAL_CACHE_KEY_SECRET"
     )
+
+
+async def test_a_logout_lost_while_redis_was_paused_reaches_the_others_unasked(
+    make: Make, fake: FakeKratos, redis_server: RedisServer
+) -> None:
+    # The instance that served the logout gets no request afterwards (the user is gone):
+    # its delete must still reach Redis and the others once Redis answers again.
+    one, two = make(), make()
+    session = fake.session("aal1")
+    assert await one.get(session.cookie_header) == 200
+    assert await two.get(session.cookie_header) == 200
+    fake.revoke(session)
+    redis_server.pause()
+    try:
+        await asyncio.to_thread(one.client.invalidate, Credentials(cookie=session.cookie))
+    finally:
+        redis_server.resume()
+    # Local copies are good for 60 s: only the retried delete's message can end two's.
+    await wait_until(lambda: len(two.client._cache) == 0, limit=5.0)
+    assert await two.get(session.cookie_header) == 303
+    reader = redis_server.client()
+    assert reader.keys("kratos-aal:s:*") == []
+    reader.close()

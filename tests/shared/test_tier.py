@@ -638,7 +638,10 @@ def test_closing_stops_the_listener(fake: FakeKratos) -> None:
     client._http.close()
 
 
-async def test_a_logout_that_could_not_reach_the_store_is_retried(pair: Pair) -> None:
+async def test_a_logout_that_could_not_reach_the_store_is_retried(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_shared, "BACKOFF", 60.0)  # the retry thread keeps out of this one
     store = Store()
     client = pair.client(store, local_cache_ttl=0)
     session = pair.fake.session("aal1")
@@ -657,6 +660,46 @@ async def test_a_logout_that_could_not_reach_the_store_is_retried(pair: Pair) ->
     assert not client._shared._pending
     (name_left,) = store.data
     assert name_left == name(client._shared, cookie=other.cookie)
+
+
+async def test_a_lost_logout_is_retried_without_a_lookup(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_shared, "BACKOFF", 0.01)
+    store = Store()
+    client = pair.client(store)
+    assert client._shared is not None
+    sessions = [Credentials(cookie=pair.fake.session("aal1").cookie) for _ in range(2)]
+    for credentials in sessions:
+        assert await pair.check(client, credentials) is Outcome.ALLOW
+    assert len(store.data) == 2
+    store.error = ConnectionError("away")
+    for credentials in sessions:  # the second logout finds the retry thread at work
+        client.invalidate(credentials)
+    await wait_until(lambda: store.calls.count("delete") >= 4)  # tried, and tried again
+    assert len(store.data) == 2 and len(client._shared._pending) == 2
+    calls = len(store.calls)
+    store.error = None
+    shared = client._shared
+    await wait_until(lambda: not store.data and not shared._pending)
+    assert set(store.calls[calls:]) == {"delete"}  # the retry thread, no lookup
+
+
+def test_closing_stops_the_logout_retries(
+    fake: FakeKratos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_shared, "BACKOFF", 0.01)
+    store = Store()
+    store.error = ConnectionError("away")
+    client = KratosClient(fake.config(cache_key_secret=SECRET), shared_cache=store)
+    assert client._shared is not None
+    client.invalidate(Credentials(cookie=fake.session("aal1").cookie))
+    retrier = client._shared._retrier
+    assert retrier is not None
+    client.close()
+    retrier.join(2)
+    assert not retrier.is_alive()
+    assert len(client._shared._pending) == 1  # still owed: the next lookup tries it
 
 
 def test_a_retried_logout_stops_at_the_first_failure(fake: FakeKratos) -> None:
