@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -269,6 +270,7 @@ class SharedTier:
         self._listener: threading.Thread | None = None
         self._listener_pid: int | None = None
         self._retrier: threading.Thread | None = None
+        _TIERS.add(self)
 
     # ------------------------------------------------------------------ names and values
 
@@ -615,6 +617,21 @@ class SharedTier:
             self.store.close()
         except Exception as error:
             self._fault(error, "closing")
+
+
+#: Every tier of this process, to mend after a fork.
+_TIERS: weakref.WeakSet[SharedTier] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A lock held by one of the parent's threads (its listener, hearing a logout) at the
+    # fork would be held for ever in the child: the child's first lookup would hang.
+    for tier in list(_TIERS):
+        tier._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX system has it
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def tier_for(

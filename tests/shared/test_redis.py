@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -287,3 +289,21 @@ async def test_a_logout_lost_while_redis_was_paused_reaches_the_others_unasked(
     reader = redis_server.client()
     assert reader.keys("kratos-aal:s:*") == []
     reader.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
+def test_a_client_used_before_fork_works_in_every_worker(redis_server: RedisServer) -> None:
+    # gunicorn --preload: what the parent's client holds (exchange threads, a pooled
+    # connection, a held lock, the listener) must not break or cross the workers.
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        # Python 3.12 warns of fork() in a process with threads: that is the point here.
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-m", "tests.shared.forking"]
+        + [redis_server.url],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert done.stdout.count("wrong=0 dropped=True") == 2, done.stdout

@@ -20,6 +20,7 @@ from kratos_aal import (
     KratosClient,
     KratosConfig,
     Outcome,
+    _client,
     _observe,
     _shared,
 )
@@ -898,3 +899,32 @@ def test_a_forked_worker_starts_its_own_listener(
     parent.join(1)
     assert not parent.is_alive()
     client._http.close()
+
+
+def test_after_a_fork_a_client_starts_afresh(
+    fake: FakeKratos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hook os.register_at_fork runs in a child (tests/shared/forking.py forks for real).
+    exchanges = _client._Exchanges()
+    monkeypatch.setattr(_client, "_EXCHANGES", exchanges)
+    owned = KratosClient(fake.config())
+    injected_http = httpx.Client(transport=fake.transport())
+    injected = KratosClient(fake.config(), http_client=injected_http)
+    exchanges._idle = 3  # the parent's threads, absent from the child
+    jobs, old_http, old_flights = exchanges._jobs, owned._http, owned._flights
+    _client._after_fork_in_child()
+    assert exchanges._idle == 0 and exchanges._jobs is not jobs
+    assert owned._http is not old_http and owned._flights is not old_flights
+    assert injected._http is injected_http  # the app's own client is the app's business
+    for closing in (old_http, owned, injected, injected_http):
+        closing.close()
+
+
+def test_after_a_fork_a_tier_has_a_lock_of_its_own() -> None:
+    one = tier()
+    held = one._lock
+    held.acquire()  # by a thread of the parent, which the child does not have
+    _shared._after_fork_in_child()
+    assert one._lock is not held
+    assert one._lock.acquire(blocking=False)
+    held.release()
