@@ -291,15 +291,17 @@ async def test_a_logout_lost_while_redis_was_paused_reaches_the_others_unasked(
     reader.close()
 
 
+#: Python 3.12 warns of fork() in a process with threads: that is the point here.
+WARN_NOT_OF_FORK = ("-W", "ignore::DeprecationWarning")
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
 def test_a_client_used_before_fork_works_in_every_worker(redis_server: RedisServer) -> None:
     # gunicorn --preload: what the parent's client holds (exchange threads, a pooled
     # connection, a held lock, the listener) must not break or cross the workers.
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
-        # Python 3.12 warns of fork() in a process with threads: that is the point here.
-        [sys.executable, "-W", "ignore::DeprecationWarning", "-m", "tests.shared.forking"]
-        + [redis_server.url],
+        [sys.executable, *WARN_NOT_OF_FORK, "-m", "tests.shared.forking", redis_server.url],
         cwd=root,
         capture_output=True,
         text=True,
