@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import os
 import queue
 import threading
 import time
@@ -108,8 +109,36 @@ class _Exchanges:
                     return
                 self._idle += 1
 
+    def after_fork(self) -> None:
+        """Start afresh in a forked child, which has none of its parent's threads.
+
+        Counted as idle, they would be handed jobs that no thread ever runs.
+        """
+        self._jobs = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
 
 _EXCHANGES = _Exchanges()
+
+# ---------------------------------------------------------------- hook: forked workers
+# gunicorn --preload (and any fork after a client was used) copies a client into every
+# worker: the parent's exchange threads are gone there, and a pooled connection to
+# Kratos would be one socket shared by every worker, their requests and answers
+# interleaved (another user's answer read for this one's request). A child starts with
+# threads, HTTP connections and in-flight lookups of its own.
+_BLOCKING_CLIENTS: weakref.WeakSet[KratosClient] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    _EXCHANGES.after_fork()
+    for client in list(_BLOCKING_CLIENTS):
+        client._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX system has it
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+# ---------------------------------------------------------------- end of hook
 
 
 class _BaseClient:
@@ -279,10 +308,21 @@ class KratosClient(_BaseClient):
     ) -> None:
         super().__init__(config, timer, shared_cache)
         self._owns_http = http_client is None
-        self._http = http_client or httpx.Client(
-            timeout=config.timeout, follow_redirects=False, cookies=_no_cookies()
-        )
+        self._http = http_client or self._new_http()
         self._flights = Flights()
+        _BLOCKING_CLIENTS.add(self)  # hook: forked workers
+
+    def _new_http(self) -> httpx.Client:
+        return httpx.Client(
+            timeout=self.config.timeout, follow_redirects=False, cookies=_no_cookies()
+        )
+
+    def _after_fork(self) -> None:
+        """Drop what a forked child shares with its parent (see ``_after_fork_in_child``)."""
+        self._flights = Flights()  # lookups the parent had in flight never end here
+        if self._owns_http:
+            # Not closed: closing would speak on the parent's connections.
+            self._http = self._new_http()
 
     def whoami(self, credentials: Credentials) -> Session | None:
         """Return the session for *credentials*, or ``None`` when Kratos knows none.

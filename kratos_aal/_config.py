@@ -148,13 +148,9 @@ class KratosConfig:
         if url is None or url == "":
             set_(self, "cache_url", None)
             return
-        try:
-            parts = urlsplit(url) if isinstance(url, str) else None
-            port_ok = parts is not None and (parts.port is None or parts.port > 0)
-        except ValueError:
-            parts, port_ok = None, False
+        parts = urlsplit(url) if isinstance(url, str) else None
         # The URL may hold a password: the message names the scheme, never the URL.
-        if parts is None or not port_ok or parts.scheme not in ("redis", "rediss"):
+        if parts is None or parts.scheme not in ("redis", "rediss"):
             scheme = parts.scheme if parts is not None else type(url).__name__
             raise ConfigurationError(
                 f"cache_url must be a redis:// or rediss:// URL such as "
@@ -162,6 +158,22 @@ class KratosConfig:
             )
         if not parts.hostname:
             raise ConfigurationError("cache_url must name a host, e.g. 'redis://127.0.0.1:6379/0'")
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if not port_ok:
+            raise ConfigurationError("cache_url must have a port from 1 to 65535, or none (6379)")
+        # redis-py ignores a database that is not a number and uses database 0: several
+        # apps meant to be apart would share entries.
+        database = parts.path.strip("/")
+        if database and not (database.isascii() and database.isdigit()):
+            raise ConfigurationError(
+                "cache_url must have a database number as its path, e.g. 'redis://127.0.0.1:6379/0'"
+            )
+        problem = redis_url_problem(url)
+        if problem is not None:
+            raise ConfigurationError(f"cache_url cannot be used by redis-py{problem}")
         if secret is None:
             raise ConfigurationError(
                 "cache_key_secret is required with a shared cache (cache_url): set it to a "
@@ -236,3 +248,24 @@ _ENV_NUMBERS = {
 }
 _ENV_NAMES = {v: k for k, v in {**_ENV_STRINGS, **_ENV_NUMBERS}.items()}
 CONFIG_FIELDS = tuple(f.name for f in fields(KratosConfig))
+
+
+def redis_url_problem(url: str) -> str | None:
+    """Return why redis-py cannot read *url* (its query: ``socket_timeout=abc``), or ``None``.
+
+    The reason is ``": <redis-py's message>"``, or ``""`` when that message quotes the URL
+    (and so maybe its password). Without redis-py installed there is nothing to check yet:
+    building the client says the extra is missing.
+    """
+    try:
+        from redis.connection import parse_url
+    except ImportError:  # pragma: no cover - the extra is installed in the suite
+        return None
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]
+    except (ValueError, TypeError) as error:
+        said = str(error)
+        userinfo = urlsplit(url).netloc.rpartition("@")[0]
+        quotes = url in said or bool(userinfo and userinfo in said)
+        return "" if quotes else f": {said}"
+    return None

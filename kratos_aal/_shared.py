@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -110,13 +111,21 @@ class RedisCache:
             # only one Kratos call. The URL's own socket_timeout wins over ours.
             # The health check PINGs a connection idle for that long before using it: a
             # subscription cut without a word (a network partition) is found and renewed.
-            client = redis.Redis.from_url(
-                url or "",
-                socket_timeout=REDIS_TIMEOUT,
-                socket_connect_timeout=REDIS_TIMEOUT,
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=HEALTH_CHECK,
-            )
+            try:
+                client = redis.Redis.from_url(
+                    url or "",
+                    socket_timeout=REDIS_TIMEOUT,
+                    socket_connect_timeout=REDIS_TIMEOUT,
+                    retry=Retry(NoBackoff(), 0),
+                    health_check_interval=HEALTH_CHECK,
+                )
+            except (ValueError, TypeError):
+                # KratosConfig checked the URL with redis-py's parser; the pool's own
+                # options (max_connections=-1) are checked only here. The message of
+                # redis-py may quote the URL and its password: it is left out.
+                raise ConfigurationError(
+                    "cache_url cannot be used by redis-py (an option in its query)"
+                ) from None
         self._redis = client
         self.listen: Listen | None = self._listen
 
@@ -260,6 +269,8 @@ class SharedTier:
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
         self._listener_pid: int | None = None
+        self._retrier: threading.Thread | None = None
+        _TIERS.add(self)
 
     # ------------------------------------------------------------------ names and values
 
@@ -420,6 +431,7 @@ class SharedTier:
             with self._lock:
                 if len(self._pending) < self.config.cache_maxsize:
                     self._pending.add(name)
+            self._retry_soon()
 
     # ------------------------------------------------------------------ awaitable side
 
@@ -545,6 +557,27 @@ class SharedTier:
             with self._lock:
                 self._pending.discard(name)
 
+    def _retry_soon(self) -> None:
+        """Retry the pending deletes after each back-off, until they are done.
+
+        On a thread of its own: the instance that served a logout may get no request
+        after it (the user has gone), and its lookups were the only other retry.
+        """
+        with self._lock:
+            if self._retrier is not None and self._retrier.is_alive():
+                return
+            self._retrier = retrier = threading.Thread(
+                target=self._retry_pending,
+                args=(self._stop,),
+                name="kratos-aal-logout-retry",
+                daemon=True,
+            )
+        retrier.start()
+
+    def _retry_pending(self, stop: threading.Event) -> None:
+        while self._pending and not stop.wait(BACKOFF):
+            self._retry_deletes()
+
     def _listen(self) -> None:
         """Start the invalidation listener once per process (lazily: on the first lookup)."""
         if self._listener_pid == os.getpid() or self.store.listen is None:
@@ -584,6 +617,21 @@ class SharedTier:
             self.store.close()
         except Exception as error:
             self._fault(error, "closing")
+
+
+#: Every tier of this process, to mend after a fork.
+_TIERS: weakref.WeakSet[SharedTier] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A lock held by one of the parent's threads (its listener, hearing a logout) at the
+    # fork would be held for ever in the child: the child's first lookup would hang.
+    for tier in list(_TIERS):
+        tier._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX system has it
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def tier_for(

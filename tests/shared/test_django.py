@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,7 +10,7 @@ import httpx
 import pytest
 from django.test import AsyncClient, Client
 
-from kratos_aal import Credentials, KratosClient
+from kratos_aal import Credentials, KratosClient, _shared
 from kratos_aal.integrations.django import conf
 from kratos_aal.integrations.django.cache import DjangoCache, derived_secret
 from kratos_aal.integrations.django.checks import check_settings
@@ -230,3 +231,64 @@ async def test_the_alias_store_locks_awaitably(settings: SettingsWrapper) -> Non
     await store.aset("aentry", b"v", 5)
     await store.adelete("alock")
     assert await store.apeek("aentry", "alock") == (b"v", False)
+
+
+class Paused:
+    """Redis paused until the block ends, or for ``limit`` seconds at most (then resumed).
+
+    ``answered()`` says whether Redis is still paused: a request that answers only after
+    the limit waited for Redis instead of treating it as a miss.
+    """
+
+    def __init__(self, server: RedisServer, limit: float = 8.0) -> None:
+        self.server = server
+        self.resumed = threading.Event()
+        self.timer = threading.Timer(limit, self._resume)
+
+    def _resume(self) -> None:
+        if not self.resumed.is_set():
+            self.resumed.set()
+            self.server.resume()
+
+    def __enter__(self) -> Paused:
+        self.server.pause()
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.cancel()
+        self._resume()
+
+    def answered(self) -> bool:
+        return not self.resumed.is_set()
+
+
+def test_a_paused_redis_behind_the_alias_is_a_miss_not_a_hang(
+    redis_alias: FakeKratos, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Django's RedisCache has no socket timeout of its own: without ours, every request
+    # would wait for as long as Redis is paused.
+    monkeypatch.setattr(_shared, "BACKOFF", 0.0)  # every request meets the paused Redis
+    fake = redis_alias
+    sessions = [fake.session("aal1") for _ in range(3)]
+    with Paused(redis_server) as paused:
+        for session in sessions:
+            response = Client(HTTP_COOKIE=session.cookie_header).get("/account/")
+            assert response.status_code == 200
+            assert paused.answered()
+    assert fake.calls["/sessions/whoami"] == 3
+
+
+async def test_a_paused_redis_behind_the_alias_is_a_miss_in_async_views(
+    redis_alias: FakeKratos, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_shared, "BACKOFF", 0.0)
+    fake = redis_alias
+    sessions = [fake.session("aal2") for _ in range(3)]
+    with Paused(redis_server) as paused:
+        for session in sessions:
+            response = await browser(session.cookie_header).get("/billing/async/")
+            assert response.status_code == 200
+            assert paused.answered()
+    assert fake.calls["/sessions/whoami"] == 3
+    await anew_instance()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -264,3 +266,46 @@ def test_doctor_reports_the_configured_shared_cache(
     assert said[-1].startswith(
         "problem: the KRATOS_* environment is not a valid configuration: KRATOS_AAL_CACHE_KEY_SECRET"
     )
+
+
+async def test_a_logout_lost_while_redis_was_paused_reaches_the_others_unasked(
+    make: Make, fake: FakeKratos, redis_server: RedisServer
+) -> None:
+    # The instance that served the logout gets no request afterwards (the user is gone):
+    # its delete must still reach Redis and the others once Redis answers again.
+    one, two = make(), make()
+    session = fake.session("aal1")
+    assert await one.get(session.cookie_header) == 200
+    assert await two.get(session.cookie_header) == 200
+    fake.revoke(session)
+    redis_server.pause()
+    try:
+        await asyncio.to_thread(one.client.invalidate, Credentials(cookie=session.cookie))
+    finally:
+        redis_server.resume()
+    # Local copies are good for 60 s: only the retried delete's message can end two's.
+    await wait_until(lambda: len(two.client._cache) == 0, limit=5.0)
+    assert await two.get(session.cookie_header) == 303
+    reader = redis_server.client()
+    assert reader.keys("kratos-aal:s:*") == []
+    reader.close()
+
+
+#: Python 3.12 warns of fork() in a process with threads: that is the point here.
+WARN_NOT_OF_FORK = ("-W", "ignore::DeprecationWarning")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
+def test_a_client_used_before_fork_works_in_every_worker(redis_server: RedisServer) -> None:
+    # gunicorn --preload: what the parent's client holds (exchange threads, a pooled
+    # connection, a held lock, the listener) must not break or cross the workers.
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, *WARN_NOT_OF_FORK, "-m", "tests.shared.forking", redis_server.url],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert done.stdout.count("wrong=0 dropped=True") == 2, done.stdout

@@ -20,6 +20,7 @@ from kratos_aal import (
     KratosClient,
     KratosConfig,
     Outcome,
+    _client,
     _observe,
     _shared,
 )
@@ -164,6 +165,12 @@ def test_cache_url_needs_the_secret() -> None:
         pytest.param({"cache_url": "redis:///0"}, "cache_url", id="no-host"),
         pytest.param({"cache_url": "redis://h:99999/0"}, "cache_url", id="bad-port"),
         pytest.param({"cache_url": 6379}, "cache_url", id="not-a-string"),
+        pytest.param({"cache_url": "redis://h:port/0"}, "cache_url", id="port-not-a-number"),
+        pytest.param({"cache_url": "redis://h:0/0"}, "cache_url", id="port-0"),
+        # redis-py would use database 0 for these: apps meant apart would share entries.
+        pytest.param({"cache_url": "redis://h:6379/app1"}, "cache_url", id="database-a-name"),
+        pytest.param({"cache_url": "redis://h/0/1"}, "cache_url", id="database-a-path"),
+        pytest.param({"cache_url": "redis://h/0?socket_timeout=x"}, "cache_url", id="query-value"),
         pytest.param({"cache_key_secret": "x" * 15}, "cache_key_secret", id="secret-15"),
         pytest.param({"cache_key_secret": b"x" * 16}, "cache_key_secret", id="secret-bytes"),
         pytest.param({"local_cache_ttl": -1}, "local_cache_ttl", id="negative-local-ttl"),
@@ -179,6 +186,8 @@ def test_bad_shared_settings_fail_naming_the_setting(values: dict[str, Any], set
 
 
 def test_good_shared_settings_on_the_boundaries() -> None:
+    for url in ("redis://h:1", "redis://h:65535/", "redis://h/15?socket_timeout=0.5"):
+        assert KratosConfig("http://kratos:4433", cache_url=url, cache_key_secret=SECRET).cache_url
     config = KratosConfig(
         "http://kratos:4433",
         cache_url="rediss://user:pw@redis.internal:6380/2",
@@ -197,8 +206,40 @@ def test_the_url_password_and_the_secret_are_never_shown() -> None:
     )
     assert "hunter2" not in repr(config)
     assert SECRET not in repr(config)
-    with pytest.raises(ConfigurationError) as raised:
-        KratosConfig("http://kratos:4433", cache_url="http://:hunter2@h", cache_key_secret=SECRET)
+    for url in (
+        "http://:hunter2@h",
+        "redis://:hunter2@h:port",
+        "redis://:hunter2@h/db",
+        "redis://:hunter2@h/0?socket_timeout=x",
+    ):
+        with pytest.raises(ConfigurationError) as raised:
+            KratosConfig("http://kratos:4433", cache_url=url, cache_key_secret=SECRET)
+        assert "hunter2" not in str(raised.value)
+
+
+def test_a_redis_message_that_quotes_the_url_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis.connection
+
+    def parse_url(url: str) -> None:
+        raise ValueError(f"cannot read {url}")
+
+    monkeypatch.setattr(redis.connection, "parse_url", parse_url)
+    for url in ("redis://:hunter2@h/0", "redis://u@h/0"):
+        with pytest.raises(ConfigurationError) as raised:
+            KratosConfig("http://kratos:4433", cache_url=url, cache_key_secret=SECRET)
+        assert str(raised.value) == "cache_url cannot be used by redis-py"
+    monkeypatch.setattr(redis.connection, "parse_url", lambda url: None)
+    assert KratosConfig("http://kratos:4433", cache_url="redis://h/0", cache_key_secret=SECRET)
+
+
+def test_a_pool_option_redis_py_refuses_fails_when_the_client_is_built() -> None:
+    config = KratosConfig(
+        "http://kratos:4433",
+        cache_url="redis://:hunter2@h/0?max_connections=-1",
+        cache_key_secret=SECRET,
+    )
+    with pytest.raises(ConfigurationError, match=r"^cache_url ") as raised:
+        KratosClient(config)
     assert "hunter2" not in str(raised.value)
 
 
@@ -598,7 +639,10 @@ def test_closing_stops_the_listener(fake: FakeKratos) -> None:
     client._http.close()
 
 
-async def test_a_logout_that_could_not_reach_the_store_is_retried(pair: Pair) -> None:
+async def test_a_logout_that_could_not_reach_the_store_is_retried(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_shared, "BACKOFF", 60.0)  # the retry thread keeps out of this one
     store = Store()
     client = pair.client(store, local_cache_ttl=0)
     session = pair.fake.session("aal1")
@@ -617,6 +661,46 @@ async def test_a_logout_that_could_not_reach_the_store_is_retried(pair: Pair) ->
     assert not client._shared._pending
     (name_left,) = store.data
     assert name_left == name(client._shared, cookie=other.cookie)
+
+
+async def test_a_lost_logout_is_retried_without_a_lookup(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_shared, "BACKOFF", 0.01)
+    store = Store()
+    client = pair.client(store)
+    assert client._shared is not None
+    sessions = [Credentials(cookie=pair.fake.session("aal1").cookie) for _ in range(2)]
+    for credentials in sessions:
+        assert await pair.check(client, credentials) is Outcome.ALLOW
+    assert len(store.data) == 2
+    store.error = ConnectionError("away")
+    for credentials in sessions:  # the second logout finds the retry thread at work
+        client.invalidate(credentials)
+    await wait_until(lambda: store.calls.count("delete") >= 4)  # tried, and tried again
+    assert len(store.data) == 2 and len(client._shared._pending) == 2
+    calls = len(store.calls)
+    store.error = None
+    shared = client._shared
+    await wait_until(lambda: not store.data and not shared._pending)
+    assert set(store.calls[calls:]) == {"delete"}  # the retry thread, no lookup
+
+
+def test_closing_stops_the_logout_retries(
+    fake: FakeKratos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_shared, "BACKOFF", 0.01)
+    store = Store()
+    store.error = ConnectionError("away")
+    client = KratosClient(fake.config(cache_key_secret=SECRET), shared_cache=store)
+    assert client._shared is not None
+    client.invalidate(Credentials(cookie=fake.session("aal1").cookie))
+    retrier = client._shared._retrier
+    assert retrier is not None
+    client.close()
+    retrier.join(2)
+    assert not retrier.is_alive()
+    assert len(client._shared._pending) == 1  # still owed: the next lookup tries it
 
 
 def test_a_retried_logout_stops_at_the_first_failure(fake: FakeKratos) -> None:
@@ -815,3 +899,32 @@ def test_a_forked_worker_starts_its_own_listener(
     parent.join(1)
     assert not parent.is_alive()
     client._http.close()
+
+
+def test_after_a_fork_a_client_starts_afresh(
+    fake: FakeKratos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hook os.register_at_fork runs in a child (tests/shared/forking.py forks for real).
+    exchanges = _client._Exchanges()
+    monkeypatch.setattr(_client, "_EXCHANGES", exchanges)
+    owned = KratosClient(fake.config())
+    injected_http = httpx.Client(transport=fake.transport())
+    injected = KratosClient(fake.config(), http_client=injected_http)
+    exchanges._idle = 3  # the parent's threads, absent from the child
+    jobs, old_http, old_flights = exchanges._jobs, owned._http, owned._flights
+    _client._after_fork_in_child()
+    assert exchanges._idle == 0 and exchanges._jobs is not jobs
+    assert owned._http is not old_http and owned._flights is not old_flights
+    assert injected._http is injected_http  # the app's own client is the app's business
+    for closing in (old_http, owned, injected, injected_http):
+        closing.close()
+
+
+def test_after_a_fork_a_tier_has_a_lock_of_its_own() -> None:
+    one = tier()
+    held = one._lock
+    held.acquire()  # by a thread of the parent, which the child does not have
+    _shared._after_fork_in_child()
+    assert one._lock is not held
+    assert one._lock.acquire(blocking=False)
+    held.release()

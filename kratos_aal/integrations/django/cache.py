@@ -7,25 +7,83 @@ the other instances' local copies when those lapse, after ``LOCAL_CACHE_TTL`` at
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import math
-from collections.abc import Mapping
-from typing import Any
+import os
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
 
 from django.conf import settings as django_settings
 from django.core.cache import caches
 
+from ... import _shared
 from ..._shared import Listen
 from ...exceptions import ConfigurationError
 
 __all__ = ["DjangoCache", "prepare"]
 
+T = TypeVar("T")
+
+
+#: Seconds a call to the Django cache may take before it counts as a fault (a miss).
+#: Django's backends bring their own timeouts, or none: its RedisCache waits for as long
+#: as a paused Redis does, unless the alias's OPTIONS set ``socket_timeout``.
+TIMEOUT = _shared.REDIS_TIMEOUT
+#: Threads that make the calls, each keeping its own connections (Django's caches are
+#: per thread). A call that hangs holds one; those waiting behind it are given up.
+THREADS = 4
+
+
+class _Calls:
+    """A few threads that run cache calls for a caller that waits ``TIMEOUT`` at most."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = 0
+
+    def _executor(self) -> ThreadPoolExecutor:
+        # Made in each process: a forked worker has none of its parent's threads.
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="kratos-aal-cache")
+                self._pid = os.getpid()
+            return self._pool
+
+    def run(self, call: Callable[[], T]) -> T:
+        """Return *call*'s result; raise ``TimeoutError`` when it takes longer than TIMEOUT."""
+        future = self._executor().submit(call)
+        try:
+            return future.result(timeout=TIMEOUT)
+        except FutureTimeout:
+            future.cancel()  # not started yet: never run (a late write could undo a logout)
+            raise TimeoutError("the Django cache did not answer in time") from None
+
+    async def arun(self, call: Callable[[], T]) -> T:
+        """Await *call*, run on our threads, for TIMEOUT at most (then ``TimeoutError``)."""
+        future = self._executor().submit(call)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), TIMEOUT)
+        except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
+            future.cancel()
+            raise TimeoutError("the Django cache did not answer in time") from None
+
+
+_CALLS = _Calls()
+
 
 class DjangoCache:
     """The shared-cache store on ``django.core.cache.caches[alias]``.
 
-    The async methods use the backend's own ``aget``/``aset`` in async views.
+    Every call runs on a few threads of our own and is a fault (a miss) when it takes
+    longer than :data:`TIMEOUT`, whatever the backend. The async methods await those
+    threads rather than the backend's ``aget``: Django runs most of those on its one
+    thread-sensitive thread, where a paused Redis would hold up every async request.
     """
 
     def __init__(self, alias: str) -> None:
@@ -34,52 +92,57 @@ class DjangoCache:
 
     def get(self, key: str) -> bytes | None:
         """Return the value under *key*, or ``None``."""
-        value = caches[self.alias].get(key)
+        value = _CALLS.run(lambda: caches[self.alias].get(key))
         return value if isinstance(value, bytes) else None
 
     def set(self, key: str, value: bytes, ttl: float) -> None:
         """Keep *value* for *ttl* seconds (whole seconds; the value says when it ends)."""
-        caches[self.alias].set(key, value, timeout=max(1, math.ceil(ttl)))
+        _CALLS.run(lambda: caches[self.alias].set(key, value, timeout=_seconds(ttl)))
 
     def delete(self, key: str, channel: str | None) -> None:
         """Delete *key* (no message: Django's caches cannot publish)."""
-        caches[self.alias].delete(key)
+        _CALLS.run(lambda: caches[self.alias].delete(key))
 
     def add(self, key: str, value: bytes, ttl: float) -> bool:
         """Set *key* only if it is not set; return whether it was set."""
-        return bool(caches[self.alias].add(key, value, timeout=max(1, math.ceil(ttl))))
+        return bool(_CALLS.run(lambda: caches[self.alias].add(key, value, timeout=_seconds(ttl))))
 
     def peek(self, key: str, lock: str) -> tuple[bytes | None, bool]:
         """Return *key*'s value and whether *lock* is still set."""
-        found = caches[self.alias].get_many([key, lock])
+        found = _CALLS.run(lambda: caches[self.alias].get_many([key, lock]))
         value = found.get(key)
         return (value if isinstance(value, bytes) else None), lock in found
 
     async def aget(self, key: str) -> bytes | None:
         """Return the value under *key*, or ``None``."""
-        value = await caches[self.alias].aget(key)
+        value = await _CALLS.arun(lambda: caches[self.alias].get(key))
         return value if isinstance(value, bytes) else None
 
     async def aset(self, key: str, value: bytes, ttl: float) -> None:
         """Keep *value* for *ttl* seconds."""
-        await caches[self.alias].aset(key, value, timeout=max(1, math.ceil(ttl)))
+        await _CALLS.arun(lambda: caches[self.alias].set(key, value, timeout=_seconds(ttl)))
 
     async def aadd(self, key: str, value: bytes, ttl: float) -> bool:
         """Set *key* only if it is not set; return whether it was set."""
-        return bool(await caches[self.alias].aadd(key, value, timeout=max(1, math.ceil(ttl))))
+        added = await _CALLS.arun(lambda: caches[self.alias].add(key, value, timeout=_seconds(ttl)))
+        return bool(added)
 
     async def apeek(self, key: str, lock: str) -> tuple[bytes | None, bool]:
         """Return *key*'s value and whether *lock* is still set."""
-        found = await caches[self.alias].aget_many([key, lock])
+        found = await _CALLS.arun(lambda: caches[self.alias].get_many([key, lock]))
         value = found.get(key)
         return (value if isinstance(value, bytes) else None), lock in found
 
     async def adelete(self, key: str) -> None:
         """Delete *key*."""
-        await caches[self.alias].adelete(key)
+        await _CALLS.arun(lambda: caches[self.alias].delete(key))
 
     def close(self) -> None:
         """Nothing to close: Django closes its caches after each request."""
+
+
+def _seconds(ttl: float) -> int:
+    return max(1, math.ceil(ttl))
 
 
 def derived_secret(secret_key: str) -> str:
