@@ -51,6 +51,7 @@ def test_fault_run(tmp_path: Any) -> None:
     # happens on a loaded machine; those must be 503 too, and stay a minority.
     assert faults["never-sent"] < REQUESTS // 4, faults
     wrong = []
+    retry_after: dict[bool, list[str | None]] = {True: [], False: []}
     for (kind, cookie), (status, headers) in zip(plan, results, strict=True):
         fault = proxy.log.get(cookie)
         # A fault, or no whoami reached Kratos at all (a pooled connection the proxy had
@@ -59,10 +60,16 @@ def test_fault_run(tmp_path: Any) -> None:
         if status != expected:
             wrong.append((kind, fault, status))
         if status == 503:
-            assert headers.get("retry-after") == ("7" if fault == "429" else "5")
+            retry_after[fault == "429"].append(headers.get("retry-after"))
         if status == 303:
             assert headers["location"].startswith(f"{kratos_url}/self-service/")
     assert wrong == [], wrong[:20]
+    # Kratos's own Retry-After (7) comes through on its 429s; every other fault gets ours
+    # (5). A 429 that reached the proxy after the app's timeout had already fired on a
+    # loaded machine is a timeout to the app (5): allowed, but only as a minority.
+    assert set(retry_after[False]) == {"5"}, Counter(retry_after[False])
+    assert set(retry_after[True]) <= {"7", "5"}, Counter(retry_after[True])
+    assert retry_after[True].count("7") > len(retry_after[True]) // 2, Counter(retry_after[True])
     statuses = Counter(status for status, _ in results)
     assert 500 not in statuses
     assert statuses[503] == REQUESTS - faults["pass"]
