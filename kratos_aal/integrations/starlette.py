@@ -227,7 +227,7 @@ class KratosAALMiddleware:
         requirement = self.rules.requirement(
             _route_path(scope) if scope.get("root_path") else scope["path"]
         )
-        if requirement is not None and not self._hit(scope, requirement):
+        if requirement is not None and self._hit(scope, requirement) is None:
             response = await self._decide(scope, requirement)
             if response is not None:
                 await _send(send, response)
@@ -260,7 +260,7 @@ class KratosAALMiddleware:
         Returns the denial response (a 400 for a request that cannot be answered safely),
         or ``None`` when the request may run.
         """
-        if self._hit(scope, requirement):
+        if self._hit(scope, requirement) is not None:
             return None
         return await self._decide(scope, requirement)
 
@@ -285,28 +285,32 @@ class KratosAALMiddleware:
         assert denial is not None
         return await alinked(denial, web, credentials, self.client, scope.get("root_path", ""))
 
-    def _hit(self, scope: Scope, requirement: Requirement) -> bool:
-        """Allow a cache hit straight from the raw headers; ``False`` sends it the whole way."""
+    def _hit(self, scope: Scope, requirement: Requirement) -> Session | None:
+        """Allow a cache hit straight from the raw headers: attach and return its session.
+
+        ``None`` sends the request the whole way (:meth:`_decide`).
+        """
         key, hops = asgi_hit_key(scope.get("headers", ()), self._mark, _HOP_MARK)
         if key is None:
-            return False
+            return None
         hit = self.client.cached_allow(key, requirement)
         if hit is None:
-            return False
+            return None
+        session = hit.session
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
-        state[_SESSION_KEY] = hit.session
+        state[_SESSION_KEY] = session
         extra = hit.extra
         if extra is None:
             # Made once per cached session and shared by its requests: both are immutable.
-            extra = hit.extra = (_AUTH[hit.session.aal], KratosUser(hit.session))
+            extra = hit.extra = (_AUTH[session.aal], KratosUser(session))
         scope["auth"], scope["user"] = extra
         scope["kratos_aal.allowed"] = True
         scope[_HOPS_KEY] = hops
         if not _observe.STATE.quiet:
             _observe.decided_asgi(hit.allowed(requirement), scope, _web_request)
-        return True
+        return session
 
     def _return_to(self, scope: Scope) -> str:
         return return_to(_web_request(scope), self.config)
