@@ -34,6 +34,10 @@ from .starlette import (
 
 __all__ = ["KratosAALMiddleware", "KratosDenied", "RequireAAL", "require_aal1", "require_aal2"]
 
+# A mounted FastAPI app answers a dependency's denial with a 500 of its own, which only the
+# middleware's relay can replace: so here, every request goes through it.
+KratosAALMiddleware._relay_hits = True
+
 
 class _DeclaredCookie(APIKeyCookie):
     """The cookie as OpenAPI shows it; at run time it reads nothing (kratos-aal does)."""

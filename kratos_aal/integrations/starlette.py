@@ -203,6 +203,10 @@ class KratosAALMiddleware:
         ConfigurationError: neither or both of *config* and *client*, or a bad rule.
     """
 
+    #: Whether a request the hit path allowed goes through the relay all the same: only
+    #: where FastAPI dependencies may raise denials (the FastAPI adapter sets it on import).
+    _relay_hits = False
+
     def __init__(
         self,
         app: ASGIApp,
@@ -227,10 +231,19 @@ class KratosAALMiddleware:
         requirement = self.rules.requirement(
             _route_path(scope) if scope.get("root_path") else scope["path"]
         )
-        if requirement is not None and self._hit(scope, requirement) is None:
-            response = await self._decide(scope, requirement)
-            if response is not None:
-                await _send(send, response)
+        if requirement is not None:
+            if self._hit(scope, requirement) is None:
+                response = await self._decide(scope, requirement)
+                if response is not None:
+                    await _send(send, response)
+                    return
+            elif not (scope[_HOPS_KEY] or self._relay_hits):
+                # Allowed from the cache, no hop cookie to clear, and no FastAPI below to
+                # raise a denial its own error middleware would answer: nothing to relay.
+                try:
+                    await self.app(scope, receive, send)
+                except KratosDenied as denied:
+                    await _send(send, denied.response)
                 return
         relay = _Relay(scope, send)
         try:
