@@ -14,17 +14,19 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from types import FrameType
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
+from fastapi import Depends, FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kratos_aal import AsyncKratosClient, Credentials, KratosClient, Requirement
+from kratos_aal import AsyncKratosClient, Credentials, KratosClient, Requirement, Session
 from kratos_aal._cache import TTLCache
 from kratos_aal._core import CachedSession, session_key
 from kratos_aal._models import asgi_hit_key, environ_hit_key
+from kratos_aal.integrations.fastapi import RequireAAL, require_aal2
 from kratos_aal.testing import FakeKratos
 
 NAME = "ory_kratos_session"
@@ -312,7 +314,11 @@ def test_peek_is_none_for_missing_expired_and_unprepared() -> None:
 
 #: Python calls a cache hit adds over the bare app, at most (the figures this ends with).
 # Django's figure includes the two calls of the fake's clock (time.time is C in production).
-MAX_ADDED_CALLS = {"starlette": 11, "wsgi": 7, "django": 9}
+# "starlette, relayed": where the FastAPI adapter is imported, every request is relayed.
+MAX_ADDED_CALLS = {"starlette": 6, "starlette, relayed": 9, "wsgi": 7, "django": 9}
+#: Python calls RequireAAL adds to a cache hit over an empty ``Depends``, at most: one
+#: dependency more for FastAPI to solve (about 40 calls of FastAPI's), and the hit itself.
+MAX_FASTAPI_CALLS_OVER_EMPTY = 48
 
 
 def calls_of(run: Callable[[], Any]) -> int:
@@ -346,13 +352,18 @@ def aal2_session(fake: FakeKratos) -> Any:
     return fake.session("aal2")
 
 
-def test_the_starlette_hit_path_makes_few_calls(fake: FakeKratos, aal2_session: Any) -> None:
+@pytest.mark.parametrize("relayed", [False, True], ids=["plain", "relayed"])
+def test_the_starlette_hit_path_makes_few_calls(
+    fake: FakeKratos, aal2_session: Any, relayed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
     from kratos_aal.integrations.starlette import KratosAALMiddleware
+
+    monkeypatch.setattr(KratosAALMiddleware, "_relay_hits", relayed)
 
     async def endpoint(request: Any) -> PlainTextResponse:
         return PlainTextResponse("ok")
@@ -395,7 +406,7 @@ def test_the_starlette_hit_path_makes_few_calls(fake: FakeKratos, aal2_session: 
         loop.close()
     assert statuses == [200] * 9  # 3 warm-up runs, then 3 of each side counted
     assert fake.calls["/sessions/whoami"] == calls  # a hit indeed
-    assert added <= MAX_ADDED_CALLS["starlette"], added
+    assert added <= MAX_ADDED_CALLS["starlette, relayed" if relayed else "starlette"], added
 
 
 def test_the_wsgi_hit_path_makes_few_calls(fake: FakeKratos, aal2_session: Any) -> None:
@@ -440,6 +451,183 @@ def test_the_django_hit_path_makes_few_calls(fake_kratos: FakeKratos) -> None:
         assert request.kratos_session is not None
     assert fake_kratos.calls["/sessions/whoami"] == calls
     assert added <= MAX_ADDED_CALLS["django"], added
+
+
+async def _nothing() -> None:
+    return None
+
+
+# Module-level, so that FastAPI can resolve these (string) annotations.
+Empty = Annotated[None, Depends(_nothing)]
+Aal2 = Annotated[Session, Depends(require_aal2)]
+FreshAal2 = Annotated[Session, Depends(RequireAAL("aal2", max_age=60))]
+
+
+def test_require_aal_makes_few_calls_over_an_empty_depends(fake: FakeKratos) -> None:
+    from kratos_aal.integrations.fastapi import KratosAALMiddleware
+
+    client = AsyncKratosClient(
+        fake.config(), http_client=httpx.AsyncClient(transport=fake.transport())
+    )
+    empty, guarded = FastAPI(), FastAPI()
+    for app in (empty, guarded):
+        app.add_middleware(KratosAALMiddleware, client=client)
+
+    @empty.get("/billing")
+    async def empty_billing(_: Empty) -> str:
+        return "ok"
+
+    @guarded.get("/billing")
+    async def billing(session: Aal2) -> str:
+        return session.id
+
+    session = fake.session("aal2")
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/billing",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"cookie", session.cookie_header.encode())],
+    }
+    bodies: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            bodies.append(message["body"])
+
+    loop = asyncio.new_event_loop()
+    try:
+
+        def run(app: Any) -> Callable[[], Any]:
+            return lambda: loop.run_until_complete(app(dict(scope), receive, send))
+
+        for app in (empty, guarded, guarded):
+            run(app)()
+        calls = fake.calls["/sessions/whoami"]
+        added = calls_of(run(guarded)) - calls_of(run(empty))
+    finally:
+        loop.close()
+    assert bodies[-2] == f'"{session.id}"'.encode() and bodies[-1] == b'"ok"'
+    assert fake.calls["/sessions/whoami"] == calls
+    assert added <= MAX_FASTAPI_CALLS_OVER_EMPTY, added
+
+
+def test_require_aal_declares_both_credentials_on_the_route() -> None:
+    app = FastAPI()
+
+    @app.get("/pay")
+    async def pay(session: FreshAal2) -> str:
+        return session.id
+
+    schema = app.openapi()
+    assert schema["paths"]["/pay"]["get"]["security"] == [
+        {"KratosSessionCookie": []},
+        {"KratosSessionToken": []},
+    ]
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["KratosSessionCookie"]["in"] == "cookie"
+    assert schemes["KratosSessionToken"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Session-Token",
+        "description": "An Ory Kratos session token (`Authorization: Bearer` works too).",
+    }
+
+
+# ------------------------------------------------------------- what the hit path shares
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "relayed"])
+def relayed(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Run a Starlette test with and without the relay on cache hits."""
+    from kratos_aal.integrations.starlette import KratosAALMiddleware
+
+    monkeypatch.setattr(KratosAALMiddleware, "_relay_hits", request.param)
+    return bool(request.param)
+
+
+def starlette_app(fake: FakeKratos, endpoint: Callable[..., Any]) -> Any:
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Route
+
+    from kratos_aal.integrations.starlette import KratosAALMiddleware
+
+    return Starlette(
+        routes=[Route("/billing", endpoint)],
+        middleware=[
+            Middleware(KratosAALMiddleware, client=fake.async_client(), rules={"/billing": "aal2"})
+        ],
+    )
+
+
+async def get(app: Any, cookie: str) -> httpx.Response:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as http:
+        return await http.get("/billing", headers={"Cookie": cookie})
+
+
+async def test_shared_auth_and_user_cannot_be_changed(fake: FakeKratos, relayed: bool) -> None:
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+
+    seen: list[tuple[Any, Any]] = []
+    refused: list[str] = []
+
+    async def endpoint(request: Request) -> PlainTextResponse:
+        seen.append((request.auth, request.user))
+        for change in (
+            lambda: request.auth.scopes.append("admin"),
+            lambda: setattr(request.auth, "scopes", ["admin"]),
+            lambda: setattr(request.user, "session", None),
+        ):
+            try:
+                change()
+            except AttributeError as error:
+                refused.append(str(error))
+        return PlainTextResponse(" ".join(request.auth.scopes))
+
+    app = starlette_app(fake, endpoint)
+    session = fake.session("aal2")
+    replies = [await get(app, session.cookie_header) for _ in range(3)]
+    assert [r.text for r in replies] == ["authenticated aal1 aal2"] * 3
+    assert len(refused) == 9
+    # The first request went the whole way; the next two were cache hits sharing objects.
+    assert seen[1][0] is seen[2][0] and seen[1][1] is seen[2][1]
+    assert seen[2][1].session.id == session.id
+
+
+async def test_a_hit_still_clears_the_hop_cookie(fake: FakeKratos, relayed: bool) -> None:
+    from starlette.responses import PlainTextResponse
+
+    async def endpoint(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = starlette_app(fake, endpoint)
+    session = fake.session("aal2")
+    assert (await get(app, session.cookie_header)).status_code == 200  # cached now
+    hops = await get(app, f"{session.cookie_header}; kratos_aal_hops=abc.2.1")
+    assert "kratos_aal_hops=;" in hops.headers.get("set-cookie", "")
+    plain = await get(app, session.cookie_header)
+    assert plain.status_code == 200 and "set-cookie" not in plain.headers
+
+
+async def test_a_hit_answers_a_denial_raised_below(fake: FakeKratos, relayed: bool) -> None:
+    from kratos_aal._web import WebResponse
+    from kratos_aal.integrations.starlette import KratosDenied
+
+    async def endpoint(request: Any) -> Any:
+        raise KratosDenied(WebResponse(403, [("content-type", "text/plain")], b"no"))
+
+    app = starlette_app(fake, endpoint)
+    session = fake.session("aal2")
+    for _ in range(2):  # the whole way, then a hit
+        reply = await get(app, session.cookie_header)
+        assert (reply.status_code, reply.text) == (403, "no")
 
 
 # --------------------------------------------------------------------- the miss path

@@ -20,6 +20,7 @@ from datetime import timedelta
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader
+from fastapi.security.base import SecurityBase
 
 from .._core import Requirement
 from .._models import AAL, AALLike, Session
@@ -32,6 +33,10 @@ from .starlette import (
 )
 
 __all__ = ["KratosAALMiddleware", "KratosDenied", "RequireAAL", "require_aal1", "require_aal2"]
+
+# A mounted FastAPI app answers a dependency's denial with a 500 of its own, which only the
+# middleware's relay can replace: so here, every request goes through it.
+KratosAALMiddleware._relay_hits = True
 
 
 class _DeclaredCookie(APIKeyCookie):
@@ -65,7 +70,7 @@ session_token = _DeclaredHeader(
 )
 
 
-class RequireAAL:
+class RequireAAL(SecurityBase):
     """A dependency that demands *aal* and returns the request's :class:`Session`.
 
     Args:
@@ -74,6 +79,11 @@ class RequireAAL:
         methods: Method names of which one must have been used, e.g. ``{"webauthn"}``.
 
     Overriding it in tests works as usual: ``app.dependency_overrides[require_aal2] = ...``.
+
+    It declares the session cookie to OpenAPI itself (a security scheme, as FastAPI's
+    ``APIKeyCookie`` is) and the token through one sub-dependency: FastAPI solves every
+    dependency on every request, so each one declared costs as much as an empty
+    ``Depends``.
     """
 
     def __init__(
@@ -84,22 +94,25 @@ class RequireAAL:
         methods: Collection[str] | None = None,
     ) -> None:
         self.requirement = Requirement(aal, max_age=max_age, methods=methods)
+        self.model = session_cookie.model
+        self.scheme_name = session_cookie.scheme_name
 
     def __repr__(self) -> str:
         return f"RequireAAL({self.requirement.aal.value!r})"
 
     async def __call__(
-        self,
-        request: Request,
-        _cookie: str | None = Security(session_cookie),
-        _token: str | None = Security(session_token),
+        self, request: Request, _token: str | None = Security(session_token)
     ) -> Session:
         middleware = middleware_of(request, "RequireAAL")
-        denial = await middleware.enforce(request.scope, self.requirement)
+        scope = request.scope
+        session = middleware._hit(scope, self.requirement)
+        if session is not None:
+            return session
+        denial = await middleware._decide(scope, self.requirement)
         if denial is not None:
-            raise deny_in_scope(request.scope, denial)
+            raise deny_in_scope(scope, denial)
         session = get_session(request)
-        assert session is not None  # enforce() attached it
+        assert session is not None  # _decide() attached it
         return session
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, overload
 from urllib.parse import quote_from_bytes
 
@@ -60,10 +60,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class KratosUser(BaseUser):
-    """``request.user`` for a request with a Kratos session."""
+    """``request.user`` for a request with a Kratos session (shared, so immutable)."""
+
+    session: Session
 
     def __init__(self, session: Session) -> None:
-        self.session = session
+        object.__setattr__(self, "session", session)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # One KratosUser serves every request of a cached session: none may change it.
+        raise AttributeError("KratosUser is shared by requests: it cannot be changed")
 
     @property
     def is_authenticated(self) -> bool:
@@ -148,8 +154,21 @@ def _route_path(scope: Scope) -> str:
     return path[len(root) :] or "/" if root and path.startswith(root) else path
 
 
-_SCOPES = {
-    level: ["authenticated", *(other.value for other in AAL if AAL.AAL1 <= other <= level)]
+class _SharedAuth(AuthCredentials):
+    """``request.auth``: made once per AAL and shared by every request, so immutable."""
+
+    def __init__(self, scopes: tuple[str, ...]) -> None:
+        # A tuple where Starlette has a list: no request can change what later ones see.
+        object.__setattr__(self, "scopes", scopes)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("request.auth is shared by requests: it cannot be changed")
+
+
+_AUTH = {
+    level: _SharedAuth(
+        ("authenticated", *(other.value for other in AAL if AAL.AAL1 <= other <= level))
+    )
     for level in AAL
 }
 
@@ -157,7 +176,7 @@ _SCOPES = {
 def _attach(scope: Scope, session: Session | None) -> None:
     scope.setdefault("state", {})[_SESSION_KEY] = session
     if session is not None:
-        scope["auth"] = AuthCredentials(_SCOPES[session.aal])
+        scope["auth"] = _AUTH[session.aal]
         scope["user"] = KratosUser(session)
 
 
@@ -184,6 +203,10 @@ class KratosAALMiddleware:
         ConfigurationError: neither or both of *config* and *client*, or a bad rule.
     """
 
+    #: Whether a request the hit path allowed goes through the relay all the same: only
+    #: where FastAPI dependencies may raise denials (the FastAPI adapter sets it on import).
+    _relay_hits = False
+
     def __init__(
         self,
         app: ASGIApp,
@@ -201,30 +224,48 @@ class KratosAALMiddleware:
         self._mark = f"{self.config.cookie_name}=".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            if scope["type"] == "lifespan" and self._owns_client:
-                send = functools.partial(self._close_on_shutdown, send)
-            await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self._not_http(scope, receive, send)
             return
         scope[SCOPE_KEY] = self
-        root: str = scope.get("root_path", "")
-        path: str = scope["path"]
-        if root:
-            path = _route_path(scope)
-        requirement = self.rules.requirement(path)
-        if requirement is None or self._hit(scope, requirement):
-            await self._call_app(scope, receive, send)
-            return
-        response = await self.enforce(scope, requirement)
-        if response is None:
-            await self._call_app(scope, receive, send)
-        elif scope["type"] == "websocket":
-            await receive()  # websocket.connect
-            await send(
-                {"type": "websocket.close", "code": 1008, "reason": "Kratos session required"}
-            )
-        else:
-            await _send(send, response)
+        requirement = self.rules.requirement(
+            _route_path(scope) if scope.get("root_path") else scope["path"]
+        )
+        if requirement is not None:
+            if self._hit(scope, requirement) is None:
+                response = await self._decide(scope, requirement)
+                if response is not None:
+                    await _send(send, response)
+                    return
+            elif not (scope[_HOPS_KEY] or self._relay_hits):
+                # Allowed from the cache, no hop cookie to clear, and no FastAPI below to
+                # raise a denial its own error middleware would answer: nothing to relay.
+                try:
+                    await self.app(scope, receive, send)
+                except KratosDenied as denied:
+                    await _send(send, denied.response)
+                return
+        relay = _Relay(scope, send)
+        try:
+            await self.app(scope, receive, relay)
+        except KratosDenied as denied:
+            # A mounted app's own error middleware may already have answered for it.
+            if not relay.started:
+                await _send(send, denied.response)
+
+    async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope[SCOPE_KEY] = self
+            requirement = self.rules.requirement(_route_path(scope))
+            if requirement is not None and await self.enforce(scope, requirement) is not None:
+                await receive()  # websocket.connect
+                await send(
+                    {"type": "websocket.close", "code": 1008, "reason": "Kratos session required"}
+                )
+                return
+        elif scope["type"] == "lifespan" and self._owns_client:
+            send = functools.partial(self._close_on_shutdown, send)
+        await self.app(scope, receive, send)
 
     async def enforce(self, scope: Scope, requirement: Requirement) -> WebResponse | None:
         """Decide the request in *scope*; attach the session when allowed.
@@ -232,8 +273,12 @@ class KratosAALMiddleware:
         Returns the denial response (a 400 for a request that cannot be answered safely),
         or ``None`` when the request may run.
         """
-        if self._hit(scope, requirement):
+        if self._hit(scope, requirement) is not None:
             return None
+        return await self._decide(scope, requirement)
+
+    async def _decide(self, scope: Scope, requirement: Requirement) -> WebResponse | None:
+        # The whole way, after the hit path missed: validate, ask Kratos (cached), conclude.
         credentials = Credentials.from_headers(
             scope.get("headers", ()), cookie_name=self.config.cookie_name
         )
@@ -253,28 +298,32 @@ class KratosAALMiddleware:
         assert denial is not None
         return await alinked(denial, web, credentials, self.client, scope.get("root_path", ""))
 
-    def _hit(self, scope: Scope, requirement: Requirement) -> bool:
-        """Allow a cache hit straight from the raw headers; ``False`` sends it the whole way."""
+    def _hit(self, scope: Scope, requirement: Requirement) -> Session | None:
+        """Allow a cache hit straight from the raw headers: attach and return its session.
+
+        ``None`` sends the request the whole way (:meth:`_decide`).
+        """
         key, hops = asgi_hit_key(scope.get("headers", ()), self._mark, _HOP_MARK)
         if key is None:
-            return False
+            return None
         hit = self.client.cached_allow(key, requirement)
         if hit is None:
-            return False
+            return None
+        session = hit.session
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
-        state[_SESSION_KEY] = hit.session
+        state[_SESSION_KEY] = session
         extra = hit.extra
         if extra is None:
-            # Made once per cached session, shared by its requests (both are read-only).
-            extra = hit.extra = (AuthCredentials(_SCOPES[hit.session.aal]), KratosUser(hit.session))
+            # Made once per cached session and shared by its requests: both are immutable.
+            extra = hit.extra = (_AUTH[session.aal], KratosUser(session))
         scope["auth"], scope["user"] = extra
         scope["kratos_aal.allowed"] = True
         scope[_HOPS_KEY] = hops
         if not _observe.STATE.quiet:
             _observe.decided_asgi(hit.allowed(requirement), scope, _web_request)
-        return True
+        return session
 
     def _return_to(self, scope: Scope) -> str:
         return return_to(_web_request(scope), self.config)
@@ -285,21 +334,13 @@ class KratosAALMiddleware:
             await self.client.aclose()
         await send(message)
 
-    async def _call_app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        relay = _Relay(scope, send)
-        try:
-            await self.app(scope, receive, relay)
-        except KratosDenied as denied:
-            # A mounted app's own error middleware may already have answered for it.
-            if not relay.started:
-                await _send(send, denied.response)
-
 
 _DENIAL_KEY = "kratos_aal.denial"
 _HOPS_KEY = "kratos_aal.hops"  # whether the hit path saw the hop cookie
+
+
+async def _nothing() -> None:
+    return None
 
 
 class _Relay:
@@ -309,6 +350,9 @@ class _Relay:
     :class:`KratosDenied` raised by a dependency reaches it first, and it starts a 500.
     The denial is in the scope by then (the mounted app shares the scope dict), so that
     500 is replaced by the denial. On an allowed request, the loop counter is reset.
+
+    A plain callable that returns what the app then awaits: on every request, relaying
+    costs one function call per message, not a coroutine of its own.
     """
 
     __slots__ = ("scope", "send", "started", "swallow")
@@ -319,27 +363,23 @@ class _Relay:
         self.started = False
         self.swallow = False
 
-    async def __call__(self, message: Message) -> None:
-        if self.swallow:
-            return
-        if message["type"] == "http.response.start" and not self.started:
-            self.started = True
-            denial = self.scope.get(_DENIAL_KEY)
-            if isinstance(denial, WebResponse):
-                self.swallow = True
-                await _send(self.send, denial)
-                return
-            if self.scope.get("kratos_aal.allowed") and (
-                self.scope.get(_HOPS_KEY) or (_HOPS_KEY not in self.scope and self._hops())
-            ):
-                clear = clear_hops(_web_request(self.scope))
-                if clear is not None:
-                    headers = [
-                        *message.get("headers", []),
-                        (b"set-cookie", clear[1].encode("latin-1")),
-                    ]
-                    message = {**message, "headers": headers}
-        await self.send(message)
+    def __call__(self, message: Message) -> Awaitable[None]:
+        if self.started or message["type"] != "http.response.start":
+            return _nothing() if self.swallow else self.send(message)
+        self.started = True
+        scope = self.scope
+        denial = scope.get(_DENIAL_KEY)
+        if isinstance(denial, WebResponse):
+            self.swallow = True
+            return _send(self.send, denial)
+        if scope.get("kratos_aal.allowed") and (
+            scope.get(_HOPS_KEY) or (_HOPS_KEY not in scope and self._hops())
+        ):
+            clear = clear_hops(_web_request(scope))
+            if clear is not None:
+                headers = [*message.get("headers", []), (b"set-cookie", clear[1].encode("latin-1"))]
+                message = {**message, "headers": headers}
+        return self.send(message)
 
     def _hops(self) -> bool:
         # Only when the hit path did not look already.
