@@ -213,8 +213,10 @@ class _State:
         }
 
     def _issue_cookie(self, record: _SessionRecord) -> str:
-        # Like securecookie with a nonce: a new string every time, same token inside.
-        cookie = base64.urlsafe_b64encode(secrets.token_bytes(48)).decode().rstrip("=")
+        # Like securecookie with a nonce: a new string every time, same token inside. Its
+        # value is base64 of "<unix time>|...", so a real cookie starts "MT", never "-".
+        stamp = f"{int(self.clock.now().timestamp())}|".encode()
+        cookie = base64.urlsafe_b64encode(stamp + secrets.token_bytes(48)).decode().rstrip("=")
         self._cookies[cookie] = (record.token, record.expires_at)
         return cookie
 

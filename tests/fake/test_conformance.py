@@ -469,3 +469,13 @@ def test_wrong_settings_totp_code_sits_on_its_node(fake: FakeKratos, public: htt
     assert [m["id"] for m in code["messages"]] == [4000008]
     assert "messages" not in ui
     assert_valid("settingsFlow", answer.json())
+
+
+def test_session_cookies_look_like_securecookie_values() -> None:
+    """gorilla/securecookie (Kratos's cookie store) encodes base64 of "<unix time>|...":
+    a value starts "MT" for today's times, so never with "-" (which a CLI would read as an
+    option)."""
+    fake = FakeKratos()
+    cookies = [fake.session("aal1").cookie for _ in range(200)]
+    assert all(cookie.startswith("MT") for cookie in cookies)
+    assert len(set(cookies)) == 200
