@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -288,12 +289,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     with run_demo(
         args.framework, host=args.host, port=args.port, kratos_port=args.kratos_port
     ) as demo:
-        print(banner(demo, qr=not args.no_qr), file=out, flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            print("\nStopped.", file=out)
+        _serve_until_stopped(banner(demo, qr=not args.no_qr), out)
     return 0
 
 
@@ -331,13 +327,31 @@ def cmd_fake(args: argparse.Namespace, out: TextIO) -> int:
         "  Press Ctrl+C to stop.",
     ]
     with serve(fake, sock=sock), serve(fake.admin_app, sock=admin_sock):
-        print("\n".join(lines), file=out, flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            print("\nStopped.", file=out)
+        _serve_until_stopped("\n".join(lines), out)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _serve_until_stopped(banner: str, out: TextIO) -> None:
+    """Print *banner*, then wait until Ctrl+C or SIGTERM (``docker stop``), and say so.
+
+    Both are set here, before the banner invites them: a process started in the
+    background by a shell without job control inherits SIGINT ignored, and Python then
+    never turns it into KeyboardInterrupt.
+    """
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(banner, file=out, flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nStopped.", file=out)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def parser() -> argparse.ArgumentParser:

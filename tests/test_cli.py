@@ -153,8 +153,12 @@ def test_help_texts(capsys: pytest.CaptureFixture[str]) -> None:
         assert "usage: kratos-aal " + command in capsys.readouterr().out
 
 
-def start_command(*args: str) -> tuple[subprocess.Popen[str], str]:
-    """Run ``kratos-aal ARGS`` and return the process and its banner (up to "Press Ctrl+C")."""
+def start_command(*args: str, ignore_sigint: bool = False) -> tuple[subprocess.Popen[str], str]:
+    """Run ``kratos-aal ARGS`` and return the process and its banner (up to "Press Ctrl+C").
+
+    *ignore_sigint* starts it as a shell without job control starts a background job:
+    with SIGINT ignored, which Python inherits.
+    """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "kratos_aal", *args],
@@ -162,6 +166,9 @@ def start_command(*args: str) -> tuple[subprocess.Popen[str], str]:
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        if ignore_sigint
+        else None,
     )
     assert process.stdout is not None
     lines = []
@@ -172,11 +179,35 @@ def start_command(*args: str) -> tuple[subprocess.Popen[str], str]:
     return process, "".join(lines)
 
 
-def stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGINT)
-    out, _ = process.communicate(timeout=20)
+def stop(process: subprocess.Popen[str], sig: int = signal.SIGINT) -> str:
+    process.send_signal(sig)
+    try:
+        out, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()  # never leave a server behind for the next test's ports
+            process.communicate()
     assert process.returncode == 0, out
     return out
+
+
+@pytest.mark.parametrize(
+    ("command", "sig", "ignore_sigint"),
+    [
+        ("fake", signal.SIGINT, True),
+        ("fake", signal.SIGTERM, False),
+        ("demo", signal.SIGINT, True),
+        ("demo", signal.SIGTERM, False),
+    ],
+)
+def test_servers_stop_on_ctrl_c_and_sigterm(command: str, sig: int, ignore_sigint: bool) -> None:
+    # Ctrl+C even when started in the background with SIGINT ignored; SIGTERM as
+    # `docker stop` or a process manager sends it: either way a clean stop, exit 0.
+    ports = ["--port", "0", "--admin-port", "0"] if command == "fake" else ["--port", "0"]
+    if command == "demo":
+        ports += ["--kratos-port", "0"]
+    process, _ = start_command(command, *ports, "--no-qr", ignore_sigint=ignore_sigint)
+    assert "Stopped." in stop(process, sig)
 
 
 def test_demo_command_serves_the_story() -> None:

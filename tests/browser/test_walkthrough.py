@@ -356,13 +356,14 @@ def fake_and_fastapi() -> Iterator[tuple[str, str]]:
     assert len(commands) == 2, commands
     assert commands[0].startswith("kratos-aal fake ")
     assert "uvicorn examples.fastapi_app:app" in commands[1]
-    # The docstring's ports (4433, 8000) may be taken on a shared machine: free ones instead.
+    # The docstring's ports (4433, 8000, and the admin API's default 4434) may be taken on
+    # a shared machine: free ones instead.
     ports = []
-    for _ in range(2):
+    for _ in range(3):
         sock = reserve_port()
         ports.append(sock.getsockname()[1])
         sock.close()
-    kratos_port, app_port = ports
+    kratos_port, app_port, admin_port = ports
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     processes = []
@@ -370,6 +371,8 @@ def fake_and_fastapi() -> Iterator[tuple[str, str]]:
         for command in commands:
             command = command.replace("4433", str(kratos_port)).replace("8000", str(app_port))
             assignments, words = split_command(command)
+            if words[:2] == ["kratos-aal", "fake"]:
+                words += ["--admin-port", str(admin_port)]
             processes.append(
                 subprocess.Popen(
                     words,
@@ -387,7 +390,12 @@ def fake_and_fastapi() -> Iterator[tuple[str, str]]:
     finally:
         for process in processes:
             os.killpg(process.pid, signal.SIGINT)
-            process.wait(20)
+            try:
+                process.wait(20)
+            finally:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)  # never leave a server behind
+                    process.wait()
 
 
 def wait_for(url: str) -> None:
