@@ -289,3 +289,18 @@ def test_session_repr_names_the_identity_but_no_traits() -> None:
     text = repr(Session.from_json(body))
     assert "identity='identity-7'" in text and "example.org" not in text
     assert "identity=None" in repr(Session.from_json(body | {"identity": None}))
+
+
+def test_hit_key_reads_past_other_headers_in_any_case() -> None:
+    # A server that sends names in mixed case (against ASGI's rule) keeps the hit path for
+    # headers that carry no credential; a credential header so spelled takes the full path.
+    from kratos_aal._models import asgi_hit_key
+
+    mark, hop = b"ory_kratos_session=", b"kratos_aal_hops="
+    cookie = (b"cookie", b"ory_kratos_session=abc")
+    key, hops = asgi_hit_key([(b"Accept", b"text/html"), cookie], mark, hop)
+    assert key is not None and key == asgi_hit_key([cookie], mark, hop)[0]
+    assert hops is False
+    assert asgi_hit_key([(b"authorization", b"Bearer x"), cookie], mark, hop)[0] == key
+    assert asgi_hit_key([(b"Cookie", b"ory_kratos_session=abc")], mark, hop) == (None, False)
+    assert asgi_hit_key([(b"X-Session-Token", b"t"), cookie], mark, hop) == (None, False)
