@@ -27,17 +27,13 @@ from typing import Any
 
 import httpx
 
+from kratos_aal.testing._serve import free_port
+
 PROCESSES = 4
 SESSIONS = 100
 REQUESTS = 10_000
 SECRET = "benchmark-secret-0123456789"
 Row = Callable[[str, str, str, str], None]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -47,7 +43,7 @@ def redis_server() -> Iterator[str | None]:
     if binary is None:
         yield None
         return
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as directory:
         process = subprocess.Popen(
             [

@@ -14,7 +14,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from typing import Any
 import httpx
 
 from kratos_aal.testing import FakeKratos, reserve_port, serve
+from kratos_aal.testing._serve import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -41,12 +41,6 @@ PAIRS = [
     ("Django @require_aal2, gunicorn sync", "gunicorn", "django_bare", "django_guarded"),
     ("Flask @require_aal2, gunicorn sync", "gunicorn", "flask_bare", "flask_guarded"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _command(server: str, factory: str, port: int) -> list[str]:
@@ -99,7 +93,7 @@ def _wrk(url: str, cookie: str, seconds: float) -> dict[str, float]:
 
 
 def _run(server: str, factory: str, kratos: str, cookie: str, seconds: float) -> dict[str, float]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "KRATOS_URL": kratos, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(  # noqa: S603 - our own fixed command line
         ["taskset", "-c", "0", *_command(server, factory, port)],  # noqa: S607 - from PATH

@@ -29,6 +29,13 @@ def reserve_port(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     return sock
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a port free right now on *host*, for a server another process will bind."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def url_of(sock: socket.socket) -> str:
     """Return ``http://host:port`` of a bound socket."""
     host, port = sock.getsockname()[:2]
