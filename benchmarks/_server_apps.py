@@ -5,6 +5,7 @@ protect ``/`` with aal2; every measured request carries a cached aal2 session.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations.
+import gc
 import os
 from typing import Annotated, Any
 
@@ -13,6 +14,24 @@ from kratos_aal import KratosConfig
 
 def _config() -> KratosConfig:
     return KratosConfig(public_url=os.environ["KRATOS_URL"])
+
+
+def _gc(app: Any) -> Any:
+    """Apply ``BENCH_GC`` to the server process once *app* is built, and return *app*.
+
+    ``freeze`` moves everything alive after start-up out of the collector's sight, so a
+    full collection no longer walks the imported modules; ``disable`` turns the
+    collector off (probe runs only: reference cycles would pile up). Unset: as shipped.
+    """
+    mode = os.environ.get("BENCH_GC", "")
+    if mode == "freeze":
+        gc.collect()
+        gc.freeze()
+    elif mode == "disable":
+        gc.disable()
+    elif mode:
+        raise SystemExit(f"BENCH_GC must be freeze, disable or empty, got {mode!r}")
+    return app
 
 
 def _starlette(guarded: bool) -> Any:
@@ -29,7 +48,7 @@ def _starlette(guarded: bool) -> Any:
     middleware = (
         [Middleware(KratosAALMiddleware, config=_config(), rules={"/": "aal2"})] if guarded else []
     )
-    return Starlette(routes=[Route("/", home)], middleware=middleware)
+    return _gc(Starlette(routes=[Route("/", home)], middleware=middleware))
 
 
 def starlette_bare() -> Any:
@@ -40,7 +59,7 @@ def starlette_guarded() -> Any:
     return _starlette(True)
 
 
-def _fastapi(guarded: bool) -> Any:
+def _fastapi(side: str) -> Any:
     from fastapi import Depends, FastAPI
     from fastapi.responses import PlainTextResponse
 
@@ -48,31 +67,44 @@ def _fastapi(guarded: bool) -> Any:
     from kratos_aal.integrations.fastapi import KratosAALMiddleware, require_aal2
 
     app = FastAPI()
-    if guarded:
-        app.add_middleware(KratosAALMiddleware, config=_config())
+    # Mounted without rules on every side: its pass-through is in all three, so the
+    # differences are the dependency's alone.
+    app.add_middleware(KratosAALMiddleware, config=_config())
+
+    async def nothing() -> None:
+        return None
+
+    if side == "guarded":
 
         @app.get("/", response_class=PlainTextResponse)
         async def home(session: Annotated[Session, Depends(require_aal2)]) -> str:
             return "ok"
 
-    else:
-
-        async def nothing() -> None:
-            return None
+    elif side == "empty":
 
         @app.get("/", response_class=PlainTextResponse)
-        async def home_bare(_: Annotated[None, Depends(nothing)]) -> str:
+        async def home_empty(_: Annotated[None, Depends(nothing)]) -> str:
             return "ok"
 
-    return app
+    else:
+
+        @app.get("/", response_class=PlainTextResponse)
+        async def home_bare() -> str:
+            return "ok"
+
+    return _gc(app)
+
+
+def fastapi_bare() -> Any:
+    return _fastapi("bare")
 
 
 def fastapi_empty_depends() -> Any:
-    return _fastapi(False)
+    return _fastapi("empty")
 
 
 def fastapi_guarded() -> Any:
-    return _fastapi(True)
+    return _fastapi("guarded")
 
 
 def _django(guarded: bool) -> Any:
@@ -101,7 +133,7 @@ def _django(guarded: bool) -> Any:
 
     global urlpatterns
     urlpatterns = [path("", require_aal2(home) if guarded else home)]
-    return get_wsgi_application()
+    return _gc(get_wsgi_application())
 
 
 urlpatterns: list[Any] = []
@@ -128,7 +160,7 @@ def _flask(guarded: bool) -> Any:
         return "ok"
 
     app.add_url_rule("/", "home", require_aal2(home) if guarded else home)
-    return app
+    return _gc(app)
 
 
 def flask_bare() -> Any:
