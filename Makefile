@@ -60,7 +60,8 @@ bench: $(STAMP)
 	$(BIN)/python -W ignore::DeprecationWarning -m benchmarks
 
 # Bare and guarded apps on uvicorn (uvloop, httptools) and gunicorn under wrk, server and
-# load pinned to separate CPUs (about 2 minutes). Needs the Debian packages wrk, util-linux.
+# load pinned to separate CPUs (about 2.5 minutes); prints a markdown table for the README.
+# Needs the Debian packages wrk, util-linux. Probe options: python -m benchmarks.servers -h
 bench-servers: $(STAMP)
 	$(BIN)/python -m pip install --quiet --group bench
 	$(BIN)/python -m benchmarks.servers

@@ -12,17 +12,23 @@ without dependencies, the same with an empty ``Depends``, and ``Depends(require_
 The dependency's added CPU is (RequireAAL - bare) / (empty - bare), target at most 2.0.
 
 The p99 tail (60-100 ms guarded against 23-28 ms bare in issue 13) was the start of each
-``wrk`` run, not kratos-aal. ``wrk`` opens its 64 connections while it already sends on
-the first ones, and uvloop keeps serving the connections it has before it takes in the
-rest: the last ones wait up to about 64²/2 requests' worth of CPU (300 ms at 160 µs a
-request, 90 ms at 45 µs). That is a fixed few hundred slow requests per run whatever its
-length, so it moved p99 of a 4 s run, and more on the side whose requests cost more. It
-was the same with the collector disabled or frozen, with the server unpinned, and with
-one ``wrk`` thread; it shrank with 16 connections (max 17 ms) and was absent with
-uvicorn's asyncio loop (max 48 ms). So each connection's first request now waits
-``STAGGER_S`` (a ``wrk`` Lua ``delay``) and throughput counts the time after it:
-connections are all open before load starts, and the tail is gone (max about 30 ms
-guarded). ``--stagger 0`` shows the old tail again.
+``wrk`` run, not kratos-aal. Probed on 2026-11-28 (FastAPI, 64 connections, 4 s runs, no
+stagger): p99 89-123 ms guarded and 31-58 ms bare, max 250-330 and 210-250 ms. The slow
+requests were a fixed few hundred per run whatever its length (p99 of a 12 s run: 18-26
+ms, max still 300 ms), so a start-up transient, and the longest wait matched 64²/2
+requests' worth of server CPU (330 ms at 160 µs a request, 250 ms at 123 µs, 92 ms for
+bare Starlette at 45 µs; 20 ms with 16 connections, measured 17-23 ms): while ``wrk``
+opens its connections and already sends on the first ones, uvloop serves the ones it has
+before it takes in the rest. Unchanged with the collector disabled (p99 133 ms) or frozen
+after start-up (113 ms), with the server unpinned (78 ms) or one ``wrk`` thread (98 ms);
+absent with uvicorn's asyncio loop (p99 30 ms, max 48 ms). The guarded side looked worse
+only because its requests cost more. So each connection's first request now waits
+``STAGGER_S`` (a ``wrk`` Lua ``delay``; throughput counts the time after it): every
+connection is open before load starts, and p99 is 11-20 ms guarded, max 20-31 ms.
+``--stagger 0`` brings the old tail back; ``--gc``, ``--loop``, ``--connections`` and
+``--no-pin`` repeat the probes. What remains in a run is other processes on the shared
+machine: each run reports how many CPUs they kept busy, and a run disturbed past
+``MAX_OTHERS`` is run again once.
 
 Run: ``python -m benchmarks.servers`` (``--help`` for the probe options).
 """
