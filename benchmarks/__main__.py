@@ -386,7 +386,7 @@ def _plain_view(request: Any) -> Any:
 
 
 def drf_overhead(requests: int, rounds: int) -> None:
-    """Run after :func:`django_overhead`, which configures Django."""
+    configure_django()
     from django.test import RequestFactory
     from rest_framework.permissions import AllowAny
     from rest_framework.response import Response
