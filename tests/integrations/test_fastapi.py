@@ -50,7 +50,10 @@ def test_openapi_declares_the_kratos_credentials(fake: FakeKratos) -> None:
         ),
     }
     billing = schema["paths"]["/billing"]["get"]
-    assert {"KratosSessionCookie": []} in billing["security"]
+    assert billing["security"] == [{"KratosSessionCookie": []}]
+    api = schema["paths"]["/api/balance"]["get"]["security"]
+    assert {"KratosSessionCookie": []} in api and {"KratosSessionToken": []} in api
+    assert schemes["KratosSessionToken"]["in"] == "header"
     assert "security" not in schema["paths"]["/"]["get"]
 
 
