@@ -172,10 +172,9 @@ def starlette_overhead(requests: int, rounds: int) -> None:
     times = interleaved(
         {
             "bare": raw_asgi(loop, bare, scope, requests),
-            "ours": relayed(False, raw_asgi(loop, ours, scope, requests)),
+            "ours": raw_asgi(loop, ours, scope, requests),
             "ideal": raw_asgi(loop, ideal, scope, requests),
             "peer": raw_asgi(loop, peer, peer_scope, requests),
-            "relayed": relayed(True, raw_asgi(loop, ours, scope, requests)),
         },
         rounds,
     )
@@ -184,27 +183,8 @@ def starlette_overhead(requests: int, rounds: int) -> None:
         times,
         "SessionMiddleware + AuthenticationMiddleware",
     )
-    ratio_row(
-        "Starlette KratosAALMiddleware, relayed (FastAPI adapter imported), added vs ideal",
-        {**times, "ours added": times["relayed added"]},
-    )
     wsgi_overhead(fake, session, decision, requests, rounds)
     loop.close()
-
-
-def relayed(relay: bool, measure: Callable[[], float]) -> Callable[[], float]:
-    """Return *measure* run with every cache hit relayed (as where FastAPI is imported) or not."""
-    from kratos_aal.integrations.starlette import KratosAALMiddleware
-
-    def run() -> float:
-        before = KratosAALMiddleware._relay_hits
-        KratosAALMiddleware._relay_hits = relay
-        try:
-            return measure()
-        finally:
-            KratosAALMiddleware._relay_hits = before
-
-    return run
 
 
 def _starlette_session_cookie() -> str:
@@ -406,7 +386,7 @@ def _plain_view(request: Any) -> Any:
 
 
 def drf_overhead(requests: int, rounds: int) -> None:
-    """Run after :func:`django_overhead`, which configures Django."""
+    configure_django()
     from django.test import RequestFactory
     from rest_framework.permissions import AllowAny
     from rest_framework.response import Response

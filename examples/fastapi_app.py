@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.responses import (
     HTMLResponse,
     JSONResponse,
@@ -29,6 +29,7 @@ from kratos_aal.integrations.fastapi import (
     RequireAAL,
     require_aal1,
     require_aal2,
+    session_token,
 )
 from kratos_aal.integrations.starlette import load_session
 
@@ -86,7 +87,9 @@ def create_app(
         text = "A password is enough here (<code>aal1</code>)."
         return page(request, "account", "Account", text, session)
 
-    @app.get("/api/balance")
+    # The JSON API takes session tokens too: declared for the OpenAPI document (Swagger's
+    # "Authorize" can send a header, never a cookie); it reads nothing at run time.
+    @app.get("/api/balance", dependencies=[Security(session_token)])
     async def balance(session: Annotated[Session, Depends(require_aal2)]) -> dict[str, object]:
         return {"balance": 42, "aal": session.aal.value}
 

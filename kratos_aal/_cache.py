@@ -54,18 +54,20 @@ class TTLCache:
     """A bounded LRU cache whose every entry has its own time to live, read with or without lock.
 
     Entries are ``[expires_at, value, hit, touched]`` in a cachetools ``LRUCache``, and in
-    a plain dict beside it for :meth:`peek`. :meth:`get` reads under the lock, drops an
-    expired entry and marks the entry most recently used. :meth:`peek` is the hit path: no
-    lock (one C-level dict read), no reordering; it only flags the entry as touched, which
-    earns it a second chance at eviction. A reader racing a writer may see no entry: that
-    is a miss, and a miss takes the locked path. The lock is held only around dict
-    operations, never across I/O or an ``await``.
+    the plain dict :attr:`index` beside it. :meth:`get` reads under the lock, drops an
+    expired entry and marks the entry most recently used. The hit path
+    (:meth:`KratosClient.cached_allow <kratos_aal.KratosClient.cached_allow>`) reads
+    :attr:`index` instead: no lock (one C-level dict read), no reordering; it checks
+    ``expires_at`` itself and only sets ``touched``, which earns the entry a second chance
+    at eviction. A reader racing a writer may see no entry: that is a miss, and a miss
+    takes the locked path. The lock is held only around dict operations, never across I/O
+    or an ``await``.
 
     Args:
         maxsize: How many entries at most.
         timer: The clock of the time to live (monotonic in production).
-        prepare: Called with each stored value; what it returns is what :meth:`peek`
-            gives back for the entry (``None``: the entry is not for the hit path).
+        prepare: Called with each stored value; what it returns is the entry's ``hit``
+            (``None``: the entry is not for the hit path).
     """
 
     def __init__(
@@ -78,8 +80,9 @@ class TTLCache:
         self._lock = threading.Lock()
         self._prepare = prepare
         self._maxsize = maxsize
-        self._index: dict[Hashable, list[Any]] = {}
-        self._data = _Entries(maxsize, self._index)
+        #: Every entry by key, for lock-free readers; written only under the lock.
+        self.index: dict[Hashable, list[Any]] = {}
+        self._data = _Entries(maxsize, self.index)
 
     def get(self, key: Hashable) -> Any:
         """Return the live value for *key*, or ``MISSING``."""
@@ -93,14 +96,6 @@ class TTLCache:
                 return MISSING
             return entry[1]
 
-    def peek(self, key: Hashable) -> Any:
-        """Return what *prepare* made of *key*'s live value, or ``None``; takes no lock."""
-        entry = self._index.get(key)
-        if entry is None or entry[0] <= self._timer():
-            return None
-        entry[3] = True
-        return entry[2]
-
     def put(self, key: Hashable, value: Any, ttl: float) -> None:
         """Keep *value* for *ttl* seconds; a *ttl* of 0 or less drops *key* instead."""
         expires = self._timer() + ttl
@@ -110,12 +105,12 @@ class TTLCache:
             if ttl > 0:
                 entry = [expires, value, hit, False]
                 self._data[key] = entry  # evicts first when full
-                self._index[key] = entry
+                self.index[key] = entry
 
     def _drop(self, key: Hashable) -> None:
         # Under the lock.
         self._data.pop(key, None)
-        self._index.pop(key, None)
+        self.index.pop(key, None)
 
     def pop(self, key: Hashable) -> None:
         """Drop *key* if present."""
@@ -125,15 +120,15 @@ class TTLCache:
     def clear(self) -> None:
         """Drop everything."""
         with self._lock:
-            self._index.clear()
-            self._data = _Entries(self._maxsize, self._index)
+            self.index.clear()
+            self._data = _Entries(self._maxsize, self.index)
 
     def __len__(self) -> int:
         now = self._timer()
         with self._lock:
-            for key in [k for k, entry in self._index.items() if entry[0] <= now]:
+            for key in [k for k, entry in self.index.items() if entry[0] <= now]:
                 self._drop(key)
-            return len(self._index)
+            return len(self.index)
 
 
 def _fresh(error: BaseException) -> BaseException:

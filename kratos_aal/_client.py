@@ -155,13 +155,15 @@ class _BaseClient:
         # cached runs on a monotonic clock: a system clock stepped back an hour must not
         # keep a revoked session allowed for an hour. A test's fake clock drives both.
         self._timer = timer or time.time
-        #: ``b"<cookie name>="``: what the hit path looks for in a Cookie header.
-        self.cookie_mark = f"{config.cookie_name}=".encode()
-        self._cache = TTLCache(
-            config.cache_maxsize, timer or time.monotonic, prepare=cached_session
-        )
+        self._clock = timer or time.monotonic
+        self._cache = TTLCache(config.cache_maxsize, self._clock, prepare=cached_session)
+        self._entries = self._cache.index  # the hit path's lock-free view (never rebound)
         # Hook (shared cache, SPEC §5a): None without cache_url or shared_cache.
         self._shared = _shared.tier_for(config, shared_cache, self._keep, self._drop, self._timer)
+
+    def _share_cache(self, other: _BaseClient) -> None:
+        """Use *other*'s in-process cache from now on (one cache for sync and async views)."""
+        self._cache, self._entries = other._cache, other._entries
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._timer(), timezone.utc)
@@ -190,16 +192,26 @@ class _BaseClient:
         else:
             self._cache.pop(key)
 
-    def cached_allow(self, key: bytes, requirement: Requirement) -> CachedSession | None:
+    def cached_allow(self, key: bytes | None, requirement: Requirement) -> CachedSession | None:
         """Return the cached session under *key* when it alone allows *requirement*.
 
-        The hit path: one lock-free cache read, two number comparisons and a clock read.
-        ``None`` means "go the whole way" (which asks Kratos again before any denial);
-        only a requirement of a bare AAL is judged here.
+        The hit path: one lock-free read of the cache's index, an int comparison and two
+        float ones (the entry's time to live, monotonic; the session's ``expires_at``, wall
+        time, in case the wall clock jumped ahead). ``None`` means "go the whole way"
+        (which asks Kratos again before any denial); only a bare AAL is judged here.
         """
-        hit = self._cache.peek(key)
-        if hit is None or hit.rank < requirement.hit_rank or hit.expires <= self._timer():
+        entry = self._entries.get(key)
+        if entry is None:
             return None
+        hit = entry[2]
+        if (
+            hit is None
+            or hit.rank < requirement.hit_rank
+            or entry[0] <= self._clock()
+            or hit.expires <= self._timer()
+        ):
+            return None
+        entry[3] = True  # a second chance at eviction (see TTLCache)
         if _observe.STATE.metrics is not None:
             _observe.cache_lookup("local", True)
         return hit  # type: ignore[no-any-return]

@@ -491,32 +491,12 @@ class Credentials:
 # mixed-case header name or a cookie name seen where it is not a pair's name, gives
 # ``None``, the full path); (2) only ASCII is hashed, as the bytes ``cache_key`` hashes
 # for it (UTF-8 of ASCII is itself), so no other spelling can collide.
-
-
-def _cut_cookie(header: bytes, mark: bytes) -> bytes | None:
-    """Return the raw value of the pair *mark* (``name=``) starts in a ``Cookie`` header.
-
-    ``b""`` when no pair there can be named so; ``None`` when that cannot be told cheaply
-    (the full path decides).
-    """
-    start = header.find(mark[:-1])
-    if start < 0:
-        return b""
-    # The first mention of the name must be a pair's name, at the start or after ";" or
-    # "; ", with "=" right after it: elsewhere (inside a value, a longer name, a space
-    # before "=") the first pair cookie_from_header matches may be another one.
-    if not header.startswith(mark, start) or not (
-        start == 0 or header[start - 1] == 59 or header[start - 2 : start] == b"; "
-    ):
-        return None
-    start += len(mark)
-    stop = header.find(b";", start)
-    value = (header[start:] if stop < 0 else header[start:stop]).strip()
-    if value[:1] == b'"' and len(value) >= 2 and value[-1] == 34:
-        value = value[1:-1]
-    # Empty: cookie_from_header goes on to the next pair of this header, which this
-    # reading does not; so the full path decides.
-    return value or None
+#
+# In a Cookie header, the first mention of the name must be a pair's name: at the start
+# or after ";" or "; ", with "=" right after it. Elsewhere (inside a value, a longer name,
+# a space before "=") the first pair ``cookie_from_header`` matches may be another one:
+# ``None``. An empty value too: ``cookie_from_header`` goes on to the next pair of the
+# header, which this reading does not.
 
 
 def _hit_key(token: bytes | None, cookie: bytes | None) -> bytes | None:
@@ -536,43 +516,42 @@ _COOKIE_KIND, _TOKEN_KIND = 2, 1
 
 
 def asgi_hit_key(
-    headers: Iterable[tuple[bytes, bytes]], mark: bytes, hop: bytes
+    headers: Iterable[tuple[bytes, bytes]], cookie_name: bytes, hop: bytes
 ) -> tuple[bytes | None, bool]:
     """Return the session cache key of raw ASGI *headers*, and whether cookie *hop* came.
 
-    *mark* is ``b"<cookie name>="``. The key is ``None`` when the request has no token or
-    cookie the hit path can read (the full path decides then); see the comment above.
+    *cookie_name* is the Kratos cookie's name, encoded. The key is ``None`` when the
+    request has no token or cookie the hit path can read (the full path decides then); see
+    the comment above.
     """
     token: bytes | None = None
     cookie: bytes | None = None
     hops = False
-    for name, value in headers:
+    for header, value in headers:
         # Plain comparisons first: ASGI names are lower-case, and most are neither.
-        if name == b"cookie":
+        if header == b"cookie":
             if value.find(hop) >= 0:  # find, not "in": "in" takes the slower buffer path
                 hops = True
             if cookie is not None:
                 continue
-            # _cut_cookie, inlined (the reasons are there): this runs on every request.
-            start = value.find(mark[:-1])
+            start = value.find(cookie_name)
             if start < 0:
                 continue  # no pair so named in this header
-            if not value.startswith(mark, start) or not (
-                start == 0 or value[start - 1] == 59 or value[start - 2 : start] == b"; "
+            stop = start + len(cookie_name)
+            if value[stop : stop + 1] != b"=" or (
+                start and value[start - 1] != 59 and value[start - 2 : start] != b"; "
             ):
                 return None, False
-            start += len(mark)
-            stop = value.find(b";", start)
-            cookie = (value[start:] if stop < 0 else value[start:stop]).strip()
-            if cookie[:1] == b'"' and len(cookie) >= 2 and cookie[-1] == 34:
-                cookie = cookie[1:-1]
+            end = value.find(b";", stop)
+            cookie = (value[stop + 1 :] if end < 0 else value[stop + 1 : end]).strip()
             if not cookie:
                 return None, False
-        elif name == b"x-session-token":
-            if token is None:
-                token = value.strip() or None
-        elif not name.islower() and name.lower() in _HEADER_KINDS:
-            return None, False  # a server that breaks the rule gets the full path
+            if cookie[0] == 34 and cookie[-1] == 34 and len(cookie) >= 2:
+                cookie = cookie[1:-1]
+                if not cookie:
+                    return None, False
+        elif header == b"x-session-token" and token is None:
+            token = value.strip() or None
     # _hit_key, inlined: this runs on every request.
     if token:
         hasher, value = _TOKEN_HASH.copy(), token
@@ -586,23 +565,54 @@ def asgi_hit_key(
     return b"s" + hasher.digest(), hops
 
 
-def environ_hit_key(token: str | None, cookie: str | None, mark: bytes) -> bytes | None:
+def asgi_credentials(headers: Iterable[tuple[bytes, bytes]], cookie_name: str) -> Credentials:
+    """Return the credentials of raw ASGI *headers*, read by their lower-case names only.
+
+    ASGI servers lower-case header names, and Starlette reads them so: ``Cookie`` from a
+    server that breaks the rule is no cookie to ``request.cookies`` either. The hit path
+    (:func:`asgi_hit_key`) reads them so too, which keeps it to what this reads.
+    """
+    return Credentials.from_headers(
+        [(name, value) for name, value in headers if name == name.lower()],
+        cookie_name=cookie_name,
+    )
+
+
+def environ_hit_key(token: str | None, cookie: str | None, cookie_name: str) -> bytes | None:
     """Return the session cache key of a WSGI environ's (or Django META's) credentials.
 
     *token* and *cookie* are ``HTTP_X_SESSION_TOKEN`` and ``HTTP_COOKIE``; ``None`` when
-    the hit path cannot read them (the full path decides).
+    the hit path cannot read them (the full path decides). The cookie is read as
+    :func:`asgi_hit_key` reads one, on text: PEP 3333's strings are bytes decoded as
+    latin-1, and only ASCII ones are read here.
     """
     if token is not None:
         if not token.isascii():
             return None
-        stripped = token.strip()
+        stripped = token.strip()  # as from_headers strips it
         if stripped:
             return _hit_key(stripped.encode(), None)
     if not cookie or not cookie.isascii():
         return None
-    found = _cut_cookie(cookie.encode(), mark)
-    if not found:
+    start = cookie.find(cookie_name)
+    if start < 0:
+        return None
+    stop = start + len(cookie_name)
+    if cookie[stop : stop + 1] != "=" or (
+        start and cookie[start - 1] != ";" and cookie[start - 2 : start] != "; "
+    ):
+        return None
+    end = cookie.find(";", stop)
+    value = (cookie[stop + 1 :] if end < 0 else cookie[stop + 1 : end]).strip(_ASCII_SPACE)
+    if value[:1] == '"' and len(value) >= 2 and value[-1] == '"':
+        value = value[1:-1]
+    if not value:
         return None
     hasher = _COOKIE_HASH.copy()  # ASCII already
-    hasher.update(found)
+    hasher.update(value.encode())
     return b"s" + hasher.digest()
+
+
+#: What bytes.strip() strips (the cookie as asgi_hit_key reads it); str.strip() strips
+#: "\x1c" to "\x1f" too.
+_ASCII_SPACE = " \t\n\r\x0b\x0c"

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from ._config import KratosConfig
@@ -79,7 +80,8 @@ class WebResponse:
     body: bytes = b""
 
 
-_UNKNOWN = object()
+#: Not in :attr:`PathRules.known`.
+UNKNOWN: Any = object()
 #: How many plain paths' answers PathRules remembers (hostile clients make up paths).
 _KNOWN_PATHS = 4096
 
@@ -99,7 +101,9 @@ class PathRules:
         self, rules: Mapping[str, RequirementLike] | None, *, setting: str = "rules"
     ) -> None:
         self._rules: list[tuple[re.Pattern[str], Requirement]] = []
-        self._known: dict[str, Requirement | None] = {}
+        #: What :meth:`requirement` answered for the plain paths seen most. A hot path may
+        #: read it first (``known.get(path, UNKNOWN)``) and ask only when it is not there.
+        self.known: dict[str, Requirement | None] = {}
         if rules is None:
             return
         if not isinstance(rules, Mapping):
@@ -139,13 +143,13 @@ class PathRules:
         if not self._rules:
             return None
         # Every request asks: the answers for the paths seen most are remembered.
-        known = self._known.get(path, _UNKNOWN)
-        if known is not _UNKNOWN:
-            return known  # type: ignore[return-value]
+        known = self.known.get(path, UNKNOWN)
+        if known is not UNKNOWN:
+            return known  # type: ignore[no-any-return]
         if _plain(path):
             match = self.match(path)  # the common case: one reading
-            if len(self._known) < _KNOWN_PATHS:
-                self._known[path] = match
+            if len(self.known) < _KNOWN_PATHS:
+                self.known[path] = match
             return match
         found = [r for r in map(self.match, route_readings(path)) if r is not None]
         return strictest(found) if found else None
@@ -172,7 +176,15 @@ def _remove_dots(path: str) -> str:
 
 
 def _plain(path: str) -> bool:
-    return path.startswith("/") and "//" not in path and "/." not in path and "%" not in path
+    # ASCII too: only such paths are remembered, and a WSGI adapter may look one up before
+    # decoding it (PEP 3333's latin-1 text of a non-ASCII path is another path decoded).
+    return (
+        path.isascii()
+        and path.startswith("/")
+        and "//" not in path
+        and "/." not in path
+        and "%" not in path
+    )
 
 
 def route_readings(path: str) -> frozenset[str]:

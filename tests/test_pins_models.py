@@ -291,16 +291,25 @@ def test_session_repr_names_the_identity_but_no_traits() -> None:
     assert "identity=None" in repr(Session.from_json(body | {"identity": None}))
 
 
-def test_hit_key_reads_past_other_headers_in_any_case() -> None:
-    # A server that sends names in mixed case (against ASGI's rule) keeps the hit path for
-    # headers that carry no credential; a credential header so spelled takes the full path.
-    from kratos_aal._models import asgi_hit_key
+def test_asgi_reads_credentials_by_lower_case_names_only() -> None:
+    # ASGI servers lower-case header names and Starlette reads them so; both the hit path
+    # and the full path read a credential only under its lower-case name.
+    from kratos_aal._models import asgi_credentials, asgi_hit_key
 
-    mark, hop = b"ory_kratos_session=", b"kratos_aal_hops="
+    name, hop = b"ory_kratos_session", b"kratos_aal_hops="
     cookie = (b"cookie", b"ory_kratos_session=abc")
-    key, hops = asgi_hit_key([(b"Accept", b"text/html"), cookie], mark, hop)
-    assert key is not None and key == asgi_hit_key([cookie], mark, hop)[0]
+    key, hops = asgi_hit_key([(b"Accept", b"text/html"), cookie], name, hop)
+    assert key is not None and key == asgi_hit_key([cookie], name, hop)[0]
     assert hops is False
-    assert asgi_hit_key([(b"authorization", b"Bearer x"), cookie], mark, hop)[0] == key
-    assert asgi_hit_key([(b"Cookie", b"ory_kratos_session=abc")], mark, hop) == (None, False)
-    assert asgi_hit_key([(b"X-Session-Token", b"t"), cookie], mark, hop) == (None, False)
+    assert asgi_hit_key([(b"authorization", b"Bearer x"), cookie], name, hop)[0] == key
+    for spelling in (b"Cookie", b"COOKIE", b"cOOKIE"):
+        mixed = [(spelling, b"ory_kratos_session=abc")]
+        assert asgi_hit_key(mixed, name, hop) == (None, False)
+        assert not asgi_credentials(mixed, "ory_kratos_session")
+    for spelling in (b"X-Session-Token", b"x-Session-token"):
+        assert asgi_hit_key([(spelling, b"t"), cookie], name, hop)[0] == key
+        credentials = asgi_credentials([(spelling, b"t"), cookie], "ory_kratos_session")
+        assert credentials.cookie == "abc" and credentials.token is None
+    token = asgi_credentials([(b"x-session-token", b"t"), cookie], "ory_kratos_session")
+    assert token.token == "t"
+    assert asgi_hit_key([(b"x-session-token", b"t"), cookie], name, hop)[0] != key

@@ -273,10 +273,16 @@ class _Fixed(BasePermission, metaclass=_FixedMeta):
     """A :class:`RequireAAL` with the level fixed by the class."""
 
     aal: AAL
+    #: ``RequireAAL(aal)``, made once per class: every request asks it.
+    _permission: RequireAAL
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._permission = RequireAAL(cls.aal)
 
     def has_permission(self, request: Request, view: Any) -> bool:
         """Return ``True`` when the session meets the class's AAL (see :class:`RequireAAL`)."""
-        return RequireAAL(self.aal).has_permission(request, view)
+        return self._permission.has_permission(request, view)
 
 
 class IsAAL1(_Fixed):

@@ -10,7 +10,13 @@
 
 Denials answer with Kratos's own error envelope (``{"error": {...}, "redirect_browser_to"}``)
 or a 303 for browsers, not FastAPI's ``{"detail": ...}``: the dependency raises
-:class:`KratosDenied`, which :class:`KratosAALMiddleware` turns into that response.
+:class:`KratosDenied`, which the app answers with that response (the dependency makes it
+the app's handler of :class:`KratosDenied`, unless the app has its own).
+
+OpenAPI: :class:`RequireAAL` declares the session cookie (``KratosSessionCookie``). To
+declare the session token header too, add ``Security(session_token)`` where it applies
+(``APIRouter(dependencies=[Security(session_token)])``); each dependency FastAPI solves
+costs about as much as a whole cache hit, so RequireAAL does not solve a second one.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import timedelta
 
-from fastapi import Request, Security
+from fastapi import Request
 from fastapi.security import APIKeyCookie, APIKeyHeader
 from fastapi.security.base import SecurityBase
 
@@ -32,11 +38,14 @@ from .starlette import (
     middleware_of,
 )
 
-__all__ = ["KratosAALMiddleware", "KratosDenied", "RequireAAL", "require_aal1", "require_aal2"]
-
-# A mounted FastAPI app answers a dependency's denial with a 500 of its own, which only the
-# middleware's relay can replace: so here, every request goes through it.
-KratosAALMiddleware._relay_hits = True
+__all__ = [
+    "KratosAALMiddleware",
+    "KratosDenied",
+    "RequireAAL",
+    "require_aal1",
+    "require_aal2",
+    "session_token",
+]
 
 
 class _DeclaredCookie(APIKeyCookie):
@@ -59,7 +68,10 @@ class _DeclaredHeader(APIKeyHeader):
 session_cookie = _DeclaredCookie(
     name="ory_kratos_session",
     scheme_name="KratosSessionCookie",
-    description="The Ory Kratos session cookie (its name is set by KratosConfig.cookie_name).",
+    description=(
+        "The Ory Kratos session cookie (its name is set by KratosConfig.cookie_name). "
+        "Token clients send `X-Session-Token` or `Authorization: Bearer` instead."
+    ),
     auto_error=False,
 )
 session_token = _DeclaredHeader(
@@ -81,9 +93,9 @@ class RequireAAL(SecurityBase):
     Overriding it in tests works as usual: ``app.dependency_overrides[require_aal2] = ...``.
 
     It declares the session cookie to OpenAPI itself (a security scheme, as FastAPI's
-    ``APIKeyCookie`` is) and the token through one sub-dependency: FastAPI solves every
-    dependency on every request, so each one declared costs as much as an empty
-    ``Depends``.
+    ``APIKeyCookie`` is), with no sub-dependency: FastAPI solves every dependency on every
+    request, and each one costs as much as an empty ``Depends``. The token header is
+    declared with ``Security(session_token)`` where wanted.
     """
 
     def __init__(
@@ -100,9 +112,7 @@ class RequireAAL(SecurityBase):
     def __repr__(self) -> str:
         return f"RequireAAL({self.requirement.aal.value!r})"
 
-    async def __call__(
-        self, request: Request, _token: str | None = Security(session_token)
-    ) -> Session:
+    async def __call__(self, request: Request) -> Session:
         middleware = middleware_of(request, "RequireAAL")
         scope = request.scope
         session = middleware._hit(scope, self.requirement)

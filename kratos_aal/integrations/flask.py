@@ -132,8 +132,10 @@ def _deny(requirement: Requirement) -> Response | None:
     environ = request.environ
     cookie = environ.get("HTTP_COOKIE")
     if cookie is None or _HOP_MARK not in cookie:  # clearing the hop cookie: full path
-        key = environ_hit_key(environ.get("HTTP_X_SESSION_TOKEN"), cookie, state.client.cookie_mark)
-        hit = None if key is None else state.client.cached_allow(key, requirement)
+        key = environ_hit_key(
+            environ.get("HTTP_X_SESSION_TOKEN"), cookie, state.client.config.cookie_name
+        )
+        hit = state.client.cached_allow(key, requirement)  # a None key is a miss
         if hit is not None:
             g.kratos_session = hit.session
             return None

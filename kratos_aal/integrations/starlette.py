@@ -18,7 +18,7 @@ from urllib.parse import quote_from_bytes
 
 from starlette.authentication import AuthCredentials, BaseUser
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -27,9 +27,10 @@ from .. import _observe
 from .._client import AsyncKratosClient, client_for
 from .._config import KratosConfig
 from .._core import Outcome, Requirement, RequirementLike, unavailable
-from .._models import AAL, AALLike, Credentials, Session, asgi_hit_key
+from .._models import AAL, AALLike, Session, asgi_credentials, asgi_hit_key
 from .._web import (
     HOP_COOKIE,
+    UNKNOWN,
     BadRequest,
     PathRules,
     WebRequest,
@@ -203,10 +204,6 @@ class KratosAALMiddleware:
         ConfigurationError: neither or both of *config* and *client*, or a bad rule.
     """
 
-    #: Whether a request the hit path allowed goes through the relay all the same: only
-    #: where FastAPI dependencies may raise denials (the FastAPI adapter sets it on import).
-    _relay_hits = False
-
     def __init__(
         self,
         app: ASGIApp,
@@ -221,25 +218,27 @@ class KratosAALMiddleware:
         )
         self.config = self.client.config
         self.rules = PathRules(rules)
-        self._mark = f"{self.config.cookie_name}=".encode()
+        self._known = self.rules.known
+        self._cookie = self.config.cookie_name.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self._not_http(scope, receive, send)
             return
         scope[SCOPE_KEY] = self
-        requirement = self.rules.requirement(
-            _route_path(scope) if scope.get("root_path") else scope["path"]
-        )
+        path = _route_path(scope) if scope.get("root_path") else scope["path"]
+        requirement = self._known.get(path, UNKNOWN)
+        if requirement is UNKNOWN:
+            requirement = self.rules.requirement(path)
         if requirement is not None:
             if self._hit(scope, requirement) is None:
                 response = await self._decide(scope, requirement)
                 if response is not None:
                     await _send(send, response)
                     return
-            elif not (scope[_HOPS_KEY] or self._relay_hits):
-                # Allowed from the cache, no hop cookie to clear, and no FastAPI below to
-                # raise a denial its own error middleware would answer: nothing to relay.
+            elif not scope[_HOPS_KEY]:
+                # Allowed from the cache and no hop cookie to clear: nothing to relay (a
+                # denial a dependency raises below is answered by its app: deny_in_scope).
                 try:
                     await self.app(scope, receive, send)
                 except KratosDenied as denied:
@@ -279,9 +278,7 @@ class KratosAALMiddleware:
 
     async def _decide(self, scope: Scope, requirement: Requirement) -> WebResponse | None:
         # The whole way, after the hit path missed: validate, ask Kratos (cached), conclude.
-        credentials = Credentials.from_headers(
-            scope.get("headers", ()), cookie_name=self.config.cookie_name
-        )
+        credentials = asgi_credentials(scope.get("headers", ()), self.config.cookie_name)
         # Built only for a denial: an allowed request never pays for URLs.
         back = functools.partial(self._return_to, scope)
         try:
@@ -303,24 +300,22 @@ class KratosAALMiddleware:
 
         ``None`` sends the request the whole way (:meth:`_decide`).
         """
-        key, hops = asgi_hit_key(scope.get("headers", ()), self._mark, _HOP_MARK)
-        if key is None:
-            return None
-        hit = self.client.cached_allow(key, requirement)
+        key, hops = asgi_hit_key(scope.get("headers", ()), self._cookie, _HOP_MARK)
+        hit = self.client.cached_allow(key, requirement)  # a None key is a miss
         if hit is None:
             return None
         session = hit.session
         state = scope.get("state")
         if state is None:
-            state = scope["state"] = {}
-        state[_SESSION_KEY] = session
+            scope["state"] = {_SESSION_KEY: session}
+        else:
+            state[_SESSION_KEY] = session
         extra = hit.extra
         if extra is None:
             # Made once per cached session and shared by its requests: both are immutable.
             extra = hit.extra = (_AUTH[session.aal], KratosUser(session))
         scope["auth"], scope["user"] = extra
-        scope["kratos_aal.allowed"] = True
-        scope[_HOPS_KEY] = hops
+        scope[_HOPS_KEY] = hops  # also says "allowed" to the relay
         if not _observe.STATE.quiet:
             _observe.decided_asgi(hit.allowed(requirement), scope, _web_request)
         return session
@@ -336,7 +331,7 @@ class KratosAALMiddleware:
 
 
 _DENIAL_KEY = "kratos_aal.denial"
-_HOPS_KEY = "kratos_aal.hops"  # whether the hit path saw the hop cookie
+_HOPS_KEY = "kratos_aal.hops"  # set by an allowing hit: whether it saw the hop cookie
 
 
 async def _nothing() -> None:
@@ -346,10 +341,11 @@ async def _nothing() -> None:
 class _Relay:
     """Pass an app's messages on, answering a denial the app itself failed to answer.
 
-    A FastAPI app mounted below this middleware has its own error middleware: a
-    :class:`KratosDenied` raised by a dependency reaches it first, and it starts a 500.
-    The denial is in the scope by then (the mounted app shares the scope dict), so that
-    500 is replaced by the denial. On an allowed request, the loop counter is reset.
+    A Starlette or FastAPI app answers a dependency's denial itself (see
+    :func:`deny_in_scope`), or with its own handler of :class:`KratosDenied`. An app below
+    without Starlette's exception handling may start a 500 of its own instead: the denial
+    is in the scope by then (a mounted app shares the scope dict), so that 500 is replaced
+    by the denial. On an allowed request, the loop counter is reset.
 
     A plain callable that returns what the app then awaits: on every request, relaying
     costs one function call per message, not a coroutine of its own.
@@ -369,11 +365,12 @@ class _Relay:
         self.started = True
         scope = self.scope
         denial = scope.get(_DENIAL_KEY)
-        if isinstance(denial, WebResponse):
+        if isinstance(denial, WebResponse) and message.get("status") == 500:
+            # The app's error middleware answering the denial it did not handle.
             self.swallow = True
             return _send(self.send, denial)
-        if scope.get("kratos_aal.allowed") and (
-            scope.get(_HOPS_KEY) or (_HOPS_KEY not in scope and self._hops())
+        if scope.get(_HOPS_KEY) or (
+            _HOPS_KEY not in scope and scope.get("kratos_aal.allowed") and self._hops()
         ):
             clear = clear_hops(_web_request(scope))
             if clear is not None:
@@ -383,15 +380,32 @@ class _Relay:
 
     def _hops(self) -> bool:
         # Only when the hit path did not look already.
-        return any(
-            k.lower() == b"cookie" and _HOP_MARK in v for k, v in self.scope.get("headers", ())
-        )
+        return any(k == b"cookie" and _HOP_MARK in v for k, v in self.scope.get("headers", ()))
 
 
 def deny_in_scope(scope: Scope, response: WebResponse) -> KratosDenied:
-    """Return the exception a dependency raises for *response*, remembering it in *scope*."""
+    """Return the exception a dependency raises for *response*, remembering it in *scope*.
+
+    The Starlette or FastAPI app that runs the dependency answers it itself: the denial
+    becomes that app's handler of :class:`KratosDenied` (unless it has one of its own), as
+    if it had been registered with ``add_exception_handler``. An app mounted below the
+    middleware would otherwise answer with a 500 from its own error middleware first; and
+    the app's own middleware (CORS, say) sees the denial as it sees any response. Where
+    no such app runs the dependency, the middleware answers (the relay, or its own
+    ``except``).
+    """
+    handlers = scope.get("starlette.exception_handlers")
+    if handlers is not None:
+        handlers[0].setdefault(KratosDenied, _answer_denied)
     scope[_DENIAL_KEY] = response
     return KratosDenied(response)
+
+
+async def _answer_denied(request: Request, error: Exception) -> Response:
+    """Answer a :class:`KratosDenied` inside the app that raised it (an exception handler)."""
+    assert isinstance(error, KratosDenied)
+    request.scope.pop(_DENIAL_KEY, None)  # answered here: the relay has nothing to replace
+    return _as_response(error.response)
 
 
 def middleware_of(connection: HTTPConnection, what: str) -> KratosAALMiddleware:
@@ -426,8 +440,8 @@ async def load_session(connection: HTTPConnection) -> Session | None:
     session = get_session(connection)
     if session is None:
         middleware = middleware_of(connection, "load_session")
-        credentials = Credentials.from_headers(
-            connection.scope.get("headers", ()), cookie_name=middleware.config.cookie_name
+        credentials = asgi_credentials(
+            connection.scope.get("headers", ()), middleware.config.cookie_name
         )
         try:
             session = await middleware.client.whoami(credentials)
@@ -445,7 +459,13 @@ async def load_session(connection: HTTPConnection) -> Session | None:
 
 
 def _as_response(response: WebResponse) -> Response:
-    return Response(response.body, status_code=response.status, headers=dict(response.headers))
+    answer = Response(response.body, status_code=response.status)
+    # Raw, so that a header sent twice (Set-Cookie) is sent twice.
+    answer.raw_headers += [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in response.headers
+    ]
+    return answer
 
 
 def _find_connection(args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str) -> HTTPConnection:

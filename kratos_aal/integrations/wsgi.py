@@ -21,6 +21,7 @@ from .._core import RequirementLike
 from .._models import Credentials, environ_hit_key
 from .._web import (
     HOP_COOKIE,
+    UNKNOWN,
     BadRequest,
     PathRules,
     WebRequest,
@@ -108,18 +109,22 @@ class KratosAALWSGIMiddleware:
         self.client, _ = client_for("KratosAALWSGIMiddleware", KratosClient, config, client)
         self.config = self.client.config
         self.rules = PathRules(rules)
-        self._mark = f"{self.config.cookie_name}=".encode()
+        self._known = self.rules.known
+        self._cookie = self.config.cookie_name
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         environ["kratos_aal.middleware"] = self
         # PATH_INFO is what the app routes; SCRIPT_NAME is where the app is mounted.
-        requirement = self.rules.requirement(_wsgi_text(environ.get("PATH_INFO", "")))
+        path = environ.get("PATH_INFO", "")
+        requirement = self._known.get(path, UNKNOWN)  # only ASCII paths are in it
+        if requirement is UNKNOWN:
+            requirement = self.rules.requirement(_wsgi_text(path))
         if requirement is None:
             return self.app(environ, start_response)
         cookie = environ.get("HTTP_COOKIE")
         if cookie is None or _HOP_MARK not in cookie:  # clearing the hop cookie: full path
-            key = environ_hit_key(environ.get("HTTP_X_SESSION_TOKEN"), cookie, self._mark)
-            hit = None if key is None else self.client.cached_allow(key, requirement)
+            key = environ_hit_key(environ.get("HTTP_X_SESSION_TOKEN"), cookie, self._cookie)
+            hit = self.client.cached_allow(key, requirement)  # a None key is a miss
             if hit is not None:
                 environ[ENVIRON_KEY] = hit.session
                 if not _observe.STATE.quiet:

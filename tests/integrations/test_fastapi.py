@@ -44,11 +44,16 @@ def test_openapi_declares_the_kratos_credentials(fake: FakeKratos) -> None:
         "type": "apiKey",
         "in": "cookie",
         "name": "ory_kratos_session",
-        "description": "The Ory Kratos session cookie (its name is set by KratosConfig.cookie_name).",
+        "description": (
+            "The Ory Kratos session cookie (its name is set by KratosConfig.cookie_name). "
+            "Token clients send `X-Session-Token` or `Authorization: Bearer` instead."
+        ),
     }
-    assert schemes["KratosSessionToken"]["in"] == "header"
     billing = schema["paths"]["/billing"]["get"]
-    assert {"KratosSessionCookie": []} in billing["security"]
+    assert billing["security"] == [{"KratosSessionCookie": []}]
+    api = schema["paths"]["/api/balance"]["get"]["security"]
+    assert {"KratosSessionCookie": []} in api and {"KratosSessionToken": []} in api
+    assert schemes["KratosSessionToken"]["in"] == "header"
     assert "security" not in schema["paths"]["/"]["get"]
 
 

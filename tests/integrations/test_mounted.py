@@ -122,3 +122,132 @@ def test_top_level_fastapi_still_denies() -> None:
     with TestClient(app, follow_redirects=False) as client:
         for headers, status, error_id in expectations(fake):
             check(client.get("/r/billing", headers=headers), status, error_id)
+
+
+# A rule above allows from the cache (no relay), and a stricter dependency below denies:
+# the mounted app answers the denial itself (deny_in_scope makes it its handler).
+RULED: dict[str, tuple[Callable[[FakeKratos], Any], str]] = {
+    "starlette-mount": (
+        lambda fake: Starlette(
+            routes=[Mount("/api", app=inner_api())],
+            middleware=[ruled(fake, "/api/*")],
+        ),
+        "/api",
+    ),
+    "fastapi-mount": (lambda fake: fastapi_ruled(fake), "/api"),
+    "nested-twice": (
+        lambda fake: KratosAALMiddleware(
+            Starlette(routes=[Mount("/outer", app=middle_app())]),
+            client=fake.async_client(),
+            rules={"/outer/*": "aal1"},
+        ),
+        "/outer/v1",
+    ),
+}
+
+
+def ruled(fake: FakeKratos, glob: str) -> Middleware:
+    return Middleware(KratosAALMiddleware, client=fake.async_client(), rules={glob: "aal1"})
+
+
+def fastapi_ruled(fake: FakeKratos) -> FastAPI:
+    app = FastAPI()
+    app.add_middleware(KratosAALMiddleware, client=fake.async_client(), rules={"/api/*": "aal1"})
+    app.mount("/api", inner_api())
+    return app
+
+
+def middle_app() -> FastAPI:
+    middle = FastAPI()
+    middle.mount("/v1", inner_api())
+    return middle
+
+
+@pytest.mark.parametrize("outer", sorted(RULED))
+@pytest.mark.parametrize("path", PATHS)
+def test_a_hit_above_a_stricter_dependency_still_denies(outer: str, path: str) -> None:
+    fake = FakeKratos(whoami_required_aal="aal1")
+    build, prefix = RULED[outer]
+    totp = {**JSON, "Cookie": fake.session("aal1", totp=True).cookie_header}
+    with TestClient(build(fake), follow_redirects=False) as client:
+        # The whole way first (cached for the aal1 rule), then the rule's cache hit.
+        for _ in range(3):
+            check(client.get(prefix + path, headers=totp), 403, "session_aal2_required")
+        aal2 = {**JSON, "Cookie": fake.session("aal2").cookie_header}
+        for _ in range(2):
+            check(client.get(prefix + path, headers=aal2), 200, None)
+
+
+@pytest.mark.parametrize("outer", sorted(RULED))
+def test_a_hit_above_a_stricter_dependency_under_uvicorn(outer: str) -> None:
+    fake = FakeKratos(whoami_required_aal="aal1")
+    build, prefix = RULED[outer]
+    totp = {**JSON, "Cookie": fake.session("aal1", totp=True).cookie_header}
+    with serve(build(fake)) as url, httpx.Client(base_url=url, timeout=10) as client:
+        for path in PATHS:
+            for _ in range(3):
+                check(client.get(prefix + path, headers=totp), 403, "session_aal2_required")
+            page = client.get(prefix + path, headers={**HTML, "Cookie": totp["Cookie"]})
+            check(page, 303, None)
+
+
+def test_the_denial_goes_through_the_mounted_apps_own_middleware() -> None:
+    fake = FakeKratos(whoami_required_aal="aal1")
+    inner = inner_api()
+
+    @inner.middleware("http")
+    async def mark(request: Any, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers["x-inner"] = "seen"
+        return response
+
+    app = Starlette(routes=[Mount("/api", app=inner)], middleware=[ruled(fake, "/api/*")])
+    totp = {**JSON, "Cookie": fake.session("aal1", totp=True).cookie_header}
+    with TestClient(app, follow_redirects=False) as client:
+        for _ in range(2):  # the whole way, then a hit
+            reply = client.get("/api/billing", headers=totp)
+            check(reply, 403, "session_aal2_required")
+            assert reply.headers["x-inner"] == "seen"
+
+
+def test_an_apps_own_denial_handler_is_kept() -> None:
+    from starlette.responses import PlainTextResponse
+
+    from kratos_aal.integrations.fastapi import KratosDenied
+
+    fake = FakeKratos(whoami_required_aal="aal1")
+    inner = inner_api()
+
+    @inner.exception_handler(KratosDenied)
+    async def own(request: Any, error: KratosDenied) -> PlainTextResponse:
+        return PlainTextResponse(f"own {error.response.status}", status_code=error.response.status)
+
+    app = Starlette(routes=[Mount("/api", app=inner)], middleware=[ruled(fake, "/api/*")])
+    totp = {**JSON, "Cookie": fake.session("aal1", totp=True).cookie_header}
+    with TestClient(app, follow_redirects=False) as client:
+        for _ in range(2):
+            reply = client.get("/api/billing", headers=totp)
+            assert (reply.status_code, reply.text) == (403, "own 403")
+
+
+@pytest.mark.parametrize(("inner_status", "expected"), [(500, 403), (418, 418)])
+def test_the_relay_replaces_only_an_error_middlewares_500(inner_status: int, expected: int) -> None:
+    # An app below with no Starlette exception handling: its error middleware answers the
+    # denial it could not handle with a 500, which the middleware replaces; any other
+    # answer is the app's own, and passes.
+    from kratos_aal._web import WebResponse
+    from kratos_aal.integrations.starlette import deny_in_scope
+
+    async def raw_app(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        try:
+            raise deny_in_scope(scope, WebResponse(403, [("content-type", "text/plain")], b"no"))
+        except Exception:
+            await send({"type": "http.response.start", "status": inner_status, "headers": []})
+            await send({"type": "http.response.body", "body": b"inner"})
+
+    fake = FakeKratos(whoami_required_aal="aal1")
+    app = KratosAALMiddleware(raw_app, client=fake.async_client())
+    reply = TestClient(app, follow_redirects=False).get("/anything")  # no lifespan
+    assert reply.status_code == expected
+    assert reply.text == ("no" if expected == 403 else "inner")

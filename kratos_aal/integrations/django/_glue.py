@@ -92,8 +92,8 @@ def hit(request: HttpRequest, requirement: Requirement, client: Any) -> CachedSe
     cookie = meta.get("HTTP_COOKIE")
     if cookie is not None and _HOP_MARK in cookie:
         return None  # the hop cookie is cleared on the full path
-    key = environ_hit_key(meta.get("HTTP_X_SESSION_TOKEN"), cookie, client.cookie_mark)
-    found = None if key is None else client.cached_allow(key, requirement)
+    key = environ_hit_key(meta.get("HTTP_X_SESSION_TOKEN"), cookie, client.config.cookie_name)
+    found: CachedSession | None = client.cached_allow(key, requirement)  # None key: a miss
     if found is not None:
         request.kratos_session = found.session
         request._kratos_aal_clear_hops = False

@@ -81,7 +81,7 @@ def clients() -> tuple[KratosClient, AsyncKratosClient]:
             store = shared_cache()
             sync_client = KratosClient(config, shared_cache=store)
             async_client = AsyncKratosClient(config, shared_cache=store)
-            async_client._cache = sync_client._cache  # one cache for WSGI and ASGI views
+            async_client._share_cache(sync_client)  # one cache for WSGI and ASGI views
             _state.clients = (sync_client, async_client)
         return _state.clients
 
