@@ -55,9 +55,11 @@ docs: $(STAMP)
 
 test: lint typecheck docs cov
 
-# SPEC §8's figures as ratios and counts, measured side by side (a few minutes).
+# SPEC §8's figures as ratios and counts, measured side by side (a few minutes), then the
+# same hit path on real servers (bench-servers).
 bench: $(STAMP)
 	$(BIN)/python -W ignore::DeprecationWarning -m benchmarks
+	$(MAKE) --no-print-directory bench-servers
 
 # Bare and guarded apps on uvicorn (uvloop, httptools) and gunicorn under wrk, server and
 # load pinned to separate CPUs (about 2.5 minutes); prints a markdown table for the README.

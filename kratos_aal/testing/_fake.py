@@ -53,6 +53,11 @@ class FakeKratos(_Pages):
             answers as the release does, which Ory's SDKs are generated from.
     """
 
+    #: Served on a real port, it sends Go's canonical header names (``Set-Cookie``), which
+    #: Ory's SDKs read case-sensitively: :func:`~kratos_aal.testing.serve` runs it on
+    #: uvicorn's h11 protocol, as httptools would lower-case them.
+    canonical_header_names = True
+
     def transport(self) -> FakeTransport:
         """Return an httpx transport (sync and async) that answers from this fake."""
         return FakeTransport(self)
@@ -152,11 +157,7 @@ class FakeKratos(_Pages):
     @property
     def admin_app(self) -> Callable[[dict[str, Any], Any, Any], Awaitable[None]]:
         """Return the ASGI app of the admin API, to serve on :attr:`admin_url`'s port."""
-
-        async def admin(scope: dict[str, Any], receive: Any, send: Any) -> None:
-            await self._serve_asgi(scope, receive, send, admin=True)
-
-        return admin
+        return _AdminApp(self)
 
     async def _serve_asgi(
         self, scope: dict[str, Any], receive: Any, send: Any, *, admin: bool
@@ -251,3 +252,16 @@ class FakeTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if self.fake.latency:
             await asyncio.sleep(self.fake.latency)
         return self._answer(request)
+
+
+class _AdminApp:
+    """The admin API of a :class:`FakeKratos`, as an ASGI app of its own."""
+
+    #: See :attr:`FakeKratos.canonical_header_names`.
+    canonical_header_names = True
+
+    def __init__(self, fake: FakeKratos) -> None:
+        self.fake = fake
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self.fake._serve_asgi(scope, receive, send, admin=True)

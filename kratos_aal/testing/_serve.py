@@ -48,7 +48,9 @@ def serve(
 ) -> Iterator[str]:
     """Run *app* with uvicorn in a background thread; yield its base URL; stop it after.
 
-    *options* go to ``uvicorn.Config`` (e.g. ``proxy_headers=True``).
+    *options* go to ``uvicorn.Config`` (e.g. ``proxy_headers=True``). An app that sets
+    ``canonical_header_names`` (FakeKratos and its admin app) runs on h11, which sends
+    header names as written; otherwise uvicorn picks as it does for your app.
     """
     import uvicorn
 
@@ -61,6 +63,8 @@ def serve(
     # probe the app (calling it with no arguments, to spot a factory), which goes wrong
     # when a wrapper (a profiler, a mutation tool) hides the signature of its __call__.
     options.setdefault("interface", "asgi3")
+    if getattr(app, "canonical_header_names", False):
+        options.setdefault("http", "h11")  # httptools lower-cases response header names
     config = uvicorn.Config(asgi3, log_level=log_level, lifespan="auto", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
