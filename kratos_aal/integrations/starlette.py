@@ -100,12 +100,14 @@ class KratosDenied(Exception):
         self.response = response
 
 
-class _SessionUnavailable(KratosDenied, KratosUnavailable):
+class _SessionUnavailable(KratosUnavailable, KratosDenied):
     """Kratos could not say who is signed in, while a page asked (:func:`load_session`).
 
     A :class:`KratosUnavailable`, so a page can catch it and render "could not check";
     uncaught, the middleware answers it as a :class:`KratosDenied`: the 503 with
-    ``Retry-After`` every adapter gives, never a 500.
+    ``Retry-After`` every adapter gives, never a 500. ``KratosUnavailable`` comes first
+    in the MRO: an app's own handler of it (or of ``KratosAALError``) must win over the
+    ``KratosDenied`` handler a dependency's denial registers (:func:`deny_in_scope`).
     """
 
     def __init__(self, response: WebResponse, error: KratosUnavailable) -> None:

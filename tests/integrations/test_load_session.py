@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from kratos_aal.exceptions import KratosUnavailable
+from kratos_aal.exceptions import KratosAALError, KratosUnavailable
 from kratos_aal.integrations.starlette import KratosAALMiddleware, load_session
 from kratos_aal.testing import FakeKratos
 
@@ -107,3 +107,32 @@ async def test_no_credentials_asks_nothing_even_when_kratos_is_down(
 ) -> None:
     fake.fail("status", status=502, times=None)
     assert (await http.get("/", headers=HTML)).text == "nobody"
+
+
+@pytest.mark.parametrize("caught_as", [KratosUnavailable, KratosAALError])
+async def test_an_apps_own_unavailable_handler_keeps_answering_after_a_denial(
+    fake: FakeKratos, caught_as: type[Exception]
+) -> None:
+    # A dependency's denial makes the app answer KratosDenied itself (deny_in_scope); the
+    # app's own handler of KratosUnavailable must still answer load_session's trouble after
+    # that, as it did before the first denial.
+    from fastapi import Depends
+
+    from kratos_aal.integrations.fastapi import require_aal2
+
+    app = fastapi_app(fake)
+
+    async def own(request: Request, error: Exception) -> PlainTextResponse:
+        return PlainTextResponse("own could-not-check page", status_code=503)
+
+    app.add_exception_handler(caught_as, own)
+    app.add_api_route("/billing", uncaught, dependencies=[Depends(require_aal2)])
+    session = fake.session("aal1")
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        for _ in range(2):  # before and after a dependency's denial
+            fake.fail("status", status=502)
+            reply = await http.get("/", headers={**HTML, "Cookie": session.cookie_header})
+            assert (reply.status_code, reply.text) == (503, "own could-not-check page")
+            denied = await http.get("/billing", headers=JSON)
+            assert denied.json()["error"]["id"] == "session_inactive"
