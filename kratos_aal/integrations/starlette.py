@@ -104,10 +104,10 @@ class _SessionUnavailable(KratosUnavailable, KratosDenied):
     """Kratos could not say who is signed in, while a page asked (:func:`load_session`).
 
     A :class:`KratosUnavailable`, so a page can catch it and render "could not check";
-    uncaught, the middleware answers it as a :class:`KratosDenied`: the 503 with
-    ``Retry-After`` every adapter gives, never a 500. ``KratosUnavailable`` comes first
-    in the MRO: an app's own handler of it (or of ``KratosAALError``) must win over the
-    ``KratosDenied`` handler a dependency's denial registers (:func:`deny_in_scope`).
+    uncaught, it is answered as a :class:`KratosDenied` (by the app that runs the page, or
+    the middleware): the 503 with ``Retry-After`` every adapter gives, never a 500.
+    ``KratosUnavailable`` comes first in the MRO: an app's own handler of it (or of
+    ``KratosAALError``) must win over the ``KratosDenied`` handler that answers denials.
     """
 
     def __init__(self, response: WebResponse, error: KratosUnavailable) -> None:
@@ -396,11 +396,17 @@ def deny_in_scope(scope: Scope, response: WebResponse) -> KratosDenied:
     no such app runs the dependency, the middleware answers (the relay, or its own
     ``except``).
     """
+    _answer_here(scope)
+    scope[_DENIAL_KEY] = response
+    return KratosDenied(response)
+
+
+def _answer_here(scope: Scope) -> None:
+    # Make the Starlette or FastAPI app now running (the innermost one, when mounted) the
+    # one that answers a KratosDenied, unless it has a handler of its own.
     handlers = scope.get("starlette.exception_handlers")
     if handlers is not None:
         handlers[0].setdefault(KratosDenied, _answer_denied)
-    scope[_DENIAL_KEY] = response
-    return KratosDenied(response)
 
 
 async def _answer_denied(request: Request, error: Exception) -> Response:
@@ -436,8 +442,9 @@ async def load_session(connection: HTTPConnection) -> Session | None:
 
     For public pages that show who is signed in. ``None`` when there is no session or
     Kratos withholds it. Kratos trouble raises :class:`KratosUnavailable`: catch it to
-    render the page with "could not check who is signed in"; left uncaught, the middleware
-    answers 503 with ``Retry-After`` (a page, or Kratos's JSON), as it does for a rule.
+    render the page with "could not check who is signed in"; left uncaught, it is answered
+    with 503 and ``Retry-After`` (a page, or Kratos's JSON), as a rule is, in a mounted app
+    too; an app's own handler of ``KratosUnavailable`` answers it instead.
     """
     session = get_session(connection)
     if session is None:
@@ -454,8 +461,11 @@ async def load_session(connection: HTTPConnection) -> Session | None:
                 unavailable(error, None), _web_request(connection.scope), credentials
             )
             assert response is not None
-            # Not put in the scope as dependencies' denials are: a page that catches this
-            # and renders "could not check" must be sent as it is.
+            # Answered by the app that runs the page, as a dependency's denial is: a
+            # mounted app's error middleware would send a 500 first. Not put in the scope
+            # as those are: a page that catches this and renders "could not check" must
+            # be sent as it is.
+            _answer_here(connection.scope)
             raise _SessionUnavailable(response, error) from error
     return session
 

@@ -7,7 +7,7 @@ renders and says it could not check.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from kratos_aal.exceptions import KratosAALError, KratosUnavailable
 from kratos_aal.integrations.starlette import KratosAALMiddleware, load_session
@@ -136,3 +136,43 @@ async def test_an_apps_own_unavailable_handler_keeps_answering_after_a_denial(
             assert (reply.status_code, reply.text) == (503, "own could-not-check page")
             denied = await http.get("/billing", headers=JSON)
             assert denied.json()["error"]["id"] == "session_inactive"
+
+
+def mounted_starlette(fake: FakeKratos) -> Any:
+    inner = Starlette(routes=[Route("/", uncaught), Route("/caught", caught)])
+    return Starlette(
+        routes=[Mount("/inner", app=inner)],
+        middleware=[Middleware(KratosAALMiddleware, client=fake.async_client())],
+    )
+
+
+def mounted_fastapi(fake: FakeKratos) -> Any:
+    inner = FastAPI()
+    inner.add_api_route("/", uncaught)
+    inner.add_api_route("/caught", caught)
+    app = FastAPI()
+    app.add_middleware(KratosAALMiddleware, client=fake.async_client())
+    app.mount("/inner", inner)
+    return app
+
+
+@pytest.mark.parametrize("build", [mounted_starlette, mounted_fastapi])
+async def test_a_mounted_apps_uncaught_trouble_is_the_503_not_its_500(
+    fake: FakeKratos, build: Callable[[FakeKratos], Any]
+) -> None:
+    # The mounted app's own error middleware would answer the uncaught exception with a
+    # 500 before the middleware above could: the app that runs load_session answers it.
+    session = fake.session("aal1")
+    fake.fail("status", status=429, retry_after=17, times=None)
+    transport = httpx.ASGITransport(app=build(fake), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        reply = await http.get("/inner/", headers={**JSON, "Cookie": session.cookie_header})
+        assert (reply.status_code, reply.headers.get("Retry-After")) == (503, "17"), reply.text
+        assert reply.json()["error"]["id"] == "kratos_unavailable"
+        page = await http.get("/inner/", headers={**HTML, "Cookie": session.cookie_header})
+        assert page.status_code == 503 and "Please try again in a moment" in page.text
+        caught_page = await http.get("/inner/caught", headers={"Cookie": session.cookie_header})
+        assert (caught_page.status_code, caught_page.text) == (
+            200,
+            "could not check (retry after 17)",
+        )
