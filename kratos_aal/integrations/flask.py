@@ -160,7 +160,11 @@ def _deny(requirement: Requirement) -> Response | None:
 
 def _clear_hops(response: Response) -> Response:
     clear = g.get(_CLEAR)
-    if clear is not None:
+    # Not on a decorator's denial that counts a hop itself (a rule allowed, the decorator
+    # did not): clearing after it would restart the count on every bounce.
+    if clear is not None and not any(
+        value.startswith(_HOP_MARK) for value in response.headers.getlist("Set-Cookie")
+    ):
         response.headers.add(*clear)
     return response
 

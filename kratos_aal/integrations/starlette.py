@@ -376,8 +376,15 @@ class _Relay:
         ):
             clear = clear_hops(_web_request(scope))
             if clear is not None:
-                headers = [*message.get("headers", []), (b"set-cookie", clear[1].encode("latin-1"))]
-                message = {**message, "headers": headers}
+                headers = message.get("headers", [])
+                for name, value in headers:
+                    # Not on a denial from below (a stricter dependency or decorator) that
+                    # counts a hop itself: clearing after it restarts the count each time.
+                    if value.startswith(_HOP_MARK) and name.lower() == b"set-cookie":
+                        break
+                else:
+                    headers = [*headers, (b"set-cookie", clear[1].encode("latin-1"))]
+                    message = {**message, "headers": headers}
         return self.send(message)
 
     def _hops(self) -> bool:

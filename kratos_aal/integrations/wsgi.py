@@ -150,6 +150,10 @@ class KratosAALWSGIMiddleware:
             return self.app(environ, start_response)
 
         def start_and_clear(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            # Not on a denial from below (a stricter middleware) that counts a hop itself:
+            # clearing after it would restart the count on every bounce.
+            if any(n.lower() == "set-cookie" and v.startswith(_HOP_MARK) for n, v in headers):
+                return start_response(status, headers, *exc)
             return start_response(status, [*headers, clear], *exc)
 
         return self.app(environ, start_and_clear)

@@ -67,3 +67,31 @@ async def test_loop_page_without_a_session_offers_home_only(
     assert b'<a href="http://testserver/">the home page</a>' in page.content
     assert b">sign out</a>" not in page.content
     assert fake_kratos.calls["/self-service/logout/browser"] == 0
+
+
+@pytest.mark.parametrize(("kind", "path"), PAGES)
+async def test_the_loop_page_comes_though_a_rule_above_allows(
+    fake_kratos: FakeKratos, settings: Any, kind: str, path: str
+) -> None:
+    # RULES allow aal1 and the view's decorator sends the browser on for aal2: the rule's
+    # clearing of the counter must not undo the count the decorator's denial sets.
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "RULES": {"/billing/*": "aal1"}}
+    session = fake_kratos.session("aal1", totp=True)
+    client: Client | AsyncClient = Client() if kind == "sync" else AsyncClient()
+    client.cookies.load(session.cookies)
+    statuses = []
+    for _ in range(MAX_HOPS + 1):
+        if isinstance(client, AsyncClient):
+            reply = await client.get(path, headers=BROWSER)
+        else:
+            reply = await asyncio.to_thread(client.get, path, headers=BROWSER)
+        statuses.append(reply.status_code)
+        # Read before the jar changes: Django's test client shares the reply's Morsels.
+        cleared = HOP_COOKIE in reply.cookies and not reply.cookies[HOP_COOKIE].value
+        if reply.has_header("Set-Cookie"):  # the denial's count, a raw header
+            name, value = reply["Set-Cookie"].split(";")[0].split("=", 1)
+            assert name == HOP_COOKIE
+            client.cookies[name] = value
+        if cleared:  # Django sends response.cookies after the headers: that one wins
+            del client.cookies[HOP_COOKIE]
+    assert statuses == [303] * MAX_HOPS + [409]

@@ -137,6 +137,10 @@ async def adeny(request: HttpRequest, requirement: Requirement) -> HttpResponse 
 
 def after(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     """Reset the loop breaker's counter on a response to an allowed request."""
-    if getattr(request, "_kratos_aal_clear_hops", False):
+    # Not on a decorator's denial that counts a hop itself (a rule allowed, the decorator
+    # did not): clearing after it would restart the count on every bounce.
+    if getattr(request, "_kratos_aal_clear_hops", False) and not str(
+        response.get("Set-Cookie", "")
+    ).startswith(_HOP_MARK):
         response.delete_cookie(HOP_COOKIE, path="/", samesite="Lax")
     return response
