@@ -401,25 +401,30 @@ def deny_in_scope(scope: Scope, response: WebResponse) -> KratosDenied:
     middleware would otherwise answer with a 500 from its own error middleware first; and
     the app's own middleware (CORS, say) sees the denial as it sees any response. Where
     no such app runs the dependency, the middleware answers (the relay, or its own
-    ``except``).
+    ``except``); only then is the denial kept in *scope*, for the relay: whatever an app's
+    own handler answers is the app's answer.
     """
-    _answer_here(scope)
-    scope[_DENIAL_KEY] = response
+    if not _answer_here(scope):
+        scope[_DENIAL_KEY] = response
     return KratosDenied(response)
 
 
-def _answer_here(scope: Scope) -> None:
-    # Make the Starlette or FastAPI app now running (the innermost one, when mounted) the
-    # one that answers a KratosDenied, unless it has a handler of its own.
+def _answer_here(scope: Scope) -> bool:
+    """Make the app now running answer a :class:`KratosDenied`; ``False``: there is none.
+
+    The Starlette or FastAPI app (the innermost one, when mounted) answers it unless it
+    has a handler of its own.
+    """
     handlers = scope.get("starlette.exception_handlers")
-    if handlers is not None:
-        handlers[0].setdefault(KratosDenied, _answer_denied)
+    if handlers is None:
+        return False
+    handlers[0].setdefault(KratosDenied, _answer_denied)
+    return True
 
 
 async def _answer_denied(request: Request, error: Exception) -> Response:
     """Answer a :class:`KratosDenied` inside the app that raised it (an exception handler)."""
     assert isinstance(error, KratosDenied)
-    request.scope.pop(_DENIAL_KEY, None)  # answered here: the relay has nothing to replace
     return _as_response(error.response)
 
 

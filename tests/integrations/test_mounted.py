@@ -251,3 +251,30 @@ def test_the_relay_replaces_only_an_error_middlewares_500(inner_status: int, exp
     reply = TestClient(app, follow_redirects=False).get("/anything")  # no lifespan
     assert reply.status_code == expected
     assert reply.text == ("no" if expected == 403 else "inner")
+
+
+@pytest.mark.parametrize("rules", [None, {"/b": "aal1"}], ids=["no-rule", "rule-hit"])
+def test_an_apps_own_denial_handler_wins_whatever_it_answers(rules: Any) -> None:
+    # Even a 500 of its own: the relay replaces only the error middleware's 500 of an app
+    # that has no exception handling, and the answer must not depend on the cache.
+    from starlette.responses import PlainTextResponse
+
+    from kratos_aal.integrations.fastapi import KratosDenied
+
+    fake = FakeKratos(whoami_required_aal="aal1")
+    app = FastAPI()
+    app.add_middleware(KratosAALMiddleware, client=fake.async_client(), rules=rules)
+
+    @app.exception_handler(KratosDenied)
+    async def own(request: Any, error: KratosDenied) -> PlainTextResponse:
+        return PlainTextResponse("own page", status_code=500)
+
+    @app.get("/b")
+    async def b(session: Annotated[Session, Depends(require_aal2)]) -> str:
+        return "paid"
+
+    totp = {**JSON, "Cookie": fake.session("aal1", totp=True).cookie_header}
+    with TestClient(app, follow_redirects=False) as client:
+        for _ in range(3):  # the whole way, then hits (with a rule)
+            reply = client.get("/b", headers=totp)
+            assert (reply.status_code, reply.text) == (500, "own page")
