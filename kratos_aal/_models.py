@@ -486,10 +486,11 @@ class Credentials:
 #
 # Only values that passed validation (``Credentials``) were ever hashed into the cache, so
 # a key computed here from a malformed value can only miss, and a miss takes the full
-# path, which validates. What keeps that true: (1) the value hashed is the very one
-# ``from_headers`` would pick whenever that one is well-formed (any doubt, such as a
-# mixed-case header name or a cookie name seen where it is not a pair's name, gives
-# ``None``, the full path); (2) only ASCII is hashed, as the bytes ``cache_key`` hashes
+# path, which validates. What keeps that true: (1) the value hashed is the very one the
+# full path would pick (``from_headers``; under ASGI ``asgi_credentials``, which reads
+# lower-case names only, as ASGI servers send them) whenever that one is well-formed (any
+# doubt, such as a cookie name seen where it is not a pair's name, gives ``None``, the
+# full path); (2) only ASCII is hashed, as the bytes ``cache_key`` hashes
 # for it (UTF-8 of ASCII is itself), so no other spelling can collide.
 #
 # In a Cookie header, the first mention of the name must be a pair's name: at the start
@@ -510,9 +511,6 @@ def _hit_key(token: bytes | None, cookie: bytes | None) -> bytes | None:
         return None  # never well-formed; and only ASCII hashes as cache_key hashes it
     hasher.update(value)
     return b"s" + hasher.digest()
-
-
-_COOKIE_KIND, _TOKEN_KIND = 2, 1
 
 
 def asgi_hit_key(
