@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from datetime import datetime, timezone
 from types import FrameType
 from typing import Annotated, Any
@@ -118,6 +118,7 @@ def test_environ_hit_key_reads_what_the_full_path_reads_or_misses(
         ([(b"cookie", b"ory_kratos_session=YWJj")], "YWJj"),
         ([(b"cookie", b'a=1; ory_kratos_session="YWJj"')], "YWJj"),
         ([(b"cookie", b"a=1;ory_kratos_session=YWJj;b=2")], "YWJj"),
+        ([(b"cookie", b"a=1; ory_kratos_session=YWJj; b=2; c=3")], "YWJj"),
         ([(b"cookie", b"a=1"), (b"cookie", b"ory_kratos_session=YWJj")], "YWJj"),
         ([(b"x-session-token", b" YWJj "), (b"cookie", b"ory_kratos_session=b3J5")], "t:YWJj"),
         ([(b"x-session-token", b""), (b"cookie", b"ory_kratos_session=YWJj")], "YWJj"),
@@ -138,6 +139,7 @@ def test_asgi_hit_key_reads_plain_spellings(raw: list[tuple[bytes, bytes]], expe
         [(b"cookie", b"ory_kratos_session =YWJj; ory_kratos_session=b3J5")],
         [(b"cookie", b"a=ory_kratos_session=YWJj; ory_kratos_session=b3J5")],
         [(b"cookie", b"ory_kratos_session=; ory_kratos_session=b3J5")],
+        [(b"cookie", b'ory_kratos_session=""; ory_kratos_session=b3J5')],
         [(b"cookie", b"ory_kratos_session=YWJj\xc3\xa9")],
         [(b"authorization", b"Bearer YWJj")],
         [],
@@ -149,10 +151,27 @@ def test_asgi_hit_key_leaves_doubtful_spellings_to_the_full_path(
     assert asgi_hit_key(raw, NAME_BYTES, HOP)[0] is None
 
 
-def test_asgi_hit_key_spots_the_hop_cookie_in_the_same_pass() -> None:
+@pytest.mark.parametrize("hops_first", [True, False])
+def test_asgi_hit_key_spots_the_hop_cookie_in_the_same_pass(hops_first: bool) -> None:
     raw = [(b"cookie", b"kratos_aal_hops=2"), (b"cookie", b"ory_kratos_session=YWJj")]
-    key, hops = asgi_hit_key(raw, NAME_BYTES, HOP)
+    key, hops = asgi_hit_key(raw if hops_first else raw[::-1], NAME_BYTES, HOP)
     assert key == session_key(Credentials(cookie="YWJj")) and hops
+
+
+def test_asgi_hit_key_reads_every_header_after_the_cookie() -> None:
+    raw = [
+        (b"cookie", b"ory_kratos_session=YWJj"),
+        (b"cookie", b"a=1"),
+        (b"x-session-token", b"b3J5"),
+    ]
+    assert asgi_hit_key(raw, NAME_BYTES, HOP)[0] == session_key(Credentials(token="b3J5"))
+
+
+@pytest.mark.parametrize("value", [b'"YWJj', b'YWJj"'])
+def test_asgi_hit_key_strips_only_a_pair_of_quotes(value: bytes) -> None:
+    # One quote is part of the value: stripping it would read another session's cookie.
+    key, _ = asgi_hit_key([(b"cookie", b"ory_kratos_session=" + value)], NAME_BYTES, HOP)
+    assert key not in {session_key(Credentials(cookie=v)) for v in ("YWJ", "WJj", "YWJj")}
 
 
 def test_environ_hit_key_token_first_and_no_non_ascii() -> None:
@@ -724,3 +743,303 @@ async def test_a_shared_cache_is_shared_by_the_hit_path_too(fake: FakeKratos, cl
     assert async_.cached_allow(session_key(credentials), Requirement("aal2")) is not None
     assert (await async_.check(credentials, "aal2")).allowed
     assert fake.calls["/sessions/whoami"] == calls
+
+
+# ------------------------------------------------------- the adapters take the hit path
+# A hit path switched off is only slower: the full path allows the same request from the
+# same cache entry. So these watch the client's full check, which a hit never reaches.
+
+#: How each request of a test carries the session: (cookie name of the fake, header).
+CARRIERS = {
+    "cookie": ("ory_kratos_session", "cookie"),
+    "token": ("ory_kratos_session", "token"),
+    "own cookie name": ("my_session", "cookie"),
+}
+
+
+def counted_checks(monkeypatch: pytest.MonkeyPatch, client: Any) -> list[object]:
+    """Count the client's full checks (the whole way) from now on; return the count list."""
+    calls: list[object] = []
+    check = client.check
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(client, "check", counting)
+    return calls
+
+
+def carried(fake: FakeKratos, how: str) -> tuple[Any, dict[str, str]]:
+    session = fake.session("aal2")
+    if CARRIERS[how][1] == "token":
+        return session, {"X-Session-Token": session.token}
+    return session, {"Cookie": session.cookie_header}
+
+
+def wsgi_stack(fake: FakeKratos, **rules: str) -> tuple[Any, list[dict[str, Any]]]:
+    """Return a KratosAALWSGIMiddleware over an app that records each environ it gets."""
+    from kratos_aal.integrations.wsgi import ENVIRON_KEY, KratosAALWSGIMiddleware
+
+    seen: list[dict[str, Any]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(environ)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        session = environ.get(ENVIRON_KEY)
+        return [session.id.encode() if session else b"public"]
+
+    rules = rules or {"/pay": "aal2"}
+    return KratosAALWSGIMiddleware(app, client=fake.client(), rules=rules), seen
+
+
+@pytest.mark.parametrize("how", sorted(CARRIERS))
+def test_a_wsgi_hit_reaches_the_app_without_the_full_check(
+    how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeKratos(whoami_required_aal="aal1", cookie_name=CARRIERS[how][0])
+    middleware, seen = wsgi_stack(fake)
+    session, headers = carried(fake, how)
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=middleware), base_url="http://testserver"
+    ) as http:
+        assert http.get("/pay", headers=headers).text == session.id  # the whole way
+        checks = counted_checks(monkeypatch, middleware.client)
+        reply = http.get("/pay", headers=headers)
+    assert (reply.status_code, reply.text) == (200, session.id)
+    assert checks == []
+    # The app finds the middleware in the environ, as an ASGI app finds it in the scope.
+    assert seen[-1]["kratos_aal.middleware"] is middleware
+
+
+def test_a_wsgi_allow_with_the_hop_cookie_goes_the_whole_way_and_clears_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeKratos(whoami_required_aal="aal1")
+    middleware, _ = wsgi_stack(fake)
+    session = fake.session("aal2")
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=middleware), base_url="http://testserver"
+    ) as http:
+        assert http.get("/pay", headers={"Cookie": session.cookie_header}).status_code == 200
+        checks = counted_checks(monkeypatch, middleware.client)
+        hops = {"Cookie": f"{session.cookie_header}; kratos_aal_hops=abc.1.2"}
+        reply = http.get("/pay", headers=hops)
+    assert (reply.status_code, reply.text) == (200, session.id)
+    assert len(checks) == 1  # the hop cookie is cleared on the full path
+    assert "kratos_aal_hops=;" in reply.headers["set-cookie"]
+
+
+def test_a_wsgi_app_clearing_the_hop_cookie_still_passes_exc_info_on() -> None:
+    from wsgiref.util import setup_testing_defaults
+
+    fake = FakeKratos(whoami_required_aal="aal1")
+    session = fake.session("aal2")
+    failure = ValueError("the app's own error page")
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        try:
+            raise failure
+        except ValueError:
+            start_response("500 Internal Server Error", [], sys.exc_info())
+        return [b"oops"]
+
+    from kratos_aal.integrations.wsgi import KratosAALWSGIMiddleware
+
+    middleware = KratosAALWSGIMiddleware(app, client=fake.client(), rules={"/pay": "aal2"})
+    environ: dict[str, Any] = {
+        "PATH_INFO": "/pay",
+        "HTTP_COOKIE": f"{session.cookie_header}; kratos_aal_hops=abc.1.2",
+    }
+    setup_testing_defaults(environ)
+    started: list[tuple[Any, ...]] = []
+    assert middleware(environ, lambda *args: started.append(args)) == [b"oops"]
+    [(status, headers, exc_info)] = started
+    assert status.startswith("500") and exc_info[1] is failure
+    assert any(name == "Set-Cookie" and "kratos_aal_hops=;" in v for name, v in headers)
+
+
+def test_a_wsgi_environ_without_path_info_is_the_root() -> None:
+    # PEP 3333: PATH_INFO may be empty, and some servers leave it out for the root.
+    from wsgiref.util import setup_testing_defaults
+
+    fake = FakeKratos(whoami_required_aal="aal1")
+    middleware, seen = wsgi_stack(fake, **{"/": "aal2"})
+    environ: dict[str, Any] = {"HTTP_ACCEPT": "application/json"}
+    setup_testing_defaults(environ)
+    del environ["PATH_INFO"]
+    started: list[tuple[Any, ...]] = []
+    body = b"".join(middleware(environ, lambda *args: started.append(args)))
+    assert started[0][0].startswith("401") and b"session_inactive" in body
+    assert seen == []
+
+
+def test_observing_a_wsgi_hit_records_and_fails_nothing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from kratos_aal import _observe
+
+    fake = FakeKratos(whoami_required_aal="aal1")
+    middleware, _ = wsgi_stack(fake)
+    session = fake.session("aal2")
+    audit = logging.getLogger(_observe.AUDIT_LOGGER)
+    monkeypatch.setattr(audit, "level", logging.INFO)
+    _observe.refresh()  # an aal2 allow is one to audit now, if it came back from Kratos
+    try:
+        caplog.set_level(logging.DEBUG, logger="kratos_aal")
+        with httpx.Client(
+            transport=httpx.WSGITransport(app=middleware), base_url="http://testserver"
+        ) as http:
+            for _ in range(2):  # the whole way, then a hit
+                assert (
+                    http.get("/pay", headers={"Cookie": session.cookie_header}).status_code == 200
+                )
+    finally:
+        monkeypatch.undo()
+        _observe.refresh()
+    assert "could not record" not in caplog.text
+
+
+def starlette_stack(fake: FakeKratos, state: dict[str, str] | None) -> Any:
+    """Return a Starlette app guarding POST /billing, below an outer app giving *state*."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from kratos_aal.integrations.starlette import KratosAALMiddleware, get_session
+
+    async def endpoint(request: Request) -> PlainTextResponse:
+        session = get_session(request)
+        body = (await request.body()).decode()
+        mine = request.scope["state"].get("mine")
+        return PlainTextResponse(f"{session.id if session else None} {body} {mine}")
+
+    app = Starlette(
+        routes=[Route("/billing", endpoint, methods=["POST"])],
+        middleware=[
+            Middleware(KratosAALMiddleware, client=fake.async_client(), rules={"/billing": "aal2"})
+        ],
+    )
+    if state is None:
+        return app
+
+    async def outer(scope: Any, receive: Any, send: Any) -> None:
+        scope["state"] = dict(state)  # as a server gives the app's lifespan state
+        await app(scope, receive, send)
+
+    return outer
+
+
+@pytest.mark.parametrize("state", [None, {"mine": "kept"}], ids=["no state", "state"])
+@pytest.mark.parametrize("how", sorted(CARRIERS))
+async def test_a_starlette_hit_reaches_the_app_without_the_full_check(
+    how: str, state: dict[str, str] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeKratos(whoami_required_aal="aal1", cookie_name=CARRIERS[how][0])
+    client = fake.async_client()
+    monkeypatch.setattr(fake, "async_client", lambda: client)
+    app = starlette_stack(fake, state)
+    session, headers = carried(fake, how)
+    mine = state["mine"] if state else None
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as http:
+        first = await http.post("/billing", headers=headers, content=b"paid")
+        assert first.text == f"{session.id} paid {mine}"  # the whole way
+        checks = counted_checks(monkeypatch, client)
+        reply = await http.post("/billing", headers=headers, content=b"paid")
+    assert (reply.status_code, reply.text) == (200, f"{session.id} paid {mine}")
+    assert checks == []
+
+
+async def test_a_scope_without_headers_is_a_request_without_credentials() -> None:
+    from kratos_aal.integrations.starlette import KratosAALMiddleware
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("a guarded path without credentials reached the app")
+
+    fake = FakeKratos(whoami_required_aal="aal1")
+    middleware = KratosAALMiddleware(app, client=fake.async_client(), rules={"/pay": "aal2"})
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    # No "headers": every other reader of the scope takes none for no headers too.
+    scope = {"type": "http", "method": "GET", "path": "/pay", "server": ("testserver", 80)}
+    await middleware(scope, receive, send)
+    assert sent[0]["status"] == 303
+
+
+async def test_require_aal_on_a_hit_reaches_the_route_without_the_full_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kratos_aal.integrations.fastapi import KratosAALMiddleware
+
+    fake = FakeKratos(whoami_required_aal="aal1")
+    client = fake.async_client()
+    app = FastAPI()
+    app.add_middleware(KratosAALMiddleware, client=client)
+
+    @app.get("/pay")
+    async def pay(session: Annotated[Session, Depends(require_aal2)]) -> str:
+        return session.id
+
+    session = fake.session("aal2")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as http:
+        assert (await http.get("/pay", headers={"Cookie": session.cookie_header})).json() == (
+            session.id
+        )
+        checks = counted_checks(monkeypatch, client)
+        reply = await http.get("/pay", headers={"Cookie": session.cookie_header})
+    assert (reply.status_code, reply.json()) == (200, session.id)
+    assert checks == []
+
+
+@pytest.mark.parametrize("hit", [False, True], ids=["whole way", "hit"])
+@pytest.mark.parametrize("app_headers", [None, [(b"content-type", b"text/plain")]])
+async def test_clearing_the_hop_cookie_keeps_the_apps_headers(
+    hit: bool, app_headers: list[tuple[bytes, bytes]] | None
+) -> None:
+    from kratos_aal.integrations.starlette import KratosAALMiddleware
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        start: dict[str, Any] = {"type": "http.response.start", "status": 200}
+        if app_headers is not None:  # headers are optional in ASGI
+            start["headers"] = app_headers
+        await send(start)
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    fake = FakeKratos(whoami_required_aal="aal1")
+    middleware = KratosAALMiddleware(app, client=fake.async_client(), rules={"/pay": "aal2"})
+    cookie = fake.session("aal2").cookie_header.encode()
+
+    async def run(cookie: bytes) -> dict[str, Any]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(dict(message))
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        headers = [(b"host", b"testserver"), (b"cookie", cookie)]
+        scope = {"type": "http", "method": "GET", "path": "/pay", "headers": headers}
+        await middleware(scope, receive, send)
+        return sent[0]
+
+    if hit:
+        assert (await run(cookie))["status"] == 200  # the whole way: cached now
+    start = await run(cookie + b"; kratos_aal_hops=abc.1.2")
+    *kept, (name, value) = start["headers"]
+    assert kept == (app_headers or [])
+    assert name == b"set-cookie" and value.startswith(b"kratos_aal_hops=;")

@@ -313,3 +313,13 @@ def test_asgi_reads_credentials_by_lower_case_names_only() -> None:
     token = asgi_credentials([(b"x-session-token", b"t"), cookie], "ory_kratos_session")
     assert token.token == "t"
     assert asgi_hit_key([(b"x-session-token", b"t"), cookie], name, hop)[0] != key
+
+
+def test_cache_evicts_as_before_after_a_clear() -> None:
+    cache = TTLCache(2, lambda: T0)
+    cache.put("a", 1, 5.0)
+    cache.clear()
+    for key in "abc":
+        cache.put(key, key, 5.0)
+    assert set(cache.index) == {"b", "c"} and len(cache) == 2
+    assert (cache.get("a"), cache.get("c")) == (MISSING, "c")

@@ -72,3 +72,30 @@ def test_denial_pages_need_no_icon_from_the_app() -> None:
     page = conclude(unavailable, request, Credentials(), now=NOW)
     assert page is not None and page.status == 503
     assert b'<link rel=icon href="data:,">' in page.body
+
+
+def test_path_rules_remember_plain_paths_and_answer_from_memory() -> None:
+    from kratos_aal._web import PathRules
+
+    rules = PathRules({"/pay/*": "aal2"})
+    answer = rules.requirement("/pay/now")
+    assert answer == Requirement("aal2") and rules.known == {"/pay/now": answer}
+    # What is remembered is what is answered: the adapters read the memo first too.
+    remembered = Requirement("aal1")
+    rules.known["/pay/now"] = remembered
+    assert rules.requirement("/pay/now") is remembered
+    for path in ("/pay//now", "/pay/%6Eow", "/pay/./now", "/pay/n\u00f6w"):
+        assert rules.requirement(path) == Requirement("aal2")
+    assert rules.requirement("/other//now") is None  # no rule for any reading of it
+    assert list(rules.known) == ["/pay/now"]  # only plain paths are remembered
+
+
+def test_path_rules_remember_at_most_so_many_paths() -> None:
+    from kratos_aal._web import _KNOWN_PATHS, PathRules
+
+    rules = PathRules({"/pay/*": "aal2"})
+    for number in range(_KNOWN_PATHS + 1):
+        rules.requirement(f"/p/{number}")
+    assert len(rules.known) == _KNOWN_PATHS
+    assert rules.requirement("/pay/last") == Requirement("aal2")
+    assert "/pay/last" not in rules.known

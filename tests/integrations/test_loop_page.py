@@ -127,3 +127,17 @@ async def test_alinked_when_kratos_cannot_make_a_logout_url(fake: FakeKratos) ->
     assert (
         b'<a href="http://t/">the home page</a>' in body.body and b"sign out</a>" not in body.body
     )
+
+
+def test_wsgi_loop_page_home_without_script_name(fake: FakeKratos) -> None:
+    # SCRIPT_NAME may be left out for an app at the root (PEP 3333): home is "/" then.
+    guarded = KratosAALWSGIMiddleware(wsgi_app, client=fake.client(), rules={"/pay": "aal2"})
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        del environ["SCRIPT_NAME"]
+        return guarded(environ, start_response)
+
+    session = fake.session("aal1", totp=True)
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as http:
+        page = bounce(lambda h: http.get("/pay", headers=h), session.cookie_header)
+    assert '<a href="http://t/">the home page</a>' in page.text

@@ -278,3 +278,102 @@ def test_an_apps_own_denial_handler_wins_whatever_it_answers(rules: Any) -> None
         for _ in range(3):  # the whole way, then hits (with a rule)
             reply = client.get("/b", headers=totp)
             assert (reply.status_code, reply.text) == (500, "own page")
+
+
+# ------------------------------------------- the relay, and denials answered by their app
+
+
+def denying_app(*before: dict[str, Any]) -> Any:
+    """Return a raw ASGI app that sends *before*, then raises a denial from a dependency."""
+    from kratos_aal._web import WebResponse
+    from kratos_aal.integrations.starlette import deny_in_scope
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        for message in before:
+            await send(message)
+        raise deny_in_scope(scope, WebResponse(403, [("content-type", "text/plain")], b"no"))
+
+    return app
+
+
+def test_a_message_before_the_start_does_not_start_the_answer() -> None:
+    # Starlette's templates send http.response.debug first (TestClient asks for it): the
+    # denial raised after it still has to be answered.
+    fake = FakeKratos(whoami_required_aal="aal1")
+    debug = {"type": "http.response.debug", "info": {"template": None, "context": {}}}
+    app = KratosAALMiddleware(denying_app(debug), client=fake.async_client())
+    reply = TestClient(app, follow_redirects=False).get("/anything")
+    assert (reply.status_code, reply.text) == (403, "no")
+
+
+def test_a_denial_raised_after_the_app_started_its_answer_adds_nothing() -> None:
+    fake = FakeKratos(whoami_required_aal="aal1")
+    start = {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"7")]}
+    body = {"type": "http.response.body", "body": b"partial"}
+    app = KratosAALMiddleware(denying_app(start, body), client=fake.async_client())
+    reply = TestClient(app, follow_redirects=False).get("/anything")
+    assert (reply.status_code, reply.text) == (200, "partial")
+
+
+def test_a_denial_raised_directly_is_answered_by_the_app_once_it_has_the_handler() -> None:
+    from kratos_aal._web import WebResponse
+    from kratos_aal.integrations.fastapi import KratosDenied
+
+    fake = FakeKratos(whoami_required_aal="aal1")
+    api = inner_api()
+
+    @api.get("/raw")
+    async def raw() -> None:
+        raise KratosDenied(WebResponse(403, [("content-type", "text/plain")], b"no"))
+
+    app = Starlette(routes=[Mount("/api", app=api)], middleware=[ruled(fake, "/none")])
+    with TestClient(app, follow_redirects=False) as client:
+        check(client.get("/api/billing", headers=JSON), 401, "session_inactive")
+        reply = client.get("/api/raw")  # the app has its handler of KratosDenied now
+        assert (reply.status_code, reply.text) == (403, "no")
+
+
+def test_a_failure_after_the_app_answered_the_denial_stays_a_500() -> None:
+    # The app answered the denial itself: a 500 its own middleware then makes is not the
+    # relay's to replace.
+    fake = FakeKratos(whoami_required_aal="aal1")
+    inner = inner_api()
+
+    @inner.middleware("http")
+    async def fail(request: Any, call_next: Any) -> Any:
+        await call_next(request)
+        raise RuntimeError("the app's middleware fails")
+
+    app = Starlette(routes=[Mount("/api", app=inner)], middleware=[ruled(fake, "/none")])
+    with TestClient(app, follow_redirects=False, raise_server_exceptions=False) as client:
+        assert client.get("/api/billing", headers=JSON).status_code == 500
+
+
+async def test_a_denial_the_app_answers_is_sent_as_the_middleware_sends_one() -> None:
+    fake = FakeKratos(whoami_required_aal="aal1")
+    sent: list[dict[str, Any]] = []
+
+    def recorded(app: Any) -> Any:
+        async def recorder(scope: Any, receive: Any, send: Any) -> None:
+            async def keep(message: Any) -> None:
+                sent.append(message)
+                await send(message)
+
+            await app(scope, receive, keep)
+
+        return recorder
+
+    # No rule: the dependency's app answers. A rule: the middleware does.
+    for app in (fastapi_outside(fake), fastapi_ruled(fake)):
+        sent.clear()
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=recorded(app)), base_url="http://testserver"
+        ) as http:
+            reply = await http.get("/api/billing", headers=JSON)
+        assert reply.json()["error"]["id"] == "session_inactive"
+        start, *bodies = sent
+        names = [name for name, _ in start["headers"]]
+        assert names == [name.lower() for name in names]
+        length = len(b"".join(b["body"] for b in bodies))
+        assert dict(start["headers"])[b"content-length"] == str(length).encode()

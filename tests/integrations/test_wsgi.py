@@ -58,3 +58,12 @@ def test_configuration_errors(fake: FakeKratos) -> None:
         KratosAALWSGIMiddleware(plain_app, client=AsyncKratosClient(fake.config()))  # type: ignore[arg-type]
     made = KratosAALWSGIMiddleware(plain_app, config=fake.config(), rules={"/a/*": "aal1"})
     assert made.rules.match("/a") is not None
+
+
+def test_a_bad_host_is_a_clean_400(fake: FakeKratos) -> None:
+    with client_for(fake) as http:
+        reply = http.get("/pay", headers={"Host": "bad host"})
+    assert reply.status_code == 400
+    assert reply.headers["content-type"].startswith("text/plain")
+    assert "the Host header is not a valid host" in reply.text
+    assert reply.headers["content-length"] == str(len(reply.content))
