@@ -8,24 +8,71 @@ DEMO_STAMP := $(VENV)/.demo-installed
 # e.g. make demo DEMO_ARGS="--framework django"
 DEMO_ARGS ?=
 
-.PHONY: demo demo-time test bench bench-servers lint typecheck docs cov mutants clean
+# Tools come from uv.lock (exact versions with hashes); uv itself is pinned here and
+# installed into .tools the first time, with nothing but python3 and pip.
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+# Never fetch a Python of uv's own: the interpreter is the PYTHON given (pyenv, Debian, ...).
+export UV_PYTHON_DOWNLOADS := never
+# What `make test` installs: the package with every extra, and the test, lint, docs groups.
+TEST_SYNC := --all-extras --group test --group lint --group docs
+DEMO_EXTRAS := --extra starlette --extra fastapi --extra django --extra drf --extra flask --extra testing
+# `locked` (the default) installs exactly what uv.lock holds and fails when uv.lock no longer
+# matches pyproject.toml; `latest` installs the newest releases (make test-latest);
+# `lowest` the lowest versions pyproject.toml's lower bounds allow (make test-lowest).
+RESOLVE ?= locked
+UNLOCKED_GROUPS ?= --group test --group lint --group docs
+
+.PHONY: demo demo-time test test-latest test-lowest test-busy lock bench bench-servers lint typecheck docs cov mutants clean
 
 # The example app and an embedded FakeKratos on 127.0.0.1:8000 and :4433.
 demo: $(DEMO_STAMP)
 	$(BIN)/kratos-aal demo $(DEMO_ARGS)
 
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
 # The demo needs only the package with the extras it runs (the frameworks, uvicorn, pyotp,
 # segno); not otel or redis, which `make test` adds through `all`.
-$(DEMO_STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[starlette,fastapi,django,drf,flask,testing]"
+$(DEMO_STAMP): pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --quiet --locked --inexact --no-default-groups \
+	  --python $(PYTHON) $(DEMO_EXTRAS)
 	touch $(DEMO_STAMP)
 
-# Tests, lint and docs add their groups to the same .venv (dependency groups need pip 25.1).
-$(STAMP): $(DEMO_STAMP)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[all]" --group test --group lint --group docs
-	touch $(STAMP)
+$(STAMP): pyproject.toml uv.lock | $(UV)
+ifeq ($(RESOLVE),locked)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --quiet --locked --no-default-groups \
+	  --python $(PYTHON) $(TEST_SYNC)
+else
+	test -x $(BIN)/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV) pip install --quiet --python $(BIN)/python --resolution $(RESOLVE) --upgrade \
+	  -e ".[all]" $(UNLOCKED_GROUPS)
+endif
+	touch $(STAMP) $(DEMO_STAMP)
+
+# Refresh uv.lock to the newest releases that pyproject.toml allows; then run make test.
+lock: | $(UV)
+	$(UV) lock --upgrade
+
+# The suite against the newest releases of everything, which is what a user's
+# `pip install` gets today (a venv of its own, nothing from uv.lock).
+test-latest:
+	rm -f .venv-latest/.installed
+	$(MAKE) --no-print-directory test RESOLVE=highest VENV=.venv-latest
+
+# The suite on the lowest versions that pyproject.toml's lower bounds allow (the oldest
+# supported Python by default): proves the bounds are true.
+LOWEST_PYTHON ?= python3.10
+test-lowest:
+	rm -f .venv-lowest/.installed
+	$(MAKE) --no-print-directory cov RESOLVE=lowest-direct VENV=.venv-lowest \
+	  PYTHON=$(LOWEST_PYTHON) UNLOCKED_GROUPS="--group test"
+
+# The suite while two CPU-bound processes run beside it: no test may depend on how fast
+# the machine is.
+test-busy: $(STAMP)
+	$(PYTHON) tools/busy.py 2 -- $(MAKE) --no-print-directory cov
 
 # Seconds from `make demo` in a fresh clone (no .venv) to the app's first answer.
 demo-time:
@@ -65,7 +112,8 @@ bench: $(STAMP)
 # load pinned to separate CPUs (about 2.5 minutes); prints a markdown table for the README.
 # Needs the Debian packages wrk, util-linux. Probe options: python -m benchmarks.servers -h
 bench-servers: $(STAMP)
-	$(BIN)/python -m pip install --quiet --group bench
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --quiet --locked --inexact --no-default-groups \
+	  --python $(PYTHON) $(TEST_SYNC) --group bench
 	$(BIN)/python -m benchmarks.servers
 
 # Mutation testing of the core and the adapters' request reading (tens of minutes; not in
@@ -73,8 +121,9 @@ bench-servers: $(STAMP)
 # Reruns reuse mutants/ and test only what changed. JOBS=1 on a busy machine.
 JOBS ?= 2
 mutants: $(STAMP)
-	$(BIN)/python -m pip install --quiet --group mutants
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --quiet --locked --inexact --no-default-groups \
+	  --python $(PYTHON) $(TEST_SYNC) --group mutants
 	$(BIN)/python tools/mutants.py --jobs $(JOBS)
 
 clean:
-	rm -rf $(VENV) .venv-* .coverage .mypy_cache .pytest_cache .ruff_cache mutants
+	rm -rf $(VENV) .venv-* .tools .coverage .mypy_cache .pytest_cache .ruff_cache mutants

@@ -183,7 +183,7 @@ class RedisCache:
         on_subscribed: Callable[[], None],
         stop: threading.Event,
     ) -> None:
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]
         try:
             pubsub.subscribe(channel)
             on_subscribed()

@@ -7,6 +7,7 @@ import random
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,7 +30,10 @@ class FaultProxy:
     Each request under *path* meets a fault with probability *rate*, chosen from *kinds*:
     ``reset`` (TCP RST), ``stall`` (no answer for *stall* seconds), ``500``, ``429``
     (``Retry-After: 7``) or ``garbage`` (200 with a body that is not JSON). ``log`` maps each
-    request's ``Cookie`` header to what happened to it (``"pass"`` or the fault).
+    request's ``Cookie`` header to what happened to it (``"pass"`` or the fault), and
+    ``sent_at`` to the ``time.monotonic()`` at which the proxy wrote its answer
+    (absent for resets and stalls): a test tells "Kratos answered late" apart from "the
+    machine was slow" by when the answer really left, not by a deadline.
     """
 
     upstream: str
@@ -39,6 +43,7 @@ class FaultProxy:
     stall: float = 2.0
     seed: int = 7
     log: dict[str, str] = field(default_factory=dict)
+    sent_at: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
@@ -59,24 +64,39 @@ class FaultProxy:
                     await asyncio.sleep(self.stall)
                     return
                 if fault in _CANNED:
+                    self._sent(head)
                     writer.write(_CANNED[fault])
                     await writer.drain()
                     return
-                writer.write(await self._forward(head))
+                answer = await self._forward(head)
+                self._sent(head)
+                writer.write(answer)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             return
         finally:
             writer.close()
 
+    def _sent(self, head: bytes) -> None:
+        key = self._key(head)
+        if key is not None:
+            self.sent_at[key] = time.monotonic()
+
+    @staticmethod
+    def _key(head: bytes) -> str | None:
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"cookie:") or line.lower().startswith(b"x-session-token:"):
+                return line.split(b":", 1)[1].strip().decode("latin-1")
+        return None
+
     def _choose(self, head: bytes) -> str:
         request_line = head.split(b"\r\n", 1)[0]
         if self.path not in request_line:
             return "pass"
         fault = "pass" if self._random.random() >= self.rate else self._random.choice(self.kinds)
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"cookie:") or line.lower().startswith(b"x-session-token:"):
-                self.log[line.split(b":", 1)[1].strip().decode("latin-1")] = fault
+        key = self._key(head)
+        if key is not None:
+            self.log[key] = fault
         return fault
 
     async def _forward(self, head: bytes) -> bytes:

@@ -603,7 +603,7 @@ def test_the_redis_store_speaks_redis() -> None:
     assert asyncio.run(store.aget("k")) == b"v"
     asyncio.run(store.aset("k2", b"w", 1))
     assert reader.get("k2") == b"w"
-    pubsub = reader.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub = reader.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]
     pubsub.subscribe("chan")
     store.delete("k", "chan")
     assert reader.get("k") is None
