@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import signal
 import sys
 import time
@@ -278,14 +279,54 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
         doctor.http.close()
 
 
+#: The module each extra brings that a command imports, in the order to name them.
+EXTRA_OF_MODULE = {
+    "starlette": "starlette",
+    "fastapi": "fastapi",
+    "flask": "flask",
+    "django": "django",
+    "asgiref": "django",
+    "rest_framework": "drf",
+    "pyotp": "testing",
+    "segno": "testing",
+    "uvicorn": "testing",
+    "redis": "redis",
+    "opentelemetry": "otel",
+}
+#: What ``kratos-aal fake`` runs on (FakeKratos, its QR codes, the server).
+FAKE_NEEDS = ("pyotp", "segno", "uvicorn")
+#: What ``kratos-aal demo --framework X`` runs on, beyond FAKE_NEEDS: the Django example
+#: has a Django REST framework API beside its pages.
+DEMO_NEEDS = {
+    "starlette": ("starlette",),
+    "fastapi": ("fastapi", "starlette"),
+    "flask": ("flask",),
+    "django": ("django", "asgiref", "rest_framework"),
+}
+
+
+def missing_extras(modules: Sequence[str]) -> list[str]:
+    """Name the extras that would bring the *modules* that cannot be imported."""
+    extras: list[str] = []
+    for module in modules:
+        extra = EXTRA_OF_MODULE[module]
+        if extra not in extras and importlib.util.find_spec(module) is None:
+            extras.append(extra)
+    return extras
+
+
+def _install_line(command: str, extras: Sequence[str]) -> str:
+    names = ",".join(extras)
+    return f'kratos-aal: {command} needs the extra{"s" if len(extras) > 1 else ""} {names}: pip install "kratos-aal[{names}]"'
+
+
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    try:
-        from ._demo import banner, run_demo
-    except ImportError as error:  # pragma: no cover - depends on what is installed
-        print(
-            f"kratos-aal demo needs the extras: pip install 'kratos-aal[all]' ({error})", file=out
-        )
+    extras = missing_extras((*DEMO_NEEDS[args.framework], *FAKE_NEEDS))
+    if extras:
+        print(_install_line(f"demo --framework {args.framework}", extras), file=sys.stderr)
         return 2
+    from ._demo import banner, run_demo
+
     with run_demo(
         args.framework, host=args.host, port=args.port, kratos_port=args.kratos_port
     ) as demo:
@@ -294,16 +335,14 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_fake(args: argparse.Namespace, out: TextIO) -> int:
-    try:
-        from ._demo import demo_fake, reserve, user_lines
-        from .testing import serve
-        from .testing._serve import url_of
-    except ImportError as error:  # pragma: no cover - depends on what is installed
-        print(
-            f"kratos-aal fake needs the extras: pip install 'kratos-aal[testing]' ({error})",
-            file=out,
-        )
+    extras = missing_extras(FAKE_NEEDS)
+    if extras:
+        print(_install_line("fake", extras), file=sys.stderr)
         return 2
+    from ._demo import demo_fake, reserve, user_lines
+    from .testing import serve
+    from .testing._serve import url_of
+
     sock = reserve(args.host, args.port, "--port")
     try:
         admin_sock = reserve(args.host, args.admin_port, "--admin-port")
@@ -483,4 +522,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return 2
     except KratosAALError as error:
         print(f"kratos-aal: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        # An optional dependency the command needs: one line naming the extra, never a
+        # traceback (the commands check theirs first; this catches the rest).
+        top = (error.name or "").partition(".")[0]
+        if top not in EXTRA_OF_MODULE:
+            raise
+        print(_install_line(args.command, [EXTRA_OF_MODULE[top]]), file=sys.stderr)
         return 2

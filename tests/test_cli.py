@@ -458,3 +458,81 @@ def test_demo_rejects_unknown_framework() -> None:
 
 def ports_args(ports: dict[str, str]) -> list[str]:
     return [part for option, port in ports.items() for part in (option, port)]
+
+
+@pytest.mark.parametrize(
+    ("argv", "absent", "line"),
+    [
+        pytest.param(
+            ["fake"],
+            {"pyotp"},
+            'needs the extra testing: pip install "kratos-aal[testing]"',
+            id="fake-no-pyotp",
+        ),
+        pytest.param(
+            ["fake"],
+            {"pyotp", "uvicorn"},
+            'pip install "kratos-aal[testing]"',
+            id="fake-no-testing",
+        ),
+        pytest.param(
+            ["demo", "--framework", "django"],
+            {"rest_framework"},
+            'demo --framework django needs the extra drf: pip install "kratos-aal[drf]"',
+            id="django-demo-no-drf",
+        ),
+        pytest.param(
+            ["demo", "--framework", "fastapi"],
+            {"fastapi", "segno"},
+            'needs the extras fastapi,testing: pip install "kratos-aal[fastapi,testing]"',
+            id="fastapi-demo-bare",
+        ),
+        pytest.param(
+            ["demo"], {"starlette"}, 'pip install "kratos-aal[starlette]"', id="starlette-demo"
+        ),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_the_install(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    absent: set[str],
+    line: str,
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in absent else real(name, *a)
+    )
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1, err
+    assert line in err
+    assert "Traceback" not in err
+
+
+def test_an_import_error_past_the_checks_is_one_line_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import kratos_aal.cli as cli
+
+    def broken(args: object, out: object) -> int:
+        raise ModuleNotFoundError("No module named 'segno'", name="segno")
+
+    parser = cli.parser()
+    monkeypatch.setattr(cli, "parser", lambda: parser)
+    for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
+        action.choices["fake"].set_defaults(run=broken)  # type: ignore[index]
+    assert cli.main(["fake"]) == 2
+    err = capsys.readouterr().err
+    assert err == 'kratos-aal: fake needs the extra testing: pip install "kratos-aal[testing]"\n'
+
+    def other(args: object, out: object) -> int:
+        raise ModuleNotFoundError("No module named 'nothing_of_ours'", name="nothing_of_ours")
+
+    for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
+        action.choices["fake"].set_defaults(run=other)  # type: ignore[index]
+    with pytest.raises(ModuleNotFoundError):
+        cli.main(["fake"])
