@@ -43,3 +43,11 @@ def test_python_blocks_parse(page: Path) -> None:
     blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.DOTALL)
     for block in blocks:
         ast.parse(block.replace("...,", "None,").replace("[...]", "[]"))
+
+
+def test_kratos_md_shows_kratos_yml_inline() -> None:
+    # GitHub and PyPI render the page as it is: no include that only mkdocs fills in.
+    page = (ROOT / "docs" / "kratos.md").read_text()
+    assert "--8<--" not in page
+    block = page.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert block == (ROOT / "docs" / "kratos.yml").read_text()
