@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import signal
 import sys
 import time
@@ -104,7 +105,29 @@ def describe_session(session: Session, now: datetime) -> list[str]:
     return lines
 
 
+#: What to say when whoami withholds an aal1 session: the Kratos setting behind it.
+HIGHEST_AVAILABLE = (
+    "Kratos's session.whoami.required_aal is highest_available; set it to aal1 "
+    "(docs/kratos.md), so that aal1 routes accept a password session and kratos-aal asks for "
+    "the second factor per route"
+)
+
+
+def _url_argument(url: str | None, option: str = "--url") -> str:
+    """Check *url* before any request, naming what is wrong with it."""
+    if not url:
+        raise ConfigurationError(
+            f"{option} is needed: Kratos's public URL (or set KRATOS_PUBLIC_URL)"
+        )
+    if "://" not in url:
+        raise ConfigurationError(
+            f"{option} {url!r} has no scheme: add http:// (http://{url}) or https://"
+        )
+    return url
+
+
 def cmd_whoami(args: argparse.Namespace, out: TextIO) -> int:
+    _url_argument(args.url)
     config = KratosConfig(
         public_url=args.url,
         browser_url=args.browser_url,
@@ -130,6 +153,8 @@ def cmd_whoami(args: argparse.Namespace, out: TextIO) -> int:
             else "Session     withheld: Kratos wants a second factor first (session_aal2_required)",
             file=out,
         )
+        if decision.outcome.value == "step_up" and requirement.aal.value == "aal1":
+            print(f"Cause       {HIGHEST_AVAILABLE}", file=out)
     rule = f"{requirement.aal.value}" + (
         f", max_age {int(requirement.max_age)} s" if requirement.max_age else ""
     )
@@ -143,6 +168,7 @@ def cmd_whoami(args: argparse.Namespace, out: TextIO) -> int:
 
 class _Doctor:
     def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
+        self.args = args
         self.url = args.url.rstrip("/")
         self.browser_url = (args.browser_url or args.url).rstrip("/")
         self.out = out
@@ -184,6 +210,7 @@ class _Doctor:
                 f"/health/alive answered {alive.status_code}: is {self.url} Kratos's public API?"
             )
         self.check_whoami()
+        self.check_required_aal()
         self.check_browser_urls()
         self.check_aal2_without_session()
         check_cache_tiers(self, self.url, self.timeout)
@@ -203,6 +230,34 @@ class _Doctor:
                 f"whoami without a session answered {response.status_code}, not 401: "
                 "is a proxy in front of Kratos rewriting answers?"
             )
+
+    def check_required_aal(self) -> None:
+        """With an aal1 session of a user who has a second factor, spot highest_available."""
+        if not (self.args.cookie or self.args.token):
+            return
+        headers = {"Accept": "application/json"}
+        if self.args.token:
+            headers["X-Session-Token"] = self.args.token
+        else:
+            headers["Cookie"] = f"{self.args.cookie_name}={self.args.cookie}"
+        response = self.get("/sessions/whoami", headers=headers)
+        if response is None:
+            return
+        body = _body(response)
+        error_id = _error_id(body)
+        if response.status_code == 403 and error_id == "session_aal2_required":
+            self.problem(HIGHEST_AVAILABLE)
+            self.explain(error_id)
+        elif response.status_code == 200 and isinstance(body, dict):
+            self.say(
+                "✓",
+                f"whoami hands out the session at {body.get('authenticator_assurance_level')}: required_aal is aal1",
+            )
+        elif response.status_code == 401:
+            self.problem("the --cookie or --token given is no active session (whoami answered 401)")
+        else:
+            self.problem(f"whoami with the session answered {response.status_code}")
+            self.explain(error_id)
 
     def check_browser_urls(self) -> None:
         response = self.get("/self-service/login/browser", headers={"Accept": "application/json"})
@@ -270,8 +325,14 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
         print(f"{key}: {EXPLANATIONS[key]}", file=out)
         return 0
     if not args.url:
-        print("doctor needs --url (Kratos's public URL), or --explain ID", file=out)
+        print(
+            "doctor needs --url (Kratos's public URL; or set KRATOS_PUBLIC_URL), or --explain ID",
+            file=out,
+        )
         return 2
+    _url_argument(args.url)
+    if args.browser_url:
+        _url_argument(args.browser_url, "--browser-url")
     doctor = _Doctor(args, out)
     try:
         return doctor.run()
@@ -471,7 +532,9 @@ def parser() -> argparse.ArgumentParser:
         "--require (and --max-age), with the URL the browser would be sent to. Never prints the credential.",
     )
     whoami.add_argument(
-        "--url", required=True, help="Kratos's public URL, e.g. http://127.0.0.1:4433"
+        "--url",
+        default=os.environ.get("KRATOS_PUBLIC_URL"),
+        help="Kratos's public URL, e.g. http://127.0.0.1:4433 (default: $KRATOS_PUBLIC_URL)",
     )
     credential = whoami.add_mutually_exclusive_group(required=True)
     credential.add_argument("--cookie", help="the value of the Kratos session cookie")
@@ -480,12 +543,21 @@ def parser() -> argparse.ArgumentParser:
         "--require", default="aal2", help="the route's AAL: aal1 or aal2 (default: aal2)"
     )
     whoami.add_argument("--max-age", type=float, help="the route's max_age in seconds")
-    whoami.add_argument("--browser-url", help="Kratos's URL as browsers reach it (default: --url)")
     whoami.add_argument(
-        "--cookie-name", default="ory_kratos_session", help="the session cookie's name"
+        "--browser-url",
+        default=os.environ.get("KRATOS_BROWSER_URL"),
+        help="Kratos's URL as browsers reach it (default: $KRATOS_BROWSER_URL, else --url)",
     )
     whoami.add_argument(
-        "--admin-url", help="Kratos's admin URL, to tell whether the identity has a second factor"
+        "--cookie-name",
+        default=os.environ.get("KRATOS_COOKIE_NAME", "ory_kratos_session"),
+        help="the session cookie's name (default: $KRATOS_COOKIE_NAME, else ory_kratos_session)",
+    )
+    whoami.add_argument(
+        "--admin-url",
+        default=os.environ.get("KRATOS_ADMIN_URL"),
+        help="Kratos's admin URL, to tell whether the identity has a second factor "
+        "(default: $KRATOS_ADMIN_URL)",
     )
     whoami.add_argument("--return-to", default=None, help="where the browser should come back to")
     whoami.add_argument(
@@ -499,8 +571,28 @@ def parser() -> argparse.ArgumentParser:
         description="Check that Kratos answers, that the URLs it hands to browsers use the browser URL "
         "(the http://kratos:4433 trap), and explain the Kratos errors it meets in plain words.",
     )
-    doctor.add_argument("--url", help="Kratos's public URL as this machine reaches it")
-    doctor.add_argument("--browser-url", help="Kratos's URL as browsers reach it (default: --url)")
+    doctor.add_argument(
+        "--url",
+        default=os.environ.get("KRATOS_PUBLIC_URL"),
+        help="Kratos's public URL as this machine reaches it (default: $KRATOS_PUBLIC_URL)",
+    )
+    doctor.add_argument(
+        "--browser-url",
+        default=os.environ.get("KRATOS_BROWSER_URL"),
+        help="Kratos's URL as browsers reach it (default: $KRATOS_BROWSER_URL, else --url)",
+    )
+    doctor_credential = doctor.add_mutually_exclusive_group()
+    doctor_credential.add_argument(
+        "--cookie",
+        help="the session cookie of a user with a second factor, signed in with one factor: "
+        "tells whether Kratos withholds aal1 sessions (required_aal: highest_available)",
+    )
+    doctor_credential.add_argument("--token", help="the same, as a session token (ory_st_...)")
+    doctor.add_argument(
+        "--cookie-name",
+        default=os.environ.get("KRATOS_COOKIE_NAME", "ory_kratos_session"),
+        help="the session cookie's name (default: $KRATOS_COOKIE_NAME, else ory_kratos_session)",
+    )
     doctor.add_argument(
         "--timeout", type=float, default=5.0, help="seconds to wait for Kratos (default: 5)"
     )

@@ -84,7 +84,80 @@ def test_whoami_without_session_and_when_down(kratos: tuple[FakeKratos, str]) ->
 
 def test_whoami_bad_url_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["whoami", "--url", "kratos:4433", "--cookie", "x"]) == 2
+    assert (
+        "--url 'kratos:4433' has no scheme: add http:// (http://kratos:4433)"
+        in capsys.readouterr().err
+    )
+    assert main(["whoami", "--url", "ftp://kratos:4433", "--cookie", "x"]) == 2
     assert "public_url must be an absolute http(s) URL" in capsys.readouterr().err
+
+
+def test_doctor_names_a_missing_scheme(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor", "--url", "kratos:4433"]) == 2
+    err = capsys.readouterr().err
+    assert "has no scheme: add http:// (http://kratos:4433)" in err
+    assert "Is Kratos running" not in err
+    assert main(["doctor", "--url", "http://127.0.0.1:9", "--browser-url", "example.com"]) == 2
+    assert "--browser-url 'example.com' has no scheme" in capsys.readouterr().err
+
+
+def test_doctor_and_whoami_read_the_apps_environment(
+    kratos: tuple[FakeKratos, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, url = kratos
+    monkeypatch.setenv("KRATOS_PUBLIC_URL", url)
+    status, text = run("doctor")
+    assert status == 0, text
+    assert f"✓ Kratos answers at {url}" in text
+    session = fake.session("aal2")
+    status, text = run("whoami", "--cookie", session.cookie)
+    assert (status, "Decision for aal2: ALLOW" in text) == (0, True), text
+
+
+@pytest.fixture
+def highest_available() -> Iterator[tuple[FakeKratos, str]]:
+    sock = reserve_port()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    fake = FakeKratos(public_url=url, whoami_required_aal="highest_available")
+    with serve(fake, sock=sock):
+        yield fake, url
+
+
+def test_doctor_finds_highest_available_with_an_aal1_session(
+    highest_available: tuple[FakeKratos, str], kratos: tuple[FakeKratos, str]
+) -> None:
+    fake, url = highest_available
+    session = fake.session("aal1", totp=True)
+    status, text = run("doctor", "--url", url, "--cookie", session.cookie)
+    assert status == 1, text
+    assert "✗ Kratos's session.whoami.required_aal is highest_available; set it to aal1" in text
+    assert session.cookie not in text
+    status, text = run("doctor", "--url", url, "--token", session.token)
+    assert "required_aal is highest_available" in text
+    # Without a session to try, doctor cannot tell, and says nothing of it.
+    status, text = run("doctor", "--url", url)
+    assert "highest_available; set it" not in text
+    # The same check on a Kratos that hands out aal1 sessions passes.
+    fine, fine_url = kratos
+    status, text = run(
+        "doctor", "--url", fine_url, "--cookie", fine.session("aal1", totp=True).cookie
+    )
+    assert status == 0, text
+    assert "required_aal is aal1" in text
+
+
+def test_whoami_names_highest_available_on_its_symptom(
+    highest_available: tuple[FakeKratos, str],
+) -> None:
+    fake, url = highest_available
+    session = fake.session("aal1", totp=True)
+    status, text = run("whoami", "--url", url, "--cookie", session.cookie, "--require", "aal1")
+    assert status == 0
+    assert "Decision for aal1: STEP_UP" in text
+    assert "Cause       Kratos's session.whoami.required_aal is highest_available" in text
+    # For an aal2 route a step-up is what the route asks: no cause to name.
+    status, text = run("whoami", "--url", url, "--cookie", session.cookie, "--require", "aal2")
+    assert "Cause" not in text
 
 
 def test_doctor_healthy(kratos: tuple[FakeKratos, str]) -> None:
