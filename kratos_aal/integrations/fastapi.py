@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import timedelta
+from typing import get_type_hints
 
 from fastapi import Request
 from fastapi.security import APIKeyCookie, APIKeyHeader
@@ -125,6 +126,13 @@ class RequireAAL(SecurityBase):
         assert session is not None  # _decide() attached it
         return session
 
+
+# FastAPI before 0.124 reads the annotations of a dependency *instance*'s __call__ as the
+# strings this module's `from __future__ import annotations` leaves, without the module's
+# names: `request: Request` became a required query parameter (a 422 on every request).
+# Hand it the objects.
+for _dependency in (_DeclaredCookie, _DeclaredHeader, RequireAAL):
+    _dependency.__call__.__annotations__.update(get_type_hints(_dependency.__call__))
 
 require_aal1 = RequireAAL(AAL.AAL1)
 require_aal2 = RequireAAL(AAL.AAL2)
