@@ -53,3 +53,11 @@ def test_plugin_is_registered_by_entry_point(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_dir_of_testing_lists_its_public_names() -> None:
+    import kratos_aal.testing as testing
+
+    names = dir(testing)
+    assert set(testing.__all__) <= set(names)
+    assert "importlib" not in names and "Any" not in names

@@ -43,3 +43,8 @@ def __getattr__(name: str) -> Any:
     if name in __all__:
         return getattr(importlib.import_module(_HOMES.get(name, "._fake"), __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The names load lazily: without this, dir() and editors' completion list none of them.
+    return sorted([*__all__, *(name for name in globals() if name.startswith("__"))])
