@@ -83,12 +83,18 @@ class _Meters:
             unit="{lookup}",
             description="Cache lookups by tier (local, shared) and result (hit, miss)",
         )
-        self.duration = meter.create_histogram(
-            "kratos_aal.kratos.duration",
-            unit="s",
-            description="Duration of calls to Kratos by endpoint and status class",
-            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
-        )
+        duration = {
+            "name": "kratos_aal.kratos.duration",
+            "unit": "s",
+            "description": "Duration of calls to Kratos by endpoint and status class",
+        }
+        try:
+            self.duration = meter.create_histogram(
+                **duration, explicit_bucket_boundaries_advisory=_DURATION_BUCKETS
+            )
+        except TypeError:
+            # SDKs before 1.30 take no bucket advice: their default buckets, not a crash.
+            self.duration = meter.create_histogram(**duration)
 
 
 def _api() -> Any:

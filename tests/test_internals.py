@@ -204,3 +204,26 @@ def test_parse_logout_errors(status: int, body: Any) -> None:
 
     with pytest.raises(KratosUnavailable):
         parse_logout(KratosConfig(public_url="http://k"), reply(status, body), None)
+
+
+def test_meters_work_with_an_sdk_that_takes_no_bucket_advice() -> None:
+    # OpenTelemetry SDKs before 1.30 refuse explicit_bucket_boundaries_advisory.
+    from kratos_aal._observe import _Meters
+
+    calls: list[dict[str, object]] = []
+
+    class OldMeter:
+        def create_counter(self, name: str, **kwargs: object) -> str:
+            return name
+
+        def create_histogram(self, name: str, unit: str = "", description: str = "") -> str:
+            calls.append({"name": name, "unit": unit})
+            return name
+
+    class Provider:
+        def get_meter(self, name: str, version: str) -> OldMeter:
+            return OldMeter()
+
+    meters = _Meters(Provider())
+    assert meters.duration == "kratos_aal.kratos.duration"
+    assert calls == [{"name": "kratos_aal.kratos.duration", "unit": "s"}]
