@@ -464,6 +464,14 @@ def test_demo_runs_every_framework(framework: str) -> None:
             assert redirect.headers["location"].startswith(
                 f"{demo.kratos_url}/self-service/login/browser?"
             ), path
+        # The README's curl, as written, on every framework: Kratos's JSON 401, no redirect.
+        api = browser.get(
+            f"{demo.app_url}/api/balance",
+            headers={"Accept": "application/json"},
+            follow_redirects=False,
+        )
+        assert api.status_code == 401, api
+        assert api.json()["error"]["id"] == "session_inactive"
         # Signed in at aal2: the home page says who, how, and offers Sign out.
         ada = next(i for i in demo.fake.identities.values() if i.email == "ada@example.com")
         session = demo.fake.session("aal2", identity=ada)

@@ -17,6 +17,9 @@ urlpatterns = [
     path("transfer/", views.TransferView.as_view()),  # the older address of the same page
     path("statement/", views.AsyncStatementView.as_view()),
     path("api/balance/", views.api_balance),
+    # The README's `curl .../api/balance` works on every example: a JSON client gets
+    # Kratos's 401 here too, not an empty APPEND_SLASH redirect.
+    path("api/balance", views.api_balance),
     path("api/", include("examples.django_project.demo.api")),  # Django REST framework
     path("reports/<str:name>/", views.report),
     path("django-only/", views.django_only),
