@@ -380,3 +380,134 @@ def test_link_model(fake_kratos: FakeKratos, settings: Any) -> None:
     assert users_installed() is True
     settings.AUTH_USER_MODEL = "nowhere.User"
     assert users_installed() is False
+
+
+# ------------------------------------------------------------------ identity switch
+# As RemoteUserMiddleware does when the header names someone else: a login made through
+# KratosBackend is logged out when the request's Kratos session is another identity's.
+
+OTHERS = ["unlinked", "deactivated", "another-user"]
+# The path as AUTHENTICATION_BACKENDS lists it: what auth.authenticate() hands auth.login().
+LISTED = "kratos_aal.integrations.django.KratosBackend"
+
+
+def staff_and_other(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, other: str
+) -> tuple[Any, FakeSession]:
+    """Return a staff user linked to one identity, and another identity's session."""
+    staff_session = fake_kratos.session("aal2")
+    me(staff_session)
+    staff = django_user_model.objects.get(username=staff_session.identity.id)
+    staff.is_staff = True
+    staff.save()
+    other_session = fake_kratos.session("aal2")
+    if other == "deactivated":
+        me(other_session)
+        django_user_model.objects.filter(username=other_session.identity.id).update(is_active=False)
+    elif other == "unlinked":
+        settings.KRATOS_AAL = {**settings.KRATOS_AAL, "CREATE_USERS": False}
+    return staff, other_session
+
+
+def served_as(other: str, other_session: FakeSession) -> dict[str, Any]:
+    if other == "another-user":
+        return {"authenticated": True, "username": other_session.identity.id}
+    return {"authenticated": False, "username": ""}
+
+
+@pytest.mark.parametrize("other", OTHERS)
+def test_another_identity_logs_the_backend_login_out(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, other: str
+) -> None:
+    staff, other_session = staff_and_other(fake_kratos, settings, django_user_model, other)
+    client = Client()
+    client.force_login(staff, backend=LISTED)
+    client.cookies.load(other_session.cookies)
+    reply = client.get("/me/").json()
+    assert {key: reply[key] for key in ("authenticated", "username")} == served_as(
+        other, other_session
+    )
+    assert SESSION_KEY not in client.session
+    # Logged out for good: the Django session no longer names the staff user.
+    del client.cookies[fake_kratos.config().cookie_name]
+    assert client.get("/me/").json()["authenticated"] is False
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("other", OTHERS)
+def test_another_identity_logs_the_backend_login_out_async(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, other: str
+) -> None:
+    staff, other_session = staff_and_other(fake_kratos, settings, django_user_model, other)
+
+    async def scenario() -> tuple[dict[str, Any], Any]:
+        client = AsyncClient()
+        await client.aforce_login(staff, backend=LISTED)
+        client.cookies.load(other_session.cookies)
+        reply = (await client.get("/ame/")).json()
+        return reply, await client.asession()
+
+    reply, django_session = asyncio.run(scenario())
+    assert {key: reply[key] for key in ("authenticated", "username")} == served_as(
+        other, other_session
+    )
+    assert SESSION_KEY not in django_session
+
+
+def test_the_same_identity_keeps_the_backend_login(
+    fake_kratos: FakeKratos, django_user_model: Any
+) -> None:
+    session = fake_kratos.session("aal1")
+    me(session)
+    user = django_user_model.objects.get(username=session.identity.id)
+    client = client_for(session)
+    client.force_login(user, backend=LISTED)
+    assert client.get("/me/").json()["username"] == session.identity.id
+    assert client.session[SESSION_KEY] == str(user.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_backend_login_does_not_outlive_kratos_async(
+    fake_kratos: FakeKratos, django_user_model: Any
+) -> None:
+    session = fake_kratos.session("aal1")
+    me(session)
+    user = django_user_model.objects.get(username=session.identity.id)
+
+    async def scenario() -> tuple[dict[str, Any], Any]:
+        client = AsyncClient()
+        await client.aforce_login(user, backend=LISTED)
+        reply = (await client.get("/ame/")).json()
+        return reply, await client.asession()
+
+    reply, django_session = asyncio.run(scenario())
+    assert reply["authenticated"] is False
+    assert SESSION_KEY not in django_session
+
+
+def test_a_subclass_of_the_backend_counts_as_kratos_login(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any
+) -> None:
+    settings.AUTHENTICATION_BACKENDS = ["tests.django.test_users.OwnBackend"]
+    staff, other_session = staff_and_other(fake_kratos, settings, django_user_model, "unlinked")
+    client = Client()
+    client.force_login(staff, backend="tests.django.test_users.OwnBackend")
+    client.cookies.load(other_session.cookies)
+    assert client.get("/me/").json()["authenticated"] is False
+    assert SESSION_KEY not in client.session
+
+
+class OwnBackend(KratosBackend):
+    """An app's own subclass of KratosBackend."""
+
+
+def test_a_password_login_stays_beside_another_identity(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any
+) -> None:
+    # RemoteUserMiddleware logs out only what its own backend logged in.
+    staff, other_session = staff_and_other(fake_kratos, settings, django_user_model, "unlinked")
+    client = Client()
+    client.force_login(staff, backend="django.contrib.auth.backends.ModelBackend")
+    client.cookies.load(other_session.cookies)
+    assert client.get("/me/").json()["username"] == staff.username
+    assert client.session[SESSION_KEY] == str(staff.pk)

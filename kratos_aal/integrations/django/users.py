@@ -28,6 +28,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.module_loading import import_string
 
 from ..._core import login_url, unavailable
 from ..._models import Session
@@ -146,6 +147,30 @@ def _kratos_session(request: HttpRequest) -> Session | None:
         return None
 
 
+def _kratos_login(request: HttpRequest) -> str | None:
+    """Return the user key of a Django login made through :class:`KratosBackend`, if any."""
+    session = getattr(request, "session", None)
+    if session is None:
+        return None
+    path = session.get(auth.BACKEND_SESSION_KEY)
+    if not path:
+        return None
+    if path not in (BACKEND, _DEFAULT_BACKEND):
+        # RemoteUserMiddleware's test: is the backend that logged it in ours, or a subclass?
+        try:
+            backend = import_string(path)
+        except ImportError:
+            return None  # Django's own get_user() makes such a login anonymous
+        if not (isinstance(backend, type) and issubclass(backend, KratosBackend)):
+            return None
+    user_key: str | None = session.get(auth.SESSION_KEY)
+    return user_key
+
+
+def _same_user(user: Any, user_key: str) -> bool:
+    return user is not None and bool(user._meta.pk.value_to_string(user) == user_key)
+
+
 def _resolve(request: HttpRequest) -> HttpResponse | None:
     """Set ``request.user`` from the Kratos session; return a 503 when Kratos is in trouble."""
     try:
@@ -154,16 +179,19 @@ def _resolve(request: HttpRequest) -> HttpResponse | None:
         response = conclude(unavailable(error, None), web_request(request), credentials_of(request))
         assert response is not None
         return as_response(response)
-    if session is not None:
-        user = user_for_session(request, session)
-        if user is not None:
-            request.user = request._kratos_aal_user = user
-        # Else, like RemoteUserMiddleware, leave whatever Django's own session says.
-    elif getattr(request, "session", None) is not None and request.session.get(
-        auth.BACKEND_SESSION_KEY
-    ) in (BACKEND, _DEFAULT_BACKEND):
-        # A Django login made through this backend outlives no Kratos session.
+    user = None if session is None else user_for_session(request, session)
+    user_key = _kratos_login(request)
+    if user_key is not None and not _same_user(user, user_key):
+        # As RemoteUserMiddleware does when its header names someone else, or is gone: a
+        # Django login made through this backend lasts only while the request's Kratos
+        # session is that user's. Another identity, one the app refuses (deactivated,
+        # unlinked, a USER_FIELDS collision) or no Kratos session at all: logged out.
         auth.logout(request)
+        request._kratos_aal_logged_out = True
+    if user is not None:
+        request.user = request._kratos_aal_user = user
+    # Else, like RemoteUserMiddleware, leave whatever Django's own session says (a password
+    # login through ModelBackend, or nobody).
     return None
 
 
@@ -172,7 +200,9 @@ class KratosUserMiddleware:
 
     Put it after ``AuthenticationMiddleware``. Requests without a Kratos session keep
     whatever user Django's own session says (e.g. a password login to the admin), except
-    one that came from :class:`KratosBackend`: that one is logged out.
+    one that came from :class:`KratosBackend`: that one is logged out, as it is when the
+    request's Kratos session is another identity's, or one with no active user (as
+    ``RemoteUserMiddleware`` logs out its backend's login when the header changes).
     """
 
     sync_capable = True
@@ -196,6 +226,8 @@ class KratosUserMiddleware:
         if denial is not None:
             return denial
         user = request.__dict__.get("_kratos_aal_user")
+        if user is None and request.__dict__.get("_kratos_aal_logged_out"):
+            user = request.user  # AnonymousUser, whatever request.auser cached before
         if user is not None:
 
             async def auser() -> Any:
