@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -429,7 +430,7 @@ def test_another_identity_logs_the_backend_login_out(
     )
     assert SESSION_KEY not in client.session
     # Logged out for good: the Django session no longer names the staff user.
-    del client.cookies[fake_kratos.config().cookie_name]
+    del client.cookies[other_session.cookie_name]
     assert client.get("/me/").json()["authenticated"] is False
 
 
@@ -511,3 +512,130 @@ def test_a_password_login_stays_beside_another_identity(
     client.cookies.load(other_session.cookies)
     assert client.get("/me/").json()["username"] == staff.username
     assert client.session[SESSION_KEY] == str(staff.pk)
+
+
+# ------------------------------------------------------------------ USER_FIELDS collisions
+
+
+@pytest.fixture
+def username_is_email(settings: Any) -> None:
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "USER_FIELDS": {"username": "email"}}
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+def assert_no_credential(caplog: pytest.LogCaptureFixture, session: FakeSession) -> None:
+    for record in caplog.records:
+        text = record.getMessage()
+        assert session.token not in text
+        assert session.cookie not in text
+
+
+@pytest.mark.usefixtures("username_is_email")
+def test_unique_field_collision_is_anonymous_with_one_warning(
+    fake_kratos: FakeKratos, django_user_model: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    session = fake_kratos.session("aal1")
+    django_user_model.objects.create_user(session.identity.email)  # someone else's username
+    with caplog.at_level(logging.DEBUG, logger="kratos_aal"):
+        for _ in range(3):
+            reply = client_for(session).get("/me/")
+            assert reply.status_code == 200
+            assert reply.json()["authenticated"] is False
+        # Pages that need a user send to login, as for anyone anonymous: no 500.
+        assert client_for(session).get("/private/").status_code == 302
+    [warning] = warnings_of(caplog)
+    assert warning.levelno == logging.WARNING
+    assert warning.name == "kratos_aal"
+    assert "KRATOS_AAL['USER_FIELDS']['username']" in warning.getMessage()
+    assert session.identity.id in warning.getMessage()
+    assert_no_credential(caplog, session)
+    # The colliding user was not touched; the identity's own user kept its old username.
+    assert django_user_model.objects.filter(username=session.identity.email).count() == 1
+    assert django_user_model.objects.filter(username=session.identity.id).count() == 1
+
+
+@pytest.mark.usefixtures("username_is_email")
+def test_collision_on_a_later_session_is_a_denial(
+    fake_kratos: FakeKratos, django_user_model: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = fake_kratos.session("aal1")
+    assert me(first)["username"] == first.identity.email
+    django_user_model.objects.create_user("taken@example.com")
+    first.identity.email = "taken@example.com"
+    with caplog.at_level(logging.WARNING, logger="kratos_aal"):
+        assert me(fake_kratos.session("aal1", identity=first.identity))["authenticated"] is False
+    assert len(warnings_of(caplog)) == 1
+    # Once the other user is gone, the next request signs in and takes the name.
+    django_user_model.objects.filter(username="taken@example.com").delete()
+    assert me(fake_kratos.session("aal1", identity=first.identity))["username"] == (
+        "taken@example.com"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("username_is_email")
+def test_collision_is_anonymous_in_async_views(
+    fake_kratos: FakeKratos, django_user_model: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    session = fake_kratos.session("aal1")
+    django_user_model.objects.create_user(session.identity.email)
+    client = AsyncClient()
+    client.cookies.load(session.cookies)
+    with caplog.at_level(logging.WARNING, logger="kratos_aal"):
+        reply = asyncio.run(client.get("/ame/"))
+    assert reply.status_code == 200
+    assert reply.json()["authenticated"] is False
+    assert len(warnings_of(caplog)) == 1
+
+
+@pytest.mark.usefixtures("username_is_email")
+def test_collision_logs_the_backend_login_out(
+    fake_kratos: FakeKratos, django_user_model: Any
+) -> None:
+    session = fake_kratos.session("aal1")
+    me(session)
+    user = django_user_model.objects.get(username=session.identity.email)
+    django_user_model.objects.create_user("taken@example.com")
+    session.identity.email = "taken@example.com"
+    client = client_for(fake_kratos.session("aal1", identity=session.identity))
+    client.force_login(user, backend="kratos_aal.integrations.django.KratosBackend")
+    assert client.get("/me/").json()["authenticated"] is False
+    assert SESSION_KEY not in client.session
+
+
+def test_a_field_that_cannot_hold_the_trait_is_a_denial(
+    fake_kratos: FakeKratos,
+    django_user_model: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from django.db import DataError
+
+    session = fake_kratos.session("aal1")
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise DataError("value too long for type character varying(10)")
+
+    me(session)  # created, and its fields copied
+    monkeypatch.setattr(django_user_model, "save", refuse)
+    session.identity.email = "new@example.com"
+    with caplog.at_level(logging.WARNING, logger="kratos_aal"):
+        assert me(fake_kratos.session("aal1", identity=session.identity))["authenticated"] is False
+    [warning] = warnings_of(caplog)
+    assert "KRATOS_AAL['USER_FIELDS']['email']" in warning.getMessage()
+
+
+def test_an_unlinked_user_named_like_the_identity_is_one_warning(
+    fake_kratos: FakeKratos, django_user_model: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    session = fake_kratos.session("aal1")
+    django_user_model.objects.create_user(session.identity.id)
+    with caplog.at_level(logging.WARNING, logger="kratos_aal"):
+        assert me(session)["authenticated"] is False
+        assert me(session)["authenticated"] is False
+    [warning] = warnings_of(caplog)
+    assert session.identity.id in warning.getMessage()
+    assert "KratosIdentityLink" in warning.getMessage()

@@ -122,3 +122,12 @@ def test_without_linked_users_the_identity_is_a_kratos_user(
     reply = with_token(session).get("/balance/", **JSON)
     assert reply.json()["user"] == session.identity.email  # a KratosUser
     assert not django_user_model.objects.exists()
+
+
+def test_user_fields_collision_is_refused_not_a_500(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, linked: str
+) -> None:
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "USER_FIELDS": {"username": "email"}}
+    session = fake_kratos.session("aal2")
+    django_user_model.objects.create_user(session.identity.email)
+    refused(with_token(session).get("/balance/", **JSON))

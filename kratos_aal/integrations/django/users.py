@@ -18,14 +18,18 @@ logout, a revoked session or a disabled identity in Kratos leaves no Django logi
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from cachetools import TTLCache
 from django.contrib import auth
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.decorators import login_not_required
-from django.db import IntegrityError, transaction
+from django.core.exceptions import ValidationError
+from django.db import DataError, IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.module_loading import import_string
@@ -38,6 +42,8 @@ from . import conf
 from ._glue import as_response, credentials_of, web_request
 
 __all__ = ["KratosBackend", "KratosUserMiddleware", "login"]
+
+logger = logging.getLogger("kratos_aal")
 
 BACKEND = f"{__name__}.KratosBackend"
 _DEFAULT_BACKEND = "kratos_aal.integrations.django.KratosBackend"
@@ -84,8 +90,8 @@ class KratosBackend(ModelBackend):
             link = self._create(identity.id)
             if link is None:
                 return None
-        if link.session_id != kratos_session.id:
-            self._sync(link, kratos_session)
+        if link.session_id != kratos_session.id and not self._sync(link, kratos_session):
+            return None
         user = link.user
         return user if self.user_can_authenticate(user) else None
 
@@ -103,16 +109,28 @@ class KratosBackend(ModelBackend):
         except IntegrityError:
             # Another request linked this identity first: use its user. A user that merely
             # has the identity id as username is not linked: never take over an account.
-            return (
+            link = (
                 KratosIdentityLink.objects.select_related("user")
                 .filter(identity_id=identity_id)
                 .first()
             )
+            if link is None:
+                _refuse(
+                    identity_id,
+                    "KRATOS_AAL['CREATE_USERS']",
+                    f"a {model._meta.label} user's {model.USERNAME_FIELD} is identity "
+                    f"{identity_id}, but that user is not linked to it, so none is created; "
+                    "the identity is not signed in until a KratosIdentityLink links them or "
+                    "that user is renamed",
+                )
+            return link
 
     @staticmethod
-    def _sync(link: Any, session: Session) -> None:
+    def _sync(link: Any, session: Session) -> bool:
+        """Copy ``USER_FIELDS`` from traits; return ``False`` when the user cannot take them."""
         user = link.user
         traits = session.identity.traits if session.identity else {}
+        identity_id = session.identity.id if session.identity else ""
         changed = []
         for field, path in conf.get().user_fields.items():
             value = _trait(traits, path)
@@ -126,9 +144,71 @@ class KratosBackend(ModelBackend):
                 setattr(user, field, text)
                 changed.append(field)
         if changed:
-            user.save(update_fields=changed)
+            try:
+                # A savepoint: the request's own transaction (ATOMIC_REQUESTS) stays usable.
+                with transaction.atomic():
+                    user.save(update_fields=changed)
+            except IntegrityError:
+                taken = _taken(user, changed)
+                _refuse(
+                    identity_id,
+                    _fields_setting(taken),
+                    f"identity {identity_id}'s {_traits_of(taken)} already another "
+                    f"{user._meta.label} user's {', '.join(taken)}; the identity is not "
+                    "signed in until that changes (map a unique field only from a trait "
+                    "Kratos keeps unique and verified)",
+                )
+                return False
+            except (DataError, ValueError, ValidationError):
+                _refuse(
+                    identity_id,
+                    _fields_setting(changed),
+                    f"identity {identity_id}'s {_traits_of(changed)} not fit for "
+                    f"{user._meta.label}'s {', '.join(changed)}; the identity is not signed in",
+                )
+                return False
         link.session_id = session.id
         link.save(update_fields=["session_id"])
+        return True
+
+
+def _taken(user: Any, fields: list[str]) -> list[str]:
+    """Return which of *fields* another user already holds (all of them when none is unique)."""
+    others = type(user)._default_manager.exclude(pk=user.pk)
+    taken = [
+        field
+        for field in fields
+        if user._meta.get_field(field).unique
+        and others.filter(**{field: getattr(user, field)}).exists()
+    ]
+    return taken or fields
+
+
+# One WARNING per identity and field for a while, not one per request: a refused identity
+# comes back on every request, and each would log the same lines.
+_REFUSED: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=1024, ttl=600)
+_REFUSED_LOCK = threading.Lock()
+
+
+def _traits_of(fields: list[str]) -> str:
+    """Name the traits that *fields* are copied from (never a trait's value)."""
+    mapped = conf.get().user_fields
+    paths = ", ".join(repr(mapped[field]) for field in fields)
+    return f"trait {paths} is" if len(fields) == 1 else f"traits {paths} are"
+
+
+def _fields_setting(fields: list[str]) -> str:
+    return " and ".join(f"KRATOS_AAL['USER_FIELDS'][{field!r}]" for field in fields)
+
+
+def _refuse(identity_id: str, setting: str, why: str) -> None:
+    """Log why *identity_id* is not signed in: one WARNING per identity and *setting* a while."""
+    with _REFUSED_LOCK:
+        if (identity_id, setting) in _REFUSED:
+            return
+        _REFUSED[identity_id, setting] = True
+    # The identity id and the settings only: never a trait's value, a cookie or a token.
+    logger.warning("%s: %s", setting, why)
 
 
 def user_for_session(request: HttpRequest | None, session: Session) -> Any:
