@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import Permission
+from django.core import checks
 from django.test import AsyncClient, Client
 
 from kratos_aal.exceptions import ConfigurationError
@@ -298,10 +300,15 @@ def test_backend_ignores_other_credentials() -> None:
 
 
 def test_checks_pass_with_linked_users() -> None:
-    from kratos_aal.integrations.django.checks import check_settings, check_users
+    from kratos_aal.integrations.django.checks import (
+        check_settings,
+        check_user_fields,
+        check_users,
+    )
 
     assert check_users() == []
     assert check_settings() == []
+    assert check_user_fields() == []
 
 
 def test_check_user_middleware_order(settings: Any) -> None:
@@ -639,3 +646,96 @@ def test_an_unlinked_user_named_like_the_identity_is_one_warning(
     [warning] = warnings_of(caplog)
     assert session.identity.id in warning.getMessage()
     assert "KratosIdentityLink" in warning.getMessage()
+
+
+# ------------------------------------------------------------------ USER_FIELDS at start-up
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        pytest.param("is_staff ", "auth.User has no field 'is_staff '", id="trailing-space"),
+        pytest.param("e_mail", "auth.User has no field 'e_mail'; did you mean 'email'?", id="typo"),
+        pytest.param("is_authenticated", "auth.User has no field", id="a-property"),
+        pytest.param("kratos_identity", "auth.User.kratos_identity is a relation", id="reverse"),
+        pytest.param("logentry", "auth.User.logentry is a relation", id="reverse-fk"),
+    ],
+)
+def test_user_fields_key_that_is_no_plain_field_is_a_startup_error(
+    settings: Any, key: str, why: str
+) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from kratos_aal.integrations.django.checks import check_user_fields
+    from kratos_aal.integrations.django.users import KratosUserMiddleware
+
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "USER_FIELDS": {"email": "email", key: "x"}}
+    [error] = check_user_fields()
+    assert error.id == "kratos_aal.E007"
+    assert error in checks.run_checks(tags=["security"])  # registered: manage.py check runs it
+    assert error.msg.startswith(f"KRATOS_AAL['USER_FIELDS'][{key!r}]: {why}")
+    with pytest.raises(ImproperlyConfigured, match=re.escape(f"['USER_FIELDS'][{key!r}]")):
+        KratosUserMiddleware(lambda request: None)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        *("is_staff", "is_superuser", "groups", "user_permissions", "password", "is_active"),
+        *("last_login", "id", "pk", "date_joined"),
+    ],
+)
+def test_user_fields_privilege_is_a_startup_error(settings: Any, key: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from kratos_aal.integrations.django.checks import check_settings, check_user_fields
+    from kratos_aal.integrations.django.users import KratosUserMiddleware
+
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "USER_FIELDS": {key: "email"}}
+    [error] = check_settings()
+    assert error.msg.startswith(f"KRATOS_AAL['USER_FIELDS'][{key!r}]: {key} is the app's")
+    assert check_user_fields() == []  # reported once, by check_settings
+    with pytest.raises(ImproperlyConfigured, match=re.escape(f"['USER_FIELDS'][{key!r}]")):
+        KratosUserMiddleware(lambda request: None)
+
+
+def test_user_fields_primary_key_of_the_model_is_refused() -> None:
+    from django.contrib.auth.models import Permission
+
+    from kratos_aal.integrations.django.models import user_field_problems
+
+    # A model whose primary key is not called id: refused by what it is, not by its name.
+    pk = Permission._meta.pk.name
+    assert user_field_problems(Permission, {pk: "x", "name": "y"}) == [
+        f"KRATOS_AAL['USER_FIELDS'][{pk!r}]: {pk} is auth.Permission's primary key, "
+        "the app's to set, never copied from traits"
+    ]
+
+
+def test_user_fields_wrong_at_run_time_names_the_key(
+    fake_kratos: FakeKratos, settings: Any
+) -> None:
+    # Settings changed after start-up (or a backend used without the middleware): the
+    # request fails naming the key, not with FieldDoesNotExist.
+    from django.core.exceptions import ImproperlyConfigured
+
+    from kratos_aal.integrations.django.users import user_for_session
+
+    session = fake_kratos.session("aal1")
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "USER_FIELDS": {"is_staff ": "email"}}
+    from kratos_aal import Session
+
+    parsed = Session.from_json(fake_kratos.session_json(session))
+    with pytest.raises(ImproperlyConfigured, match=re.escape("['USER_FIELDS']['is_staff ']")):
+        user_for_session(None, parsed)
+
+
+def test_user_fields_checks_pass_and_skip_without_users(settings: Any) -> None:
+    from kratos_aal.integrations.django.checks import check_user_fields
+
+    assert check_user_fields() == []
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "USER_FIELDS": {"nothing": "x"}}
+    settings.AUTH_USER_MODEL = "nowhere.User"
+    assert check_user_fields() == []  # no user model: no linked users to fill
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "USER_FIELDS": "email"}
+    assert check_user_fields() == []  # not a dict: check_settings names it (E002)

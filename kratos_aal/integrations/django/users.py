@@ -28,7 +28,7 @@ from cachetools import TTLCache
 from django.contrib import auth
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.decorators import login_not_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import DataError, IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -40,6 +40,7 @@ from ..._web import BadRequest, bad_request, conclude, origin_of
 from ...exceptions import KratosUnavailable, StepUpRequired
 from . import conf
 from ._glue import as_response, credentials_of, web_request
+from .models import user_field_problems
 
 __all__ = ["KratosBackend", "KratosUserMiddleware", "login"]
 
@@ -132,7 +133,7 @@ class KratosBackend(ModelBackend):
         traits = session.identity.traits if session.identity else {}
         identity_id = session.identity.id if session.identity else ""
         changed = []
-        for field, path in conf.get().user_fields.items():
+        for field, path in _user_fields().items():
             value = _trait(traits, path)
             if value is None or isinstance(value, (Mapping, list)):
                 continue
@@ -170,6 +171,26 @@ class KratosBackend(ModelBackend):
         link.session_id = session.id
         link.save(update_fields=["session_id"])
         return True
+
+
+# The USER_FIELDS last found right: checked once per settings, not on every request.
+_CHECKED: list[Mapping[str, str]] = []
+
+
+def _user_fields() -> Mapping[str, str]:
+    """Return ``USER_FIELDS``, checked against the user model.
+
+    Raises:
+        ImproperlyConfigured: ``KRATOS_AAL`` is wrong, or a ``USER_FIELDS`` key is no plain
+            field of the user model; the message names it.
+    """
+    fields = conf.get().user_fields
+    if not _CHECKED or _CHECKED[0] is not fields:
+        problems = user_field_problems(auth.get_user_model(), fields)
+        if problems:
+            raise ImproperlyConfigured(problems[0])
+        _CHECKED[:] = [fields]
+    return fields
 
 
 def _taken(user: Any, fields: list[str]) -> list[str]:
@@ -290,7 +311,7 @@ class KratosUserMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
-        conf.get()  # fail at start-up, naming the key
+        _user_fields()  # fail at start-up, naming the key (WSGI servers run no system checks)
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
