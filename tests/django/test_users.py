@@ -505,6 +505,36 @@ def test_a_subclass_of_the_backend_counts_as_kratos_login(
     assert SESSION_KEY not in client.session
 
 
+def test_a_login_by_a_backend_that_is_gone_is_left_to_django(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any
+) -> None:
+    staff, other_session = staff_and_other(fake_kratos, settings, django_user_model, "unlinked")
+    client = Client()
+    client.force_login(staff, backend="nowhere.Backend")
+    client.cookies.load(other_session.cookies)
+    # Django's get_user() makes a login by a backend it no longer lists anonymous.
+    assert client.get("/me/").json()["authenticated"] is False
+
+
+def test_a_link_made_meanwhile_is_used(fake_kratos: FakeKratos, django_user_model: Any) -> None:
+    # Another request created the user and its link between this one's look and insert.
+    session = fake_kratos.session("aal1")
+    me(session)
+    link = KratosBackend._create(session.identity.id)
+    assert link is not None
+    assert link.user.username == session.identity.id
+
+
+def test_a_request_without_django_sessions_is_left_alone(fake_kratos: FakeKratos) -> None:
+    from django.test import RequestFactory
+
+    from kratos_aal.integrations.django.users import _resolve
+
+    request = RequestFactory().get("/me/")
+    assert _resolve(request) is None
+    assert not hasattr(request, "user")
+
+
 class OwnBackend(KratosBackend):
     """An app's own subclass of KratosBackend."""
 
@@ -699,7 +729,7 @@ def test_user_fields_privilege_is_a_startup_error(settings: Any, key: str) -> No
         KratosUserMiddleware(lambda request: None)
 
 
-def test_user_fields_primary_key_of_the_model_is_refused() -> None:
+def test_user_fields_primary_key_of_the_model_is_refused(django_user_model: Any) -> None:
     from django.contrib.auth.models import Permission
 
     from kratos_aal.integrations.django.models import user_field_problems
@@ -709,6 +739,11 @@ def test_user_fields_primary_key_of_the_model_is_refused() -> None:
     assert user_field_problems(Permission, {pk: "x", "name": "y"}) == [
         f"KRATOS_AAL['USER_FIELDS'][{pk!r}]: {pk} is auth.Permission's primary key, "
         "the app's to set, never copied from traits"
+    ]
+    # Privilege names, whoever asks (the settings refuse them before this).
+    assert user_field_problems(django_user_model, ["is_staff"]) == [
+        "KRATOS_AAL['USER_FIELDS']['is_staff']: is_staff is the app's to set, never copied "
+        "from traits"
     ]
 
 

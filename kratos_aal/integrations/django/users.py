@@ -131,7 +131,7 @@ class KratosBackend(ModelBackend):
         """Copy ``USER_FIELDS`` from traits; return ``False`` when the user cannot take them."""
         user = link.user
         traits = session.identity.traits if session.identity else {}
-        identity_id = session.identity.id if session.identity else ""
+        identity_id = link.identity_id
         changed = []
         for field, path in _user_fields().items():
             value = _trait(traits, path)
