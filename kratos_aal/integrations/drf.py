@@ -133,10 +133,10 @@ def _denied(request: Request, decision: Decision) -> KratosDenied:
 
 
 _USER_MIDDLEWARE = "kratos_aal.integrations.django.KratosUserMiddleware"
-REFUSED = "This identity has no active user here."
+_REFUSED = "This identity has no active user here."
 
 
-def links_users() -> bool:
+def _links_users() -> bool:
     """Return whether the app links Django users (``KratosBackend`` or ``KratosUserMiddleware``)."""
     return bool(_BACKENDS.intersection(getattr(settings, "AUTHENTICATION_BACKENDS", ()))) or (
         _USER_MIDDLEWARE in (getattr(settings, "MIDDLEWARE", None) or ())
@@ -149,7 +149,7 @@ def _user_for(request: HttpRequest, session: Session) -> Any:
     Raises:
         AuthenticationFailed: the app links users and this identity has no active one.
     """
-    if not links_users():
+    if not _links_users():
         return KratosUser(session)
     # Imported only here: it needs django.contrib.auth, which DRF alone does not.
     from .django import users
@@ -161,7 +161,7 @@ def _user_for(request: HttpRequest, session: Session) -> Any:
         # final, never a looser KratosUser. Refused rather than anonymous, as DRF's token
         # authentication refuses an inactive user's token: permissions such as IsAAL2 read
         # the Kratos session, not request.user, and would otherwise let it through.
-        raise exceptions.AuthenticationFailed(REFUSED)
+        raise exceptions.AuthenticationFailed(_REFUSED)
     return user
 
 
