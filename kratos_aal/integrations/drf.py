@@ -46,6 +46,8 @@ _BACKENDS = frozenset(
         "kratos_aal.integrations.django.users.KratosBackend",
     }
 )
+_USER_MIDDLEWARE = "kratos_aal.integrations.django.KratosUserMiddleware"
+_REFUSED = "This identity has no active user here."
 CHALLENGE = 'Bearer realm="kratos"'
 # Headers the renderer writes itself; the rest of a core response goes on the view's headers.
 _RENDERER_HEADERS = frozenset({"content-type", "content-length"})
@@ -82,6 +84,13 @@ class KratosUser:
 
     def __str__(self) -> str:
         return self.username
+
+
+def _links_users() -> bool:
+    """Return whether the app links Django users (``KratosBackend`` or ``KratosUserMiddleware``)."""
+    return bool(_BACKENDS.intersection(getattr(settings, "AUTHENTICATION_BACKENDS", ()))) or (
+        _USER_MIDDLEWARE in (getattr(settings, "MIDDLEWARE", None) or ())
+    )
 
 
 class KratosDenied(exceptions.APIException):
@@ -130,17 +139,6 @@ def _denied(request: Request, decision: Decision) -> KratosDenied:
     view = (getattr(request, "parser_context", None) or {}).get("view")
     getattr(view, "headers", {}).update(denied.headers)
     return denied
-
-
-_USER_MIDDLEWARE = "kratos_aal.integrations.django.KratosUserMiddleware"
-_REFUSED = "This identity has no active user here."
-
-
-def _links_users() -> bool:
-    """Return whether the app links Django users (``KratosBackend`` or ``KratosUserMiddleware``)."""
-    return bool(_BACKENDS.intersection(getattr(settings, "AUTHENTICATION_BACKENDS", ()))) or (
-        _USER_MIDDLEWARE in (getattr(settings, "MIDDLEWARE", None) or ())
-    )
 
 
 def _user_for(request: HttpRequest, session: Session) -> Any:
