@@ -46,6 +46,8 @@ _BACKENDS = frozenset(
         "kratos_aal.integrations.django.users.KratosBackend",
     }
 )
+_USER_MIDDLEWARE = "kratos_aal.integrations.django.KratosUserMiddleware"
+_REFUSED = "This identity has no active user here."
 CHALLENGE = 'Bearer realm="kratos"'
 # Headers the renderer writes itself; the rest of a core response goes on the view's headers.
 _RENDERER_HEADERS = frozenset({"content-type", "content-length"})
@@ -82,6 +84,13 @@ class KratosUser:
 
     def __str__(self) -> str:
         return self.username
+
+
+def _links_users() -> bool:
+    """Return whether the app links Django users (``KratosBackend`` or ``KratosUserMiddleware``)."""
+    return bool(_BACKENDS.intersection(getattr(settings, "AUTHENTICATION_BACKENDS", ()))) or (
+        _USER_MIDDLEWARE in (getattr(settings, "MIDDLEWARE", None) or ())
+    )
 
 
 class KratosDenied(exceptions.APIException):
@@ -133,30 +142,47 @@ def _denied(request: Request, decision: Decision) -> KratosDenied:
 
 
 def _user_for(request: HttpRequest, session: Session) -> Any:
-    """Return the linked Django user when ``KratosBackend`` is on, else a :class:`KratosUser`."""
-    backends = getattr(settings, "AUTHENTICATION_BACKENDS", ())
-    if _BACKENDS.intersection(backends):
-        # Imported only here: it needs django.contrib.auth, which DRF alone does not.
-        from .django import users
+    """Return the linked Django user when the app links users, else a :class:`KratosUser`.
 
-        user = users.user_for_session(request, session)
-        if user is not None:
-            return user
-    return KratosUser(session)
+    Raises:
+        AuthenticationFailed: the app links users and this identity has no active one.
+    """
+    if not _links_users():
+        return KratosUser(session)
+    # Imported only here: it needs django.contrib.auth, which DRF alone does not.
+    from .django import users
+
+    user = users.user_for_session(request, session)
+    if user is None:
+        # As RemoteUserBackend's user_can_authenticate: the app's own "no" (a deactivated
+        # user, an unlinked identity under CREATE_USERS = False, a USER_FIELDS collision) is
+        # final, never a looser KratosUser. Refused rather than anonymous, as DRF's token
+        # authentication refuses an inactive user's token: permissions such as IsAAL2 read
+        # the Kratos session, not request.user, and would otherwise let it through.
+        raise exceptions.AuthenticationFailed(_REFUSED)
+    return user
 
 
 class KratosAuthentication(BaseAuthentication):
     """Authenticate with the Kratos session: cookie, ``X-Session-Token`` or Bearer.
 
     ``request.auth`` is the :class:`~kratos_aal.Session`; ``request.user`` is the linked
-    Django user with :class:`~kratos_aal.integrations.django.KratosBackend`, else a
+    Django user with :class:`~kratos_aal.integrations.django.KratosBackend` or
+    :class:`~kratos_aal.integrations.django.KratosUserMiddleware`, else a
     :class:`KratosUser`. A request without a valid session stays anonymous (the permission
-    decides what it gets); Kratos trouble is a 503. Cookie-authenticated unsafe requests
+    decides what it gets); Kratos trouble is a 503. When the app links users, a session
+    whose identity has no active user (deactivated, unlinked under ``CREATE_USERS = False``)
+    is refused with 401, whatever the view's permissions. Cookie-authenticated unsafe requests
     pass Django's CSRF check, as with DRF's ``SessionAuthentication``.
     """
 
     def authenticate(self, request: Request) -> tuple[Any, Session] | None:
-        """Return ``(user, session)``, or ``None`` when the request has no valid session."""
+        """Return ``(user, session)``, or ``None`` when the request has no valid session.
+
+        Raises:
+            AuthenticationFailed: the app links users and the identity has no active one.
+            KratosDenied: Kratos is in trouble (503).
+        """
         django_request = request._request
         credentials = _credentials(django_request)
         if not credentials:

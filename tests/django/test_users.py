@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import Permission
+from django.core import checks
 from django.test import AsyncClient, Client
 
 from kratos_aal.exceptions import ConfigurationError
@@ -297,10 +300,15 @@ def test_backend_ignores_other_credentials() -> None:
 
 
 def test_checks_pass_with_linked_users() -> None:
-    from kratos_aal.integrations.django.checks import check_settings, check_users
+    from kratos_aal.integrations.django.checks import (
+        check_settings,
+        check_user_fields,
+        check_users,
+    )
 
     assert check_users() == []
     assert check_settings() == []
+    assert check_user_fields() == []
 
 
 def test_check_user_middleware_order(settings: Any) -> None:
@@ -380,3 +388,389 @@ def test_link_model(fake_kratos: FakeKratos, settings: Any) -> None:
     assert users_installed() is True
     settings.AUTH_USER_MODEL = "nowhere.User"
     assert users_installed() is False
+
+
+# ------------------------------------------------------------------ identity switch
+# As RemoteUserMiddleware does when the header names someone else: a login made through
+# KratosBackend is logged out when the request's Kratos session is another identity's.
+
+OTHERS = ["unlinked", "deactivated", "another-user"]
+# The path as AUTHENTICATION_BACKENDS lists it: what auth.authenticate() hands auth.login().
+LISTED = "kratos_aal.integrations.django.KratosBackend"
+
+
+def staff_and_other(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, other: str
+) -> tuple[Any, FakeSession]:
+    """Return a staff user linked to one identity, and another identity's session."""
+    staff_session = fake_kratos.session("aal2")
+    me(staff_session)
+    staff = django_user_model.objects.get(username=staff_session.identity.id)
+    staff.is_staff = True
+    staff.save()
+    other_session = fake_kratos.session("aal2")
+    if other == "deactivated":
+        me(other_session)
+        django_user_model.objects.filter(username=other_session.identity.id).update(is_active=False)
+    elif other == "unlinked":
+        settings.KRATOS_AAL = {**settings.KRATOS_AAL, "CREATE_USERS": False}
+    return staff, other_session
+
+
+def served_as(other: str, other_session: FakeSession) -> dict[str, Any]:
+    if other == "another-user":
+        return {"authenticated": True, "username": other_session.identity.id}
+    return {"authenticated": False, "username": ""}
+
+
+@pytest.mark.parametrize("other", OTHERS)
+def test_another_identity_logs_the_backend_login_out(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, other: str
+) -> None:
+    staff, other_session = staff_and_other(fake_kratos, settings, django_user_model, other)
+    client = Client()
+    client.force_login(staff, backend=LISTED)
+    client.cookies.load(other_session.cookies)
+    reply = client.get("/me/").json()
+    assert {key: reply[key] for key in ("authenticated", "username")} == served_as(
+        other, other_session
+    )
+    assert SESSION_KEY not in client.session
+    # Logged out for good: the Django session no longer names the staff user.
+    del client.cookies[other_session.cookie_name]
+    assert client.get("/me/").json()["authenticated"] is False
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("other", OTHERS)
+def test_another_identity_logs_the_backend_login_out_async(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, other: str
+) -> None:
+    staff, other_session = staff_and_other(fake_kratos, settings, django_user_model, other)
+
+    async def scenario() -> tuple[dict[str, Any], Any]:
+        client = AsyncClient()
+        await client.aforce_login(staff, backend=LISTED)
+        client.cookies.load(other_session.cookies)
+        reply = (await client.get("/ame/")).json()
+        return reply, await client.asession()
+
+    reply, django_session = asyncio.run(scenario())
+    assert {key: reply[key] for key in ("authenticated", "username")} == served_as(
+        other, other_session
+    )
+    assert SESSION_KEY not in django_session
+
+
+def test_the_same_identity_keeps_the_backend_login(
+    fake_kratos: FakeKratos, django_user_model: Any
+) -> None:
+    session = fake_kratos.session("aal1")
+    me(session)
+    user = django_user_model.objects.get(username=session.identity.id)
+    client = client_for(session)
+    client.force_login(user, backend=LISTED)
+    assert client.get("/me/").json()["username"] == session.identity.id
+    assert client.session[SESSION_KEY] == str(user.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_backend_login_does_not_outlive_kratos_async(
+    fake_kratos: FakeKratos, django_user_model: Any
+) -> None:
+    session = fake_kratos.session("aal1")
+    me(session)
+    user = django_user_model.objects.get(username=session.identity.id)
+
+    async def scenario() -> tuple[dict[str, Any], Any]:
+        client = AsyncClient()
+        await client.aforce_login(user, backend=LISTED)
+        reply = (await client.get("/ame/")).json()
+        return reply, await client.asession()
+
+    reply, django_session = asyncio.run(scenario())
+    assert reply["authenticated"] is False
+    assert SESSION_KEY not in django_session
+
+
+def test_a_subclass_of_the_backend_counts_as_kratos_login(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any
+) -> None:
+    settings.AUTHENTICATION_BACKENDS = ["tests.django.test_users.OwnBackend"]
+    staff, other_session = staff_and_other(fake_kratos, settings, django_user_model, "unlinked")
+    client = Client()
+    client.force_login(staff, backend="tests.django.test_users.OwnBackend")
+    client.cookies.load(other_session.cookies)
+    assert client.get("/me/").json()["authenticated"] is False
+    assert SESSION_KEY not in client.session
+
+
+def test_a_login_by_a_backend_that_is_gone_is_left_to_django(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any
+) -> None:
+    staff, other_session = staff_and_other(fake_kratos, settings, django_user_model, "unlinked")
+    client = Client()
+    client.force_login(staff, backend="nowhere.Backend")
+    client.cookies.load(other_session.cookies)
+    # Django's get_user() makes a login by a backend it no longer lists anonymous.
+    assert client.get("/me/").json()["authenticated"] is False
+
+
+def test_a_link_made_meanwhile_is_used(fake_kratos: FakeKratos, django_user_model: Any) -> None:
+    # Another request created the user and its link between this one's look and insert.
+    session = fake_kratos.session("aal1")
+    me(session)
+    link = KratosBackend._create(session.identity.id)
+    assert link is not None
+    assert link.user.username == session.identity.id
+
+
+def test_a_request_without_django_sessions_is_left_alone(fake_kratos: FakeKratos) -> None:
+    from django.test import RequestFactory
+
+    from kratos_aal.integrations.django.users import _resolve
+
+    request = RequestFactory().get("/me/")
+    assert _resolve(request) is None
+    assert not hasattr(request, "user")
+
+
+class OwnBackend(KratosBackend):
+    """An app's own subclass of KratosBackend."""
+
+
+def test_a_password_login_stays_beside_another_identity(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any
+) -> None:
+    # RemoteUserMiddleware logs out only what its own backend logged in.
+    staff, other_session = staff_and_other(fake_kratos, settings, django_user_model, "unlinked")
+    client = Client()
+    client.force_login(staff, backend="django.contrib.auth.backends.ModelBackend")
+    client.cookies.load(other_session.cookies)
+    assert client.get("/me/").json()["username"] == staff.username
+    assert client.session[SESSION_KEY] == str(staff.pk)
+
+
+# ------------------------------------------------------------------ USER_FIELDS collisions
+
+
+@pytest.fixture
+def username_is_email(settings: Any) -> None:
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "USER_FIELDS": {"username": "email"}}
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+def assert_no_credential(caplog: pytest.LogCaptureFixture, session: FakeSession) -> None:
+    for record in caplog.records:
+        text = record.getMessage()
+        assert session.token not in text
+        assert session.cookie not in text
+
+
+@pytest.mark.usefixtures("username_is_email")
+def test_unique_field_collision_is_anonymous_with_one_warning(
+    fake_kratos: FakeKratos, django_user_model: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    session = fake_kratos.session("aal1")
+    django_user_model.objects.create_user(session.identity.email)  # someone else's username
+    with caplog.at_level(logging.DEBUG, logger="kratos_aal"):
+        for _ in range(3):
+            reply = client_for(session).get("/me/")
+            assert reply.status_code == 200
+            assert reply.json()["authenticated"] is False
+        # Pages that need a user send to login, as for anyone anonymous: no 500.
+        assert client_for(session).get("/private/").status_code == 302
+    [warning] = warnings_of(caplog)
+    assert warning.levelno == logging.WARNING
+    assert warning.name == "kratos_aal"
+    assert "KRATOS_AAL['USER_FIELDS']['username']" in warning.getMessage()
+    assert session.identity.id in warning.getMessage()
+    assert_no_credential(caplog, session)
+    # The colliding user was not touched; the identity's own user kept its old username.
+    assert django_user_model.objects.filter(username=session.identity.email).count() == 1
+    assert django_user_model.objects.filter(username=session.identity.id).count() == 1
+
+
+@pytest.mark.usefixtures("username_is_email")
+def test_collision_on_a_later_session_is_a_denial(
+    fake_kratos: FakeKratos, django_user_model: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = fake_kratos.session("aal1")
+    assert me(first)["username"] == first.identity.email
+    django_user_model.objects.create_user("taken@example.com")
+    first.identity.email = "taken@example.com"
+    with caplog.at_level(logging.WARNING, logger="kratos_aal"):
+        assert me(fake_kratos.session("aal1", identity=first.identity))["authenticated"] is False
+    assert len(warnings_of(caplog)) == 1
+    # Once the other user is gone, the next request signs in and takes the name.
+    django_user_model.objects.filter(username="taken@example.com").delete()
+    assert me(fake_kratos.session("aal1", identity=first.identity))["username"] == (
+        "taken@example.com"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("username_is_email")
+def test_collision_is_anonymous_in_async_views(
+    fake_kratos: FakeKratos, django_user_model: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    session = fake_kratos.session("aal1")
+    django_user_model.objects.create_user(session.identity.email)
+    client = AsyncClient()
+    client.cookies.load(session.cookies)
+    with caplog.at_level(logging.WARNING, logger="kratos_aal"):
+        reply = asyncio.run(client.get("/ame/"))
+    assert reply.status_code == 200
+    assert reply.json()["authenticated"] is False
+    assert len(warnings_of(caplog)) == 1
+
+
+@pytest.mark.usefixtures("username_is_email")
+def test_collision_logs_the_backend_login_out(
+    fake_kratos: FakeKratos, django_user_model: Any
+) -> None:
+    session = fake_kratos.session("aal1")
+    me(session)
+    user = django_user_model.objects.get(username=session.identity.email)
+    django_user_model.objects.create_user("taken@example.com")
+    session.identity.email = "taken@example.com"
+    client = client_for(fake_kratos.session("aal1", identity=session.identity))
+    client.force_login(user, backend="kratos_aal.integrations.django.KratosBackend")
+    assert client.get("/me/").json()["authenticated"] is False
+    assert SESSION_KEY not in client.session
+
+
+def test_a_field_that_cannot_hold_the_trait_is_a_denial(
+    fake_kratos: FakeKratos,
+    django_user_model: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from django.db import DataError
+
+    session = fake_kratos.session("aal1")
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise DataError("value too long for type character varying(10)")
+
+    me(session)  # created, and its fields copied
+    monkeypatch.setattr(django_user_model, "save", refuse)
+    session.identity.email = "new@example.com"
+    with caplog.at_level(logging.WARNING, logger="kratos_aal"):
+        assert me(fake_kratos.session("aal1", identity=session.identity))["authenticated"] is False
+    [warning] = warnings_of(caplog)
+    assert "KRATOS_AAL['USER_FIELDS']['email']" in warning.getMessage()
+
+
+def test_an_unlinked_user_named_like_the_identity_is_one_warning(
+    fake_kratos: FakeKratos, django_user_model: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    session = fake_kratos.session("aal1")
+    django_user_model.objects.create_user(session.identity.id)
+    with caplog.at_level(logging.WARNING, logger="kratos_aal"):
+        assert me(session)["authenticated"] is False
+        assert me(session)["authenticated"] is False
+    [warning] = warnings_of(caplog)
+    assert session.identity.id in warning.getMessage()
+    assert "KratosIdentityLink" in warning.getMessage()
+
+
+# ------------------------------------------------------------------ USER_FIELDS at start-up
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        pytest.param("is_staff ", "auth.User has no field 'is_staff '", id="trailing-space"),
+        pytest.param("e_mail", "auth.User has no field 'e_mail'; did you mean 'email'?", id="typo"),
+        pytest.param("is_authenticated", "auth.User has no field", id="a-property"),
+        pytest.param("kratos_identity", "auth.User.kratos_identity is a relation", id="reverse"),
+        pytest.param("logentry", "auth.User.logentry is a relation", id="reverse-fk"),
+    ],
+)
+def test_user_fields_key_that_is_no_plain_field_is_a_startup_error(
+    settings: Any, key: str, why: str
+) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from kratos_aal.integrations.django.checks import check_user_fields
+    from kratos_aal.integrations.django.users import KratosUserMiddleware
+
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "USER_FIELDS": {"email": "email", key: "x"}}
+    [error] = check_user_fields()
+    assert error.id == "kratos_aal.E007"
+    assert error in checks.run_checks(tags=["security"])  # registered: manage.py check runs it
+    assert error.msg.startswith(f"KRATOS_AAL['USER_FIELDS'][{key!r}]: {why}")
+    with pytest.raises(ImproperlyConfigured, match=re.escape(f"['USER_FIELDS'][{key!r}]")):
+        KratosUserMiddleware(lambda request: None)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        *("is_staff", "is_superuser", "groups", "user_permissions", "password", "is_active"),
+        *("last_login", "id", "pk", "date_joined"),
+    ],
+)
+def test_user_fields_privilege_is_a_startup_error(settings: Any, key: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from kratos_aal.integrations.django.checks import check_settings, check_user_fields
+    from kratos_aal.integrations.django.users import KratosUserMiddleware
+
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "USER_FIELDS": {key: "email"}}
+    [error] = check_settings()
+    assert error.msg.startswith(f"KRATOS_AAL['USER_FIELDS'][{key!r}]: {key} is the app's")
+    assert check_user_fields() == []  # reported once, by check_settings
+    with pytest.raises(ImproperlyConfigured, match=re.escape(f"['USER_FIELDS'][{key!r}]")):
+        KratosUserMiddleware(lambda request: None)
+
+
+def test_user_fields_primary_key_of_the_model_is_refused(django_user_model: Any) -> None:
+    from django.contrib.auth.models import Permission
+
+    from kratos_aal.integrations.django.models import user_field_problems
+
+    # A model whose primary key is not called id: refused by what it is, not by its name.
+    pk = Permission._meta.pk.name
+    assert user_field_problems(Permission, {pk: "x", "name": "y"}) == [
+        f"KRATOS_AAL['USER_FIELDS'][{pk!r}]: {pk} is auth.Permission's primary key, "
+        "the app's to set, never copied from traits"
+    ]
+    # Privilege names, whoever asks (the settings refuse them before this).
+    assert user_field_problems(django_user_model, ["is_staff"]) == [
+        "KRATOS_AAL['USER_FIELDS']['is_staff']: is_staff is the app's to set, never copied "
+        "from traits"
+    ]
+
+
+def test_user_fields_wrong_at_run_time_names_the_key(
+    fake_kratos: FakeKratos, settings: Any
+) -> None:
+    # Settings changed after start-up (or a backend used without the middleware): the
+    # request fails naming the key, not with FieldDoesNotExist.
+    from django.core.exceptions import ImproperlyConfigured
+
+    from kratos_aal.integrations.django.users import user_for_session
+
+    session = fake_kratos.session("aal1")
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "USER_FIELDS": {"is_staff ": "email"}}
+    from kratos_aal import Session
+
+    parsed = Session.from_json(fake_kratos.session_json(session))
+    with pytest.raises(ImproperlyConfigured, match=re.escape("['USER_FIELDS']['is_staff ']")):
+        user_for_session(None, parsed)
+
+
+def test_user_fields_checks_pass_and_skip_without_users(settings: Any) -> None:
+    from kratos_aal.integrations.django.checks import check_user_fields
+
+    assert check_user_fields() == []
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "USER_FIELDS": {"nothing": "x"}}
+    settings.AUTH_USER_MODEL = "nowhere.User"
+    assert check_user_fields() == []  # no user model: no linked users to fill
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "USER_FIELDS": "email"}
+    assert check_user_fields() == []  # not a dict: check_settings names it (E002)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
+from ..._settings import PROTECTED_USER_FIELDS
 from ...exceptions import ConfigurationError
 from . import conf
 
@@ -126,3 +128,30 @@ def check_users(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]
             )
         )
     return found
+
+
+@register(Tags.security, "kratos_aal")
+def check_user_fields(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
+    """Check that each ``USER_FIELDS`` key is a plain field of the user model."""
+    raw = getattr(settings, conf.SETTING, None)
+    fields = raw.get("USER_FIELDS") if isinstance(raw, Mapping) else None
+    if not isinstance(fields, Mapping):
+        return []  # absent, or not a dict: check_settings names it
+    from .models import user_field_problems, users_installed
+
+    if not users_installed():
+        return []  # no user model, so no linked users to fill
+    from django.apps import apps
+
+    model = apps.get_model(settings.AUTH_USER_MODEL, require_ready=False)
+    # Privilege names are check_settings' (E002): report each mistake once.
+    keys = [key for key in fields if isinstance(key, str) and key not in PROTECTED_USER_FIELDS]
+    return [
+        Error(
+            problem,
+            hint="Use a field of the user model (mind spaces and case); privileges, the "
+            "password and the primary key are the app's to set.",
+            id="kratos_aal.E007",
+        )
+        for problem in user_field_problems(model, keys)
+    ]

@@ -18,16 +18,21 @@ logout, a revoked session or a disabled identity in Kratos leaves no Django logi
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from cachetools import TTLCache
 from django.contrib import auth
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.decorators import login_not_required
-from django.db import IntegrityError, transaction
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db import DataError, IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.module_loading import import_string
 
 from ..._core import login_url, unavailable
 from ..._models import Session
@@ -35,8 +40,11 @@ from ..._web import BadRequest, bad_request, conclude, origin_of
 from ...exceptions import KratosUnavailable, StepUpRequired
 from . import conf
 from ._glue import as_response, credentials_of, web_request
+from .models import user_field_problems
 
 __all__ = ["KratosBackend", "KratosUserMiddleware", "login"]
+
+logger = logging.getLogger("kratos_aal")
 
 BACKEND = f"{__name__}.KratosBackend"
 _DEFAULT_BACKEND = "kratos_aal.integrations.django.KratosBackend"
@@ -83,8 +91,8 @@ class KratosBackend(ModelBackend):
             link = self._create(identity.id)
             if link is None:
                 return None
-        if link.session_id != kratos_session.id:
-            self._sync(link, kratos_session)
+        if link.session_id != kratos_session.id and not self._sync(link, kratos_session):
+            return None
         user = link.user
         return user if self.user_can_authenticate(user) else None
 
@@ -102,18 +110,30 @@ class KratosBackend(ModelBackend):
         except IntegrityError:
             # Another request linked this identity first: use its user. A user that merely
             # has the identity id as username is not linked: never take over an account.
-            return (
+            link = (
                 KratosIdentityLink.objects.select_related("user")
                 .filter(identity_id=identity_id)
                 .first()
             )
+            if link is None:
+                _refuse(
+                    identity_id,
+                    "KRATOS_AAL['CREATE_USERS']",
+                    f"a {model._meta.label} user's {model.USERNAME_FIELD} is identity "
+                    f"{identity_id}, but that user is not linked to it, so none is created; "
+                    "the identity is not signed in until a KratosIdentityLink links them or "
+                    "that user is renamed",
+                )
+            return link
 
     @staticmethod
-    def _sync(link: Any, session: Session) -> None:
+    def _sync(link: Any, session: Session) -> bool:
+        """Copy ``USER_FIELDS`` from traits; return ``False`` when the user cannot take them."""
         user = link.user
         traits = session.identity.traits if session.identity else {}
+        identity_id = link.identity_id
         changed = []
-        for field, path in conf.get().user_fields.items():
+        for field, path in _user_fields().items():
             value = _trait(traits, path)
             if value is None or isinstance(value, (Mapping, list)):
                 continue
@@ -125,9 +145,91 @@ class KratosBackend(ModelBackend):
                 setattr(user, field, text)
                 changed.append(field)
         if changed:
-            user.save(update_fields=changed)
+            try:
+                # A savepoint: the request's own transaction (ATOMIC_REQUESTS) stays usable.
+                with transaction.atomic():
+                    user.save(update_fields=changed)
+            except IntegrityError:
+                taken = _taken(user, changed)
+                _refuse(
+                    identity_id,
+                    _fields_setting(taken),
+                    f"identity {identity_id}'s {_traits_of(taken)} already another "
+                    f"{user._meta.label} user's {', '.join(taken)}; the identity is not "
+                    "signed in until that changes (map a unique field only from a trait "
+                    "Kratos keeps unique and verified)",
+                )
+                return False
+            except (DataError, ValueError, ValidationError):
+                _refuse(
+                    identity_id,
+                    _fields_setting(changed),
+                    f"identity {identity_id}'s {_traits_of(changed)} not fit for "
+                    f"{user._meta.label}'s {', '.join(changed)}; the identity is not signed in",
+                )
+                return False
         link.session_id = session.id
         link.save(update_fields=["session_id"])
+        return True
+
+
+# The USER_FIELDS last found right: checked once per settings, not on every request.
+_CHECKED: list[Mapping[str, str]] = []
+
+
+def _user_fields() -> Mapping[str, str]:
+    """Return ``USER_FIELDS``, checked against the user model.
+
+    Raises:
+        ImproperlyConfigured: ``KRATOS_AAL`` is wrong, or a ``USER_FIELDS`` key is no plain
+            field of the user model; the message names it.
+    """
+    fields = conf.get().user_fields
+    if not _CHECKED or _CHECKED[0] is not fields:
+        problems = user_field_problems(auth.get_user_model(), fields)
+        if problems:
+            raise ImproperlyConfigured(problems[0])
+        _CHECKED[:] = [fields]
+    return fields
+
+
+def _taken(user: Any, fields: list[str]) -> list[str]:
+    """Return which of *fields* another user already holds (all of them when none is unique)."""
+    others = type(user)._default_manager.exclude(pk=user.pk)
+    taken = [
+        field
+        for field in fields
+        if user._meta.get_field(field).unique
+        and others.filter(**{field: getattr(user, field)}).exists()
+    ]
+    return taken or fields
+
+
+# One WARNING per identity and field for a while, not one per request: a refused identity
+# comes back on every request, and each would log the same lines.
+_REFUSED: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=1024, ttl=600)
+_REFUSED_LOCK = threading.Lock()
+
+
+def _traits_of(fields: list[str]) -> str:
+    """Name the traits that *fields* are copied from (never a trait's value)."""
+    mapped = conf.get().user_fields
+    paths = ", ".join(repr(mapped[field]) for field in fields)
+    return f"trait {paths} is" if len(fields) == 1 else f"traits {paths} are"
+
+
+def _fields_setting(fields: list[str]) -> str:
+    return " and ".join(f"KRATOS_AAL['USER_FIELDS'][{field!r}]" for field in fields)
+
+
+def _refuse(identity_id: str, setting: str, why: str) -> None:
+    """Log why *identity_id* is not signed in: one WARNING per identity and *setting* a while."""
+    with _REFUSED_LOCK:
+        if (identity_id, setting) in _REFUSED:
+            return
+        _REFUSED[identity_id, setting] = True
+    # The identity id and the settings only: never a trait's value, a cookie or a token.
+    logger.warning("%s: %s", setting, why)
 
 
 def user_for_session(request: HttpRequest | None, session: Session) -> Any:
@@ -146,6 +248,30 @@ def _kratos_session(request: HttpRequest) -> Session | None:
         return None
 
 
+def _kratos_login(request: HttpRequest) -> str | None:
+    """Return the user key of a Django login made through :class:`KratosBackend`, if any."""
+    session = getattr(request, "session", None)
+    if session is None:
+        return None
+    path = session.get(auth.BACKEND_SESSION_KEY)
+    if not path:
+        return None
+    if path not in (BACKEND, _DEFAULT_BACKEND):
+        # RemoteUserMiddleware's test: is the backend that logged it in ours, or a subclass?
+        try:
+            backend = import_string(path)
+        except ImportError:
+            return None  # Django's own get_user() makes such a login anonymous
+        if not (isinstance(backend, type) and issubclass(backend, KratosBackend)):
+            return None
+    user_key: str | None = session.get(auth.SESSION_KEY)
+    return user_key
+
+
+def _same_user(user: Any, user_key: str) -> bool:
+    return user is not None and bool(user._meta.pk.value_to_string(user) == user_key)
+
+
 def _resolve(request: HttpRequest) -> HttpResponse | None:
     """Set ``request.user`` from the Kratos session; return a 503 when Kratos is in trouble."""
     try:
@@ -154,16 +280,19 @@ def _resolve(request: HttpRequest) -> HttpResponse | None:
         response = conclude(unavailable(error, None), web_request(request), credentials_of(request))
         assert response is not None
         return as_response(response)
-    if session is not None:
-        user = user_for_session(request, session)
-        if user is not None:
-            request.user = request._kratos_aal_user = user
-        # Else, like RemoteUserMiddleware, leave whatever Django's own session says.
-    elif getattr(request, "session", None) is not None and request.session.get(
-        auth.BACKEND_SESSION_KEY
-    ) in (BACKEND, _DEFAULT_BACKEND):
-        # A Django login made through this backend outlives no Kratos session.
+    user = None if session is None else user_for_session(request, session)
+    user_key = _kratos_login(request)
+    if user_key is not None and not _same_user(user, user_key):
+        # As RemoteUserMiddleware does when its header names someone else, or is gone: a
+        # Django login made through this backend lasts only while the request's Kratos
+        # session is that user's. Another identity, one the app refuses (deactivated,
+        # unlinked, a USER_FIELDS collision) or no Kratos session at all: logged out.
         auth.logout(request)
+        request._kratos_aal_logged_out = True
+    if user is not None:
+        request.user = request._kratos_aal_user = user
+    # Else, like RemoteUserMiddleware, leave whatever Django's own session says (a password
+    # login through ModelBackend, or nobody).
     return None
 
 
@@ -172,7 +301,9 @@ class KratosUserMiddleware:
 
     Put it after ``AuthenticationMiddleware``. Requests without a Kratos session keep
     whatever user Django's own session says (e.g. a password login to the admin), except
-    one that came from :class:`KratosBackend`: that one is logged out.
+    one that came from :class:`KratosBackend`: that one is logged out, as it is when the
+    request's Kratos session is another identity's, or one with no active user (as
+    ``RemoteUserMiddleware`` logs out its backend's login when the header changes).
     """
 
     sync_capable = True
@@ -180,7 +311,7 @@ class KratosUserMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
-        conf.get()  # fail at start-up, naming the key
+        _user_fields()  # fail at start-up, naming the key (WSGI servers run no system checks)
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
@@ -196,6 +327,8 @@ class KratosUserMiddleware:
         if denial is not None:
             return denial
         user = request.__dict__.get("_kratos_aal_user")
+        if user is None and request.__dict__.get("_kratos_aal_logged_out"):
+            user = request.user  # AnonymousUser, whatever request.auser cached before
         if user is not None:
 
             async def auser() -> Any:

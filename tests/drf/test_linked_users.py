@@ -1,0 +1,133 @@
+"""DRF with linked Django users: an identity the app refuses is never authenticated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from kratos_aal.testing import FakeKratos, FakeSession
+
+pytestmark = [pytest.mark.urls("tests.drf.urls"), pytest.mark.django_db]
+
+BACKEND = "kratos_aal.integrations.django.KratosBackend"
+USER_MIDDLEWARE = "kratos_aal.integrations.django.KratosUserMiddleware"
+AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
+JSON = {"HTTP_ACCEPT": "application/json"}
+# Views that a refused identity must not reach, and the public one.
+GUARDED = [
+    pytest.param("/authenticated/", id="IsAuthenticated"),
+    pytest.param("/balance/", id="IsAAL2"),
+    pytest.param("/profile/", id="IsAAL1"),
+    pytest.param("/fresh/", id="RequireAAL"),
+]
+
+
+def with_cookie(session: FakeSession) -> APIClient:
+    client = APIClient()
+    client.cookies.load(session.cookies)
+    return client
+
+
+def with_token(session: FakeSession) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {session.token}")
+    return client
+
+
+CLIENTS = [pytest.param(with_cookie, id="cookie"), pytest.param(with_token, id="token")]
+
+
+@pytest.fixture(params=["backend", "middleware"])
+def linked(request: Any, settings: Any) -> str:
+    """Linked users on, by ``KratosBackend`` or by ``KratosUserMiddleware`` alone."""
+    if request.param == "backend":
+        settings.AUTHENTICATION_BACKENDS = [BACKEND]
+    else:
+        middleware = list(settings.MIDDLEWARE)
+        middleware.insert(middleware.index(AUTH_MIDDLEWARE) + 1, USER_MIDDLEWARE)
+        settings.MIDDLEWARE = middleware
+    return str(request.param)
+
+
+def refused(reply: Any) -> None:
+    assert reply.status_code == 401, reply.content
+    assert reply.json() == {"detail": "This identity has no active user here."}
+    assert reply["WWW-Authenticate"] == 'Bearer realm="kratos"'
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("path", GUARDED)
+def test_deactivated_user_is_refused(
+    fake_kratos: FakeKratos, django_user_model: Any, linked: str, client: Any, path: str
+) -> None:
+    session = fake_kratos.session("aal2")
+    assert client(session).get(path, **JSON).status_code == 200
+    django_user_model.objects.filter(username=session.identity.id).update(is_active=False)
+    refused(client(session).get(path, **JSON))
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("path", GUARDED)
+def test_unlinked_identity_without_create_users_is_refused(
+    fake_kratos: FakeKratos,
+    settings: Any,
+    django_user_model: Any,
+    linked: str,
+    client: Any,
+    path: str,
+) -> None:
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "CREATE_USERS": False}
+    session = fake_kratos.session("aal2")
+    refused(client(session).get(path, **JSON))
+    assert not django_user_model.objects.exists()
+
+
+def test_refused_identity_cannot_post(
+    fake_kratos: FakeKratos, django_user_model: Any, linked: str
+) -> None:
+    session = fake_kratos.session("aal2")
+    client = with_token(session)
+    assert client.post("/balance/", {}, format="json").status_code == 201
+    django_user_model.objects.update(is_active=False)
+    refused(client.post("/balance/", {}, format="json"))
+
+
+def test_public_view_refuses_the_identity_too(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any
+) -> None:
+    # As DRF's TokenAuthentication does for an inactive user: the credential is refused
+    # wherever KratosAuthentication reads it; without it the view runs anonymous.
+    settings.AUTHENTICATION_BACKENDS = [BACKEND]
+    session = fake_kratos.session("aal1")
+    with_cookie(session).get("/public/", **JSON)
+    django_user_model.objects.update(is_active=False)
+    refused(with_cookie(session).get("/public/", **JSON))
+    assert APIClient().get("/public/", **JSON).json() == {"user": "AnonymousUser", "session": None}
+
+
+def test_active_linked_user_is_the_user(
+    fake_kratos: FakeKratos, django_user_model: Any, linked: str
+) -> None:
+    session = fake_kratos.session("aal2")
+    reply = with_token(session).get("/balance/", **JSON)
+    assert reply.json()["user"] == session.identity.id  # the Django user's username
+
+
+def test_without_linked_users_the_identity_is_a_kratos_user(
+    fake_kratos: FakeKratos, django_user_model: Any
+) -> None:
+    session = fake_kratos.session("aal2")
+    reply = with_token(session).get("/balance/", **JSON)
+    assert reply.json()["user"] == session.identity.email  # a KratosUser
+    assert not django_user_model.objects.exists()
+
+
+def test_user_fields_collision_is_refused_not_a_500(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, linked: str
+) -> None:
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "USER_FIELDS": {"username": "email"}}
+    session = fake_kratos.session("aal2")
+    django_user_model.objects.create_user(session.identity.email)
+    refused(with_token(session).get("/balance/", **JSON))
