@@ -9,7 +9,7 @@ DEMO_STAMP := $(VENV)/.demo-installed
 DEMO_ARGS ?=
 
 # Tools come from uv.lock (exact versions with hashes); uv itself is pinned here and
-# installed into .tools the first time, with nothing but python3 and pip.
+# installed into .tools the first time, with nothing but python3 and its pip.
 UV_VERSION := 0.13.9
 UV := .tools/bin/uv
 # Never fetch a Python of uv's own: the interpreter is the PYTHON given (pyenv, Debian, ...).
@@ -29,9 +29,12 @@ UNLOCKED_GROUPS ?= --group test --group lint --group docs
 demo: $(DEMO_STAMP)
 	$(BIN)/kratos-aal demo $(DEMO_ARGS)
 
+# pip --target, not a venv: creating a venv (ensurepip) alone took longer than uv's whole
+# install of the demo. Where python3 has no pip (Debian's without python3-pip), a venv has.
 $(UV):
-	$(PYTHON) -m venv .tools
-	.tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools "uv==$(UV_VERSION)" \
+	  || { $(PYTHON) -m venv .tools-venv && .tools-venv/bin/python -m pip install --quiet \
+	       --disable-pip-version-check --target .tools "uv==$(UV_VERSION)"; }
 
 # The demo needs only the package with the extras it runs (the frameworks, uvicorn, pyotp,
 # segno); not otel or redis, which `make test` adds through `all`.
@@ -126,4 +129,4 @@ mutants: $(STAMP)
 	$(BIN)/python tools/mutants.py --jobs $(JOBS)
 
 clean:
-	rm -rf $(VENV) .venv-* .tools .coverage .mypy_cache .pytest_cache .ruff_cache mutants
+	rm -rf $(VENV) .venv-* .tools .tools-venv .coverage .mypy_cache .pytest_cache .ruff_cache mutants
