@@ -2,7 +2,8 @@
 
 Clones the committed HEAD (or ``--ref``) into a temporary directory, runs ``make demo`` there
 on free ports, and prints the seconds until the app answers ``GET /``. Only the standard
-library: it runs before any venv exists. pip's cache is used as it is (say whether warm).
+library: it runs before any venv exists. pip's and uv's caches are used as they are (say
+whether warm; point PIP_CACHE_DIR and UV_CACHE_DIR at empty folders for a cold start).
 """
 
 from __future__ import annotations
