@@ -58,6 +58,10 @@ def read(raw: Any, *, setting: str = "KRATOS_AAL", users: bool = False) -> Setti
     Raises:
         ConfigurationError: a key is missing, unknown or wrong; the message names it.
     """
+    if raw is None:
+        raise ConfigurationError(
+            f"{setting} is not set: set it to a dict such as {{'PUBLIC_URL': 'http://kratos:4433'}}"
+        )
     if not isinstance(raw, Mapping):
         raise ConfigurationError(
             f"{setting} must be a dict such as {{'PUBLIC_URL': 'http://kratos:4433'}}"

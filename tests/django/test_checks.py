@@ -78,6 +78,42 @@ def test_bad_settings(settings: SettingsWrapper, value: Any, error_id: str, text
 def test_missing_kratos_aal(settings: SettingsWrapper) -> None:
     del settings.KRATOS_AAL
     assert [f[0] for f in ids(settings)] == ["kratos_aal.E001"]
+    # At the first request too, the message says what is wrong: it is not set at all.
+    with pytest.raises(ImproperlyConfigured, match=r"^KRATOS_AAL is not set: set it to a dict"):
+        KratosSessionMiddleware(lambda request: None)
+
+
+def test_without_installed_app_warns_once_that_checks_do_not_run(
+    settings: SettingsWrapper, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.apps import apps
+
+    from kratos_aal.integrations.django import conf
+
+    monkeypatch.setattr(conf, "_warned_not_installed", False)
+    monkeypatch.setattr(apps, "is_installed", lambda name: name != conf.APP)
+    with caplog.at_level("WARNING", logger="kratos_aal"):
+        for cookie_name in ("a", "b"):  # each change of the setting reads it again
+            settings.KRATOS_AAL = {**GOOD, "COOKIE_NAME": cookie_name}
+            assert get().config.cookie_name == cookie_name
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "'kratos_aal.integrations.django' is not in INSTALLED_APPS: kratos-aal works, but its "
+        "system checks of KRATOS_AAL do not run (a mistyped key passes `manage.py check`). "
+        "Add it to INSTALLED_APPS."
+    ]
+
+
+def test_with_installed_app_nothing_is_said(
+    settings: SettingsWrapper, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kratos_aal.integrations.django import conf
+
+    monkeypatch.setattr(conf, "_warned_not_installed", False)
+    with caplog.at_level("WARNING", logger="kratos_aal"):
+        settings.KRATOS_AAL = {**GOOD, "COOKIE_NAME": "c"}
+        assert get().config.cookie_name == "c"
+    assert [r for r in caplog.records if "INSTALLED_APPS" in r.getMessage()] == []
 
 
 def test_rules_without_middleware(settings: SettingsWrapper) -> None:

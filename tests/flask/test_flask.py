@@ -308,7 +308,8 @@ def test_settings_made_from_config() -> None:
 @pytest.mark.parametrize(
     ("config", "named"),
     [
-        pytest.param(None, "app.config['KRATOS_AAL'] must be a dict", id="missing"),
+        pytest.param(None, "app.config['KRATOS_AAL'] is not set: set it to a dict", id="missing"),
+        pytest.param("http://kratos", "app.config['KRATOS_AAL'] must be a dict", id="not-a-dict"),
         pytest.param({}, "['PUBLIC_URL'] is not set", id="no-public-url"),
         pytest.param({"PUBLIC_URL": KRATOS, "RULEZ": {}}, "did you mean 'RULES'", id="typo"),
         pytest.param({"PUBLIC_URL": "kratos"}, "['PUBLIC_URL']", id="bad-url"),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -15,6 +17,8 @@ from ... import _settings
 from ..._client import AsyncKratosClient, KratosClient
 from ...exceptions import ConfigurationError
 from . import cache
+
+logger = logging.getLogger("kratos_aal")
 
 __all__ = ["KratosAALSettings", "get", "override_clients"]
 
@@ -62,11 +66,33 @@ def get() -> KratosAALSettings:
         return settings
     with _state.lock:
         if _state.settings is None:
+            _warn_if_not_installed()
             try:
                 _state.settings = read(getattr(django_settings, SETTING, None))
             except ConfigurationError as error:
                 raise ImproperlyConfigured(str(error)) from None
         return _state.settings
+
+
+APP = "kratos_aal.integrations.django"
+_warned_not_installed = False
+
+
+def _warn_if_not_installed() -> None:
+    """Say once per process that the app is missing from INSTALLED_APPS.
+
+    Everything works without it except the system checks, which then stop silently: a
+    typo'd KRATOS_AAL key would pass ``manage.py check`` (and the user models are missing).
+    """
+    global _warned_not_installed
+    if _warned_not_installed or apps.is_installed(APP):
+        return
+    _warned_not_installed = True
+    logger.warning(
+        "%r is not in INSTALLED_APPS: kratos-aal works, but its system checks of KRATOS_AAL "
+        "do not run (a mistyped key passes `manage.py check`). Add it to INSTALLED_APPS.",
+        APP,
+    )
 
 
 def clients() -> tuple[KratosClient, AsyncKratosClient]:
