@@ -126,6 +126,8 @@ def test_describe_session_with_provider_and_old_methods() -> None:
 class _Args:
     def __init__(self, url: str) -> None:
         self.url, self.browser_url, self.timeout = url, None, 2.0
+        self.cookie = self.token = None
+        self.cookie_name = "ory_kratos_session"
 
 
 def _doctor_against(handler: Any) -> tuple[int, str]:
