@@ -170,6 +170,8 @@ def test_cross_origin_posts_in_chromium(browser: Any) -> None:
         fetched = str(page.evaluate("post()"))
         with page.expect_response(lambda r: r.url == f"{app_url}/transfer") as answer:
             page.evaluate("document.getElementById('form').submit()")
+        # Wait for the page the form leads to (after any redirect), before the next goto.
+        page.wait_for_url(lambda landed: landed != url)
         return fetched, int(answer.value.status)
 
     with (
