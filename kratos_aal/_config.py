@@ -127,7 +127,7 @@ class KratosConfig:
             the Kratos cookie (SPEC §4a). Turn it off only when the app's own CSRF
             protection covers every route kratos-aal guards.
 
-    .. versionadded:: 0.3 *trusted_origins* and *cross_origin_protection*.
+    .. versionadded:: 0.2 *trusted_origins* and *cross_origin_protection*.
 
     Raises:
         ConfigurationError: a value is wrong; the message names the setting.

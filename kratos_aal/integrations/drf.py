@@ -47,7 +47,15 @@ from ..exceptions import KratosUnavailable, StepUpRequired
 from .django import conf
 from .django._glue import _return_to, credentials_of, hit, refusal_of, web_request
 
-__all__ = ["IsAAL1", "IsAAL2", "KratosAuthentication", "KratosDenied", "KratosUser", "RequireAAL"]
+__all__ = [
+    "CrossOriginDenied",
+    "IsAAL1",
+    "IsAAL2",
+    "KratosAuthentication",
+    "KratosDenied",
+    "KratosUser",
+    "RequireAAL",
+]
 
 _BACKENDS = frozenset(
     {
