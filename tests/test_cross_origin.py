@@ -11,6 +11,8 @@ import logging
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kratos_aal import ConfigurationError, Credentials, KratosConfig
 from kratos_aal._settings import read
@@ -263,3 +265,32 @@ def test_a_refusal_is_audited_without_the_cookie(caplog: pytest.LogCaptureFixtur
     assert fields.method == "POST" and fields.path == "/transfer"
     assert fields.required_aal == "aal2" and fields.framework == "starlette"
     assert "SECRET" not in record.getMessage() and "SECRET" not in str(record.__dict__)
+
+
+HEADER_TEXT = st.text(st.characters(max_codepoint=0x2FF), max_size=300) | st.sampled_from(
+    ["null", "https://example.com", "http://[::1]:80", "https://*.x", "\r\nX: y", "://", ""]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "POST", "put", "DELETE", "BREW", ""]),
+    site=HEADER_TEXT,
+    origin=HEADER_TEXT,
+    host=HEADER_TEXT | st.none(),
+    websocket=st.booleans(),
+)
+def test_hostile_headers_never_crash_and_never_leak_unquoted(
+    method: str, site: str, origin: str, host: str | None, websocket: bool
+) -> None:
+    why = cross_origin(method, site, origin, host, TRUSTED, websocket=websocket)
+    assert why is None or ("\r" not in why and "\n" not in why and len(why) < 200)
+    request = WebRequest(
+        method=method,
+        scheme="https",
+        host=host,
+        path="/x",
+        headers={"sec-fetch-site": site, "origin": origin, "accept": site},
+    )
+    refusal = refuse_cross_origin(request, COOKIE, TRUSTED, websocket=websocket)
+    assert refusal is None or refusal.status == 403
