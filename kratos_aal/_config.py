@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +42,53 @@ def _base_url(value: object, setting: str, *, path_allowed: bool = True) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def parse_origin(value: object) -> str:
+    """Return *value* as a normalised origin (lower case, no default port), or raise."""
+    text = value.strip() if isinstance(value, str) else ""
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        parts, port = None, -1
+    host = parts.hostname if parts is not None else None
+    if (
+        parts is None
+        or (port is not None and port <= 0)
+        or parts.scheme not in _DEFAULT_PORTS
+        or not host
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or "?" in text
+        or "#" in text
+        or parts.username is not None
+        or any(c.isspace() for c in text)
+        or "*" in host[2:]
+        or ("*" in host and not host.startswith("*."))
+    ):
+        raise ConfigurationError(
+            f"trusted_origins must hold origins such as 'https://app.example.com' "
+            f"(scheme://host[:port], or 'https://*.example.com'; no path, query or "
+            f"fragment), got {value!r}"
+        )
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
+        netloc += f":{port}"
+    return f"{parts.scheme}://{netloc}"
+
+
+def _origins(value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise ConfigurationError(
+            f"trusted_origins must be a list of origins such as "
+            f"['https://app.example.com'], got {value!r}"
+        )
+    return tuple(dict.fromkeys(parse_origin(item) for item in value))
+
+
 def _number(value: object, setting: str, *, allow_zero: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise ConfigurationError(f"{setting} must be a number of seconds, got {value!r}")
@@ -72,6 +119,15 @@ class KratosConfig:
         cache_key_secret: Keys the hashes that name shared entries and signs their values;
             required with a shared cache. Never shown.
         cache_key_prefix: Put before every shared key and the invalidation channel.
+        trusted_origins: Origins (``https://app.example.com``, ``scheme://host[:port]``)
+            whose unsafe requests may ride on the Kratos cookie, e.g. an SPA served from
+            another origin; ``https://*.example.com`` trusts that domain and its
+            subdomains, as Django's ``CSRF_TRUSTED_ORIGINS`` does.
+        cross_origin_protection: Refuse unsafe requests from other origins that carry
+            the Kratos cookie (SPEC §4a). Turn it off only when the app's own CSRF
+            protection covers every route kratos-aal guards.
+
+    .. versionadded:: 0.2 *trusted_origins* and *cross_origin_protection*.
 
     Raises:
         ConfigurationError: a value is wrong; the message names the setting.
@@ -90,6 +146,9 @@ class KratosConfig:
     local_cache_ttl: float = 5.0
     cache_key_secret: str | None = field(default=None, repr=False)
     cache_key_prefix: str = "kratos-aal:"
+    #: Stored as a tuple of normalised origins; any sequence is accepted.
+    trusted_origins: Sequence[str] = ()
+    cross_origin_protection: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -119,6 +178,12 @@ class KratosConfig:
         if self.app_url is not None:
             set_(self, "app_url", _base_url(self.app_url, "app_url", path_allowed=False))
         self._check_shared_cache()
+        set_(self, "trusted_origins", _origins(self.trusted_origins))
+        if not isinstance(self.cross_origin_protection, bool):
+            raise ConfigurationError(
+                f"cross_origin_protection must be True or False, got "
+                f"{self.cross_origin_protection!r}"
+            )
 
     def _check_shared_cache(self) -> None:
         # .. versionadded:: 0.2 (the shared cache settings, SPEC §5a)
@@ -193,8 +258,8 @@ class KratosConfig:
         ``KRATOS_ADMIN_URL``, ``KRATOS_ADMIN_TOKEN``, ``KRATOS_AAL_CACHE_TTL``,
         ``KRATOS_AAL_TIMEOUT``, ``KRATOS_AAL_APP_URL``, and for a shared cache
         ``KRATOS_AAL_CACHE_URL``, ``KRATOS_AAL_CACHE_KEY_SECRET``,
-        ``KRATOS_AAL_CACHE_KEY_PREFIX`` and ``KRATOS_AAL_LOCAL_CACHE_TTL``; keyword
-        *overrides* win.
+        ``KRATOS_AAL_CACHE_KEY_PREFIX`` and ``KRATOS_AAL_LOCAL_CACHE_TTL``, and
+        ``KRATOS_AAL_TRUSTED_ORIGINS`` (comma-separated); keyword *overrides* win.
 
         Raises:
             ConfigurationError: a variable is missing or wrong; the message names it.
@@ -212,6 +277,10 @@ class KratosConfig:
                     raise ConfigurationError(
                         f"{name} must be a number of seconds, got {env[name]!r}"
                     ) from None
+        if env.get("KRATOS_AAL_TRUSTED_ORIGINS"):
+            values["trusted_origins"] = [
+                item for item in env["KRATOS_AAL_TRUSTED_ORIGINS"].split(",") if item.strip()
+            ]
         values.update(overrides)
         if "public_url" not in values:
             raise ConfigurationError("KRATOS_PUBLIC_URL is not set: set it to Kratos's public URL")
@@ -246,7 +315,10 @@ _ENV_NUMBERS = {
     "KRATOS_AAL_TIMEOUT": "timeout",
     "KRATOS_AAL_LOCAL_CACHE_TTL": "local_cache_ttl",
 }
-_ENV_NAMES = {v: k for k, v in {**_ENV_STRINGS, **_ENV_NUMBERS}.items()}
+_ENV_NAMES = {
+    **{v: k for k, v in {**_ENV_STRINGS, **_ENV_NUMBERS}.items()},
+    "trusted_origins": "KRATOS_AAL_TRUSTED_ORIGINS",
+}
 CONFIG_FIELDS = tuple(f.name for f in fields(KratosConfig))
 
 

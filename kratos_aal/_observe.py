@@ -40,6 +40,7 @@ __all__ = [
     "decided_asgi",
     "fast_hit",
     "refresh",
+    "refused",
     "send",
 ]
 
@@ -379,6 +380,48 @@ def decided(
         _audit(decision, request, framework)
     except Exception:  # pragma: no cover - defensive: a broken exporter or handler
         logging.getLogger("kratos_aal").debug("kratos-aal could not record a decision")
+
+
+#: The outcome a cross-origin refusal is counted and audited under (no Outcome of the core:
+#: it is decided before Kratos is asked).
+CROSS_ORIGIN = "cross_origin"
+
+
+def refused(
+    request: WebRequest, framework: str, requirement: Requirement | None, reason: str
+) -> None:
+    """Count and audit a cross-origin request refused on the cookie (SPEC §4a).
+
+    *reason* says which header gave it away (values a client chose, shortened); the
+    cookie is never part of the record. Never raises.
+    """
+    try:
+        refresh()
+        if STATE.metrics is not None:
+            STATE.metrics.decisions.add(
+                1,
+                {
+                    "outcome": CROSS_ORIGIN,
+                    "required_aal": requirement.aal.value if requirement else "none",
+                    "framework": framework,
+                },
+            )
+        if not audit_logger.isEnabledFor(logging.INFO):
+            return
+        fields = audit_fields(Decision(Outcome.LOGIN, requirement=requirement), request, framework)
+        fields["outcome"] = CROSS_ORIGIN
+        fields["reason"] = reason
+        audit_logger.info(
+            "kratos-aal denied: %s %s %s (requires %s): %s",
+            CROSS_ORIGIN,
+            fields["method"],
+            fields["path"],
+            fields["required_aal"] or "a session",
+            reason,
+            extra=fields,
+        )
+    except Exception:  # pragma: no cover - defensive: a broken exporter or handler
+        logging.getLogger("kratos_aal").debug("kratos-aal could not record a refusal")
 
 
 _asgi_frameworks: dict[type, str] = {}

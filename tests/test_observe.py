@@ -26,8 +26,9 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+from starlette.testclient import TestClient
 
-from kratos_aal import Requirement, _observe
+from kratos_aal import Credentials, Requirement, _observe
 from kratos_aal.integrations.starlette import KratosAALMiddleware
 from kratos_aal.integrations.wsgi import KratosAALWSGIMiddleware
 from kratos_aal.testing import FakeKratos
@@ -463,3 +464,34 @@ def test_spans_without_metrics() -> None:
     finally:
         _reset_globals()
         _observe.refresh()
+
+
+def test_a_cross_origin_refusal_is_counted_and_audited(otel: Otel, audit: Audit) -> None:
+    from kratos_aal import KratosConfig
+    from kratos_aal._web import WebRequest, refuse_cross_origin
+
+    fake = FakeKratos(whoami_required_aal="aal1")
+    session = fake.session("aal2")
+    app = Starlette(
+        routes=[Route("/billing", _endpoint, methods=["POST"])],
+        middleware=[
+            Middleware(KratosAALMiddleware, client=fake.async_client(), rules={"/billing": "aal2"})
+        ],
+    )
+    with TestClient(app) as client:
+        headers = {"Cookie": session.cookie_header, "Sec-Fetch-Site": "cross-site"}
+        assert client.post("/billing", headers=headers).status_code == 403
+    points = otel.points("kratos_aal.decisions")
+    wanted = {("outcome", "cross_origin"), ("required_aal", "aal2"), ("framework", "starlette")}
+    assert points[frozenset(wanted)] == 1
+    [line] = audit.lines()
+    assert line["outcome"] == "cross_origin" and line["reason"] == "Sec-Fetch-Site is 'cross-site'"
+    assert line["message"] == (
+        "kratos-aal denied: cross_origin POST /billing (requires aal2): "
+        "Sec-Fetch-Site is 'cross-site'"
+    )
+    assert session.cookie not in audit.stream.getvalue()
+    # The refusal itself needs no SDK: it is made before anything is recorded.
+    request = WebRequest("POST", "http", "x", "/", headers={"sec-fetch-site": "same-site"})
+    config = KratosConfig("http://kratos:4433")
+    assert refuse_cross_origin(request, Credentials(cookie="abc"), config) is not None

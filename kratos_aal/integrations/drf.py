@@ -33,12 +33,29 @@ from rest_framework.request import Request
 
 from .._core import Decision, Outcome, Requirement, unavailable
 from .._models import AAL, AALLike, Credentials, Session
-from .._web import SAFE_METHODS, BadRequest, WebResponse, bad_request, conclude, error_body
+from .._web import (
+    SAFE_METHODS,
+    BadRequest,
+    CrossOriginRefusal,
+    WebResponse,
+    bad_request,
+    conclude,
+    csrf_error_body,
+    error_body,
+)
 from ..exceptions import KratosUnavailable, StepUpRequired
 from .django import conf
-from .django._glue import _return_to, credentials_of, hit, web_request
+from .django._glue import _return_to, credentials_of, hit, refusal_of, web_request
 
-__all__ = ["IsAAL1", "IsAAL2", "KratosAuthentication", "KratosDenied", "KratosUser", "RequireAAL"]
+__all__ = [
+    "CrossOriginDenied",
+    "IsAAL1",
+    "IsAAL2",
+    "KratosAuthentication",
+    "KratosDenied",
+    "KratosUser",
+    "RequireAAL",
+]
 
 _BACKENDS = frozenset(
     {
@@ -138,6 +155,28 @@ def _denied(request: Request, decision: Decision) -> KratosDenied:
     # ``headers`` go on every response it finalizes, the error response included.
     view = (getattr(request, "parser_context", None) or {}).get("view")
     getattr(view, "headers", {}).update(denied.headers)
+    return denied
+
+
+class CrossOriginDenied(exceptions.PermissionDenied):
+    """A cross-origin request that rode on the Kratos cookie, refused with 403 (SPEC §4a).
+
+    Its detail is Kratos's envelope, error id ``security_csrf_violation``.
+    """
+
+    def __init__(self, refusal: CrossOriginRefusal) -> None:
+        super().__init__()
+        self.detail: Any = csrf_error_body(refusal.reason)
+        self.refusal = refusal
+
+
+def _refused(request: Request, refusal: CrossOriginRefusal) -> CrossOriginDenied:
+    denied = CrossOriginDenied(refusal)
+    if any(value == "application/json" for name, value in refusal.headers):
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = "application/json"
+    view = (getattr(request, "parser_context", None) or {}).get("view")
+    getattr(view, "headers", {}).update({"Cache-Control": "no-store"})
     return denied
 
 
@@ -264,6 +303,11 @@ class RequireAAL(_Combinable, BasePermission):
             KratosDenied: it does not (or Kratos is in trouble); DRF answers with its response.
         """
         django_request = request._request
+        # DRF views are exempt from CsrfViewMiddleware: the cookie alone must not let a
+        # cross-origin request in, whatever authentication class the view has.
+        refusal = refusal_of(django_request, self.requirement)
+        if refusal is not None:
+            raise _refused(request, refusal)
         client, _ = conf.clients()
         if hit(django_request, self.requirement, client) is not None:
             return True

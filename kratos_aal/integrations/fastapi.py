@@ -31,6 +31,7 @@ from fastapi.security.base import SecurityBase
 
 from .._core import Requirement
 from .._models import AAL, AALLike, Session
+from .._web import SAFE_METHODS
 from .starlette import (
     KratosAALMiddleware,
     KratosDenied,
@@ -116,6 +117,10 @@ class RequireAAL(SecurityBase):
     async def __call__(self, request: Request) -> Session:
         middleware = middleware_of(request, "RequireAAL")
         scope = request.scope
+        if scope.get("method") not in SAFE_METHODS:  # a GET pays for a set look-up, no call
+            refusal = middleware.refuse_cross_origin(scope, self.requirement)
+            if refusal is not None:
+                raise deny_in_scope(scope, refusal)
         session = middleware._hit(scope, self.requirement)
         if session is not None:
             return session

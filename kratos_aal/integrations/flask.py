@@ -36,6 +36,7 @@ from .._models import AAL, AALLike, Credentials, Session, environ_hit_key
 from .._settings import read
 from .._web import (
     HOP_COOKIE,
+    SAFE_METHODS,
     BadRequest,
     WebResponse,
     bad_request,
@@ -47,7 +48,7 @@ from .._web import (
 )
 from ..exceptions import KratosUnavailable, StepUpRequired
 from ._loop import linked
-from .wsgi import _web_request
+from .wsgi import _web_request, refuse_environ
 
 __all__ = ["KratosAAL", "current_session", "get_session", "require_aal", "require_aal2"]
 
@@ -130,6 +131,10 @@ def _deny(requirement: Requirement) -> Response | None:
     """Return the denial for the current request, or ``None`` (and set the session)."""
     state = _state()
     environ = request.environ
+    if request.method not in SAFE_METHODS:
+        refusal = refuse_environ(environ, state.config, requirement)
+        if refusal is not None:
+            return _as_response(refusal)
     cookie = environ.get("HTTP_COOKIE")
     if cookie is None or _HOP_MARK not in cookie:  # clearing the hop cookie: full path
         key = environ_hit_key(

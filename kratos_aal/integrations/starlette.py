@@ -30,14 +30,17 @@ from .._core import Outcome, Requirement, RequirementLike, unavailable
 from .._models import AAL, AALLike, Session, asgi_credentials, asgi_hit_key
 from .._web import (
     HOP_COOKIE,
+    SAFE_METHODS,
     UNKNOWN,
     BadRequest,
+    CrossOriginRefusal,
     PathRules,
     WebRequest,
     WebResponse,
     bad_request,
     clear_hops,
     conclude,
+    refuse_cross_origin,
     return_to,
 )
 from ..exceptions import KratosUnavailable, StepUpRequired
@@ -233,6 +236,12 @@ class KratosAALMiddleware:
         if requirement is UNKNOWN:
             requirement = self.rules.requirement(path)
         if requirement is not None:
+            # Unsafe methods only: a GET pays for a set look-up, no call.
+            if scope["method"] not in SAFE_METHODS:
+                refusal = self.refuse_cross_origin(scope, requirement)
+                if refusal is not None:
+                    await _send(send, refusal)
+                    return
             if self._hit(scope, requirement) is None:
                 response = await self._decide(scope, requirement)
                 if response is not None:
@@ -258,11 +267,10 @@ class KratosAALMiddleware:
         if scope["type"] == "websocket":
             scope[SCOPE_KEY] = self
             requirement = self.rules.requirement(_route_path(scope))
-            if requirement is not None and await self.enforce(scope, requirement) is not None:
+            denial = None if requirement is None else await self.enforce(scope, requirement)
+            if denial is not None:
                 await receive()  # websocket.connect
-                await send(
-                    {"type": "websocket.close", "code": 1008, "reason": "Kratos session required"}
-                )
+                await send({"type": "websocket.close", "code": 1008, "reason": _reason(denial)})
                 return
         elif scope["type"] == "lifespan" and self._owns_client:
             send = functools.partial(self._close_on_shutdown, send)
@@ -271,12 +279,36 @@ class KratosAALMiddleware:
     async def enforce(self, scope: Scope, requirement: Requirement) -> WebResponse | None:
         """Decide the request in *scope*; attach the session when allowed.
 
-        Returns the denial response (a 400 for a request that cannot be answered safely),
-        or ``None`` when the request may run.
+        Returns the denial response (a 400 for a request that cannot be answered safely,
+        a 403 for a cross-origin request on the cookie), or ``None`` when it may run.
         """
+        if scope["type"] == "websocket" or scope.get("method") not in SAFE_METHODS:
+            refusal = self.refuse_cross_origin(scope, requirement)
+            if refusal is not None:
+                return refusal
         if self._hit(scope, requirement) is not None:
             return None
         return await self._decide(scope, requirement)
+
+    def refuse_cross_origin(
+        self, scope: Scope, requirement: Requirement
+    ) -> CrossOriginRefusal | None:
+        """Return the 403 for a cross-origin request (or WebSocket) on the cookie, else ``None``.
+
+        Asked before the session is looked up, for unsafe methods and WebSocket handshakes
+        (SPEC §4a); audited like a denial.
+        """
+        if not self.config.cross_origin_protection:
+            return None
+        credentials = asgi_credentials(scope.get("headers", ()), self.config.cookie_name)
+        if credentials.cookie is None:
+            return None  # a token never rides along; without a credential: LOGIN as usual
+        web = _web_request(scope)
+        websocket = scope["type"] == "websocket"
+        refusal = refuse_cross_origin(web, credentials, self.config, websocket=websocket)
+        if refusal is not None:
+            _observe.refused(web, _observe.asgi_framework(scope), requirement, refusal.reason)
+        return refusal
 
     async def _decide(self, scope: Scope, requirement: Requirement) -> WebResponse | None:
         # The whole way, after the hit path missed: validate, ask Kratos (cached), conclude.
@@ -492,6 +524,13 @@ def _as_response(response: WebResponse) -> Response:
     return answer
 
 
+def _reason(denial: WebResponse) -> str:
+    """Return the close reason of a WebSocket the route refuses (code 1008)."""
+    if isinstance(denial, CrossOriginRefusal):
+        return "Cross-origin WebSocket refused"
+    return "Kratos session required"
+
+
 def _find_connection(args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str) -> HTTPConnection:
     for value in (*args, *kwargs.values()):
         if isinstance(value, HTTPConnection):
@@ -509,7 +548,7 @@ def _decorate(requirement: Requirement, endpoint: F, name: str) -> F:
         denial = await middleware.enforce(connection.scope, requirement)
         if denial is not None:
             if isinstance(connection, WebSocket):
-                await connection.close(code=1008, reason="Kratos session required")
+                await connection.close(code=1008, reason=_reason(denial))
                 return None
             return _as_response(denial)
         if is_async:

@@ -17,18 +17,21 @@ from urllib.parse import quote
 from .. import _observe
 from .._client import KratosClient, client_for
 from .._config import KratosConfig
-from .._core import RequirementLike
+from .._core import Requirement, RequirementLike
 from .._models import Credentials, environ_hit_key
 from .._web import (
     HOP_COOKIE,
+    SAFE_METHODS,
     UNKNOWN,
     BadRequest,
+    CrossOriginRefusal,
     PathRules,
     WebRequest,
     WebResponse,
     bad_request,
     clear_hops,
     conclude,
+    refuse_cross_origin,
     return_to,
     status_text,
 )
@@ -121,6 +124,10 @@ class KratosAALWSGIMiddleware:
             requirement = self.rules.requirement(_wsgi_text(path))
         if requirement is None:
             return self.app(environ, start_response)
+        if environ.get("REQUEST_METHOD", "GET") not in SAFE_METHODS:  # a GET: one look-up
+            refusal = refuse_environ(environ, self.config, requirement)
+            if refusal is not None:
+                return _respond(start_response, refusal)
         cookie = environ.get("HTTP_COOKIE")
         if cookie is None or _HOP_MARK not in cookie:  # clearing the hop cookie: full path
             key = environ_hit_key(environ.get("HTTP_X_SESSION_TOKEN"), cookie, self._cookie)
@@ -157,6 +164,23 @@ class KratosAALWSGIMiddleware:
             return start_response(status, [*headers, clear], *exc)
 
         return self.app(environ, start_and_clear)
+
+
+def refuse_environ(
+    environ: Mapping[str, Any], config: KratosConfig, requirement: Requirement
+) -> CrossOriginRefusal | None:
+    """Return the 403 for a cross-origin request on the cookie (SPEC §4a), else ``None``.
+
+    Asked before the session is looked up, for unsafe methods; audited like a denial.
+    """
+    if not config.cross_origin_protection:
+        return None
+    request, raw = _web_request(environ)
+    credentials = Credentials.from_headers(raw, cookie_name=config.cookie_name)
+    refusal = refuse_cross_origin(request, credentials, config)
+    if refusal is not None:
+        _observe.refused(request, "wsgi", requirement, refusal.reason)
+    return refusal
 
 
 def _respond(start_response: StartResponse, response: WebResponse) -> Iterable[bytes]:

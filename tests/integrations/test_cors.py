@@ -49,8 +49,13 @@ def cors() -> Middleware:
     )
 
 
+def spa_client(fake: FakeKratos) -> Any:
+    # The SPA posts with the cookie from its own origin: kratos-aal must trust it (§4a).
+    return fake.async_client(trusted_origins=[SPA])
+
+
 def starlette_app(fake: FakeKratos, cors_outside: bool) -> Any:
-    kratos = Middleware(KratosAALMiddleware, client=fake.async_client(), rules=RULES)
+    kratos = Middleware(KratosAALMiddleware, client=spa_client(fake), rules=RULES)
     # Starlette's first middleware is the outermost.
     stack = [cors(), kratos] if cors_outside else [kratos, cors()]
     return Starlette(routes=[Route("/billing", secret, methods=ALL_METHODS)], middleware=stack)
@@ -61,11 +66,11 @@ def fastapi_app(fake: FakeKratos, cors_outside: bool) -> Any:
     app.add_api_route("/billing", secret, methods=ALL_METHODS)
     # add_middleware puts each new middleware outside the ones added before.
     if cors_outside:
-        app.add_middleware(KratosAALMiddleware, client=fake.async_client(), rules=RULES)
+        app.add_middleware(KratosAALMiddleware, client=spa_client(fake), rules=RULES)
         add_cors(app)
     else:
         add_cors(app)
-        app.add_middleware(KratosAALMiddleware, client=fake.async_client(), rules=RULES)
+        app.add_middleware(KratosAALMiddleware, client=spa_client(fake), rules=RULES)
     return app
 
 
@@ -88,6 +93,9 @@ def test_spa_preflight_and_request_succeed_with_cors_outside(framework: str) -> 
         actual = client.put("/billing", headers={"Origin": SPA, "Cookie": cookie})
         assert (actual.status_code, actual.text) == (200, "SECRET")
         assert actual.headers["access-control-allow-origin"] == SPA
+        # Another origin, allowed by no one: refused before the handler, CORS or not.
+        other = client.put("/billing", headers={"Origin": "http://evil.example", "Cookie": cookie})
+        assert other.status_code == 403 and "SECRET" not in other.text
 
 
 @pytest.mark.parametrize("framework", sorted(APPS))

@@ -13,11 +13,14 @@ from ..._core import CachedSession, Decision, Outcome, Requirement
 from ..._models import Credentials, environ_hit_key
 from ..._web import (
     HOP_COOKIE,
+    SAFE_METHODS,
     BadRequest,
+    CrossOriginRefusal,
     WebRequest,
     WebResponse,
     bad_request,
     conclude,
+    refuse_cross_origin,
     return_to,
 )
 from .._loop import alinked, linked
@@ -102,8 +105,39 @@ def hit(request: HttpRequest, requirement: Requirement, client: Any) -> CachedSe
     return found
 
 
+def refusal_of(request: HttpRequest, requirement: Requirement) -> CrossOriginRefusal | None:
+    """Return the 403 for a cross-origin request on the cookie (SPEC §4a), else ``None``.
+
+    For unsafe methods, before the session is looked up; audited like a denial. DRF's
+    permissions ask it too: DRF views are exempt from ``CsrfViewMiddleware``.
+    """
+    if request.method in SAFE_METHODS:
+        return None
+    config = conf.get().config
+    if not config.cross_origin_protection:
+        return None
+    credentials = credentials_of(request)
+    if credentials.cookie is None:
+        return None  # a token never rides along; without a credential: LOGIN as usual
+    web = web_request(request)
+    refusal = refuse_cross_origin(web, credentials, config)
+    if refusal is None:
+        return None
+    _observe.refused(web, "django", requirement, refusal.reason)
+    return refusal
+
+
+def refuse(request: HttpRequest, requirement: Requirement) -> HttpResponse | None:
+    """:func:`refusal_of` as Django's response."""
+    refusal = refusal_of(request, requirement)
+    return None if refusal is None else as_response(refusal)
+
+
 def deny(request: HttpRequest, requirement: Requirement) -> HttpResponse | None:
     """Return the denial for *request*, or ``None`` (and attach the session) when allowed."""
+    refusal = refuse(request, requirement)
+    if refusal is not None:
+        return refusal
     client, _ = conf.clients()
     if hit(request, requirement, client) is not None:
         return None
@@ -120,6 +154,9 @@ def deny(request: HttpRequest, requirement: Requirement) -> HttpResponse | None:
 
 async def adeny(request: HttpRequest, requirement: Requirement) -> HttpResponse | None:
     """:func:`deny` for async views, on the awaitable client."""
+    refusal = refuse(request, requirement)
+    if refusal is not None:
+        return refusal
     _, client = conf.clients()
     if hit(request, requirement, client) is not None:
         return None

@@ -15,6 +15,7 @@ from django.core.signals import setting_changed
 
 from ... import _settings
 from ..._client import AsyncKratosClient, KratosClient
+from ..._config import parse_origin
 from ...exceptions import ConfigurationError
 from . import cache
 
@@ -35,7 +36,26 @@ def read(raw: Any) -> KratosAALSettings:
         ConfigurationError: a key is missing, unknown or wrong; the message names it.
     """
     values, _ = cache.prepare(raw, SETTING)  # CACHE (an alias of CACHES), and the secret
+    if isinstance(values, dict) and "TRUSTED_ORIGINS" not in values:
+        values["TRUSTED_ORIGINS"] = csrf_trusted_origins()
     return _settings.read(values, setting=SETTING, users=True)
+
+
+def csrf_trusted_origins() -> list[str]:
+    """Return Django's ``CSRF_TRUSTED_ORIGINS`` entries that are origins (the default of
+    ``TRUSTED_ORIGINS``); ``https://*.example.com`` is kept, and matched as Django does.
+
+    An entry with a path or no scheme matches no ``Origin`` header in Django either
+    (Django compares whole origins): it is left out rather than failing start-up.
+    """
+    found = []
+    for entry in getattr(django_settings, "CSRF_TRUSTED_ORIGINS", None) or ():
+        try:
+            parse_origin(entry)
+        except ConfigurationError:
+            continue
+        found.append(entry)
+    return found
 
 
 def shared_cache() -> cache.DjangoCache | None:
@@ -124,7 +144,7 @@ def override_clients(client: KratosClient, async_client: AsyncKratosClient) -> I
 
 
 def _reset(*, setting: str, **_: Any) -> None:
-    if setting == SETTING:
+    if setting in (SETTING, "CSRF_TRUSTED_ORIGINS"):  # the default of TRUSTED_ORIGINS
         with _state.lock:
             _state.settings = None
             _state.clients = None

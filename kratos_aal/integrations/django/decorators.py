@@ -11,6 +11,7 @@ from asgiref.sync import iscoroutinefunction
 
 from ..._core import Requirement
 from ..._models import AAL, AALLike
+from ..._web import SAFE_METHODS
 from ._glue import adeny, after, deny, hit
 from .conf import clients
 
@@ -24,7 +25,11 @@ def _decorate(view: V, requirement: Requirement) -> V:
 
         @functools.wraps(view)
         async def _aview(request: Any, *args: Any, **kwargs: Any) -> Any:
-            if hit(request, requirement, clients()[1]) is not None:
+            # Unsafe methods go the whole way: deny() refuses cross-origin ones first.
+            if (
+                request.method in SAFE_METHODS
+                and hit(request, requirement, clients()[1]) is not None
+            ):
                 return await view(request, *args, **kwargs)  # no hop cookie to clear
             denial = await adeny(request, requirement)
             if denial is not None:
@@ -36,7 +41,10 @@ def _decorate(view: V, requirement: Requirement) -> V:
 
         @functools.wraps(view)
         def _view(request: Any, *args: Any, **kwargs: Any) -> Any:
-            if hit(request, requirement, clients()[0]) is not None:
+            if (
+                request.method in SAFE_METHODS
+                and hit(request, requirement, clients()[0]) is not None
+            ):
                 return view(request, *args, **kwargs)  # no hop cookie to clear
             denial = deny(request, requirement)
             if denial is not None:
