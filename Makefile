@@ -23,7 +23,7 @@ DEMO_EXTRAS := --extra starlette --extra fastapi --extra django --extra drf --ex
 RESOLVE ?= locked
 UNLOCKED_GROUPS ?= --group test --group lint --group docs
 
-.PHONY: demo demo-time test test-latest test-lowest test-busy lock bench bench-servers lint typecheck docs cov mutants clean
+.PHONY: dist demo demo-time test test-latest test-lowest test-busy lock bench bench-servers lint typecheck docs cov mutants clean
 
 # The example app and an embedded FakeKratos on 127.0.0.1:8000 and :4433.
 demo: $(DEMO_STAMP)
@@ -124,6 +124,28 @@ bench-servers: $(STAMP)
 	  --python $(PYTHON) $(TEST_SYNC) --group bench
 	$(BIN)/python -m benchmarks.servers
 
+# Build the sdist and the wheel, check them as PyPI would (twine, the README rendered with
+# readme_renderer), collect the sdist's own tests from an unpacked copy, and install the
+# wheel in a fresh venv where `import kratos_aal`, `kratos-aal doctor --help` and
+# `kratos-aal fake` (with [testing]) work. Uploads nothing: RELEASING.md has the steps.
+dist: $(STAMP)
+	rm -rf dist .venv-dist .venv-release
+	$(UV) build --quiet --out-dir dist
+	UV_PROJECT_ENVIRONMENT=.venv-release $(UV) sync --quiet --locked --no-default-groups \
+	  --no-install-project --python $(PYTHON) --group release
+	.venv-release/bin/twine check --strict dist/*
+	.venv-release/bin/python -m readme_renderer README.md -o dist/README.html
+	mkdir dist/sdist && tar -xzf dist/kratos_aal-*.tar.gz -C dist/sdist
+	cd dist/sdist/kratos_aal-* && PYTHONPATH=. ../../../$(BIN)/python -m pytest -q --collect-only -p no:cacheprovider >/dev/null
+	$(UV) venv --quiet --python $(PYTHON) .venv-dist
+	$(UV) pip install --quiet --python .venv-dist/bin/python "$$(ls dist/kratos_aal-*.whl)[testing]"
+	cd / && $(CURDIR)/.venv-dist/bin/python -c "import kratos_aal; print('kratos_aal', kratos_aal.__version__)"
+	.venv-dist/bin/kratos-aal doctor --help >/dev/null
+	timeout 20 .venv-dist/bin/kratos-aal fake --port 0 --admin-port 0 --no-qr >dist/fake.log 2>&1 || true
+	grep -q "kratos-aal fake: FakeKratos" dist/fake.log
+	! grep -q Traceback dist/fake.log
+	@echo "dist: $$(ls dist/*.whl dist/*.tar.gz | xargs -n1 basename | tr '\n' ' ')checked"
+
 # Mutation testing of the core and the adapters' request reading (tens of minutes; not in
 # `make test`). Prints the score per file; fails under 95 % (core) or 90 % (request reading).
 # Reruns reuse mutants/ and test only what changed. JOBS=1 on a busy machine.
@@ -134,4 +156,4 @@ mutants: $(STAMP)
 	$(BIN)/python tools/mutants.py --jobs $(JOBS)
 
 clean:
-	rm -rf $(VENV) .venv-* .tools .tools-venv .coverage .mypy_cache .pytest_cache .ruff_cache mutants
+	rm -rf $(VENV) .venv-* .tools .tools-venv dist .coverage .mypy_cache .pytest_cache .ruff_cache mutants

@@ -51,3 +51,12 @@ def test_kratos_md_shows_kratos_yml_inline() -> None:
     assert "--8<--" not in page
     block = page.split("```yaml\n", 1)[1].split("```", 1)[0]
     assert block == (ROOT / "docs" / "kratos.yml").read_text()
+
+
+def test_readme_has_no_relative_link() -> None:
+    # PyPI renders README.md away from the repository: a relative link there is a dead one.
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", readme) + re.findall(r'(?:href|src)="([^"]+)"', readme)
+    assert links, "the README links to its docs"
+    relative = [link for link in links if not re.match(r"https?://|#|mailto:", link)]
+    assert relative == []
