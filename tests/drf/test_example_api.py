@@ -87,6 +87,9 @@ def test_api_index_lists_the_endpoints_to_anyone(fake_kratos: FakeKratos) -> Non
     browsable = api().get("/api/", **HTML)
     assert browsable.status_code == 200
     assert b"http://testserver/api/accounts/" in browsable.content
+    # The view's description reads as text: no reST markup shown literally.
+    assert b"so that /api/ in a browser is not a 404" in browsable.content
+    assert b"``" not in browsable.content
     # The endpoints it links to still need their AAL.
     assert api(fake_kratos.session("aal1")).get("/api/accounts/", **JSON).status_code == 403
 
@@ -96,7 +99,8 @@ def test_api_me_is_the_linked_user_at_aal1(fake_kratos: FakeKratos) -> None:
     session = fake_kratos.session("aal1")
     reply = api(session).get("/api/me/", **JSON)
     assert reply.status_code == 200
-    assert reply.json() == {"user": session.identity.id, "aal": "aal1"}
+    email = session.identity.email
+    assert reply.json() == {"user": session.identity.id, "email": email, "aal": "aal1"}
     token = APIClient()
     token.credentials(HTTP_X_SESSION_TOKEN=session.token)
     assert token.get("/api/me/").json()["user"] == session.identity.id

@@ -87,9 +87,7 @@ def test_fault_run(tmp_path: Any) -> None:
     assert statuses[503] == REQUESTS - faults["pass"] + late
 
 
-async def _run(
-    app_url: str, plan: list[tuple[str, str]]
-) -> list[tuple[int, httpx.Headers, float]]:
+async def _run(app_url: str, plan: list[tuple[str, str]]) -> list[tuple[int, httpx.Headers, float]]:
     limits = httpx.Limits(max_connections=CONCURRENCY)
     semaphore = asyncio.Semaphore(CONCURRENCY)
     async with httpx.AsyncClient(base_url=app_url, limits=limits, timeout=30) as http:

@@ -24,7 +24,10 @@ ACCOUNTS = {"1": {"name": "Checking", "balance": 42}, "2": {"name": "Savings", "
 
 def caller(request: Request) -> dict[str, Any]:
     """Return who calls: ``request.user`` (the linked Django user) and the session's AAL."""
-    return {"user": request.user.get_username(), "aal": request.auth.aal.value}
+    # The linked user's username is the identity id (a UUID); its email is the trait copied
+    # by USER_FIELDS, what a person recognises.
+    user = request.user
+    return {"user": user.get_username(), "email": user.email, "aal": request.auth.aal.value}
 
 
 #: What the index lists: each endpoint and what it needs.
@@ -36,7 +39,10 @@ ENDPOINTS = {
 
 
 class Index(APIView):
-    """The API's front door: public, so that ``/api/`` in a browser is not a 404."""
+    """The API's front door: public, so that /api/ in a browser is not a 404.
+
+    Each endpoint below says what it needs; a browser is sent to Kratos for it like any page.
+    """
 
     authentication_classes = [KratosAuthentication]
     permission_classes = [AllowAny]

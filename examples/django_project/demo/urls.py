@@ -1,13 +1,22 @@
 from __future__ import annotations
 
+from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 
 from kratos_aal.integrations.django.users import login
 
 from . import views
 
+
+def no_icon(request: HttpRequest) -> HttpResponse:
+    # DRF's browsable API names no icon: without this, each page's /favicon.ico request
+    # printed "Not Found: /favicon.ico" into the demo's story.
+    return HttpResponse(status=204)
+
+
 urlpatterns = [
     path("", views.home),
+    path("favicon.ico", no_icon),
     path("me/", views.me),
     path("user/", views.user),  # request.user, the Django user linked to the identity
     path("account/", views.account),
