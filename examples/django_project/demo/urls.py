@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 
@@ -8,6 +9,7 @@ from kratos_aal.integrations.django.users import login
 from . import views
 
 
+@login_not_required
 def no_icon(request: HttpRequest) -> HttpResponse:
     # DRF's browsable API names no icon: without this, each page's /favicon.ico request
     # printed "Not Found: /favicon.ico" into the demo's story.
