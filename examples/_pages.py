@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 from datetime import datetime, timezone
+from urllib.parse import urlencode
 
 from kratos_aal import Session
 
@@ -85,7 +86,29 @@ def who(session: Session | None, *, slash: str = "", checked: bool = True) -> st
     name = html.escape(str(email)) if email else "Someone"
     return (
         f"{name} · Signed in at <b>{session.aal.value}</b> with {html.escape(methods)}"
+        f' · <a href="/settings{slash}">Account settings</a>'
         f' · <a href="/logout{slash}">Sign out</a>'
+    )
+
+
+def settings_url(browser_url: str | None, home_url: str) -> str:
+    """Return Kratos's settings page, coming back home with a note (``?settings=saved``).
+
+    *browser_url* is ``KratosConfig.browser_url``, always set once the config is built.
+    """
+    back = f"{home_url.rstrip('/')}/?settings=saved"
+    return f"{browser_url}/self-service/settings/browser?{urlencode({'return_to': back})}"
+
+
+def settings_note(query_value: str | None) -> str:
+    """Return what the home page says after Kratos's settings page brought the browser back."""
+    if query_value != "saved":
+        return ""
+    return (
+        "<p class=note>Back from Kratos's account settings. If you removed your authenticator "
+        "app, your session still says <b>aal2</b> and Billing still opens: as in Kratos, a "
+        "session keeps the level it was signed in at until it is renewed. Sign out and in "
+        "again to see the difference: Billing then offers to set up an authenticator.</p>"
     )
 
 

@@ -62,7 +62,9 @@ def create_app(
     app.add_middleware(KratosAALMiddleware, client=kratos)
 
     @app.get("/", response_class=HTMLResponse, name="home")
-    async def home(request: Request, clock: str | None = None) -> Response:
+    async def home(
+        request: Request, clock: str | None = None, settings: str | None = None
+    ) -> Response:
         checked = True
         try:
             session = await load_session(request)  # a public page may show who is signed in
@@ -76,6 +78,7 @@ def create_app(
         if demo_clock_url:  # only the demo can move Kratos's clock
             extra += _pages.clock_form(demo_clock_url, f"{request.url_for('home')}?clock=moved")
         extra = _pages.clock_note(clock) + extra
+        extra = _pages.settings_note(settings) + extra
         text = _pages.home_text("fastapi")
         page = _pages.render("kratos-aal example", text, session, extra=extra, checked=checked)
         return HTMLResponse(page)
@@ -114,6 +117,11 @@ def create_app(
     @app.post("/billing/transfer")
     async def transfer(session: Annotated[Session, Depends(require_fresh_aal2)]) -> dict[str, str]:
         return {"page": "transfer", "aal": session.aal.value, "status": "sent"}
+
+    @app.get("/settings")
+    async def settings_page(request: Request) -> RedirectResponse:
+        home_url = str(request.url_for("home"))
+        return RedirectResponse(_pages.settings_url(kratos.config.browser_url, home_url), 303)
 
     @app.get("/logout")
     async def logout(request: Request) -> RedirectResponse:

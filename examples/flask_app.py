@@ -75,6 +75,7 @@ def create_app(
                 demo_clock_url, url_for("home", clock="moved", _external=True)
             )
         extra = _pages.clock_note(request.args.get("clock")) + extra
+        extra = _pages.settings_note(request.args.get("settings")) + extra
         return page("home", "kratos-aal example", _pages.home_text("flask"), extra)
 
     @app.get("/account")
@@ -97,6 +98,11 @@ def create_app(
     def balance() -> Any:
         session = current_session or None
         return jsonify(balance=42, aal=session.aal.value if session else None)
+
+    @app.get("/settings")
+    def settings() -> Response:
+        home_url = url_for("home", _external=True)
+        return redirect(_pages.settings_url(kratos.config.browser_url, home_url), 303)
 
     @app.get("/logout")
     def logout() -> Response:

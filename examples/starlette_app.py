@@ -60,6 +60,7 @@ async def home(request: Request) -> Response:
     if clock:  # only the demo can move Kratos's clock
         extra += _pages.clock_form(clock, f"{request.url_for('home')}?clock=moved")
     extra = _pages.clock_note(request.query_params.get("clock")) + extra
+    extra = _pages.settings_note(request.query_params.get("settings")) + extra
     text = _pages.home_text("starlette")
     page = _pages.render("kratos-aal example", text, session, extra=extra, checked=checked)
     return HTMLResponse(page)
@@ -97,6 +98,12 @@ async def logout(request: Request) -> RedirectResponse:
     return RedirectResponse(target or home_url, status_code=303)
 
 
+async def settings(request: Request) -> RedirectResponse:
+    client: AsyncKratosClient = request.app.state.kratos
+    home_url = str(request.url_for("home"))
+    return RedirectResponse(_pages.settings_url(client.config.browser_url, home_url), 303)
+
+
 def create_app(
     *,
     config: KratosConfig | None = None,
@@ -127,6 +134,7 @@ def create_app(
             Route("/billing/transfer", transfer, methods=["GET", "POST"]),
             Route("/api/balance", balance),
             Route("/logout", logout),
+            Route("/settings", settings),
         ],
         middleware=[Middleware(KratosAALMiddleware, client=client, rules={"/account/*": "aal1"})],
     )

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from urllib.parse import quote
 from collections.abc import Iterator
 
 import httpx
@@ -483,6 +484,21 @@ def test_demo_runs_every_framework(framework: str) -> None:
         home = browser.get(f"{demo.app_url}/", headers=cookie)
         assert "ada@example.com · Signed in at <b>aal2</b>" in home.text
         assert f'href="/logout{slash}">Sign out' in home.text
+        # Account settings: Kratos's settings page, coming back home with a note that says
+        # why a removed authenticator leaves the session at aal2 (as Kratos does).
+        assert f'href="/settings{slash}">Account settings' in home.text
+        to_settings = browser.get(
+            f"{demo.app_url}/settings{slash}", headers=cookie, follow_redirects=False
+        )
+        assert to_settings.status_code == 303
+        back = quote(f"{demo.app_url}/?settings=saved", safe="")
+        assert to_settings.headers["location"] == (
+            f"{demo.kratos_url}/self-service/settings/browser?return_to={back}"
+        )
+        noted = browser.get(f"{demo.app_url}/?settings=saved", headers=cookie).text
+        assert "a session keeps the level it was signed in at until it is renewed" in noted
+        assert "Sign out and in again to see the difference" in noted
+        assert "keeps the level" not in home.text
         transfer = browser.get(f"{demo.app_url}/billing/transfer{slash}", headers=cookie)
         assert "Second factor used in the last 5 minutes." in transfer.text
         balance = browser.get(

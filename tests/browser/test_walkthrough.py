@@ -211,7 +211,7 @@ def test_the_whole_story_in_chromium(browser: Any, demo: Demo) -> None:
             assert "You used a second factor (aal2)." in walk.text()
             assert re.fullmatch(
                 r"ada@example\.com · Signed in at aal2 with password \(at [\d:]+ UTC\), "
-                r"totp \(at [\d:]+ UTC\) · Sign out",
+                r"totp \(at [\d:]+ UTC\) · Account settings · Sign out",
                 walk.who(),
             ), walk.who()
             answer = walk.json_fetch(f"/api/balance{s}")

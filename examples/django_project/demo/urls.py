@@ -36,4 +36,5 @@ urlpatterns = [
     path("django-only/", views.django_only),
     path("login/", login),  # LOGIN_URL: Kratos's login, then back to `next`
     path("logout/", views.logout),
+    path("settings/", views.account_settings),  # Kratos's settings page, then back home
 ]

@@ -44,6 +44,7 @@ def home(request: HttpRequest) -> HttpResponse:
     if clock:  # only the demo can move Kratos's clock
         extra += _pages.clock_form(clock, request.build_absolute_uri("/?clock=moved"))
     extra = _pages.clock_note(request.GET.get("clock")) + extra + DJANGO_EXTRAS
+    extra = _pages.settings_note(request.GET.get("settings")) + extra
     return page(request, "home", "kratos-aal example", _pages.home_text("django"), extra)
 
 
@@ -77,6 +78,16 @@ def logout(request: HttpRequest) -> HttpResponseRedirect:
     home_url = request.build_absolute_uri("/")
     target = client.logout_url(credentials, return_to=home_url)
     return HttpResponseRedirect(target or home_url, status=303)
+
+
+@login_not_required
+def account_settings(request: HttpRequest) -> HttpResponseRedirect:
+    """Kratos's settings page (pair or remove an authenticator app), then back home."""
+    client, _ = clients()
+    home_url = request.build_absolute_uri("/")
+    return HttpResponseRedirect(
+        _pages.settings_url(client.config.browser_url, home_url), status=303
+    )
 
 
 @login_required  # LOGIN_URL is kratos-aal's login view: anonymous people go to Kratos
