@@ -9,8 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from urllib.parse import quote
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
