@@ -1,0 +1,166 @@
+"""Bounded cost per request (SPEC §8): what a client controls costs at most one Kratos call.
+
+A bogus cookie repeated, an aal1 user without a second factor, a logout racing a lookup:
+each on the blocking and the awaitable client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from kratos_aal import AsyncKratosClient, Credentials, KratosClient, KratosConfig, Outcome
+from kratos_aal._core import NO_SESSION_TTL
+from kratos_aal.testing import FakeKratos
+
+from .conftest import APP, Driver
+
+WHOAMI = "/sessions/whoami"
+PROBE = "/self-service/login/browser"
+
+
+def cookie(session: Any) -> Credentials:
+    return Credentials(cookie=session.cookie)
+
+
+# ----------------------------------------------------------------------------- 401 memory
+
+
+async def test_a_bogus_cookie_costs_one_call_within_the_401_memory(
+    driver: Driver, fake: FakeKratos
+) -> None:
+    bogus = Credentials(cookie="not-a-session")
+    for _ in range(50):
+        assert (await driver.check(bogus, "aal1", APP)).outcome is Outcome.LOGIN
+    assert fake.calls[WHOAMI] == 1
+    fake.clock.advance(NO_SESSION_TTL - 0.5)
+    assert (await driver.check(bogus, "aal2", APP)).outcome is Outcome.LOGIN
+    assert fake.calls[WHOAMI] == 1
+    fake.clock.advance(0.5)  # the memory has lapsed: Kratos is asked again, once
+    for _ in range(50):
+        assert (await driver.check(bogus, "aal1", APP)).outcome is Outcome.LOGIN
+    assert fake.calls[WHOAMI] == 2
+    assert await driver.whoami(bogus) is None
+    assert fake.calls[WHOAMI] == 2
+
+
+async def test_each_bogus_credential_is_asked_once(driver: Driver, fake: FakeKratos) -> None:
+    for _ in range(3):
+        for n in range(10):
+            await driver.check(Credentials(cookie=f"bogus-{n}"), "aal1", APP)
+            await driver.check(Credentials(token=f"ory_st_bogus{n}"), "aal1", APP)
+    assert fake.calls[WHOAMI] == 20
+
+
+async def test_no_401_memory_without_a_cache(make_driver: Any, fake: FakeKratos) -> None:
+    driver = make_driver(fake, cache_ttl=0)
+    for _ in range(3):
+        await driver.check(Credentials(cookie="not-a-session"), "aal1", APP)
+    assert fake.calls[WHOAMI] == 3
+
+
+async def test_the_401_memory_never_outlives_cache_ttl(make_driver: Any, fake: FakeKratos) -> None:
+    driver = make_driver(fake, cache_ttl=1)
+    await driver.check(Credentials(cookie="not-a-session"), "aal1", APP)
+    fake.clock.advance(1)
+    await driver.check(Credentials(cookie="not-a-session"), "aal1", APP)
+    assert fake.calls[WHOAMI] == 2
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def answer_401(cache_for: str | None) -> Any:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        headers = {"Ory-Session-Cache-For": cache_for} if cache_for is not None else {}
+        return httpx.Response(401, json={"error": {"code": 401}}, headers=headers)
+
+    return calls, httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize(("cache_for", "remembered"), [("2", 2.0), ("0", 0.0), ("60", 5.0)])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_the_401_memory_never_outlives_kratos_cache_for(
+    mode: str, cache_for: str, remembered: float
+) -> None:
+    calls, transport = answer_401(cache_for)
+    clock = Clock()
+    config = KratosConfig(public_url="http://127.0.0.1:4433")
+    bogus = Credentials(cookie="bogus")
+    if mode == "sync":
+        with httpx.Client(transport=transport) as http:
+            client = KratosClient(config, http_client=http, timer=clock)
+            first = client.check(bogus, "aal1", APP)
+            again = client.check(bogus, "aal1", APP)
+            clock.now += max(remembered - 0.01, 0)
+            third = client.check(bogus, "aal1", APP)
+            clock.now += 0.02
+            fourth = client.check(bogus, "aal1", APP)
+    else:
+        async with httpx.AsyncClient(transport=transport) as ahttp:
+            aclient = AsyncKratosClient(config, http_client=ahttp, timer=clock)
+            first = await aclient.check(bogus, "aal1", APP)
+            again = await aclient.check(bogus, "aal1", APP)
+            clock.now += max(remembered - 0.01, 0)
+            third = await aclient.check(bogus, "aal1", APP)
+            clock.now += 0.02
+            fourth = await aclient.check(bogus, "aal1", APP)
+    assert {d.outcome for d in (first, again, third, fourth)} == {Outcome.LOGIN}
+    # Remembered while the memory lasts, asked again once it lapsed (at once with 0).
+    assert len(calls) == (4 if remembered == 0 else 2)
+
+
+# ----------------------------------------------------------------------------- second factor
+
+
+@pytest.mark.parametrize("admin", [False, True], ids=["probe", "admin-api"])
+async def test_no_second_factor_is_cached_too(make_driver: Any, admin: bool) -> None:
+    fake = FakeKratos(whoami_required_aal="aal1")
+    driver = make_driver(fake, **({"admin_url": fake.admin_url} if admin else {}))
+    session = fake.session("aal1", totp=False)
+    for _ in range(50):
+        assert (await driver.check(cookie(session), "aal2", APP)).outcome is Outcome.ENROLL
+    probes = fake.calls[PROBE] + sum(
+        1 for r in fake.requests if r.url.path.startswith("/admin/identities/")
+    )
+    assert probes == 1
+    # Every denial still asks whoami afresh (SPEC §3): one call per request, no more.
+    assert fake.calls[WHOAMI] == 50
+
+
+async def test_a_cached_no_traps_nobody_who_pairs_a_device(
+    driver: Driver, fake: FakeKratos
+) -> None:
+    session = fake.session("aal1", totp=False)
+    token = Credentials(token=session.token)
+    assert (await driver.check(token, "aal2", APP)).outcome is Outcome.ENROLL
+    assert (await driver.check(token, "aal2", APP)).outcome is Outcome.ENROLL
+    assert fake.calls["/self-service/login/api"] == 1  # "no" is cached
+    # Pairing TOTP in the settings flow upgrades the session in place to aal2.
+    with httpx.Client(transport=fake.transport(), base_url=fake.public_url) as api:
+        flow = api.get("/self-service/settings/api", headers=session.headers).json()
+        secret = fake.pending_totp_secret(flow["id"])
+        done = api.post(
+            f"/self-service/settings?flow={flow['id']}",
+            headers=session.headers,
+            json={"method": "totp", "totp_code": fake.totp_code(session.identity, secret=secret)},
+        )
+    assert done.status_code == 200, done.text
+    decision = await driver.check(token, "aal2", APP)
+    assert decision.outcome is Outcome.ALLOW
+    assert decision.session.aal == "aal2"
+    # And a later aal1 session of that identity is stepped up, not sent to pair again.
+    again = fake.session("aal1", identity=session.identity)
+    assert (await driver.check(Credentials(token=again.token), "aal2", APP)).outcome is (
+        Outcome.STEP_UP
+    )
