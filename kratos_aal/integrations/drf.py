@@ -36,7 +36,7 @@ from .._models import AAL, AALLike, Credentials, Session
 from .._web import SAFE_METHODS, BadRequest, WebResponse, bad_request, conclude, error_body
 from ..exceptions import KratosUnavailable, StepUpRequired
 from .django import conf
-from .django._glue import _return_to, credentials_of, hit, web_request
+from .django._glue import _return_to, credentials_of, hit, hop_secret, web_request
 
 __all__ = ["IsAAL1", "IsAAL2", "KratosAuthentication", "KratosDenied", "KratosUser", "RequireAAL"]
 
@@ -115,7 +115,7 @@ def _credentials(request: HttpRequest) -> Credentials:
 
 def _denied(request: Request, decision: Decision) -> KratosDenied:
     credentials = _credentials(request._request)
-    response = conclude(decision, web_request(request._request), credentials)
+    response = conclude(decision, web_request(request._request), credentials, secret=hop_secret())
     assert response is not None
     denied = KratosDenied(decision, response)
     if denied.status_code == 401:
