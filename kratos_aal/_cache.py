@@ -216,3 +216,39 @@ class AsyncFlights:
 
 async def _call(load: Callable[[], Awaitable[Any]]) -> Any:
     return await load()
+
+
+class Tombstones:
+    """Credentials logged out lately, by cache key: what may no longer be kept for them.
+
+    :meth:`mark` (``invalidate()``, ``logout_url()``) bumps a generation. A lookup notes
+    the generation when it starts; its answer is not kept when the key was marked since
+    (a whoami under way during the logout saw a session that is ending), nor, for
+    *hold* seconds after the mark, when the answer holds a session: the browser reaches
+    Kratos's logout only after the app answered, and a request in between (another tab,
+    a stolen cookie) must not cache the session that is about to end.
+    """
+
+    def __init__(self, maxsize: int, timer: Callable[[], float]) -> None:
+        self._lock = threading.Lock()
+        self._marks: LRUCache[Hashable, tuple[int, float]] = LRUCache(maxsize)
+        self._timer = timer
+        #: Bumped by every mark; read without the lock (an int is read atomically).
+        self.generation = 0
+
+    def mark(self, key: Hashable, hold: float) -> None:
+        """Note that *key* was logged out now; hold sessions back for *hold* seconds."""
+        with self._lock:
+            self.generation += 1
+            self._marks[key] = (self.generation, self._timer() + hold)
+
+    def blocks(self, key: Hashable, since: int, session: bool) -> bool:
+        """Return whether an answer for *key* from a lookup begun at *since* must not be kept."""
+        if not self._marks:
+            return False
+        with self._lock:
+            mark = self._marks.get(key)
+        if mark is None:
+            return False
+        generation, until = mark
+        return generation > since or (session and self._timer() < until)

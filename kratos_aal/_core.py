@@ -7,6 +7,7 @@ blocking and the awaitable client share every line of logic.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable, Collection, Generator
@@ -610,18 +611,23 @@ def parse_logout(
 
 
 def logout_plan(
-    config: KratosConfig, credentials: Credentials, return_to: str | None
+    config: KratosConfig, credentials: Credentials, return_to: str | None, keep_for: float = 0.0
 ) -> Plan[str | None]:
-    """Create a browser logout flow for *credentials*; never cached."""
+    """Create a browser logout flow for *credentials*; cached for *keep_for* seconds.
+
+    Kratos's logout token belongs to the session (made with it, the same in every flow),
+    so a cached logout URL stays good for as long as the session does.
+    """
     if not credentials.cookie:
         return None
+    back = (return_to or "").encode("utf-8", "surrogateescape")
     url, _ = yield Fetch(
-        key=b"l" + credentials.cache_key(),
+        key=b"l" + credentials.cache_key() + b"\0" + hashlib.sha256(back).digest(),
         request=lambda: _request(
             config, config.public_url, "/self-service/logout/browser", credentials
         ),
-        parse=lambda response, now: (parse_logout(config, response, return_to), 0.0),
-        refresh=True,
+        parse=lambda response, now: (parse_logout(config, response, return_to), keep_for),
+        refresh=keep_for <= 0,
     )
     return url  # type: ignore[no-any-return]
 

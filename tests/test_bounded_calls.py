@@ -6,6 +6,8 @@ each on the blocking and the awaitable client.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 import httpx
@@ -164,3 +166,139 @@ async def test_a_cached_no_traps_nobody_who_pairs_a_device(
     assert (await driver.check(Credentials(token=again.token), "aal2", APP)).outcome is (
         Outcome.STEP_UP
     )
+
+
+# ----------------------------------------------------------------------------- logout at once
+
+
+class Gate(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """FakeKratos's transport, whose next whoami answer is held until :meth:`release`.
+
+    Kratos answers when the request arrives (the session is still active then); the
+    answer reaches the client only when the test says so.
+    """
+
+    def __init__(self, fake: FakeKratos) -> None:
+        self.inner = fake.transport()
+        self.armed = False
+        self.started = threading.Event()
+        self.released = threading.Event()
+
+    def arm(self) -> None:
+        self.armed = True
+        self.started.clear()
+        self.released.clear()
+
+    def release(self) -> None:
+        self.released.set()
+
+    def _hold(self, request: httpx.Request) -> bool:
+        if not (self.armed and request.url.path == WHOAMI):
+            return False
+        self.armed = False
+        self.started.set()
+        return True
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if self._hold(request):
+            assert self.released.wait(30)
+        return response
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if self._hold(request):
+            assert await asyncio.to_thread(self.released.wait, 30)
+        return response
+
+
+def gated_client(fake: FakeKratos, mode: str, gate: Gate, **config: Any) -> Any:
+    settings = fake.config(timeout=60, **config)  # only the gate holds an answer
+    if mode == "sync":
+        return KratosClient(settings, http_client=httpx.Client(transport=gate), timer=fake.clock)
+    return AsyncKratosClient(
+        settings, http_client=httpx.AsyncClient(transport=gate), timer=fake.clock
+    )
+
+
+async def check_held(client: Any, credentials: Credentials, gate: Gate) -> Any:
+    """Start a check whose whoami the gate holds; return an awaitable of its decision."""
+    gate.arm()
+    if isinstance(client, KratosClient):
+        future = asyncio.ensure_future(asyncio.to_thread(client.check, credentials, "aal1", APP))
+    else:
+        future = asyncio.ensure_future(client.check(credentials, "aal1", APP))
+    assert await asyncio.to_thread(gate.started.wait, 30)
+    return future
+
+
+async def check(client: Any, credentials: Credentials) -> Outcome:
+    if isinstance(client, KratosClient):
+        return (await asyncio.to_thread(client.check, credentials, "aal1", APP)).outcome
+    return (await client.check(credentials, "aal1", APP)).outcome  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_whoami_under_way_at_the_logout_caches_nothing(fake: FakeKratos, mode: str) -> None:
+    gate = Gate(fake)
+    client = gated_client(fake, mode, gate)
+    session = fake.session("aal1")
+    held = await check_held(client, cookie(session), gate)
+    client.invalidate(cookie(session))  # the logout view runs while Kratos's answer travels
+    fake.revoke(session)  # and the browser reaches Kratos's logout
+    gate.release()
+    assert (await held).outcome is Outcome.ALLOW  # that request may use what it asked
+    assert await check(client, cookie(session)) is Outcome.LOGIN  # no later one
+    assert fake.calls[WHOAMI] == 2
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_request_between_logout_and_kratos_caches_nothing(
+    fake: FakeKratos, mode: str
+) -> None:
+    gate = Gate(fake)
+    client = gated_client(fake, mode, gate)
+    session = fake.session("aal1")
+    assert await check(client, cookie(session)) is Outcome.ALLOW
+    client.invalidate(cookie(session))  # logout_url() sends the browser on to Kratos ...
+    # ... and another tab (or a stolen cookie) comes first: Kratos still knows the session.
+    assert await check(client, cookie(session)) is Outcome.ALLOW
+    fake.revoke(session)  # the browser reaches Kratos's logout
+    assert await check(client, cookie(session)) is Outcome.LOGIN
+    assert fake.calls[WHOAMI] == 3
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_after_the_hold_a_session_is_cached_again(fake: FakeKratos, mode: str) -> None:
+    gate = Gate(fake)
+    client = gated_client(fake, mode, gate, cache_ttl=30)
+    session = fake.session("aal1")
+    assert await check(client, cookie(session)) is Outcome.ALLOW
+    client.invalidate(cookie(session))  # a logout the user never completed
+    fake.clock.advance(29)
+    assert await check(client, cookie(session)) is Outcome.ALLOW
+    assert await check(client, cookie(session)) is Outcome.ALLOW
+    assert fake.calls[WHOAMI] == 3  # held back: each request asked Kratos
+    fake.clock.advance(1)
+    for _ in range(3):
+        assert await check(client, cookie(session)) is Outcome.ALLOW
+    assert fake.calls[WHOAMI] == 4  # cached again
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_logout_url_invalidates_at_once_too(fake: FakeKratos, mode: str) -> None:
+    gate = Gate(fake)
+    client = gated_client(fake, mode, gate)
+    session = fake.session("aal1")
+    held = await check_held(client, cookie(session), gate)
+    if isinstance(client, KratosClient):
+        url = await asyncio.to_thread(client.logout_url, cookie(session), APP)
+    else:
+        url = await client.logout_url(cookie(session), APP)
+    assert url is not None and "/self-service/logout?" in url
+    gate.release()
+    assert (await held).outcome is Outcome.ALLOW
+    assert await check(client, cookie(session)) is Outcome.ALLOW  # asked again: still active
+    fake.revoke(session)
+    assert await check(client, cookie(session)) is Outcome.LOGIN
+    assert fake.calls[WHOAMI] == 3
