@@ -36,6 +36,7 @@ from ._core import (
     allowed_from_cache,
     cached_session,
     check_plan,
+    logout_key,
     logout_plan,
     session_key,
     whoami_plan,
@@ -175,7 +176,8 @@ class _BaseClient:
 
     def _keep(self, effect: Fetch[T], value: T, ttl: float, since: int) -> None:
         """Cache *value*, unless the lookup that began at generation *since* met a logout."""
-        if self._tombs.blocks(effect.key, since, getattr(value, "session", None) is not None):
+        ttl = self._tombs.ttl(effect.key, since, getattr(value, "session", None) is not None, ttl)
+        if ttl <= 0:
             return
         if self._shared is not None:  # hook: the local copy stays in front only briefly
             ttl = self._shared.local_ttl(ttl)
@@ -359,13 +361,18 @@ class KratosClient(_BaseClient):
     def sign_out_link(self, credentials: Credentials, return_to: str) -> str | None:
         """Return the logout URL the loop page links, asking Kratos at most once per ``cache_ttl``.
 
-        Not a logout: nothing is invalidated (the user may never click). Kratos's logout
-        token lives as long as the session, so its URL is cached like a session.
+        The session is invalidated as by :meth:`invalidate` (the click on the link must
+        end it at once) when the link is made. Kratos's logout token lives as long as the
+        session, so the link is cached: a loop page shown again (its signed hop count
+        replayed) costs no Kratos call of its own and invalidates nothing again.
 
         Raises:
             KratosUnavailable: Kratos could not answer.
         """
-        return self._run(logout_plan(self.config, credentials, return_to, self.config.cache_ttl))
+        plan = logout_plan(self.config, credentials, return_to, self.config.cache_ttl)
+        if self._cache.get(logout_key(credentials, return_to)) is MISSING:
+            self.invalidate(credentials)  # not again while the link is cached (a replay)
+        return self._run(plan)
 
     def check(
         self,
@@ -530,6 +537,8 @@ class AsyncKratosClient(_BaseClient):
     async def sign_out_link(self, credentials: Credentials, return_to: str) -> str | None:
         """Return the loop page's logout URL; see :meth:`KratosClient.sign_out_link`."""
         plan = logout_plan(self.config, credentials, return_to, self.config.cache_ttl)
+        if self._cache.get(logout_key(credentials, return_to)) is MISSING:
+            self.invalidate(credentials)  # not again while the link is cached (a replay)
         return await self._run(plan)
 
     async def check(

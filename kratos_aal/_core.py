@@ -610,6 +610,12 @@ def parse_logout(
     return url
 
 
+def logout_key(credentials: Credentials, return_to: str | None) -> bytes:
+    """Return the cache key of the logout URL for *credentials* that returns to *return_to*."""
+    back = (return_to or "").encode("utf-8", "surrogateescape")
+    return b"l" + credentials.cache_key() + b"\0" + hashlib.sha256(back).digest()
+
+
 def logout_plan(
     config: KratosConfig, credentials: Credentials, return_to: str | None, keep_for: float = 0.0
 ) -> Plan[str | None]:
@@ -620,9 +626,8 @@ def logout_plan(
     """
     if not credentials.cookie:
         return None
-    back = (return_to or "").encode("utf-8", "surrogateescape")
     url, _ = yield Fetch(
-        key=b"l" + credentials.cache_key() + b"\0" + hashlib.sha256(back).digest(),
+        key=logout_key(credentials, return_to),
         request=lambda: _request(
             config, config.public_url, "/self-service/logout/browser", credentials
         ),

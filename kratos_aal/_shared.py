@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from cachetools import LRUCache
 
 from . import _observe
+from ._cache import HOLD_TTL
 from ._config import KratosConfig
 from ._core import Fetch, WhoamiResult, whoami_request
 from ._models import Credentials, Session
@@ -375,18 +376,18 @@ class SharedTier:
         self._listen()
         started = _monotonic()
         lock: str | None = None
+        held = False  # a logout's tombstone lay there before Kratos was asked
         if not effect.refresh:
             value: object = None
-            buried = False
             if self._usable():
                 try:
-                    value, buried = self.store.peek(name, self._tomb_of(name))
+                    value, held = self.store.peek(name, self._tomb_of(name))
                 except Exception as error:
                     self._fault(error, "a read")
                 else:
                     if self._pending:
                         self._retry_deletes()
-            if not buried:
+            if not held:
                 found = self._found(effect, name, value, started, since)
                 if found is None:
                     lock, found = self._lead_or_wait(effect, name, started, since)
@@ -394,8 +395,8 @@ class SharedTier:
                     return found  # type: ignore[no-any-return]
         try:
             result, ttl = kratos(effect)
-            buried = self._has_session(result) and self._buried(name)
-            shared = self._after_kratos(effect, name, result, ttl, started, since, buried)
+            buried = held or (self._has_session(result) and self._buried(name))
+            shared = self._after_kratos(effect, name, result, ttl, started, since, buried, held)
             if shared is not None:
                 try:
                     self.store.set(name, shared, ttl)
@@ -497,18 +498,18 @@ class SharedTier:
         self._listen()
         started = _monotonic()
         lock: str | None = None
+        held = False  # a logout's tombstone lay there before Kratos was asked
         if not effect.refresh:
             value: object = None
-            buried = False
             if self._usable():
                 try:
-                    value, buried = await self.store.apeek(name, self._tomb_of(name))
+                    value, held = await self.store.apeek(name, self._tomb_of(name))
                 except Exception as error:
                     self._fault(error, "a read")
                 else:
                     if self._pending:
                         await asyncio.to_thread(self._retry_deletes)
-            if not buried:
+            if not held:
                 found = self._found(effect, name, value, started, since)
                 if found is None:
                     lock, found = await self._alead_or_wait(effect, name, started, since)
@@ -516,8 +517,8 @@ class SharedTier:
                     return found  # type: ignore[no-any-return]
         try:
             result, ttl = await kratos(effect)
-            buried = self._has_session(result) and await self._aburied(name)
-            shared = self._after_kratos(effect, name, result, ttl, started, since, buried)
+            buried = held or (self._has_session(result) and await self._aburied(name))
+            shared = self._after_kratos(effect, name, result, ttl, started, since, buried, held)
             if shared is not None:
                 try:
                     await self.store.aset(name, shared, ttl)
@@ -575,14 +576,20 @@ class SharedTier:
         started: float,
         since: int,
         buried: bool,
+        held: bool,
     ) -> bytes | None:
         """Keep Kratos's answer locally; return the value to share, or ``None``.
 
         Nothing is kept or shared when a logout was heard since *started*, or when a
-        logout's tombstone lies on the name (*buried*): any instance's logout holds back
-        the session until its tombstone lapses.
+        logout's tombstone came while Kratos was asked. A tombstone that lay there
+        before (*held*: a request between a logout and Kratos's end of the session)
+        lets the answer be kept locally for ``HOLD_TTL`` at most, and never shared.
         """
-        if self._remember(name, effect.key, started) or buried:
+        if self._remember(name, effect.key, started):
+            return None
+        if buried:
+            if held:
+                self._keep(effect, result, min(ttl, HOLD_TTL), since)
             return None
         self._keep(effect, result, ttl, since)
         session = getattr(result, "session", None)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from kratos_aal import AsyncKratosClient, Credentials, KratosClient, KratosConfig, Outcome
+from kratos_aal._cache import HOLD_TTL
 from kratos_aal._core import NO_SESSION_TTL
 from kratos_aal.testing import FakeKratos
 
@@ -261,9 +262,11 @@ async def test_a_request_between_logout_and_kratos_caches_nothing(
     session = fake.session("aal1")
     assert await check(client, cookie(session)) is Outcome.ALLOW
     client.invalidate(cookie(session))  # logout_url() sends the browser on to Kratos ...
-    # ... and another tab (or a stolen cookie) comes first: Kratos still knows the session.
+    # ... and another tab (or a stolen cookie) comes first: Kratos still knows the session,
+    # which is kept for the checks of that request (HOLD_TTL), no longer.
     assert await check(client, cookie(session)) is Outcome.ALLOW
     fake.revoke(session)  # the browser reaches Kratos's logout
+    fake.clock.advance(HOLD_TTL)
     assert await check(client, cookie(session)) is Outcome.LOGIN
     assert fake.calls[WHOAMI] == 3
 
@@ -275,14 +278,16 @@ async def test_after_the_hold_a_session_is_cached_again(fake: FakeKratos, mode: 
     session = fake.session("aal1")
     assert await check(client, cookie(session)) is Outcome.ALLOW
     client.invalidate(cookie(session))  # a logout the user never completed
-    fake.clock.advance(29)
-    assert await check(client, cookie(session)) is Outcome.ALLOW
-    assert await check(client, cookie(session)) is Outcome.ALLOW
-    assert fake.calls[WHOAMI] == 3  # held back: each request asked Kratos
-    fake.clock.advance(1)
-    for _ in range(3):
+    fake.clock.advance(28)
+    for _ in range(2):  # held back: kept for HOLD_TTL only
         assert await check(client, cookie(session)) is Outcome.ALLOW
-    assert fake.calls[WHOAMI] == 4  # cached again
+        assert await check(client, cookie(session)) is Outcome.ALLOW
+        fake.clock.advance(HOLD_TTL)
+    assert fake.calls[WHOAMI] == 3
+    for _ in range(3):  # the hold is over: cached for cache_ttl again
+        assert await check(client, cookie(session)) is Outcome.ALLOW
+        fake.clock.advance(HOLD_TTL)
+    assert fake.calls[WHOAMI] == 4
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -300,5 +305,6 @@ async def test_logout_url_invalidates_at_once_too(fake: FakeKratos, mode: str) -
     assert (await held).outcome is Outcome.ALLOW
     assert await check(client, cookie(session)) is Outcome.ALLOW  # asked again: still active
     fake.revoke(session)
+    fake.clock.advance(HOLD_TTL)
     assert await check(client, cookie(session)) is Outcome.LOGIN
     assert fake.calls[WHOAMI] == 3
