@@ -237,11 +237,11 @@ class _BaseClient:
         """Forget the cached session for *credentials*; call it from your logout view.
 
         From then on no cache allows *credentials* until Kratos has been asked afresh:
-        a lookup under way keeps nothing, and for ``cache_ttl`` seconds no answer that
-        holds a session is kept (the browser reaches Kratos's logout only after the app
-        answered; a request in between must not cache the session again). With a shared
-        cache, on every instance. What is known of the identity's second factors stays:
-        logging out does not change them.
+        a lookup under way keeps nothing, and for ``cache_ttl`` seconds a session Kratos
+        still shows is kept for one request's checks only (``HOLD_TTL``): the browser
+        reaches Kratos's logout only after the app answered, and a request in between
+        must not cache the session again. With a shared cache, on every instance. What
+        is known of the identity's second factors stays: logging out changes none.
         """
         if credentials:
             key = session_key(credentials)
@@ -358,7 +358,7 @@ class KratosClient(_BaseClient):
         self.invalidate(credentials)
         return self._run(logout_plan(self.config, credentials, return_to))
 
-    def sign_out_link(self, credentials: Credentials, return_to: str) -> str | None:
+    def _sign_out_link(self, credentials: Credentials, return_to: str) -> str | None:
         """Return the logout URL the loop page links, asking Kratos at most once per ``cache_ttl``.
 
         The session is invalidated as by :meth:`invalidate` (the click on the link must
@@ -534,8 +534,8 @@ class AsyncKratosClient(_BaseClient):
         self.invalidate(credentials)
         return await self._run(logout_plan(self.config, credentials, return_to))
 
-    async def sign_out_link(self, credentials: Credentials, return_to: str) -> str | None:
-        """Return the loop page's logout URL; see :meth:`KratosClient.sign_out_link`."""
+    async def _sign_out_link(self, credentials: Credentials, return_to: str) -> str | None:
+        """Return the loop page's logout URL; see :meth:`KratosClient._sign_out_link`."""
         plan = logout_plan(self.config, credentials, return_to, self.config.cache_ttl)
         if self._cache.get(logout_key(credentials, return_to)) is MISSING:
             self.invalidate(credentials)  # not again while the link is cached (a replay)

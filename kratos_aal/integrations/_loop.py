@@ -45,7 +45,7 @@ def linked(
     sign_out = None
     if _may_sign_out(response, credentials, home):
         try:
-            sign_out = client.sign_out_link(credentials, home)
+            sign_out = client._sign_out_link(credentials, home)
         except KratosAALError:
             sign_out = None  # Kratos cannot make one now: the page offers home only
     return response.linked(home, sign_out)
@@ -65,7 +65,7 @@ async def alinked(
     sign_out = None
     if _may_sign_out(response, credentials, home):
         try:
-            sign_out = await client.sign_out_link(credentials, home)
+            sign_out = await client._sign_out_link(credentials, home)
         except KratosAALError:
             sign_out = None  # Kratos cannot make one now: the page offers home only
     return response.linked(home, sign_out)
