@@ -13,7 +13,12 @@ from cachetools import LRUCache
 
 from .exceptions import KratosAALError
 
-__all__ = ["MISSING", "AsyncFlights", "Flights", "TTLCache"]
+__all__ = ["HOLD_TTL", "MISSING", "AsyncFlights", "Flights", "TTLCache", "Tombstones"]
+
+#: Seconds a session is cached at most while a logout holds it back (see Tombstones):
+#: enough for the checks of one request (a rule, then a decorator), short enough that a
+#: session Kratos ends a moment later is not allowed from a cache for longer.
+HOLD_TTL = 1.0
 
 
 class _Missing:
@@ -216,3 +221,44 @@ class AsyncFlights:
 
 async def _call(load: Callable[[], Awaitable[Any]]) -> Any:
     return await load()
+
+
+class Tombstones:
+    """Credentials logged out lately, by cache key: what may no longer be kept for them.
+
+    :meth:`mark` (``invalidate()``, ``logout_url()``) bumps a generation. A lookup notes
+    the generation when it starts; its answer is not kept when the key was marked since
+    (a whoami under way during the logout saw a session that is ending). For *hold*
+    seconds after the mark, an answer that holds a session is kept only for
+    :data:`HOLD_TTL`: the browser reaches Kratos's logout only after the app answered,
+    and a request in between (another tab, a stolen cookie) must not cache the session
+    that is about to end for longer than that.
+    """
+
+    def __init__(self, maxsize: int, timer: Callable[[], float]) -> None:
+        self._lock = threading.Lock()
+        self._marks: LRUCache[Hashable, tuple[int, float]] = LRUCache(maxsize)
+        self._timer = timer
+        #: Bumped by every mark; read without the lock (an int is read atomically).
+        self.generation = 0
+
+    def mark(self, key: Hashable, hold: float) -> None:
+        """Note that *key* was logged out now; hold sessions back for *hold* seconds."""
+        with self._lock:
+            self.generation += 1
+            self._marks[key] = (self.generation, self._timer() + hold)
+
+    def ttl(self, key: Hashable, since: int, session: bool, ttl: float) -> float:
+        """Return how long an answer for *key* from a lookup begun at *since* may be kept."""
+        if not self._marks:
+            return ttl
+        with self._lock:
+            mark = self._marks.get(key)
+        if mark is None:
+            return ttl
+        generation, until = mark
+        if generation > since:
+            return 0.0
+        if session and self._timer() < until:
+            return min(ttl, HOLD_TTL)
+        return ttl

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import httpx
 
 from . import _observe, _shared
-from ._cache import MISSING, AsyncFlights, Flights, TTLCache
+from ._cache import MISSING, AsyncFlights, Flights, Tombstones, TTLCache
 from ._config import KratosConfig
 from ._core import (
     CachedSession,
@@ -36,10 +36,9 @@ from ._core import (
     allowed_from_cache,
     cached_session,
     check_plan,
+    logout_key,
     logout_plan,
-    second_factor_key,
     session_key,
-    whoami_fetch,
     whoami_plan,
 )
 from ._models import Credentials, Session
@@ -158,12 +157,14 @@ class _BaseClient:
         self._clock = timer or time.monotonic
         self._cache = TTLCache(config.cache_maxsize, self._clock, prepare=cached_session)
         self._entries = self._cache.index  # the hit path's lock-free view (never rebound)
+        self._tombs = Tombstones(config.cache_maxsize, self._clock)
         # Hook (shared cache, SPEC §5a): None without cache_url or shared_cache.
         self._shared = _shared.tier_for(config, shared_cache, self._keep, self._drop, self._timer)
 
     def _share_cache(self, other: _BaseClient) -> None:
         """Use *other*'s in-process cache from now on (one cache for sync and async views)."""
         self._cache, self._entries = other._cache, other._entries
+        self._tombs = other._tombs
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._timer(), timezone.utc)
@@ -173,12 +174,11 @@ class _BaseClient:
             return lambda: MISSING
         return lambda: self._cache.get(effect.key)
 
-    def _store(self, effect: Fetch[T], response: httpx.Response) -> tuple[T, float]:
-        value, ttl = effect.parse(response, self._timer())
-        self._keep(effect, value, ttl)
-        return value, ttl
-
-    def _keep(self, effect: Fetch[T], value: T, ttl: float) -> None:
+    def _keep(self, effect: Fetch[T], value: T, ttl: float, since: int) -> None:
+        """Cache *value*, unless the lookup that began at generation *since* met a logout."""
+        ttl = self._tombs.ttl(effect.key, since, getattr(value, "session", None) is not None, ttl)
+        if ttl <= 0:
+            return
         if self._shared is not None:  # hook: the local copy stays in front only briefly
             ttl = self._shared.local_ttl(ttl)
         self._cache.put(effect.key, value, ttl)
@@ -236,15 +236,16 @@ class _BaseClient:
     def invalidate(self, credentials: Credentials) -> None:
         """Forget the cached session for *credentials*; call it from your logout view.
 
-        What was learned about the identity's second factors goes too: a user who removed
-        their authenticator app and signs in again is sent to pair one, not to a step-up
-        they cannot pass.
+        From then on no cache allows *credentials* until Kratos has been asked afresh:
+        a lookup under way keeps nothing, and for ``cache_ttl`` seconds a session Kratos
+        still shows is kept for one request's checks only (``HOLD_TTL``): the browser
+        reaches Kratos's logout only after the app answered, and a request in between
+        must not cache the session again. With a shared cache, on every instance. What
+        is known of the identity's second factors stays: logging out changes none.
         """
         if credentials:
-            key = whoami_fetch(self.config, credentials).key
-            session = getattr(self._cache.get(key), "session", None)
-            if session is not None:
-                self._cache.pop(second_factor_key(session))
+            key = session_key(credentials)
+            self._tombs.mark(key, self.config.cache_ttl)
             self._cache.pop(key)
             if self._shared is not None:  # hook: and on every other instance
                 self._shared.invalidate(credentials)
@@ -349,12 +350,29 @@ class KratosClient(_BaseClient):
         """Return a browser logout URL (under ``browser_url``) and forget the cached session.
 
         ``None`` when the request has no session cookie or Kratos knows no session.
+        The session is invalidated as by :meth:`invalidate`.
 
         Raises:
             KratosUnavailable: Kratos could not answer.
         """
         self.invalidate(credentials)
         return self._run(logout_plan(self.config, credentials, return_to))
+
+    def _sign_out_link(self, credentials: Credentials, return_to: str) -> str | None:
+        """Return the logout URL the loop page links, asking Kratos at most once per ``cache_ttl``.
+
+        The session is invalidated as by :meth:`invalidate` (the click on the link must
+        end it at once) when the link is made. Kratos's logout token lives as long as the
+        session, so the link is cached: a loop page shown again (its signed hop count
+        replayed) costs no Kratos call of its own and invalidates nothing again.
+
+        Raises:
+            KratosUnavailable: Kratos could not answer.
+        """
+        plan = logout_plan(self.config, credentials, return_to, self.config.cache_ttl)
+        if self._cache.get(logout_key(credentials, return_to)) is MISSING:
+            self.invalidate(credentials)  # not again while the link is cached (a replay)
+        return self._run(plan)
 
     def check(
         self,
@@ -399,14 +417,17 @@ class KratosClient(_BaseClient):
         return value, cached or _shared.from_cache(value)  # hook: a shared hit is cached
 
     def _load(self, effect: Fetch[T]) -> T:
+        since = self._tombs.generation  # a logout after this: the answer is not kept
         if self._shared is not None:  # hook: a local miss asks the shared tier first
-            return self._shared.load(effect, self._ask)
-        return self._ask(effect)[0]
+            return self._shared.load(effect, self._ask, since)
+        value, ttl = self._ask(effect)
+        self._keep(effect, value, ttl, since)
+        return value
 
     def _ask(self, effect: Fetch[T]) -> tuple[T, float]:
         response = self._exchange(effect.request())
         _forget_cookies(self._http, response)
-        return self._store(effect, response)
+        return effect.parse(response, self._timer())
 
     def _exchange(self, request: httpx.Request) -> httpx.Response:
         # httpx's timeout bounds each read, so a body dripped a byte at a time could hold
@@ -513,6 +534,13 @@ class AsyncKratosClient(_BaseClient):
         self.invalidate(credentials)
         return await self._run(logout_plan(self.config, credentials, return_to))
 
+    async def _sign_out_link(self, credentials: Credentials, return_to: str) -> str | None:
+        """Return the loop page's logout URL; see :meth:`KratosClient._sign_out_link`."""
+        plan = logout_plan(self.config, credentials, return_to, self.config.cache_ttl)
+        if self._cache.get(logout_key(credentials, return_to)) is MISSING:
+            self.invalidate(credentials)  # not again while the link is cached (a replay)
+        return await self._run(plan)
+
     async def check(
         self,
         credentials: Credentials,
@@ -551,9 +579,12 @@ class AsyncKratosClient(_BaseClient):
         return value, cached or _shared.from_cache(value)  # hook: a shared hit is cached
 
     async def _load(self, effect: Fetch[T]) -> T:
+        since = self._tombs.generation  # a logout after this: the answer is not kept
         if self._shared is not None:  # hook: a local miss asks the shared tier first
-            return await self._shared.aload(effect, self._ask)
-        return (await self._ask(effect))[0]
+            return await self._shared.aload(effect, self._ask, since)
+        value, ttl = await self._ask(effect)
+        self._keep(effect, value, ttl, since)
+        return value
 
     async def _ask(self, effect: Fetch[T]) -> tuple[T, float]:
         http = await self._http_client()
@@ -566,7 +597,7 @@ class AsyncKratosClient(_BaseClient):
         except Exception as exc:
             raise _unavailable(exc) from None
         _forget_cookies(http, response)
-        return self._store(effect, response)
+        return effect.parse(response, self._timer())
 
     async def aclose(self) -> None:
         """Close the HTTP clients this client made (not an injected one).

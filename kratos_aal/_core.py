@@ -7,6 +7,7 @@ blocking and the awaitable client share every line of logic.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable, Collection, Generator
@@ -31,6 +32,10 @@ DEFAULT_RETRY_AFTER = 5
 _MAX_RETRY_AFTER = 3600
 # Second-factor answers are cached this long at most (and never longer than cache_ttl).
 SECOND_FACTOR_TTL = 60.0
+#: Seconds a whoami 401 for a credential is remembered at most (never longer than
+#: cache_ttl, nor than Kratos's own Ory-Session-Cache-For on that 401): a client that
+#: repeats a bogus cookie costs one Kratos call per cookie in that time, not one per request.
+NO_SESSION_TTL = 5.0
 _SECOND_FACTOR_GROUPS = frozenset({"totp", "webauthn", "lookup_secret"})
 
 
@@ -288,7 +293,9 @@ def parse_whoami(
     raise_for_unavailable(response)
     status = response.status_code
     if status == 401:
-        return WhoamiResult(None), 0.0
+        # A new login always brings a new cookie string (Kratos's cookie carries a nonce)
+        # or a new token, so remembering that this one has no session locks nobody out.
+        return WhoamiResult(None), _cache_for(response, min(config.cache_ttl, NO_SESSION_TTL))
     body = _json(response)
     if status == 403:
         if _error_id(body) == "session_aal2_required":
@@ -305,10 +312,15 @@ def parse_whoami(
     ttl = config.cache_ttl
     if session.expires_at is not None:
         ttl = min(ttl, session.expires_at.timestamp() - now)
+    return WhoamiResult(session), _cache_for(response, ttl)
+
+
+def _cache_for(response: httpx.Response, ttl: float) -> float:
+    """Return *ttl*, capped by Kratos's ``Ory-Session-Cache-For`` when it sent one."""
     cache_for = response.headers.get("Ory-Session-Cache-For", "").strip()
     if ascii_digits(cache_for):
         ttl = min(ttl, float(cache_for))
-    return WhoamiResult(session), max(ttl, 0.0)
+    return max(ttl, 0.0)
 
 
 def second_factor_request(
@@ -598,19 +610,29 @@ def parse_logout(
     return url
 
 
+def logout_key(credentials: Credentials, return_to: str | None) -> bytes:
+    """Return the cache key of the logout URL for *credentials* that returns to *return_to*."""
+    back = (return_to or "").encode("utf-8", "surrogateescape")
+    return b"l" + credentials.cache_key() + b"\0" + hashlib.sha256(back).digest()
+
+
 def logout_plan(
-    config: KratosConfig, credentials: Credentials, return_to: str | None
+    config: KratosConfig, credentials: Credentials, return_to: str | None, keep_for: float = 0.0
 ) -> Plan[str | None]:
-    """Create a browser logout flow for *credentials*; never cached."""
+    """Create a browser logout flow for *credentials*; cached for *keep_for* seconds.
+
+    Kratos's logout token belongs to the session (made with it, the same in every flow),
+    so a cached logout URL stays good for as long as the session does.
+    """
     if not credentials.cookie:
         return None
     url, _ = yield Fetch(
-        key=b"l" + credentials.cache_key(),
+        key=logout_key(credentials, return_to),
         request=lambda: _request(
             config, config.public_url, "/self-service/logout/browser", credentials
         ),
-        parse=lambda response, now: (parse_logout(config, response, return_to), 0.0),
-        refresh=True,
+        parse=lambda response, now: (parse_logout(config, response, return_to), keep_for),
+        refresh=keep_for <= 0,
     )
     return url  # type: ignore[no-any-return]
 
@@ -645,9 +667,10 @@ def check_plan(
     try:
         result, cached = yield whoami_fetch(config, credentials)
         decision = _decide_result(config, result, requirement, return_to, now())
-        if decision.outcome is not Outcome.ALLOW and cached:
+        if decision.outcome is not Outcome.ALLOW and cached and result.session is not None:
             # Kratos upgrades a session in place (same id, same token): a cached aal1
             # copy would send the user to step-up forever. Ask again before denying.
+            # A remembered 401 is no such copy: a login brings a new cookie or token.
             result, _ = yield whoami_fetch(config, credentials, refresh=True)
             decision = _decide_result(config, result, requirement, return_to, now())
         if decision.outcome is Outcome.STEP_UP and result.step_up_to is None:
@@ -687,15 +710,14 @@ def _second_factor_plan(
 ) -> Generator[Fetch[Any], tuple[Any, bool], bool]:
     ttl = min(config.cache_ttl, SECOND_FACTOR_TTL)
     try:
-        # Only "yes" is cached: "no" changes the moment the user pairs a device, and
-        # asking again costs one call on a path (enrollment) that users rarely take.
+        # Both answers are cached by identity: without admin_url each probe stores a
+        # login flow at Kratos. A cached "no" traps nobody who pairs a device: pairing
+        # upgrades the session in place to aal2, and whoami (asked before any denial)
+        # then allows; what it teaches (_learn_second_factor) replaces the "no".
         value, _ = yield Fetch(
             key=second_factor_key(session),
             request=lambda: second_factor_request(config, credentials, session),
-            parse=lambda response, now: (
-                found := parse_second_factor(response),
-                ttl if found else 0.0,
-            ),
+            parse=lambda response, now: (parse_second_factor(response), ttl),
         )
     except KratosUnavailable:
         # Kratos knows a session exists: step-up is the way forward that can still work.

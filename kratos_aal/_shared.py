@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from cachetools import LRUCache
 
 from . import _observe
+from ._cache import HOLD_TTL
 from ._config import KratosConfig
 from ._core import Fetch, WhoamiResult, whoami_request
 from ._models import Credentials, Session
@@ -224,7 +225,8 @@ class SharedTier:
         config: The client's config (``cache_key_secret``, ``cache_key_prefix``,
             ``local_cache_ttl``).
         store: The shared cache.
-        keep: Puts a value into the client's local tier: ``keep(effect, value, ttl)``.
+        keep: Puts a value into the client's local tier: ``keep(effect, value, ttl, since)``
+            (*since*: the client's logout generation when the lookup began).
         drop: Drops a local key; ``drop(None)`` drops every local entry.
         timer: POSIX time in seconds (the client's, so a test's fake clock drives expiry).
 
@@ -236,7 +238,7 @@ class SharedTier:
         self,
         config: KratosConfig,
         store: SharedCache,
-        keep: Callable[[Fetch[Any], Any, float], None],
+        keep: Callable[[Fetch[Any], Any, float, int], None],
         drop: Callable[[bytes | None], None],
         timer: Callable[[], float] = time.time,
     ) -> None:
@@ -264,6 +266,10 @@ class SharedTier:
         # Concurrent cold lookups of one session on several instances make one whoami
         # call: the first takes a lock for as long as Kratos may take, the others wait.
         self._lock_ttl = config.timeout + 0.5
+        # A logout leaves a tombstone beside the entry: while it lasts, no instance keeps
+        # or shares a session for that name (SPEC §5a). It outlives the hold (cache_ttl)
+        # and any entry a whoami under way at the logout could still write.
+        self._tomb_ttl = config.cache_ttl + config.timeout + 1.0
         self._lock_wait = min(LOCK_WAIT, config.timeout)
         self._down_until = 0.0
         self._stop = threading.Event()
@@ -327,6 +333,10 @@ class SharedTier:
         # "<prefix>s:<hash>" is locked by "<prefix>l:<hash>" while one instance asks Kratos.
         return f"{self._prefix}l:{name[len(self._prefix) + 2 :]}"
 
+    def _tomb_of(self, name: str) -> str:
+        # "<prefix>t:<hash>" is set by a logout of "<prefix>s:<hash>".
+        return f"{self._prefix}t:{name[len(self._prefix) + 2 :]}"
+
     def local_ttl(self, ttl: float) -> float:
         """Return how long a local copy may stay in front of the shared tier."""
         return min(ttl, self.config.local_cache_ttl)
@@ -350,33 +360,43 @@ class SharedTier:
 
     # ------------------------------------------------------------------ blocking side
 
-    def load(self, effect: Fetch[T], kratos: Callable[[Fetch[T]], tuple[T, float]]) -> T:
-        """Return *effect*'s value from the shared tier, else from *kratos* (then share it)."""
+    def load(
+        self, effect: Fetch[T], kratos: Callable[[Fetch[T]], tuple[T, float]], since: int
+    ) -> T:
+        """Return *effect*'s value from the shared tier, else from *kratos* (then share it).
+
+        *since* is the client's logout generation when the lookup began (see ``keep``).
+        """
         request = effect.request()
         name = self.name_of(request)
         if name is None:
-            return kratos(effect)[0]
+            result, ttl = kratos(effect)
+            self._keep(effect, result, ttl, since)
+            return result
         self._listen()
         started = _monotonic()
         lock: str | None = None
+        held = False  # a logout's tombstone lay there before Kratos was asked
         if not effect.refresh:
             value: object = None
             if self._usable():
                 try:
-                    value = self.store.get(name)
+                    value, held = self.store.peek(name, self._tomb_of(name))
                 except Exception as error:
                     self._fault(error, "a read")
                 else:
                     if self._pending:
                         self._retry_deletes()
-            found = self._found(effect, name, value, started)
-            if found is None:
-                lock, found = self._lead_or_wait(effect, name, started)
-            if found is not None:
-                return found  # type: ignore[no-any-return]
+            if not held:
+                found = self._found(effect, name, value, started, since)
+                if found is None:
+                    lock, found = self._lead_or_wait(effect, name, started, since)
+                if found is not None:
+                    return found  # type: ignore[no-any-return]
         try:
             result, ttl = kratos(effect)
-            shared = self._after_kratos(effect, name, result, ttl, started)
+            buried = held or (self._has_session(result) and self._buried(name))
+            shared = self._after_kratos(effect, name, result, ttl, started, since, buried, held)
             if shared is not None:
                 try:
                     self.store.set(name, shared, ttl)
@@ -390,8 +410,32 @@ class SharedTier:
                     self._fault(error, "an unlock")
         return result
 
+    def _buried(self, name: str) -> bool:
+        """Return whether a logout of *name* left its tombstone (``False`` when Redis fails)."""
+        if not self._usable():
+            return False
+        try:
+            return self.store.peek(name, self._tomb_of(name))[1]
+        except Exception as error:
+            self._fault(error, "a read")
+            return False
+
+    async def _aburied(self, name: str) -> bool:
+        """:meth:`_buried` without blocking the loop."""
+        if not self._usable():
+            return False
+        try:
+            return (await self.store.apeek(name, self._tomb_of(name)))[1]
+        except Exception as error:
+            self._fault(error, "a read")
+            return False
+
+    @staticmethod
+    def _has_session(result: object) -> bool:
+        return getattr(result, "session", None) is not None
+
     def _lead_or_wait(
-        self, effect: Fetch[Any], name: str, started: float
+        self, effect: Fetch[Any], name: str, started: float, since: int
     ) -> tuple[str | None, Any]:
         """Take *name*'s lock, or wait for the answer of the instance that holds it.
 
@@ -410,7 +454,7 @@ class SharedTier:
                 time.sleep(LOCK_POLL)
                 value, held = self.store.peek(name, lock)
                 if value is not None or not held:
-                    return None, self._found(effect, name, value, started)
+                    return None, self._found(effect, name, value, started, since)
         except Exception as error:
             self._fault(error, "coalescing")
         return None, None
@@ -423,8 +467,11 @@ class SharedTier:
         name = self.name_of(whoami_request(self.config, credentials))
         assert name is not None
         self._listen()
+        with self._lock:
+            # Heard here at once: a lookup of ours under way keeps and shares nothing.
+            self._heard[name] = _monotonic()
         try:
-            self.store.delete(name, self.channel)
+            self._bury(name)
         except Exception as error:
             self._fault(error, "a delete (logout)")
             # Deleted as soon as the store answers again (a logout must not be lost).
@@ -436,34 +483,42 @@ class SharedTier:
     # ------------------------------------------------------------------ awaitable side
 
     async def aload(
-        self, effect: Fetch[T], kratos: Callable[[Fetch[T]], Awaitable[tuple[T, float]]]
+        self,
+        effect: Fetch[T],
+        kratos: Callable[[Fetch[T]], Awaitable[tuple[T, float]]],
+        since: int,
     ) -> T:
         """Return *effect*'s value; see :meth:`load`."""
         request = effect.request()
         name = self.name_of(request)
         if name is None:
-            return (await kratos(effect))[0]
+            result, ttl = await kratos(effect)
+            self._keep(effect, result, ttl, since)
+            return result
         self._listen()
         started = _monotonic()
         lock: str | None = None
+        held = False  # a logout's tombstone lay there before Kratos was asked
         if not effect.refresh:
             value: object = None
             if self._usable():
                 try:
-                    value = await self.store.aget(name)
+                    value, held = await self.store.apeek(name, self._tomb_of(name))
                 except Exception as error:
                     self._fault(error, "a read")
                 else:
                     if self._pending:
                         await asyncio.to_thread(self._retry_deletes)
-            found = self._found(effect, name, value, started)
-            if found is None:
-                lock, found = await self._alead_or_wait(effect, name, started)
-            if found is not None:
-                return found  # type: ignore[no-any-return]
+            if not held:
+                found = self._found(effect, name, value, started, since)
+                if found is None:
+                    lock, found = await self._alead_or_wait(effect, name, started, since)
+                if found is not None:
+                    return found  # type: ignore[no-any-return]
         try:
             result, ttl = await kratos(effect)
-            shared = self._after_kratos(effect, name, result, ttl, started)
+            buried = held or (self._has_session(result) and await self._aburied(name))
+            shared = self._after_kratos(effect, name, result, ttl, started, since, buried, held)
             if shared is not None:
                 try:
                     await self.store.aset(name, shared, ttl)
@@ -478,7 +533,7 @@ class SharedTier:
         return result
 
     async def _alead_or_wait(
-        self, effect: Fetch[Any], name: str, started: float
+        self, effect: Fetch[Any], name: str, started: float, since: int
     ) -> tuple[str | None, Any]:
         """Take *name*'s lock or wait for its holder's answer; see :meth:`_lead_or_wait`."""
         if not self._usable():
@@ -492,14 +547,16 @@ class SharedTier:
                 await asyncio.sleep(LOCK_POLL)
                 value, held = await self.store.apeek(name, lock)
                 if value is not None or not held:
-                    return None, self._found(effect, name, value, started)
+                    return None, self._found(effect, name, value, started, since)
         except Exception as error:
             self._fault(error, "coalescing")
         return None, None
 
     # ------------------------------------------------------------------ both sides
 
-    def _found(self, effect: Fetch[Any], name: str, value: object, started: float) -> Any:
+    def _found(
+        self, effect: Fetch[Any], name: str, value: object, started: float, since: int
+    ) -> Any:
         found = None if value is None else self.decode(name, value, self._timer())
         _observe.cache_lookup("shared", found is not None)
         if found is None:
@@ -507,16 +564,34 @@ class SharedTier:
         result, left = found
         # A logout heard while we read: this request may use the answer, no later one.
         if not self._remember(name, effect.key, started):
-            self._keep(effect, result, left)
+            self._keep(effect, result, left, since)
         return result
 
     def _after_kratos(
-        self, effect: Fetch[Any], name: str, result: object, ttl: float, started: float
+        self,
+        effect: Fetch[Any],
+        name: str,
+        result: object,
+        ttl: float,
+        started: float,
+        since: int,
+        buried: bool,
+        held: bool,
     ) -> bytes | None:
-        """Note Kratos's answer; return the value to share, or ``None``."""
+        """Keep Kratos's answer locally; return the value to share, or ``None``.
+
+        Nothing is kept or shared when a logout was heard since *started*, or when a
+        logout's tombstone came while Kratos was asked. A tombstone that lay there
+        before (*held*: a request between a logout and Kratos's end of the session)
+        lets the answer be kept locally for ``HOLD_TTL`` at most, and never shared.
+        """
         if self._remember(name, effect.key, started):
-            self._drop(effect.key)  # kept by the client a moment ago, but logged out since
             return None
+        if buried:
+            if held:
+                self._keep(effect, result, min(ttl, HOLD_TTL), since)
+            return None
+        self._keep(effect, result, ttl, since)
         session = getattr(result, "session", None)
         if not isinstance(result, WhoamiResult) or session is None or ttl < 0.001:
             return None
@@ -550,12 +625,22 @@ class SharedTier:
             pending = list(self._pending)
         for name in pending:
             try:
-                self.store.delete(name, self.channel)
+                self._bury(name)
             except Exception as error:
                 self._fault(error, "a delete (logout)")
                 return
             with self._lock:
                 self._pending.discard(name)
+
+    def _bury(self, name: str) -> None:
+        """Lay *name*'s tombstone, delete its entry, and tell every instance.
+
+        The tombstone first: an instance whose whoami was under way writes the entry
+        after it saw no tombstone, or not at all; a reader that finds the tombstone
+        ignores whatever entry lies beside it.
+        """
+        self.store.set(self._tomb_of(name), b"1", self._tomb_ttl)
+        self.store.delete(name, self.channel)
 
     def _retry_soon(self) -> None:
         """Retry the pending deletes after each back-off, until they are done.
@@ -637,7 +722,7 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX system ha
 def tier_for(
     config: KratosConfig,
     store: SharedCache | None,
-    keep: Callable[[Fetch[Any], Any, float], None],
+    keep: Callable[[Fetch[Any], Any, float, int], None],
     drop: Callable[[bytes | None], None],
     timer: Callable[[], float],
 ) -> SharedTier | None:

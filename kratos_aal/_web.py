@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import html
 import json
 import re
+import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -418,14 +420,43 @@ def clear_hops(request: WebRequest) -> tuple[str, str] | None:
     return _hop_cookie("", request, 0)
 
 
-def _hops(request: WebRequest, route: str, now: int) -> tuple[int, int]:
-    """Return how often this browser bounced to Kratos for *route*, and when it last did."""
+# The hop cookie is signed: unsigned, any client could send "<route>.3.<now>" on every
+# request and get the loop page, whose sign-out link costs a Kratos call. Without a
+# secret (cache_key_secret, or the framework's SECRET_KEY), a key made at import serves:
+# workers forked from one process (gunicorn --preload) share it; workers that import on
+# their own do not, and a count signed by one is absent on another (the loop breaker
+# then needs its hops on one worker: it catches fewer loops, never causes one).
+_PROCESS_HOP_KEY = secrets.token_bytes(32)
+_MAC_LENGTH = 22
+
+
+@functools.lru_cache(maxsize=64)
+def hop_key(secret: str | bytes | None) -> bytes:
+    """Return the key that signs the hop cookie: derived from *secret*, else this process's."""
+    if not secret:
+        return _PROCESS_HOP_KEY
+    material = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(material, b"kratos-aal hop cookie", hashlib.sha256).digest()
+
+
+def _hop_mac(key: bytes, payload: str) -> str:
+    digest = hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+    return digest[:_MAC_LENGTH]
+
+
+def _hops(request: WebRequest, route: str, now: int, key: bytes) -> tuple[int, int]:
+    """Return how often this browser bounced to Kratos for *route*, and when it last did.
+
+    A cookie whose signature does not verify counts as no cookie.
+    """
     value = cookie_from_header(request.header("cookie"), HOP_COOKIE) or ""
     parts = value.split(".")
-    if len(parts) == 3 and parts[0] == route and parts[1].isdigit() and parts[2].isdigit():
-        count, last = int(parts[1]), int(parts[2])
-        if 0 <= now - last < HOP_WINDOW:
-            return count, last
+    if len(parts) == 4 and parts[0] == route and parts[1].isdigit() and parts[2].isdigit():
+        payload = value.rpartition(".")[0]
+        if hmac.compare_digest(parts[3].encode(), _hop_mac(key, payload).encode()):
+            count, last = int(parts[1]), int(parts[2])
+            if 0 <= now - last < HOP_WINDOW:
+                return count, last
     return 0, now
 
 
@@ -478,9 +509,18 @@ def _loop_page(decision: Decision, request: WebRequest, extra: list[tuple[str, s
 
 
 def conclude(
-    decision: Decision, request: WebRequest, credentials: Credentials, *, now: float | None = None
+    decision: Decision,
+    request: WebRequest,
+    credentials: Credentials,
+    *,
+    now: float | None = None,
+    secret: str | bytes | None = None,
 ) -> WebResponse | None:
-    """Return the response for a denial (SPEC §4), or ``None`` when the request may run."""
+    """Return the response for a denial (SPEC §4), or ``None`` when the request may run.
+
+    *secret* signs the loop breaker's hop cookie (see :func:`hop_key`): pass one that every
+    worker and instance shares (``cache_key_secret``, the framework's ``SECRET_KEY``).
+    """
     if decision.outcome is Outcome.ALLOW:
         return None
     extra: list[tuple[str, str]] = []
@@ -503,10 +543,12 @@ def conclude(
     assert decision.redirect_to is not None
     moment = int(time.time() if now is None else now)
     route = hashlib.sha256(request.path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-    hops, _ = _hops(request, route, moment)
+    key = hop_key(secret)
+    hops, _ = _hops(request, route, moment, key)
     if hops >= MAX_HOPS:
         return _loop_page(decision, request, extra)
-    cookie = _hop_cookie(f"{route}.{hops + 1}.{moment}", request, HOP_WINDOW)
+    payload = f"{route}.{hops + 1}.{moment}"
+    cookie = _hop_cookie(f"{payload}.{_hop_mac(key, payload)}", request, HOP_WINDOW)
     return WebResponse(303, [("Location", decision.redirect_to), _NO_STORE, cookie, *extra])
 
 

@@ -24,7 +24,14 @@ from kratos_aal import (
     Requirement,
     Session,
 )
-from kratos_aal._core import decide, parse_logout, parse_second_factor, parse_whoami, rebase
+from kratos_aal._core import (
+    NO_SESSION_TTL,
+    decide,
+    parse_logout,
+    parse_second_factor,
+    parse_whoami,
+    rebase,
+)
 
 from .pins import APP, PUBLIC, T0, Scripted, flow_json, session_json
 
@@ -108,20 +115,22 @@ def test_whoami_cache_lifetime(
     assert cache_for == ttl
 
 
-def test_whoami_401_is_never_cached() -> None:
+def test_whoami_401_is_remembered_for_a_few_seconds() -> None:
     result, ttl = parse_whoami(CONFIG, whoami(401, {"error": {"id": "no_active_session"}}), T0)
     assert result.session is None and result.step_up_to is None
-    assert ttl == 0.0
+    assert ttl == NO_SESSION_TTL
+    short = KratosConfig(public_url=PUBLIC, cache_ttl=2)
+    assert parse_whoami(short, whoami(401, {"error": {}}), T0)[1] == 2.0
 
 
 @modes
-async def test_unknown_session_asks_kratos_every_time(mode: str) -> None:
+async def test_unknown_session_is_asked_once_within_the_401_memory(mode: str) -> None:
     kratos = Scripted()
     kratos.answer(WHOAMI, 401, {"error": {"id": "session_inactive"}})
     client = kratos.client(mode)
     for _ in range(2):
         assert (await client.check(COOKIE, "aal1", APP)).outcome is Outcome.LOGIN
-    assert kratos.calls[WHOAMI] == 2
+    assert kratos.calls[WHOAMI] == 1
 
 
 # ------------------------------------------------------- item 5: no denial from the cache alone
@@ -219,15 +228,21 @@ async def test_second_factor_yes_is_cached_up_to_the_cap(
 
 
 @modes
-async def test_second_factor_no_is_never_cached(mode: str) -> None:
-    kratos = Scripted(cache_ttl=300)
-    kratos.answer(WHOAMI, 200, session_json("aal1"))
+@pytest.mark.parametrize(("cache_ttl", "cap"), [(300.0, 60.0), (20.0, 20.0)])
+async def test_second_factor_no_is_cached_up_to_the_cap(
+    mode: str, cache_ttl: float, cap: float
+) -> None:
+    kratos = Scripted(cache_ttl=cache_ttl)
+    kratos.answer(WHOAMI, 200, session_json("aal1", expires_at=T0 + 3600))
     kratos.answer(PROBE, 200, flow_json("default", "password"))
     client = kratos.client(mode)
-    for calls in (1, 2):
-        decision = await client.check(COOKIE, "aal2", APP)
-        assert decision.outcome is Outcome.ENROLL
-        assert kratos.calls[PROBE] == calls
+    assert (await client.check(COOKIE, "aal2", APP)).outcome is Outcome.ENROLL
+    kratos.now = T0 + cap - 0.5
+    assert (await client.check(COOKIE, "aal2", APP)).outcome is Outcome.ENROLL
+    assert kratos.calls[PROBE] == 1
+    kratos.now = T0 + cap
+    assert (await client.check(COOKIE, "aal2", APP)).outcome is Outcome.ENROLL
+    assert kratos.calls[PROBE] == 2
 
 
 @modes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from kratos_aal import KratosConfig, Requirement
@@ -14,9 +16,11 @@ from kratos_aal._web import (
     BadRequest,
     PathRules,
     WebRequest,
+    _hop_mac,
     _same_origin,
     clear_hops,
     conclude,
+    hop_key,
     return_to,
     route_readings,
     strictest,
@@ -293,9 +297,9 @@ def hops_after(since: int) -> int:
     response = conclude(LOGIN, web(path="/x"), Credentials(), now=NOW)
     assert response is not None
     route = hop_cookie_of(response.headers).split("=", 1)[1].split(".")[0]
-    again = conclude(
-        LOGIN, web(path="/x", cookie=f"{HOP_COOKIE}={route}.2.{since}"), Credentials(), now=NOW
-    )
+    payload = f"{route}.2.{since}"
+    signed = f"{payload}.{_hop_mac(hop_key(None), payload)}"
+    again = conclude(LOGIN, web(path="/x", cookie=f"{HOP_COOKIE}={signed}"), Credentials(), now=NOW)
     assert again is not None
     return int(hop_cookie_of(again.headers).split(";")[0].split(".")[1])
 
@@ -329,6 +333,61 @@ def test_a_redirect_loop_is_caught_however_long_it_runs() -> None:
 def test_a_person_coming_back_slowly_is_no_loop() -> None:
     # Someone who looks at the sign-in page and clicks "Back" each time is never accused.
     assert bounce(HOP_WINDOW, 8) == [303] * 8
+
+
+def route_of(path: str) -> str:
+    response = conclude(LOGIN, web(path=path), Credentials(), now=NOW)
+    assert response is not None
+    return hop_cookie_of(response.headers).split("=", 1)[1].split(".")[0]
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        pytest.param(lambda route: f"{route}.3.{NOW}", id="unsigned"),
+        pytest.param(lambda route: f"{route}.3.{NOW}.{'0' * 22}", id="wrong-signature"),
+        pytest.param(
+            lambda route: (
+                f"{route}.3.{NOW}.{_hop_mac(hop_key('another-secret'), f'{route}.3.{NOW}')}"
+            ),
+            id="another-key",
+        ),
+        pytest.param(
+            lambda route: f"{route}.3.{NOW}.{_hop_mac(hop_key(None), f'{route}.2.{NOW}')}",
+            id="count-raised",
+        ),
+    ],
+)
+def test_a_forged_hop_count_counts_as_no_cookie(forge: Any) -> None:
+    route = route_of("/x")
+    request = web(path="/x", cookie=f"{HOP_COOKIE}={forge(route)}")
+    response = conclude(LOGIN, request, Credentials(), now=NOW)
+    assert response is not None and response.status == 303  # no loop page
+    assert hop_cookie_of(response.headers).split("=", 1)[1].split(".")[1] == "1"
+
+
+def test_a_count_signed_with_the_shared_secret_holds_on_every_worker() -> None:
+    # Two workers (or instances) share the secret, not the process: a count one signed
+    # is read by the other.
+    cookie = ""
+    for _ in range(MAX_HOPS):
+        request = web(path="/x", cookie=cookie) if cookie else web(path="/x")
+        response = conclude(LOGIN, request, Credentials(), now=NOW, secret="a-shared-secret")
+        assert response is not None and response.status == 303
+        cookie = hop_cookie_of(response.headers).split(";")[0]
+    page = conclude(
+        LOGIN, web(path="/x", cookie=cookie), Credentials(), now=NOW, secret="a-shared-secret"
+    )
+    assert page is not None and page.status == 409
+    # Read with another key (a worker without the secret), the count is absent.
+    other = conclude(LOGIN, web(path="/x", cookie=cookie), Credentials(), now=NOW)
+    assert other is not None and other.status == 303
+
+
+def test_the_hop_key_comes_from_the_secret() -> None:
+    assert hop_key("a-shared-secret") == hop_key(b"a-shared-secret") != hop_key(None)
+    assert hop_key("") == hop_key(None)
+    assert len(hop_key(None)) == 32
 
 
 def test_loop_page_links_home() -> None:

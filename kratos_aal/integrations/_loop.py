@@ -4,7 +4,8 @@ Kratos's browser logout is a flow: ``/self-service/logout/browser`` answers JSON
 ``logout_url`` that carries a one-time token, which is no page a person can click. So the
 adapter creates the flow for the session the browser sent and links the ``logout_url``
 itself: one click ends the Kratos session and comes back to the app's home page. Only the
-rare loop page pays for that call.
+loop page pays for that call, once per session and ``cache_ttl`` (the logout token belongs
+to the session): a page replayed within the hop window costs no call of its own.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def linked(
     sign_out = None
     if _may_sign_out(response, credentials, home):
         try:
-            sign_out = client.logout_url(credentials, return_to=home)
+            sign_out = client._sign_out_link(credentials, home)
         except KratosAALError:
             sign_out = None  # Kratos cannot make one now: the page offers home only
     return response.linked(home, sign_out)
@@ -64,7 +65,7 @@ async def alinked(
     sign_out = None
     if _may_sign_out(response, credentials, home):
         try:
-            sign_out = await client.logout_url(credentials, return_to=home)
+            sign_out = await client._sign_out_link(credentials, home)
         except KratosAALError:
             sign_out = None  # Kratos cannot make one now: the page offers home only
     return response.linked(home, sign_out)

@@ -45,7 +45,7 @@ from .._web import (
 )
 from ..exceptions import KratosUnavailable, StepUpRequired
 from .django import conf
-from .django._glue import _return_to, credentials_of, hit, refusal_of, web_request
+from .django._glue import _return_to, credentials_of, hit, hop_secret, refusal_of, web_request
 
 __all__ = [
     "CrossOriginDenied",
@@ -141,7 +141,7 @@ def _credentials(request: HttpRequest) -> Credentials:
 
 def _denied(request: Request, decision: Decision) -> KratosDenied:
     credentials = _credentials(request._request)
-    response = conclude(decision, web_request(request._request), credentials)
+    response = conclude(decision, web_request(request._request), credentials, secret=hop_secret())
     assert response is not None
     denied = KratosDenied(decision, response)
     if denied.status_code == 401:

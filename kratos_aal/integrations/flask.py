@@ -158,7 +158,9 @@ def _deny(requirement: Requirement) -> Response | None:
         g.kratos_session = decision.session
         setattr(g, _CLEAR, clear_hops(web))
         return None
-    denial = conclude(decision, web, credentials)
+    # The hop cookie's key: shared by every worker (Flask's SECRET_KEY as a fallback).
+    secret = state.config.cache_key_secret or current_app.secret_key
+    denial = conclude(decision, web, credentials, secret=secret)
     assert denial is not None
     return _as_response(linked(denial, web, credentials, state.client, request.script_root))
 

@@ -325,7 +325,7 @@ class KratosAALMiddleware:
             scope["kratos_aal.allowed"] = True
             return None
         web = _web_request(scope)
-        denial = conclude(decision, web, credentials)
+        denial = conclude(decision, web, credentials, secret=self.config.cache_key_secret)
         assert denial is not None
         return await alinked(denial, web, credentials, self.client, scope.get("root_path", ""))
 

@@ -145,7 +145,7 @@ class KratosAALWSGIMiddleware:
             )
         except BadRequest as error:
             return _respond(start_response, bad_request(str(error)))
-        denial = conclude(decision, request, credentials)
+        denial = conclude(decision, request, credentials, secret=self.config.cache_key_secret)
         _observe.decided(decision, "wsgi", request)
         if denial is not None:
             prefix = _wsgi_text(environ.get("SCRIPT_NAME", ""))

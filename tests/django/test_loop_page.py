@@ -95,3 +95,39 @@ async def test_the_loop_page_comes_though_a_rule_above_allows(
         if cleared:  # Django sends response.cookies after the headers: that one wins
             del client.cookies[HOP_COOKIE]
     assert statuses == [303] * MAX_HOPS + [409]
+
+
+@pytest.mark.parametrize(("kind", "path"), PAGES)
+async def test_a_forged_hop_count_gets_no_loop_page(
+    fake_kratos: FakeKratos, kind: str, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+    import types
+
+    from django.conf import settings
+
+    from kratos_aal import _web
+    from kratos_aal._web import _hop_mac, hop_key
+
+    now = 1_800_000_000
+    monkeypatch.setattr(_web, "time", types.SimpleNamespace(time=lambda: now))
+    session = fake_kratos.session("aal1", totp=True)
+    route = hashlib.sha256(path.encode()).hexdigest()[:12]
+    payload = f"{route}.{MAX_HOPS}.{now}"
+    unsigned = {**session.cookies, HOP_COOKIE: payload}
+    client: Client | AsyncClient = Client() if kind == "sync" else AsyncClient()
+    client.cookies.load(unsigned)
+    if isinstance(client, AsyncClient):
+        reply = await client.get(path, headers=BROWSER)
+    else:
+        reply = await asyncio.to_thread(client.get, path, headers=BROWSER)
+    assert reply.status_code == 303  # no count: a redirect, never the loop page
+    assert fake_kratos.calls["/self-service/logout/browser"] == 0
+    # The count Django signs is keyed by SECRET_KEY, the same in every worker.
+    signed = f"{payload}.{_hop_mac(hop_key(settings.SECRET_KEY), payload)}"
+    client.cookies.load({HOP_COOKIE: signed})
+    if isinstance(client, AsyncClient):
+        reply = await client.get(path, headers=BROWSER)
+    else:
+        reply = await asyncio.to_thread(client.get, path, headers=BROWSER)
+    assert reply.status_code == 409

@@ -52,7 +52,7 @@ class Store:
         return self.data.get(key)
 
     def set(self, key: str, value: bytes, ttl: float) -> None:
-        self._call("set")
+        self._call("bury" if ":t:" in key else "set")  # a logout's tombstone, or an entry
         self.data[key] = value
 
     def delete(self, key: str, channel: str | None) -> None:
@@ -67,8 +67,12 @@ class Store:
         return True
 
     def peek(self, key: str, lock: str) -> tuple[bytes | None, bool]:
-        self._call("peek")
+        # An entry read beside its tombstone, or beside its lock (a waiter's look).
+        self._call("read" if ":t:" in lock else "peek")
         return self.data.get(key), lock in self.data
+
+    def entries(self) -> list[str]:
+        return [key for key in self.data if ":s:" in key]
 
     async def aget(self, key: str) -> bytes | None:
         return self.get(key)
@@ -402,7 +406,7 @@ async def test_a_hit_in_front_never_asks_the_store(pair: Pair) -> None:
     before = list(store.calls)
     for _ in range(20):
         assert await pair.check(client, credentials) is Outcome.ALLOW
-    assert store.calls == before == ["get", "lock", "set", "unlock"]
+    assert store.calls == before == ["read", "lock", "read", "set", "unlock"]
 
 
 async def test_the_local_copy_lasts_local_cache_ttl_then_the_store_answers(pair: Pair) -> None:
@@ -412,10 +416,10 @@ async def test_the_local_copy_lasts_local_cache_ttl_then_the_store_answers(pair:
     assert await pair.check(client, credentials) is Outcome.ALLOW
     pair.fake.clock.advance(1.9)
     assert await pair.check(client, credentials) is Outcome.ALLOW
-    assert store.calls == ["get", "lock", "set", "unlock"]
+    assert store.calls == ["read", "lock", "read", "set", "unlock"]
     pair.fake.clock.advance(0.2)
     assert await pair.check(client, credentials) is Outcome.ALLOW
-    assert store.calls == ["get", "lock", "set", "unlock", "get"]
+    assert store.calls == ["read", "lock", "read", "set", "unlock", "read"]
     assert pair.whoami_calls == 1
 
 
@@ -550,17 +554,17 @@ async def test_a_failing_store_is_a_miss_then_left_alone_then_tried_again(
     client = pair.client(store, cache_ttl=30, local_cache_ttl=0)
     credentials = Credentials(cookie=pair.fake.session("aal1").cookie)
     assert await pair.check(client, credentials) is Outcome.ALLOW
-    assert store.calls == ["get"]  # the write was not even tried
+    assert store.calls == ["read"]  # the write was not even tried
     # Backing off: no store call, every request asks Kratos.
     clock[0] += _shared.BACKOFF - 0.01
     assert await pair.check(client, credentials) is Outcome.ALLOW
-    assert store.calls == ["get"]
+    assert store.calls == ["read"]
     assert pair.whoami_calls == 2
     # Back after the back-off, by itself.
     store.error = None
     clock[0] += 0.01
     assert await pair.check(client, credentials) is Outcome.ALLOW
-    assert store.calls == ["get", "get", "lock", "set", "unlock"]
+    assert store.calls == ["read", "read", "lock", "read", "set", "unlock"]
     assert await pair.check(pair.client(store), credentials) is Outcome.ALLOW
     assert pair.whoami_calls == 3
 
@@ -576,7 +580,7 @@ async def test_any_store_error_is_a_miss_never_an_error(pair: Pair, error: Excep
     assert await pair.check(client, credentials) is Outcome.ALLOW
     assert await pair.check(client, Credentials(cookie="forged")) is Outcome.LOGIN
     client.invalidate(credentials)  # a lost delete is logged, not raised
-    assert store.calls[-1] == "delete"
+    assert store.calls[-1] == "bury"
 
 
 async def test_garbage_in_the_store_is_never_an_allow(pair: Pair) -> None:
@@ -657,9 +661,9 @@ async def test_a_logout_that_could_not_reach_the_store_is_retried(
     client._shared._down_until = 0.0  # the back-off is over
     other = Credentials(cookie=pair.fake.session("aal1").cookie)
     assert await pair.check(client, other) is Outcome.ALLOW
-    assert store.calls[-5:] == ["get", "delete", "lock", "set", "unlock"]
+    assert store.calls[-7:] == ["read", "bury", "delete", "lock", "read", "set", "unlock"]
     assert not client._shared._pending
-    (name_left,) = store.data
+    (name_left,) = store.entries()
     assert name_left == name(client._shared, cookie=other.cookie)
 
 
@@ -677,13 +681,13 @@ async def test_a_lost_logout_is_retried_without_a_lookup(
     store.error = ConnectionError("away")
     for credentials in sessions:  # the second logout finds the retry thread at work
         client.invalidate(credentials)
-    await wait_until(lambda: store.calls.count("delete") >= 4)  # tried, and tried again
+    await wait_until(lambda: store.calls.count("bury") >= 4)  # tried, and tried again
     assert len(store.data) == 2 and len(client._shared._pending) == 2
     calls = len(store.calls)
     store.error = None
     shared = client._shared
-    await wait_until(lambda: not store.data and not shared._pending)
-    assert set(store.calls[calls:]) == {"delete"}  # the retry thread, no lookup
+    await wait_until(lambda: not store.entries() and not shared._pending)
+    assert set(store.calls[calls:]) == {"bury", "delete"}  # the retry thread, no lookup
 
 
 def test_closing_stops_the_logout_retries(
@@ -711,7 +715,7 @@ def test_a_retried_logout_stops_at_the_first_failure(fake: FakeKratos) -> None:
     shared._pending.update({"a", "b"})
     store.error = ConnectionError()
     shared._retry_deletes()
-    assert store.calls == ["delete"]
+    assert store.calls == ["bury"]
     assert shared._pending == {"a", "b"}
 
 
@@ -720,11 +724,12 @@ class Meddling(Store):
 
     tier: _shared.SharedTier | None = None
 
-    def get(self, key: str) -> bytes | None:
-        value = super().get(key)
-        assert self.tier is not None
-        self.tier._on_message(key.encode())
-        return value
+    def peek(self, key: str, lock: str) -> tuple[bytes | None, bool]:
+        found = super().peek(key, lock)
+        if ":t:" in lock:  # the read of the entry (beside its tombstone)
+            assert self.tier is not None
+            self.tier._on_message(key.encode())
+        return found
 
 
 async def test_a_logout_heard_during_a_shared_read_keeps_nothing(pair: Pair) -> None:

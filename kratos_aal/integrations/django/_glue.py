@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import get_script_prefix
 from django.utils.encoding import escape_uri_path
@@ -70,6 +71,12 @@ def _prefix() -> str:
     return prefix
 
 
+def hop_secret() -> str:
+    """Return what signs the loop breaker's hop cookie: one secret for every worker."""
+    secret: str = conf.get().config.cache_key_secret or settings.SECRET_KEY
+    return secret
+
+
 def _return_to(request: HttpRequest) -> str:
     return return_to(web_request(request), conf.get().config)
 
@@ -83,7 +90,7 @@ def _finish(
         # A substring test: parsing request.COOKIES costs more than the whole check.
         request._kratos_aal_clear_hops = f"{HOP_COOKIE}=" in request.META.get("HTTP_COOKIE", "")
         return None
-    return conclude(decision, web_request(request), credentials)
+    return conclude(decision, web_request(request), credentials, secret=hop_secret())
 
 
 _HOP_MARK = f"{HOP_COOKIE}="
