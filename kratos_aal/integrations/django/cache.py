@@ -22,6 +22,7 @@ from django.conf import settings as django_settings
 from django.core.cache import caches
 
 from ... import _shared
+from ..._config import MAKE_RANDOM_ONE, guessable
 from ..._shared import Listen
 from ...exceptions import ConfigurationError
 
@@ -150,6 +151,21 @@ def derived_secret(secret_key: str) -> str:
     return hmac.new(secret_key.encode(), b"kratos-aal cache_key_secret", hashlib.sha256).hexdigest()
 
 
+#: What ``django-admin startproject`` puts before the 50 random characters of the
+#: SECRET_KEY it writes: a marker for "change this before production", not a placeholder.
+_STARTPROJECT_PREFIX = "django-insecure-"
+
+
+def _secret_key_weakness(secret_key: object) -> str | None:
+    """Return why SECRET_KEY is too guessable to derive ``CACHE_KEY_SECRET`` from, or ``None``."""
+    if not isinstance(secret_key, str):
+        return "not a string"
+    rest = secret_key.removeprefix(_STARTPROJECT_PREFIX)
+    if len(rest) < 16:
+        return "shorter than 16 characters"
+    return guessable(rest)
+
+
 def prepare(raw: Any, setting: str) -> tuple[Any, str | None]:
     """Take ``CACHE`` out of a ``KRATOS_AAL`` dict and fill in ``CACHE_KEY_SECRET``.
 
@@ -174,6 +190,16 @@ def prepare(raw: Any, setting: str) -> tuple[Any, str | None]:
                 f"{setting}['CACHE'] and {setting}['CACHE_URL'] are both set: choose one"
             )
     if (alias or values.get("CACHE_URL")) and not values.get("CACHE_KEY_SECRET"):
-        # Django refuses to start without a SECRET_KEY, so there always is one.
-        values["CACHE_KEY_SECRET"] = derived_secret(django_settings.SECRET_KEY)
+        # Django refuses to start without a SECRET_KEY, so there always is one. The derived
+        # secret looks random whatever SECRET_KEY is: SECRET_KEY itself must not be guessable.
+        secret_key = django_settings.SECRET_KEY
+        weakness = _secret_key_weakness(secret_key)
+        if weakness is not None:
+            raise ConfigurationError(
+                f"{setting}['CACHE_KEY_SECRET'] is derived from SECRET_KEY, which is "
+                f"guessable ({weakness}): whoever can write to the shared cache and guess it "
+                f"can forge sessions; set a random SECRET_KEY, or set CACHE_KEY_SECRET to one "
+                f"made with {MAKE_RANDOM_ONE}"
+            )
+        values["CACHE_KEY_SECRET"] = derived_secret(secret_key)
     return values, alias
