@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import signal
 import sys
 import time
@@ -278,6 +279,45 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
         doctor.http.close()
 
 
+def exposure_warning(host: str, command: str) -> str | None:
+    """Return the warning for serving *command*'s FakeKratos on *host*, ``None`` on loopback.
+
+    Only loopback is private: ``0.0.0.0``, ``::``, a LAN address or a host name (it may
+    resolve anywhere) is reachable by others, who meet the fake's open doors.
+    """
+    if _is_loopback(host):
+        return None
+    admin = (
+        ", and an admin API with no token that lists every identity and session"
+        if command == "fake"
+        else ", and a button that moves the fake's clock"
+    )
+    return (
+        f"WARNING: kratos-aal {command} listens on {host!r}, not on loopback: anyone who can "
+        f"reach this address gets FakeKratos's demo users and their printed passwords, a "
+        f"TOTP secret that is the same on every run, open registration{admin}. It is for "
+        f"development only; use --host 127.0.0.1 unless you mean that."
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False  # a name other than localhost, or "" (every interface)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _warn_if_exposed(host: str, command: str) -> None:
+    warning = exposure_warning(host, command)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
+
+
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     try:
         from ._demo import banner, run_demo
@@ -286,6 +326,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
             f"kratos-aal demo needs the extras: pip install 'kratos-aal[all]' ({error})", file=out
         )
         return 2
+    _warn_if_exposed(args.host, "demo")
     with run_demo(
         args.framework, host=args.host, port=args.port, kratos_port=args.kratos_port
     ) as demo:
@@ -304,6 +345,7 @@ def cmd_fake(args: argparse.Namespace, out: TextIO) -> int:
             file=out,
         )
         return 2
+    _warn_if_exposed(args.host, "fake")
     sock = reserve(args.host, args.port, "--port")
     try:
         admin_sock = reserve(args.host, args.admin_port, "--admin-port")
