@@ -37,7 +37,7 @@ def read(raw: Any) -> KratosAALSettings:
 def shared_cache() -> cache.DjangoCache | None:
     """Return the store of ``KRATOS_AAL["CACHE"]``, or ``None`` when it is not set."""
     _, alias = cache.prepare(getattr(django_settings, SETTING, None), SETTING)
-    return None if alias is None else cache.DjangoCache(alias)
+    return None if alias is None else cache.store(alias)
 
 
 class _State:
