@@ -119,8 +119,8 @@ def test_entries_are_plain_bytes_under_the_aliases_keys(
     redis = redis_server.client()
     key = raw_key(session.cookie)
     assert key.startswith("app1:1:kratos-aal:s:")  # the alias's KEY_PREFIX and VERSION
-    value = redis.get(key)
-    assert value is not None and not value.startswith(b"\x80")  # no pickle
+    value: Any = redis.get(key)
+    assert isinstance(value, bytes) and not value.startswith(b"\x80")  # no pickle
     signature, _, body = value.partition(b".")
     assert len(signature) == 64 and body.startswith(b'{"v":1,')
     assert 0 < redis.pttl(key) <= 30_000
