@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -87,6 +88,75 @@ def _origins(value: object) -> tuple[str, ...]:
             f"['https://app.example.com'], got {value!r}"
         )
     return tuple(dict.fromkeys(parse_origin(item) for item in value))
+
+
+#: The one line that makes a good ``cache_key_secret``, shown when one is refused.
+MAKE_RANDOM_ONE = """python -c "import secrets; print(secrets.token_urlsafe(32))\""""
+#: Fewer different characters than this is a guessable secret (Django's own check of
+#: SECRET_KEY draws the line at 5 as well); a random 16-character hex string has fewer
+#: hardly ever (not once in 200,000 tries).
+MIN_DISTINCT = 5
+#: Fewer characters than this that do not follow from the one before (a repeat, the next or
+#: previous character, the next step of a progression, a neighbour on the keyboard, a pair
+#: seen before) is a guessable secret: "0123456789abcdef" has 2, "a" * 16 has 1, a random
+#: 16-character hex string about 13 (fewer than 6 not once in 200,000 tries).
+MIN_FRESH = 6
+#: Words that placeholders are made of ("changeme", "your-secret-key-here"); a secret that is
+#: little else is refused. Matched without case, longest first.
+PLACEHOLDER_WORDS = sorted(
+    {
+        "changeme", "change", "replaceme", "replace", "secret", "password", "passwd",
+        "passphrase", "insecure", "unsafe", "placeholder", "example", "sample", "dummy",
+        "default", "test", "testing", "todo", "fixme", "your", "here", "key", "token",
+        "qwerty", "letmein", "admin", "django", "kratos", "aal", "cache", "xxx", "foo",
+        "bar", "baz",
+    },
+    key=len,
+    reverse=True,
+)  # fmt: skip
+_KEYBOARD = ("`1234567890-=", "~!@#$%^&*()_+", "qwertyuiop[]\\", "asdfghjkl;'", "zxcvbnm,./")
+_NEIGHBOURS = frozenset(
+    pair for row in _KEYBOARD for a, b in itertools.pairwise(row) for pair in ((a, b), (b, a))
+)
+
+
+def _fresh(text: str) -> int:
+    """Return how many characters of *text* do not follow from the ones before."""
+    seen: set[tuple[str, str]] = set()
+    fresh = 0
+    for i, char in enumerate(text):
+        if i == 0:
+            fresh += 1
+            continue
+        before = text[i - 1]
+        step = ord(char) - ord(before)
+        follows = (
+            abs(step) <= 1
+            or (i >= 2 and step == ord(before) - ord(text[i - 2]))
+            or (before, char) in seen
+            or (before.lower(), char.lower()) in _NEIGHBOURS
+        )
+        seen.add((before, char))
+        fresh += not follows
+    return fresh
+
+
+def guessable(secret: str) -> str | None:
+    """Return why *secret* is guessable (repeats, runs, placeholders), or ``None``.
+
+    The reason never quotes the secret.
+    """
+    distinct = len(set(secret))
+    if distinct < MIN_DISTINCT:
+        return f"only {distinct} different character{'' if distinct == 1 else 's'}"
+    if _fresh(secret) < MIN_FRESH:
+        return "repeated characters or a sequence such as 'aaaa', 'abcd' or 'qwerty'"
+    rest = secret.lower()
+    for word in PLACEHOLDER_WORDS:
+        rest = rest.replace(word, "")
+    if _fresh(rest) < MIN_FRESH:
+        return "a placeholder such as 'changeme' or 'your-secret-key-here'"
+    return None
 
 
 def _number(value: object, setting: str, *, allow_zero: bool) -> float:
@@ -196,7 +266,15 @@ class KratosConfig:
         secret = self.cache_key_secret
         if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
             raise ConfigurationError(
-                "cache_key_secret must be a string of at least 16 characters (a random one)"
+                "cache_key_secret must be a string of at least 16 characters (a random one); "
+                f"make one with {MAKE_RANDOM_ONE}"
+            )
+        weakness = guessable(secret) if secret is not None else None
+        if weakness is not None:
+            # The message says why, never the secret itself.
+            raise ConfigurationError(
+                f"cache_key_secret is guessable ({weakness}): whoever can write to the shared "
+                f"cache and guess it can forge sessions; make a random one with {MAKE_RANDOM_ONE}"
             )
         prefix = self.cache_key_prefix
         if (

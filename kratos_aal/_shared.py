@@ -53,12 +53,19 @@ BACKOFF = 1.0
 HEALTH_CHECK = 10
 #: Seconds between two polls of the invalidation channel (how fast close() returns).
 _POLL = 0.1
+#: Seconds the logout listener waits for the rest of a message it has begun to read. It is
+#: on no request's path, so a large message over a slow link is worth waiting for: a
+#: timeout there would cost a second of back-off and a drop of every local entry.
+LISTEN_TIMEOUT = 5.0
 #: Seconds between two looks of an instance waiting for another's whoami answer.
 LOCK_POLL = 0.005
 #: Seconds a waiter waits at most for that answer before it asks Kratos itself: a lock
 #: left behind by an instance that died (or lost Redis) must not hold requests for long.
 LOCK_WAIT = 0.5
 _WHOAMI_PATH = "/sessions/whoami"
+#: Hex digits of a shared name's hash; the bytes they are written with.
+_NAME_DIGITS = 40
+_HEX = frozenset(b"0123456789abcdef")
 # The back-off's clock, apart so that tests can move it.
 _monotonic = time.monotonic
 
@@ -127,7 +134,17 @@ class RedisCache:
                 raise ConfigurationError(
                     "cache_url cannot be used by redis-py (an option in its query)"
                 ) from None
+            listener = redis.Redis.from_url(
+                url or "",
+                socket_timeout=LISTEN_TIMEOUT,
+                socket_connect_timeout=REDIS_TIMEOUT,
+                retry=Retry(NoBackoff(), 0),
+                health_check_interval=HEALTH_CHECK,
+            )
+        else:
+            listener = client
         self._redis = client
+        self._listener = listener
         self.listen: Listen | None = self._listen
 
     def get(self, key: str) -> bytes | None:
@@ -184,7 +201,7 @@ class RedisCache:
         on_subscribed: Callable[[], None],
         stop: threading.Event,
     ) -> None:
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]
+        pubsub = self._listener.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]
         try:
             pubsub.subscribe(channel)
             on_subscribed()
@@ -198,6 +215,8 @@ class RedisCache:
     def close(self) -> None:
         """Close the connections (they reopen on the next command)."""
         self._redis.close()
+        if self._listener is not self._redis:
+            self._listener.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +275,8 @@ class SharedTier:
         self._sign_key = _derive(config.cache_key_secret, b"value")
         self._prefix = config.cache_key_prefix
         self.channel = f"{self._prefix}invalidate"
+        self._name_head = f"{self._prefix}s:".encode()
+        self._junk_seen = False
         self._lock = threading.Lock()
         # Shared name -> local key, so that a message naming an entry drops our copy.
         self._names: LRUCache[str, bytes] = LRUCache(config.cache_maxsize)
@@ -295,7 +316,7 @@ class SharedTier:
             f"{self.config.public_url}\0{material}".encode(),
             hashlib.sha256,
         ).hexdigest()
-        return f"{self._prefix}s:{digest[:40]}"
+        return f"{self._prefix}s:{digest[:_NAME_DIGITS]}"
 
     def encode(self, name: str, session: Session, ttl: float, now: float) -> bytes:
         """Return the signed value that keeps *session* under *name* until ``now + ttl``."""
@@ -607,12 +628,38 @@ class SharedTier:
         return heard is not None and heard >= started
 
     def _on_message(self, data: bytes) -> None:
-        name = data.decode("ascii", "replace")
+        # Only invalidate() publishes here, and only names: anything else (a stranger's 1 MB,
+        # bytes that are no name) is dropped, and kept nowhere.
+        if not self._is_name(data):
+            self._junk(len(data))
+            return
+        name = data.decode("ascii")
         with self._lock:
             key = self._names.pop(name, None)
             self._heard[name] = _monotonic()
         if key is not None:
             self._drop(key)
+
+    def _is_name(self, data: bytes) -> bool:
+        """Return whether *data* is a shared name, as :meth:`name_of` makes them."""
+        head = self._name_head
+        return (
+            len(data) == len(head) + _NAME_DIGITS
+            and data.startswith(head)
+            and all(byte in _HEX for byte in data[len(head) :])
+        )
+
+    def _junk(self, size: int) -> None:
+        # The size only: whatever it holds is a stranger's, and may be anything.
+        level = logging.DEBUG if self._junk_seen else logging.WARNING
+        self._junk_seen = True
+        logger.log(
+            level,
+            "kratos_aal shared cache: ignored a message of %d bytes on %s that names no "
+            "entry (only kratos-aal should publish there)",
+            size,
+            self.channel,
+        )
 
     def _on_subscribed(self) -> None:
         # Messages sent while we were not subscribed are lost: drop what we hold, and

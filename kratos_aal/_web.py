@@ -103,8 +103,10 @@ class PathRules:
     """Path globs mapped to requirements; the first match wins.
 
     ``*`` matches any run of characters, ``/`` included; ``/billing/*`` also matches
-    ``/billing``. Matching is case-sensitive. Adapters ask :meth:`requirement`, which
-    matches every path the framework may route the request to (SPEC §4).
+    ``/billing``, and a glob without ``*`` also matches its trailing-slash twin (``/x``
+    matches ``/x/``, ``/x/`` matches ``/x``). Matching is case-sensitive. Adapters ask
+    :meth:`requirement`, which matches every path the framework may route the request to
+    (SPEC §4).
 
     Raises:
         ConfigurationError: a glob or a requirement is wrong; the message names it.
@@ -243,6 +245,11 @@ def _compile(glob: str) -> re.Pattern[str]:
     tail = ""
     if glob.endswith("/*"):
         glob, tail = glob[:-2], "(?:/.*)?"
+    elif glob != "/" and not glob.endswith("*"):
+        # An exact path covers its trailing-slash twin: Django (APPEND_SLASH) and Werkzeug
+        # route "/x" to a view at "/x/" by a redirect, but "/x/" itself reaches it at once,
+        # and Starlette's redirect_slashes does the same the other way round.
+        glob, tail = glob.removesuffix("/"), "/?"
     return re.compile(".*".join(re.escape(part) for part in glob.split("*")) + tail, re.DOTALL)
 
 

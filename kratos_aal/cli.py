@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import ipaddress
 import os
 import signal
 import sys
@@ -381,12 +382,53 @@ def _install_line(command: str, extras: Sequence[str]) -> str:
     return f'kratos-aal: {command} needs the extra{"s" if len(extras) > 1 else ""} {names}: pip install "kratos-aal[{names}]"'
 
 
+def exposure_warning(host: str, command: str) -> str | None:
+    """Return the warning for serving *command*'s FakeKratos on *host*, ``None`` on loopback.
+
+    Only loopback is private: ``0.0.0.0``, ``::``, a LAN address or a host name (it may
+    resolve anywhere) is reachable by others, who meet the fake's open doors.
+    """
+    if _is_loopback(host):
+        return None
+    admin = (
+        ", and an admin API with no token that lists every identity and session"
+        if command == "fake"
+        else ", and a button that moves the fake's clock"
+    )
+    return (
+        f"WARNING: kratos-aal {command} listens on {host!r}, not on loopback: anyone who can "
+        f"reach this address gets FakeKratos's demo users and their printed passwords, a "
+        f"TOTP secret that is the same on every run, open registration{admin}. It is for "
+        f"development only; use --host 127.0.0.1 unless you mean that."
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False  # a name other than localhost, or "" (every interface)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _warn_if_exposed(host: str, command: str) -> None:
+    warning = exposure_warning(host, command)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
+
+
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     extras = missing_extras((*DEMO_NEEDS[args.framework], *FAKE_NEEDS))
     if extras:
         print(_install_line(f"demo --framework {args.framework}", extras), file=sys.stderr)
         return 2
     from ._demo import banner, run_demo
+
+    _warn_if_exposed(args.host, "demo")
 
     with run_demo(
         args.framework, host=args.host, port=args.port, kratos_port=args.kratos_port
@@ -403,6 +445,8 @@ def cmd_fake(args: argparse.Namespace, out: TextIO) -> int:
     from ._demo import demo_fake, reserve, user_lines
     from .testing import serve
     from .testing._serve import url_of
+
+    _warn_if_exposed(args.host, "fake")
 
     sock = reserve(args.host, args.port, "--port")
     try:

@@ -10,13 +10,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 
+from kratos_aal import cli
 from kratos_aal._demo import ADA_TOTP_SECRET
 from kratos_aal.cli import EXPLANATIONS, main
+from kratos_aal.exceptions import ConfigurationError
 from kratos_aal.testing import FakeKratos, reserve_port, serve
 
 
@@ -637,3 +640,53 @@ def test_an_import_error_past_the_checks_is_one_line_too(
         action.choices["fake"].set_defaults(run=other)  # type: ignore[index]
     with pytest.raises(ModuleNotFoundError):
         cli.main(["fake"])
+
+
+# ---------------------------------------------------------------------------- exposure
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST.", "::ffff:127.0.0.1"],
+)
+def test_loopback_needs_no_warning(host: str) -> None:
+    assert cli.exposure_warning(host, "fake") is None
+    assert cli.exposure_warning(host, "demo") is None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "192.168.1.20", "10.0.0.1", "myhost"])
+def test_any_other_address_gets_a_warning_naming_what_it_exposes(host: str) -> None:
+    warning = cli.exposure_warning(host, "fake")
+    assert warning is not None
+    assert warning.startswith(f"WARNING: kratos-aal fake listens on {host!r}, not on loopback")
+    for exposed in ("passwords", "TOTP secret", "open registration", "admin API with no token"):
+        assert exposed in warning
+    demo = cli.exposure_warning(host, "demo")
+    assert demo is not None
+    assert "passwords" in demo
+    assert "admin API" not in demo  # the demo serves none
+
+
+@pytest.mark.parametrize("command", ["fake", "demo"])
+def test_the_command_prints_the_warning_before_it_listens(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Nothing is bound: the first reserve() stops the command once the warning is out.
+    def refuse(host: str, port: int, option: str) -> Any:
+        assert "WARNING" in capsys.readouterr().err  # already printed
+        raise ConfigurationError(f"cannot listen on {host}:{port} (in this test)")
+
+    monkeypatch.setattr("kratos_aal._demo.reserve", refuse)
+    assert main([command, "--host", "0.0.0.0", "--no-qr"], out=io.StringIO()) == 2
+    assert "cannot listen on 0.0.0.0" in capsys.readouterr().err
+
+
+def test_loopback_commands_print_no_warning(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(host: str, port: int, option: str) -> Any:
+        raise ConfigurationError("stop here")
+
+    monkeypatch.setattr("kratos_aal._demo.reserve", refuse)
+    assert main(["fake", "--no-qr"], out=io.StringIO()) == 2
+    assert "WARNING" not in capsys.readouterr().err

@@ -164,3 +164,33 @@ def test_forged_preflight_reaches_no_view(
         assert reply.status_code == 303  # kratos-aal answers first: denied like any request
     get = Client(HTTP_ACCEPT=HTML).get("/reports/q1/", headers=headers)
     assert get.status_code == 303 and b"Report" not in get.content
+
+
+# ------------------------------------------------ an exact rule and its trailing slash
+
+
+@pytest.mark.parametrize(
+    ("path", "protected"),
+    [("/slash/", True), ("/bare", True), ("/slashy/", False), ("/barely", False)],
+)
+@pytest.mark.django_db
+def test_an_exact_rule_covers_the_trailing_slash_twin(
+    settings: SettingsWrapper, fake_kratos: FakeKratos, path: str, protected: bool
+) -> None:
+    # Issue 21 item 10: rule "/slash" and a view at "slash/": GET /slash/ ran the view with
+    # no session, as APPEND_SLASH only redirected "/slash" there.
+    settings.ROOT_URLCONF = "tests.django.trailing_urls"
+    settings.KRATOS_AAL = {
+        "PUBLIC_URL": fake_kratos.public_url,
+        "RULES": {"/slash": "aal1", "/bare/": "aal1"},
+    }
+    response = Client(HTTP_ACCEPT=HTML).get(path)
+    if not protected:
+        assert response.content == f"SECRET {path}".encode()
+        return
+    assert response.status_code == 303, (path, response.status_code)
+    assert b"SECRET" not in response.content
+    signed_in = Client(HTTP_COOKIE=fake_kratos.session("aal1").cookie_header)
+    assert signed_in.get(path).content == f"SECRET {path}".encode()
+    status, body = wsgi(path)
+    assert status.startswith("303") and b"SECRET" not in body

@@ -195,7 +195,7 @@ def test_good_shared_settings_on_the_boundaries() -> None:
     config = KratosConfig(
         "http://kratos:4433",
         cache_url="rediss://user:pw@redis.internal:6380/2",
-        cache_key_secret="x" * 16,
+        cache_key_secret="k7Qp2mZr9TvB4xWc",  # 16 characters, random
         cache_key_prefix="p" * 64,
         local_cache_ttl=0,
     )
@@ -296,7 +296,7 @@ def test_names_are_keyed_hashes_never_the_credential() -> None:
     assert by_cookie != by_token
     # Every instance with the same secret names an entry alike; another secret or prefix not.
     assert name(tier(), cookie=cookie) == by_cookie
-    assert name(tier(secret="another-secret-0123"), cookie=cookie) != by_cookie
+    assert name(tier(secret="another-random-7Kq2xZ"), cookie=cookie) != by_cookie
     assert name(tier(prefix="app2:"), cookie=cookie).startswith("app2:s:")
     assert one.name_of(httpx.Request("GET", "http://kratos:4433/self-service/login/api")) is None
 
@@ -354,7 +354,7 @@ def test_anything_that_does_not_verify_is_a_miss(fake: FakeKratos) -> None:
     # A good value read for another key (a reply out of step) is a miss too.
     assert one.decode(name(one, cookie="other"), value, now) is None
     # Another secret cannot read (or forge) it.
-    assert tier(secret="another-secret-0123").decode(key, value, now) is None
+    assert tier(secret="another-random-7Kq2xZ").decode(key, value, now) is None
     assert one.decode(key, "text", now) is None
 
 

@@ -11,7 +11,10 @@ import os
 
 from kratos_aal import Requirement
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "kratos-aal-example-not-secret")
+# As `django-admin startproject` writes it: fine on a laptop, never in production.
+SECRET_KEY = os.environ.get(
+    "DJANGO_SECRET_KEY", "django-insecure-iq&sia($=5i2$k_8l6#vyd&^_chr+q9nx4_=qoj&6s4c6pp5h1"
+)
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 

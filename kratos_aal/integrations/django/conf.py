@@ -61,7 +61,7 @@ def csrf_trusted_origins() -> list[str]:
 def shared_cache() -> cache.DjangoCache | None:
     """Return the store of ``KRATOS_AAL["CACHE"]``, or ``None`` when it is not set."""
     _, alias = cache.prepare(getattr(django_settings, SETTING, None), SETTING)
-    return None if alias is None else cache.DjangoCache(alias)
+    return None if alias is None else cache.store(alias)
 
 
 class _State:
