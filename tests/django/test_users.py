@@ -342,13 +342,17 @@ def test_async_view_without_session_is_anonymous(fake_kratos: FakeKratos) -> Non
     assert asyncio.run(AsyncClient().get("/ame/")).json()["authenticated"] is False
 
 
-def test_unlinked_identity_keeps_the_django_login(
+def test_unlinked_identity_is_not_the_password_login(
     fake_kratos: FakeKratos, settings: Any, django_user_model: Any
 ) -> None:
     settings.KRATOS_AAL = {**settings.KRATOS_AAL, "CREATE_USERS": False}
     local = django_user_model.objects.create_user("local", password="x")
-    client = client_for(fake_kratos.session("aal1"))
+    session = fake_kratos.session("aal1")
+    client = client_for(session)
     client.force_login(local, backend="django.contrib.auth.backends.ModelBackend")
+    assert client.get("/me/").json()["authenticated"] is False
+    # The password login is kept: without the Kratos session, Django's session says who.
+    del client.cookies[session.cookie_name]
     assert client.get("/me/").json()["username"] == "local"
 
 
@@ -539,16 +543,68 @@ class OwnBackend(KratosBackend):
     """An app's own subclass of KratosBackend."""
 
 
+PASSWORD = "django.contrib.auth.backends.ModelBackend"
+
+
+@pytest.mark.parametrize("other", OTHERS)
 def test_a_password_login_stays_beside_another_identity(
-    fake_kratos: FakeKratos, settings: Any, django_user_model: Any
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, other: str
 ) -> None:
-    # RemoteUserMiddleware logs out only what its own backend logged in.
-    staff, other_session = staff_and_other(fake_kratos, settings, django_user_model, "unlinked")
+    # RemoteUserMiddleware logs out only what its own backend logged in; the request is the
+    # Kratos session's all the same (its user, or anonymous when the app refuses it).
+    staff, other_session = staff_and_other(fake_kratos, settings, django_user_model, other)
     client = Client()
-    client.force_login(staff, backend="django.contrib.auth.backends.ModelBackend")
+    client.force_login(staff, backend=PASSWORD)
     client.cookies.load(other_session.cookies)
-    assert client.get("/me/").json()["username"] == staff.username
+    reply = client.get("/me/").json()
+    assert {key: reply[key] for key in ("authenticated", "username")} == served_as(
+        other, other_session
+    )
     assert client.session[SESSION_KEY] == str(staff.pk)
+
+
+def admin_behind_aal2(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, other: str
+) -> tuple[Any, FakeSession]:
+    """Return a superuser with a password, the admin behind aal2, another identity's session."""
+    staff, other_session = staff_and_other(fake_kratos, settings, django_user_model, other)
+    staff.is_superuser = True
+    staff.set_password("staff password")
+    staff.save()
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "RULES": {"/admin/*": "aal2"}}
+    return staff, other_session
+
+
+@pytest.mark.parametrize("other", ["unlinked", "deactivated"])
+def test_a_password_never_borrows_another_identitys_second_factor(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, other: str
+) -> None:
+    # The staff password alone, with the attacker's own aal2 session that the app refuses:
+    # RULES judge that session, so request.user must not be the staff user.
+    staff, other_session = admin_behind_aal2(fake_kratos, settings, django_user_model, other)
+    client = Client()
+    assert client.login(username=staff.username, password="staff password")
+    assert client.get("/admin/").status_code == 303  # no Kratos session: step-up first
+    client.cookies.load(other_session.cookies)
+    assert client.get("/me/").json()["authenticated"] is False
+    assert client.get("/admin/auth/user/").status_code == 302  # the admin's own login
+    assert client.session[SESSION_KEY] == str(staff.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("other", ["unlinked", "deactivated"])
+def test_a_password_never_borrows_another_identitys_second_factor_async(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, other: str
+) -> None:
+    staff, other_session = admin_behind_aal2(fake_kratos, settings, django_user_model, other)
+
+    async def scenario() -> dict[str, Any]:
+        client = AsyncClient()
+        await client.aforce_login(staff, backend=PASSWORD)
+        client.cookies.load(other_session.cookies)
+        return dict((await client.get("/ame/")).json())
+
+    assert asyncio.run(scenario())["authenticated"] is False
 
 
 # ------------------------------------------------------------------ USER_FIELDS collisions

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from kratos_aal.integrations.django.models import KratosIdentityLink
 from kratos_aal.testing import FakeKratos, FakeSession
 
 pytestmark = [pytest.mark.urls("tests.drf.urls"), pytest.mark.django_db]
@@ -131,3 +132,35 @@ def test_user_fields_collision_is_refused_not_a_500(
     session = fake_kratos.session("aal2")
     django_user_model.objects.create_user(session.identity.email)
     refused(with_token(session).get("/balance/", **JSON))
+
+
+@pytest.mark.parametrize("other", ["unlinked", "deactivated"])
+def test_session_authentication_first_never_mixes_two_people(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, other: str
+) -> None:
+    # A password login of staff plus someone else's aal2 session that the app refuses:
+    # IsAAL2 judges that session, so SessionAuthentication must not find the staff user.
+    middleware = list(settings.MIDDLEWARE)
+    middleware.insert(middleware.index(AUTH_MIDDLEWARE) + 1, USER_MIDDLEWARE)
+    settings.MIDDLEWARE = middleware
+    settings.AUTHENTICATION_BACKENDS = [BACKEND, "django.contrib.auth.backends.ModelBackend"]
+    staff = django_user_model.objects.create_user("staff", password="x", is_staff=True)
+    session = fake_kratos.session("aal2")
+    if other == "deactivated":
+        with_cookie(session).get("/profile/", **JSON)
+        django_user_model.objects.filter(username=session.identity.id).update(is_active=False)
+    else:
+        settings.KRATOS_AAL = {**settings.KRATOS_AAL, "CREATE_USERS": False}
+    client = with_cookie(session)
+    client.force_login(staff, backend="django.contrib.auth.backends.ModelBackend")
+    reply = client.get("/session-first/", **JSON)
+    # 403, not 401: DRF takes the challenge from the first class, and SessionAuthentication
+    # has none.
+    assert reply.status_code == 403, reply.content
+    assert reply.json() == {"detail": "This identity has no active user here."}
+    # The staff user's own aal2 session is the staff user.
+    KratosIdentityLink.objects.create(
+        identity_id=(own := fake_kratos.session("aal2")).identity.id, user=staff
+    )
+    client.cookies.load(own.cookies)
+    assert client.get("/session-first/", **JSON).json()["user"] == "staff"

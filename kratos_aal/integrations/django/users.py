@@ -28,6 +28,7 @@ from cachetools import TTLCache
 from django.contrib import auth
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import DataError, IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -282,17 +283,23 @@ def _resolve(request: HttpRequest) -> HttpResponse | None:
         return as_response(response)
     user = None if session is None else user_for_session(request, session)
     user_key = _kratos_login(request)
-    if user_key is not None and not _same_user(user, user_key):
+    logged_out = user_key is not None and not _same_user(user, user_key)
+    if logged_out:
         # As RemoteUserMiddleware does when its header names someone else, or is gone: a
         # Django login made through this backend lasts only while the request's Kratos
         # session is that user's. Another identity, one the app refuses (deactivated,
         # unlinked, a USER_FIELDS collision) or no Kratos session at all: logged out.
         auth.logout(request)
-        request._kratos_aal_logged_out = True
+    if user is None and (logged_out or session is not None):
+        # Anonymous, whatever request.auser cached before. With a Kratos session the app
+        # refuses beside a login by another backend (a password), too: the AAL checks judge
+        # that session, so the request is never that login's user served with another
+        # identity's second factor. The login stays for requests without a Kratos session.
+        user = AnonymousUser()
     if user is not None:
         request.user = request._kratos_aal_user = user
-    # Else, like RemoteUserMiddleware, leave whatever Django's own session says (a password
-    # login through ModelBackend, or nobody).
+    # Else (no Kratos session), like RemoteUserMiddleware, leave whatever Django's own
+    # session says (a password login through ModelBackend, or nobody).
     return None
 
 
@@ -303,7 +310,9 @@ class KratosUserMiddleware:
     whatever user Django's own session says (e.g. a password login to the admin), except
     one that came from :class:`KratosBackend`: that one is logged out, as it is when the
     request's Kratos session is another identity's, or one with no active user (as
-    ``RemoteUserMiddleware`` logs out its backend's login when the header changes).
+    ``RemoteUserMiddleware`` logs out its backend's login when the header changes). A
+    request with a Kratos session whose identity has no active user is anonymous, whoever
+    Django's own session names.
     """
 
     sync_capable = True
@@ -327,8 +336,6 @@ class KratosUserMiddleware:
         if denial is not None:
             return denial
         user = request.__dict__.get("_kratos_aal_user")
-        if user is None and request.__dict__.get("_kratos_aal_logged_out"):
-            user = request.user  # AnonymousUser, whatever request.auser cached before
         if user is not None:
 
             async def auser() -> Any:
