@@ -23,6 +23,7 @@ from collections.abc import Collection, Mapping
 from datetime import timedelta
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.http import HttpRequest
 from rest_framework import exceptions
@@ -40,13 +41,12 @@ from .django._glue import _return_to, credentials_of, hit, web_request
 
 __all__ = ["IsAAL1", "IsAAL2", "KratosAuthentication", "KratosDenied", "KratosUser", "RequireAAL"]
 
-_BACKENDS = frozenset(
+_USER_MIDDLEWARES = frozenset(
     {
-        "kratos_aal.integrations.django.KratosBackend",
-        "kratos_aal.integrations.django.users.KratosBackend",
+        "kratos_aal.integrations.django.KratosUserMiddleware",
+        "kratos_aal.integrations.django.users.KratosUserMiddleware",
     }
 )
-_USER_MIDDLEWARE = "kratos_aal.integrations.django.KratosUserMiddleware"
 _REFUSED = "This identity has no active user here."
 CHALLENGE = 'Bearer realm="kratos"'
 # Headers the renderer writes itself; the rest of a core response goes on the view's headers.
@@ -87,10 +87,17 @@ class KratosUser:
 
 
 def _links_users() -> bool:
-    """Return whether the app links Django users (``KratosBackend`` or ``KratosUserMiddleware``)."""
-    return bool(_BACKENDS.intersection(getattr(settings, "AUTHENTICATION_BACKENDS", ()))) or (
-        _USER_MIDDLEWARE in (getattr(settings, "MIDDLEWARE", None) or ())
-    )
+    """Return whether the app links Django users (``KratosBackend`` or ``KratosUserMiddleware``).
+
+    The backend counts however it is listed: its package's name, its module's, or a subclass.
+    """
+    if not _USER_MIDDLEWARES.isdisjoint(getattr(settings, "MIDDLEWARE", None) or ()):
+        return True
+    if not apps.is_installed("django.contrib.auth"):
+        return False  # no Django users, and AUTHENTICATION_BACKENDS would not import
+    from .django import users
+
+    return users.listed_backend() is not None
 
 
 class KratosDenied(exceptions.APIException):

@@ -320,6 +320,23 @@ def test_check_user_middleware_order(settings: Any) -> None:
     assert [found.id for found in check_users()] == ["kratos_aal.E005"]
 
 
+def test_check_user_middleware_by_its_module_name(settings: Any) -> None:
+    from kratos_aal.integrations.django.checks import check_users
+
+    module = "kratos_aal.integrations.django.users.KratosUserMiddleware"
+    settings.MIDDLEWARE = [module, AUTH_MIDDLEWARE]
+    assert [found.id for found in check_users()] == ["kratos_aal.E005"]
+    settings.MIDDLEWARE = [AUTH_MIDDLEWARE, module]
+    assert check_users() == []
+
+
+def test_check_backend_subclass_counts(settings: Any) -> None:
+    from kratos_aal.integrations.django.checks import check_users
+
+    settings.AUTHENTICATION_BACKENDS = ["tests.django.test_users.OwnBackend"]
+    assert check_users() == []
+
+
 def test_check_backend_missing(settings: Any) -> None:
     from kratos_aal.integrations.django.checks import check_users
 
@@ -540,7 +557,41 @@ def test_a_request_without_django_sessions_is_left_alone(fake_kratos: FakeKratos
 
 
 class OwnBackend(KratosBackend):
-    """An app's own subclass of KratosBackend."""
+    """An app's own subclass of KratosBackend, refusing one more kind of user."""
+
+    def user_can_authenticate(self, user: Any) -> bool:
+        return bool(super().user_can_authenticate(user)) and user.last_name != "banned"
+
+
+def test_the_apps_own_backend_decides(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any
+) -> None:
+    settings.AUTHENTICATION_BACKENDS = ["tests.django.test_users.OwnBackend"]
+    session = fake_kratos.session("aal1")
+    assert me(session)["authenticated"] is True
+    django_user_model.objects.update(last_name="banned")
+    assert me(session)["authenticated"] is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_apps_own_backend_decides_async(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any
+) -> None:
+    settings.AUTHENTICATION_BACKENDS = ["tests.django.test_users.OwnBackend"]
+    session = fake_kratos.session("aal1")
+    me(session)
+    django_user_model.objects.update(last_name="banned")
+    client = AsyncClient()
+    client.cookies.load(session.cookies)
+    assert asyncio.run(client.get("/ame/")).json()["authenticated"] is False
+
+
+def test_a_backend_that_does_not_import_fails_at_start_up(settings: Any) -> None:
+    from kratos_aal.integrations.django import KratosUserMiddleware
+
+    settings.AUTHENTICATION_BACKENDS = ["nowhere.Backend"]
+    with pytest.raises(ImportError, match="nowhere"):
+        KratosUserMiddleware(lambda request: None)
 
 
 PASSWORD = "django.contrib.auth.backends.ModelBackend"

@@ -8,12 +8,15 @@ import pytest
 from rest_framework.test import APIClient
 
 from kratos_aal.integrations.django.models import KratosIdentityLink
+from kratos_aal.integrations.django.users import KratosBackend
 from kratos_aal.testing import FakeKratos, FakeSession
 
 pytestmark = [pytest.mark.urls("tests.drf.urls"), pytest.mark.django_db]
 
 BACKEND = "kratos_aal.integrations.django.KratosBackend"
 USER_MIDDLEWARE = "kratos_aal.integrations.django.KratosUserMiddleware"
+MODULE_MIDDLEWARE = "kratos_aal.integrations.django.users.KratosUserMiddleware"
+OWN_BACKEND = "tests.drf.test_linked_users.OwnBackend"
 AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
 JSON = {"HTTP_ACCEPT": "application/json"}
 # Views that a refused identity must not reach, and the public one.
@@ -40,14 +43,27 @@ def with_token(session: FakeSession) -> APIClient:
 CLIENTS = [pytest.param(with_cookie, id="cookie"), pytest.param(with_token, id="token")]
 
 
-@pytest.fixture(params=["backend", "middleware"])
+class OwnBackend(KratosBackend):
+    """An app's own subclass of KratosBackend, refusing one more kind of user."""
+
+    def user_can_authenticate(self, user: Any) -> bool:
+        return bool(super().user_can_authenticate(user)) and user.last_name != "banned"
+
+
+@pytest.fixture(params=["backend", "middleware", "subclass", "module-middleware"])
 def linked(request: Any, settings: Any) -> str:
-    """Linked users on, by ``KratosBackend`` or by ``KratosUserMiddleware`` alone."""
+    """Linked users on, by ``KratosBackend`` or by ``KratosUserMiddleware`` alone.
+
+    Each as an app may list it: the package's name, an app's subclass, the module's name.
+    """
     if request.param == "backend":
         settings.AUTHENTICATION_BACKENDS = [BACKEND]
+    elif request.param == "subclass":
+        settings.AUTHENTICATION_BACKENDS = [OWN_BACKEND]
     else:
+        name = USER_MIDDLEWARE if request.param == "middleware" else MODULE_MIDDLEWARE
         middleware = list(settings.MIDDLEWARE)
-        middleware.insert(middleware.index(AUTH_MIDDLEWARE) + 1, USER_MIDDLEWARE)
+        middleware.insert(middleware.index(AUTH_MIDDLEWARE) + 1, name)
         settings.MIDDLEWARE = middleware
     return str(request.param)
 
@@ -164,3 +180,20 @@ def test_session_authentication_first_never_mixes_two_people(
     )
     client.cookies.load(own.cookies)
     assert client.get("/session-first/", **JSON).json()["user"] == "staff"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_the_apps_own_backend_decides(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, client: Any
+) -> None:
+    # The subclass listed in AUTHENTICATION_BACKENDS refuses banned users: so does DRF, with
+    # or without the middleware.
+    settings.AUTHENTICATION_BACKENDS = [OWN_BACKEND]
+    session = fake_kratos.session("aal2")
+    assert client(session).get("/authenticated/", **JSON).status_code == 200
+    django_user_model.objects.update(last_name="banned")
+    refused(client(session).get("/authenticated/", **JSON))
+    middleware = list(settings.MIDDLEWARE)
+    middleware.insert(middleware.index(AUTH_MIDDLEWARE) + 1, USER_MIDDLEWARE)
+    settings.MIDDLEWARE = middleware
+    refused(client(session).get("/authenticated/", **JSON))

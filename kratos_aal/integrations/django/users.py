@@ -25,6 +25,7 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from cachetools import TTLCache
+from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.decorators import login_not_required
@@ -233,9 +234,33 @@ def _refuse(identity_id: str, setting: str, why: str) -> None:
     logger.warning("%s: %s", setting, why)
 
 
+# The AUTHENTICATION_BACKENDS last read, and the KratosBackend (or subclass) it lists.
+_LISTED: list[tuple[Any, type[KratosBackend] | None]] = []
+
+
+def listed_backend() -> type[KratosBackend] | None:
+    """Return the first :class:`KratosBackend`, or subclass, in ``AUTHENTICATION_BACKENDS``.
+
+    Raises:
+        ImportError: a listed backend cannot be imported (as Django's own ``get_backends``).
+    """
+    listed = settings.AUTHENTICATION_BACKENDS
+    if not _LISTED or _LISTED[0][0] is not listed:
+        found = None
+        for path in listed:
+            backend = import_string(path)
+            if isinstance(backend, type) and issubclass(backend, KratosBackend):
+                found = backend
+                break
+        _LISTED[:] = [(listed, found)]
+    return _LISTED[0][1]
+
+
 def user_for_session(request: HttpRequest | None, session: Session) -> Any:
-    """Return the user linked to *session* through the configured backends, or ``None``."""
-    return KratosBackend().authenticate(request, kratos_session=session)
+    """Return the user linked to *session* by the listed ``KratosBackend``, or ``None``."""
+    # The app's own subclass decides (its user_can_authenticate may refuse more users).
+    backend = listed_backend() or KratosBackend
+    return backend().authenticate(request, kratos_session=session)
 
 
 def _kratos_session(request: HttpRequest) -> Session | None:
@@ -321,6 +346,7 @@ class KratosUserMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
         _user_fields()  # fail at start-up, naming the key (WSGI servers run no system checks)
+        listed_backend()  # and on a backend that does not import
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
