@@ -222,7 +222,7 @@ class _KratosOR(OR):
             return bool(self.op1.has_permission(request, view)) or bool(
                 self.op2.has_permission(request, view)
             )
-        except KratosDenied:
+        except (KratosDenied, _NotTheirs):
             if self.op2.has_permission(request, view):
                 return True
             raise
@@ -272,8 +272,9 @@ class RequireAAL(_Combinable, BasePermission):
         """
         django_request = request._request
         client, _ = conf.clients()
-        if hit(django_request, self.requirement, client) is not None:
-            return True
+        found = hit(django_request, self.requirement, client)
+        if found is not None:
+            return _same_person(request, found.session)
         try:
             decision = client.check(
                 _credentials(django_request),
@@ -284,11 +285,38 @@ class RequireAAL(_Combinable, BasePermission):
             raise _bad_request(str(error)) from None
         if decision.outcome is Outcome.ALLOW:
             django_request.kratos_session = decision.session
-            return True
+            return _same_person(request, decision.session)
         raise _denied(request, decision)
 
     def __repr__(self) -> str:
         return f"RequireAAL({self.requirement!r})"
+
+
+class _NotTheirs(exceptions.PermissionDenied):
+    """The request's user is not the Kratos session's (a denial ``|`` may overrule)."""
+
+    default_detail = "This Kratos session is not this user's."
+
+
+def _same_person(request: Request, session: Session | None) -> bool:
+    """Return ``True`` unless another authenticator's user is not *session*'s linked user.
+
+    Raises:
+        PermissionDenied: it is not (e.g. SessionAuthentication's password login, and
+            another identity's Kratos session): the AAL is that identity's, not the user's.
+    """
+    authenticator = request.successful_authenticator
+    if authenticator is None or isinstance(authenticator, KratosAuthentication):
+        return True  # anonymous, or the user is the session's
+    user = request.user
+    if not getattr(user, "is_authenticated", False) or not _links_users():
+        return True
+    from .django import users
+
+    linked = None if session is None else users.user_for_session(request._request, session)
+    if linked is None or linked.pk != user.pk:
+        raise _NotTheirs
+    return True
 
 
 def _bad_request(reason: str) -> exceptions.ParseError:

@@ -197,3 +197,31 @@ def test_the_apps_own_backend_decides(
     middleware.insert(middleware.index(AUTH_MIDDLEWARE) + 1, USER_MIDDLEWARE)
     settings.MIDDLEWARE = middleware
     refused(client(session).get("/authenticated/", **JSON))
+
+
+@pytest.mark.parametrize("login", [BACKEND, "django.contrib.auth.backends.ModelBackend"])
+def test_another_authenticators_user_needs_its_own_session(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, login: str
+) -> None:
+    # No KratosUserMiddleware to bind Django's session to Kratos's: SessionAuthentication
+    # finds the staff user, and IsAAL2 must not judge someone else's session for it.
+    settings.AUTHENTICATION_BACKENDS = [BACKEND, "django.contrib.auth.backends.ModelBackend"]
+    staff = django_user_model.objects.create_user("staff", password="x", is_staff=True)
+    other = fake_kratos.session("aal2")
+    client = with_cookie(other)
+    client.force_login(staff, backend=login)
+    reply = client.get("/session-first/", **JSON)
+    assert reply.status_code == 403, reply.content
+    assert reply.json() == {"detail": "This Kratos session is not this user's."}
+    # Cached now: the hit path asks the same.
+    assert client.get("/session-first/", **JSON).status_code == 403
+    # A Django permission on the other side of | still decides for the staff user.
+    assert client.get("/session-first-or-admin/", **JSON).json()["user"] == "staff"
+    staff.is_staff = False
+    staff.save()
+    assert client.get("/session-first-or-admin/", **JSON).status_code == 403
+    own = fake_kratos.session("aal2")
+    KratosIdentityLink.objects.create(identity_id=own.identity.id, user=staff)
+    client.cookies.load(own.cookies)
+    assert client.get("/session-first/", **JSON).json()["user"] == "staff"
+    assert client.get("/session-first/", **JSON).json()["user"] == "staff"

@@ -127,6 +127,10 @@ class SessionFirst(APIView):
         return Response(whoami(request))
 
 
+class SessionFirstOrAdmin(SessionFirst):
+    permission_classes = [IsAAL2 | IsAdminUser]
+
+
 router = routers.SimpleRouter()
 router.register("accounts", Accounts, basename="accounts")
 
@@ -142,5 +146,6 @@ urlpatterns = [
     path("authenticated/", Authenticated.as_view()),
     path("transfer/", transfer),
     path("session-first/", SessionFirst.as_view()),
+    path("session-first-or-admin/", SessionFirstOrAdmin.as_view()),
     path("", include(router.urls)),
 ]
