@@ -588,10 +588,12 @@ def test_the_apps_own_backend_decides_async(
 
 def test_a_backend_that_does_not_import_fails_at_start_up(settings: Any) -> None:
     from kratos_aal.integrations.django import KratosUserMiddleware
+    from kratos_aal.integrations.django.checks import check_users
 
     settings.AUTHENTICATION_BACKENDS = ["nowhere.Backend"]
     with pytest.raises(ImportError, match="nowhere"):
         KratosUserMiddleware(lambda request: None)
+    assert check_users() == []  # a check that raises would hide the others
 
 
 PASSWORD = "django.contrib.auth.backends.ModelBackend"

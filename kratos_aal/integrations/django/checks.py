@@ -119,7 +119,11 @@ def check_users(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]
         )
     from .users import listed_backend
 
-    if listed_backend() is None:  # a subclass counts
+    try:
+        backend = listed_backend()  # a subclass counts
+    except ImportError:
+        return found  # Django's own login names the path that does not import
+    if backend is None:
         found.append(
             Warning(
                 "KratosUserMiddleware is in MIDDLEWARE but KratosBackend is not in "
