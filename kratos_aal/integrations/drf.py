@@ -23,6 +23,7 @@ from collections.abc import Collection, Mapping
 from datetime import timedelta
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.http import HttpRequest
 from rest_framework import exceptions
@@ -57,13 +58,12 @@ __all__ = [
     "RequireAAL",
 ]
 
-_BACKENDS = frozenset(
+_USER_MIDDLEWARES = frozenset(
     {
-        "kratos_aal.integrations.django.KratosBackend",
-        "kratos_aal.integrations.django.users.KratosBackend",
+        "kratos_aal.integrations.django.KratosUserMiddleware",
+        "kratos_aal.integrations.django.users.KratosUserMiddleware",
     }
 )
-_USER_MIDDLEWARE = "kratos_aal.integrations.django.KratosUserMiddleware"
 _REFUSED = "This identity has no active user here."
 CHALLENGE = 'Bearer realm="kratos"'
 # Headers the renderer writes itself; the rest of a core response goes on the view's headers.
@@ -104,10 +104,17 @@ class KratosUser:
 
 
 def _links_users() -> bool:
-    """Return whether the app links Django users (``KratosBackend`` or ``KratosUserMiddleware``)."""
-    return bool(_BACKENDS.intersection(getattr(settings, "AUTHENTICATION_BACKENDS", ()))) or (
-        _USER_MIDDLEWARE in (getattr(settings, "MIDDLEWARE", None) or ())
-    )
+    """Return whether the app links Django users (``KratosBackend`` or ``KratosUserMiddleware``).
+
+    The backend counts however it is listed: its package's name, its module's, or a subclass.
+    """
+    if not _USER_MIDDLEWARES.isdisjoint(getattr(settings, "MIDDLEWARE", None) or ()):
+        return True
+    if not apps.is_installed("django.contrib.auth"):
+        return False  # no Django users, and AUTHENTICATION_BACKENDS would not import
+    from .django import users
+
+    return users.listed_backend() is not None
 
 
 class KratosDenied(exceptions.APIException):
@@ -254,7 +261,7 @@ class _KratosOR(OR):
             return bool(self.op1.has_permission(request, view)) or bool(
                 self.op2.has_permission(request, view)
             )
-        except KratosDenied:
+        except (KratosDenied, _NotTheirs):
             if self.op2.has_permission(request, view):
                 return True
             raise
@@ -309,8 +316,9 @@ class RequireAAL(_Combinable, BasePermission):
         if refusal is not None:
             raise _refused(request, refusal)
         client, _ = conf.clients()
-        if hit(django_request, self.requirement, client) is not None:
-            return True
+        found = hit(django_request, self.requirement, client)
+        if found is not None:
+            return _same_person(request, found.session)
         try:
             decision = client.check(
                 _credentials(django_request),
@@ -321,11 +329,38 @@ class RequireAAL(_Combinable, BasePermission):
             raise _bad_request(str(error)) from None
         if decision.outcome is Outcome.ALLOW:
             django_request.kratos_session = decision.session
-            return True
+            return _same_person(request, decision.session)
         raise _denied(request, decision)
 
     def __repr__(self) -> str:
         return f"RequireAAL({self.requirement!r})"
+
+
+class _NotTheirs(exceptions.PermissionDenied):
+    """The request's user is not the Kratos session's (a denial ``|`` may overrule)."""
+
+    default_detail = "This Kratos session is not this user's."
+
+
+def _same_person(request: Request, session: Session | None) -> bool:
+    """Return ``True`` unless another authenticator's user is not *session*'s linked user.
+
+    Raises:
+        PermissionDenied: it is not (e.g. SessionAuthentication's password login, and
+            another identity's Kratos session): the AAL is that identity's, not the user's.
+    """
+    authenticator = request.successful_authenticator
+    if authenticator is None or isinstance(authenticator, KratosAuthentication):
+        return True  # anonymous, or the user is the session's
+    user = request.user
+    if not getattr(user, "is_authenticated", False) or not _links_users():
+        return True
+    from .django import users
+
+    linked = None if session is None else users.user_for_session(request._request, session)
+    if linked is None or linked.pk != user.pk:
+        raise _NotTheirs
+    return True
 
 
 def _bad_request(reason: str) -> exceptions.ParseError:

@@ -320,6 +320,23 @@ def test_check_user_middleware_order(settings: Any) -> None:
     assert [found.id for found in check_users()] == ["kratos_aal.E005"]
 
 
+def test_check_user_middleware_by_its_module_name(settings: Any) -> None:
+    from kratos_aal.integrations.django.checks import check_users
+
+    module = "kratos_aal.integrations.django.users.KratosUserMiddleware"
+    settings.MIDDLEWARE = [module, AUTH_MIDDLEWARE]
+    assert [found.id for found in check_users()] == ["kratos_aal.E005"]
+    settings.MIDDLEWARE = [AUTH_MIDDLEWARE, module]
+    assert check_users() == []
+
+
+def test_check_backend_subclass_counts(settings: Any) -> None:
+    from kratos_aal.integrations.django.checks import check_users
+
+    settings.AUTHENTICATION_BACKENDS = ["tests.django.test_users.OwnBackend"]
+    assert check_users() == []
+
+
 def test_check_backend_missing(settings: Any) -> None:
     from kratos_aal.integrations.django.checks import check_users
 
@@ -342,13 +359,17 @@ def test_async_view_without_session_is_anonymous(fake_kratos: FakeKratos) -> Non
     assert asyncio.run(AsyncClient().get("/ame/")).json()["authenticated"] is False
 
 
-def test_unlinked_identity_keeps_the_django_login(
+def test_unlinked_identity_is_not_the_password_login(
     fake_kratos: FakeKratos, settings: Any, django_user_model: Any
 ) -> None:
     settings.KRATOS_AAL = {**settings.KRATOS_AAL, "CREATE_USERS": False}
     local = django_user_model.objects.create_user("local", password="x")
-    client = client_for(fake_kratos.session("aal1"))
+    session = fake_kratos.session("aal1")
+    client = client_for(session)
     client.force_login(local, backend="django.contrib.auth.backends.ModelBackend")
+    assert client.get("/me/").json()["authenticated"] is False
+    # The password login is kept: without the Kratos session, Django's session says who.
+    del client.cookies[session.cookie_name]
     assert client.get("/me/").json()["username"] == "local"
 
 
@@ -536,19 +557,107 @@ def test_a_request_without_django_sessions_is_left_alone(fake_kratos: FakeKratos
 
 
 class OwnBackend(KratosBackend):
-    """An app's own subclass of KratosBackend."""
+    """An app's own subclass of KratosBackend, refusing one more kind of user."""
+
+    def user_can_authenticate(self, user: Any) -> bool:
+        return bool(super().user_can_authenticate(user)) and user.last_name != "banned"
 
 
-def test_a_password_login_stays_beside_another_identity(
+def test_the_apps_own_backend_decides(
     fake_kratos: FakeKratos, settings: Any, django_user_model: Any
 ) -> None:
-    # RemoteUserMiddleware logs out only what its own backend logged in.
-    staff, other_session = staff_and_other(fake_kratos, settings, django_user_model, "unlinked")
+    settings.AUTHENTICATION_BACKENDS = ["tests.django.test_users.OwnBackend"]
+    session = fake_kratos.session("aal1")
+    assert me(session)["authenticated"] is True
+    django_user_model.objects.update(last_name="banned")
+    assert me(session)["authenticated"] is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_apps_own_backend_decides_async(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any
+) -> None:
+    settings.AUTHENTICATION_BACKENDS = ["tests.django.test_users.OwnBackend"]
+    session = fake_kratos.session("aal1")
+    me(session)
+    django_user_model.objects.update(last_name="banned")
+    client = AsyncClient()
+    client.cookies.load(session.cookies)
+    assert asyncio.run(client.get("/ame/")).json()["authenticated"] is False
+
+
+def test_a_backend_that_does_not_import_fails_at_start_up(settings: Any) -> None:
+    from kratos_aal.integrations.django import KratosUserMiddleware
+    from kratos_aal.integrations.django.checks import check_users
+
+    settings.AUTHENTICATION_BACKENDS = ["nowhere.Backend"]
+    with pytest.raises(ImportError, match="nowhere"):
+        KratosUserMiddleware(lambda request: None)
+    assert check_users() == []  # a check that raises would hide the others
+
+
+PASSWORD = "django.contrib.auth.backends.ModelBackend"
+
+
+@pytest.mark.parametrize("other", OTHERS)
+def test_a_password_login_stays_beside_another_identity(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, other: str
+) -> None:
+    # RemoteUserMiddleware logs out only what its own backend logged in; the request is the
+    # Kratos session's all the same (its user, or anonymous when the app refuses it).
+    staff, other_session = staff_and_other(fake_kratos, settings, django_user_model, other)
     client = Client()
-    client.force_login(staff, backend="django.contrib.auth.backends.ModelBackend")
+    client.force_login(staff, backend=PASSWORD)
     client.cookies.load(other_session.cookies)
-    assert client.get("/me/").json()["username"] == staff.username
+    reply = client.get("/me/").json()
+    assert {key: reply[key] for key in ("authenticated", "username")} == served_as(
+        other, other_session
+    )
     assert client.session[SESSION_KEY] == str(staff.pk)
+
+
+def admin_behind_aal2(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, other: str
+) -> tuple[Any, FakeSession]:
+    """Return a superuser with a password, the admin behind aal2, another identity's session."""
+    staff, other_session = staff_and_other(fake_kratos, settings, django_user_model, other)
+    staff.is_superuser = True
+    staff.set_password("staff password")
+    staff.save()
+    settings.KRATOS_AAL = {**settings.KRATOS_AAL, "RULES": {"/admin/*": "aal2"}}
+    return staff, other_session
+
+
+@pytest.mark.parametrize("other", ["unlinked", "deactivated"])
+def test_a_password_never_borrows_another_identitys_second_factor(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, other: str
+) -> None:
+    # The staff password alone, with the attacker's own aal2 session that the app refuses:
+    # RULES judge that session, so request.user must not be the staff user.
+    staff, other_session = admin_behind_aal2(fake_kratos, settings, django_user_model, other)
+    client = Client()
+    assert client.login(username=staff.username, password="staff password")
+    assert client.get("/admin/").status_code == 303  # no Kratos session: step-up first
+    client.cookies.load(other_session.cookies)
+    assert client.get("/me/").json()["authenticated"] is False
+    assert client.get("/admin/auth/user/").status_code == 302  # the admin's own login
+    assert client.session[SESSION_KEY] == str(staff.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("other", ["unlinked", "deactivated"])
+def test_a_password_never_borrows_another_identitys_second_factor_async(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, other: str
+) -> None:
+    staff, other_session = admin_behind_aal2(fake_kratos, settings, django_user_model, other)
+
+    async def scenario() -> dict[str, Any]:
+        client = AsyncClient()
+        await client.aforce_login(staff, backend=PASSWORD)
+        client.cookies.load(other_session.cookies)
+        return dict((await client.get("/ame/")).json())
+
+    assert asyncio.run(scenario())["authenticated"] is False
 
 
 # ------------------------------------------------------------------ USER_FIELDS collisions

@@ -7,12 +7,16 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from kratos_aal.integrations.django.models import KratosIdentityLink
+from kratos_aal.integrations.django.users import KratosBackend
 from kratos_aal.testing import FakeKratos, FakeSession
 
 pytestmark = [pytest.mark.urls("tests.drf.urls"), pytest.mark.django_db]
 
 BACKEND = "kratos_aal.integrations.django.KratosBackend"
 USER_MIDDLEWARE = "kratos_aal.integrations.django.KratosUserMiddleware"
+MODULE_MIDDLEWARE = "kratos_aal.integrations.django.users.KratosUserMiddleware"
+OWN_BACKEND = "tests.drf.test_linked_users.OwnBackend"
 AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
 JSON = {"HTTP_ACCEPT": "application/json"}
 # Views that a refused identity must not reach, and the public one.
@@ -39,14 +43,27 @@ def with_token(session: FakeSession) -> APIClient:
 CLIENTS = [pytest.param(with_cookie, id="cookie"), pytest.param(with_token, id="token")]
 
 
-@pytest.fixture(params=["backend", "middleware"])
+class OwnBackend(KratosBackend):
+    """An app's own subclass of KratosBackend, refusing one more kind of user."""
+
+    def user_can_authenticate(self, user: Any) -> bool:
+        return bool(super().user_can_authenticate(user)) and user.last_name != "banned"
+
+
+@pytest.fixture(params=["backend", "middleware", "subclass", "module-middleware"])
 def linked(request: Any, settings: Any) -> str:
-    """Linked users on, by ``KratosBackend`` or by ``KratosUserMiddleware`` alone."""
+    """Linked users on, by ``KratosBackend`` or by ``KratosUserMiddleware`` alone.
+
+    Each as an app may list it: the package's name, an app's subclass, the module's name.
+    """
     if request.param == "backend":
         settings.AUTHENTICATION_BACKENDS = [BACKEND]
+    elif request.param == "subclass":
+        settings.AUTHENTICATION_BACKENDS = [OWN_BACKEND]
     else:
+        name = USER_MIDDLEWARE if request.param == "middleware" else MODULE_MIDDLEWARE
         middleware = list(settings.MIDDLEWARE)
-        middleware.insert(middleware.index(AUTH_MIDDLEWARE) + 1, USER_MIDDLEWARE)
+        middleware.insert(middleware.index(AUTH_MIDDLEWARE) + 1, name)
         settings.MIDDLEWARE = middleware
     return str(request.param)
 
@@ -131,3 +148,80 @@ def test_user_fields_collision_is_refused_not_a_500(
     session = fake_kratos.session("aal2")
     django_user_model.objects.create_user(session.identity.email)
     refused(with_token(session).get("/balance/", **JSON))
+
+
+@pytest.mark.parametrize("other", ["unlinked", "deactivated"])
+def test_session_authentication_first_never_mixes_two_people(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, other: str
+) -> None:
+    # A password login of staff plus someone else's aal2 session that the app refuses:
+    # IsAAL2 judges that session, so SessionAuthentication must not find the staff user.
+    middleware = list(settings.MIDDLEWARE)
+    middleware.insert(middleware.index(AUTH_MIDDLEWARE) + 1, USER_MIDDLEWARE)
+    settings.MIDDLEWARE = middleware
+    settings.AUTHENTICATION_BACKENDS = [BACKEND, "django.contrib.auth.backends.ModelBackend"]
+    staff = django_user_model.objects.create_user("staff", password="x", is_staff=True)
+    session = fake_kratos.session("aal2")
+    if other == "deactivated":
+        with_cookie(session).get("/profile/", **JSON)
+        django_user_model.objects.filter(username=session.identity.id).update(is_active=False)
+    else:
+        settings.KRATOS_AAL = {**settings.KRATOS_AAL, "CREATE_USERS": False}
+    client = with_cookie(session)
+    client.force_login(staff, backend="django.contrib.auth.backends.ModelBackend")
+    reply = client.get("/session-first/", **JSON)
+    # 403, not 401: DRF takes the challenge from the first class, and SessionAuthentication
+    # has none.
+    assert reply.status_code == 403, reply.content
+    assert reply.json() == {"detail": "This identity has no active user here."}
+    # The staff user's own aal2 session is the staff user.
+    KratosIdentityLink.objects.create(
+        identity_id=(own := fake_kratos.session("aal2")).identity.id, user=staff
+    )
+    client.cookies.load(own.cookies)
+    assert client.get("/session-first/", **JSON).json()["user"] == "staff"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_the_apps_own_backend_decides(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, client: Any
+) -> None:
+    # The subclass listed in AUTHENTICATION_BACKENDS refuses banned users: so does DRF, with
+    # or without the middleware.
+    settings.AUTHENTICATION_BACKENDS = [OWN_BACKEND]
+    session = fake_kratos.session("aal2")
+    assert client(session).get("/authenticated/", **JSON).status_code == 200
+    django_user_model.objects.update(last_name="banned")
+    refused(client(session).get("/authenticated/", **JSON))
+    middleware = list(settings.MIDDLEWARE)
+    middleware.insert(middleware.index(AUTH_MIDDLEWARE) + 1, USER_MIDDLEWARE)
+    settings.MIDDLEWARE = middleware
+    refused(client(session).get("/authenticated/", **JSON))
+
+
+@pytest.mark.parametrize("login", [BACKEND, "django.contrib.auth.backends.ModelBackend"])
+def test_another_authenticators_user_needs_its_own_session(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any, login: str
+) -> None:
+    # No KratosUserMiddleware to bind Django's session to Kratos's: SessionAuthentication
+    # finds the staff user, and IsAAL2 must not judge someone else's session for it.
+    settings.AUTHENTICATION_BACKENDS = [BACKEND, "django.contrib.auth.backends.ModelBackend"]
+    staff = django_user_model.objects.create_user("staff", password="x", is_staff=True)
+    other = fake_kratos.session("aal2")
+    client = with_cookie(other)
+    client.force_login(staff, backend=login)
+    reply = client.get("/session-first/", **JSON)
+    assert reply.status_code == 403, reply.content
+    assert reply.json() == {"detail": "This Kratos session is not this user's."}
+    # Cached now: the hit path asks the same.
+    assert client.get("/session-first/", **JSON).status_code == 403
+    # A Django permission on the other side of | still decides for the staff user.
+    assert client.get("/session-first-or-admin/", **JSON).json()["user"] == "staff"
+    staff.is_staff = False
+    staff.save()
+    assert client.get("/session-first-or-admin/", **JSON).status_code == 403
+    own = fake_kratos.session("aal2")
+    KratosIdentityLink.objects.create(identity_id=own.identity.id, user=staff)
+    client.cookies.load(own.cookies)
+    assert client.get("/session-first/", **JSON).json()["user"] == "staff"
+    assert client.get("/session-first/", **JSON).json()["user"] == "staff"

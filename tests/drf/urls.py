@@ -6,6 +6,7 @@ from typing import Any
 
 from django.urls import include, path
 from rest_framework import routers, viewsets
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
@@ -116,6 +117,20 @@ def transfer(request: Request) -> Response:
     return Response(whoami(request))
 
 
+class SessionFirst(APIView):
+    """Django's session ahead of Kratos's, as DRF's defaults list SessionAuthentication."""
+
+    authentication_classes = [SessionAuthentication, KratosAuthentication]
+    permission_classes = [IsAAL2]
+
+    def get(self, request: Request) -> Response:
+        return Response(whoami(request))
+
+
+class SessionFirstOrAdmin(SessionFirst):
+    permission_classes = [IsAAL2 | IsAdminUser]
+
+
 router = routers.SimpleRouter()
 router.register("accounts", Accounts, basename="accounts")
 
@@ -130,5 +145,7 @@ urlpatterns = [
     path("public/", Public.as_view()),
     path("authenticated/", Authenticated.as_view()),
     path("transfer/", transfer),
+    path("session-first/", SessionFirst.as_view()),
+    path("session-first-or-admin/", SessionFirstOrAdmin.as_view()),
     path("", include(router.urls)),
 ]

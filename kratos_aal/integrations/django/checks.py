@@ -93,21 +93,21 @@ def _hint(error_id: str) -> str:
 
 USER_MIDDLEWARE = "kratos_aal.integrations.django.KratosUserMiddleware"
 _AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
-_BACKENDS = (
-    "kratos_aal.integrations.django.KratosBackend",
-    "kratos_aal.integrations.django.users.KratosBackend",
-)
+# The same class under its module's name.
+_USER_MODULE_MIDDLEWARE = "kratos_aal.integrations.django.users.KratosUserMiddleware"
+_BACKEND = "kratos_aal.integrations.django.KratosBackend"
 
 
 @register(Tags.security, "kratos_aal")
 def check_users(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
     """Check that ``KratosUserMiddleware`` has what it needs around it."""
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
-    if USER_MIDDLEWARE not in middleware:
+    listed = [name for name in (USER_MIDDLEWARE, _USER_MODULE_MIDDLEWARE) if name in middleware]
+    if not listed:
         return []
     found: list[Error | Warning] = []
-    if _AUTH_MIDDLEWARE not in middleware or middleware.index(_AUTH_MIDDLEWARE) > middleware.index(
-        USER_MIDDLEWARE
+    if _AUTH_MIDDLEWARE not in middleware or middleware.index(_AUTH_MIDDLEWARE) > min(
+        middleware.index(name) for name in listed
     ):
         found.append(
             Error(
@@ -117,13 +117,18 @@ def check_users(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]
                 id="kratos_aal.E005",
             )
         )
-    backends = getattr(settings, "AUTHENTICATION_BACKENDS", ())
-    if not any(name in backends for name in _BACKENDS):
+    from .users import listed_backend
+
+    try:
+        backend = listed_backend()  # a subclass counts
+    except ImportError:
+        return found  # Django's own login names the path that does not import
+    if backend is None:
         found.append(
             Warning(
                 "KratosUserMiddleware is in MIDDLEWARE but KratosBackend is not in "
                 "AUTHENTICATION_BACKENDS: linked users get no permissions from it.",
-                hint=f"Add '{_BACKENDS[0]}' to AUTHENTICATION_BACKENDS.",
+                hint=f"Add '{_BACKEND}' to AUTHENTICATION_BACKENDS.",
                 id="kratos_aal.W003",
             )
         )

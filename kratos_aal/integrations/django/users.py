@@ -25,9 +25,11 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from cachetools import TTLCache
+from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import DataError, IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -232,9 +234,33 @@ def _refuse(identity_id: str, setting: str, why: str) -> None:
     logger.warning("%s: %s", setting, why)
 
 
+# The AUTHENTICATION_BACKENDS last read, and the KratosBackend (or subclass) it lists.
+_LISTED: list[tuple[Any, type[KratosBackend] | None]] = []
+
+
+def listed_backend() -> type[KratosBackend] | None:
+    """Return the first :class:`KratosBackend`, or subclass, in ``AUTHENTICATION_BACKENDS``.
+
+    Raises:
+        ImportError: a listed backend cannot be imported (as Django's own ``get_backends``).
+    """
+    listed = settings.AUTHENTICATION_BACKENDS
+    if not _LISTED or _LISTED[0][0] is not listed:
+        found = None
+        for path in listed:
+            backend = import_string(path)
+            if isinstance(backend, type) and issubclass(backend, KratosBackend):
+                found = backend
+                break
+        _LISTED[:] = [(listed, found)]
+    return _LISTED[0][1]
+
+
 def user_for_session(request: HttpRequest | None, session: Session) -> Any:
-    """Return the user linked to *session* through the configured backends, or ``None``."""
-    return KratosBackend().authenticate(request, kratos_session=session)
+    """Return the user linked to *session* by the listed ``KratosBackend``, or ``None``."""
+    # The app's own subclass decides (its user_can_authenticate may refuse more users).
+    backend = listed_backend() or KratosBackend
+    return backend().authenticate(request, kratos_session=session)
 
 
 def _kratos_session(request: HttpRequest) -> Session | None:
@@ -282,17 +308,23 @@ def _resolve(request: HttpRequest) -> HttpResponse | None:
         return as_response(response)
     user = None if session is None else user_for_session(request, session)
     user_key = _kratos_login(request)
-    if user_key is not None and not _same_user(user, user_key):
+    logged_out = user_key is not None and not _same_user(user, user_key)
+    if logged_out:
         # As RemoteUserMiddleware does when its header names someone else, or is gone: a
         # Django login made through this backend lasts only while the request's Kratos
         # session is that user's. Another identity, one the app refuses (deactivated,
         # unlinked, a USER_FIELDS collision) or no Kratos session at all: logged out.
         auth.logout(request)
-        request._kratos_aal_logged_out = True
+    if user is None and (logged_out or session is not None):
+        # Anonymous, whatever request.auser cached before. With a Kratos session the app
+        # refuses beside a login by another backend (a password), too: the AAL checks judge
+        # that session, so the request is never that login's user served with another
+        # identity's second factor. The login stays for requests without a Kratos session.
+        user = AnonymousUser()
     if user is not None:
         request.user = request._kratos_aal_user = user
-    # Else, like RemoteUserMiddleware, leave whatever Django's own session says (a password
-    # login through ModelBackend, or nobody).
+    # Else (no Kratos session), like RemoteUserMiddleware, leave whatever Django's own
+    # session says (a password login through ModelBackend, or nobody).
     return None
 
 
@@ -303,7 +335,9 @@ class KratosUserMiddleware:
     whatever user Django's own session says (e.g. a password login to the admin), except
     one that came from :class:`KratosBackend`: that one is logged out, as it is when the
     request's Kratos session is another identity's, or one with no active user (as
-    ``RemoteUserMiddleware`` logs out its backend's login when the header changes).
+    ``RemoteUserMiddleware`` logs out its backend's login when the header changes). A
+    request with a Kratos session whose identity has no active user is anonymous, whoever
+    Django's own session names.
     """
 
     sync_capable = True
@@ -312,6 +346,7 @@ class KratosUserMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
         _user_fields()  # fail at start-up, naming the key (WSGI servers run no system checks)
+        listed_backend()  # and on a backend that does not import
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
@@ -327,8 +362,6 @@ class KratosUserMiddleware:
         if denial is not None:
             return denial
         user = request.__dict__.get("_kratos_aal_user")
-        if user is None and request.__dict__.get("_kratos_aal_logged_out"):
-            user = request.user  # AnonymousUser, whatever request.auser cached before
         if user is not None:
 
             async def auser() -> Any:
