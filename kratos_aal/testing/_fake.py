@@ -45,12 +45,10 @@ class FakeKratos(_Pages):
         privileged_max_age: ``privileged_session_max_age`` in seconds (1 h).
         cookie_name: ``session.cookie.name``.
         cacheable_sessions: ``feature_flags.cacheable_sessions`` (off by default, as in
-            Kratos): when set, whoami sends ``Ory-Session-Cache-For`` with this many
-            seconds, and 60 on a 401 to a request with no credentials at all.
+            Kratos), given as ``cacheable_sessions_max_age`` in seconds: when set, whoami
+            sends ``Ory-Session-Cache-For`` with the session's time left capped at this
+            (0: uncapped), and 60 on a 401 to a request that carried no session token.
         app_url: The app's home, where the UI's "Back to the app" leads.
-        unreleased: Answer as Kratos's main branch where it differs from the latest
-            release (``autocomplete: "username"`` on the identifier node); off, the fake
-            answers as the release does, which Ory's SDKs are generated from.
     """
 
     #: Served on a real port, it sends Go's canonical header names (``Set-Cookie``), which
@@ -121,7 +119,7 @@ class FakeKratos(_Pages):
             ("POST", "/self-service/login"): self._login_submit,
             ("GET", "/self-service/settings/browser"): lambda r: self._settings_init(r, "browser"),
             ("GET", "/self-service/settings/api"): lambda r: self._settings_init(r, "api"),
-            ("GET", "/self-service/settings/flows"): lambda r: self._get_flow(r, "settings"),
+            ("GET", "/self-service/settings/flows"): self._get_settings_flow,
             ("POST", "/self-service/settings"): self._settings_submit,
             ("GET", "/self-service/registration/browser"): lambda r: self._registration_init(
                 r, "browser"

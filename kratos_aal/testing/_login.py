@@ -18,6 +18,7 @@ from ._messages import (
     MSG_INVALID_LOOKUP,
     MSG_NO_TOTP,
     MSG_SECOND_FACTOR,
+    MSG_USED_LOOKUP,
     _ui_text,
 )
 from ._records import FakeIdentity, _Flow, _SessionRecord
@@ -42,9 +43,6 @@ class _Login(_Flows):
                 "default",
                 required=True,
                 value=identity.email if identity else "",
-                # Only Kratos's main branch sends this; the latest release (and so Ory's
-                # SDKs, whose enum rejects it) has no autocomplete on the identifier.
-                autocomplete="username" if self.unreleased else None,
                 label=(1070004, "ID", "info"),
             )
         )
@@ -157,8 +155,16 @@ class _Login(_Flows):
         return self._flow_answer(request, flow, "login")
 
     def _login_submit(self, request: httpx.Request) -> httpx.Response:
-        flow, form = self._submit_flow(request, "login")
+        flow = self._find_flow(request, "login")
         record, _, _ = self._current(request)
+        # login/handler.go updateLoginFlow: a caller with a session is refused before any
+        # strategy runs unless the flow refreshes or raises the AAL; none asks for aal2.
+        if record is not None:
+            if not flow.refresh and not flow.requested_aal > record.aal:
+                return self._already_logged_in(request, flow)
+        elif flow.requested_aal == "aal2":
+            return self._forward(request, self._aal1_required())
+        flow, form = self._submit_flow(request, "login", flow)
         method = form.get("method", "")
         now = self.clock.now()
         if method == "password":
@@ -198,10 +204,7 @@ class _Login(_Flows):
                     "This account was disabled.",
                     BAD_REQUEST,
                 )
-            if record is not None and record.identity_id == identity.id:
-                if not flow.refresh:
-                    return self._already_logged_in(request, flow)
-            else:
+            if record is None or record.identity_id != identity.id:
                 record = self._new_session(identity, now)
         elif method == "totp":
             if record is None:
@@ -218,10 +221,13 @@ class _Login(_Flows):
                 return self._aal1_required()
             identity = self.identities[record.identity_id]
             code = form.get("lookup_secret", "")
+            if code in identity.used_lookup_codes:
+                return self._flow_error(request, flow, MSG_USED_LOOKUP, "login")
             if code not in identity.lookup_codes:
                 return self._flow_error(request, flow, MSG_INVALID_LOOKUP, "login")
-            # A backup code works once (strategy/lookup/login.go marks it used).
+            # A backup code works once (strategy/lookup/login.go sets its used_at).
             identity.lookup_codes.remove(code)
+            identity.used_lookup_codes[code] = now
             if not flow.refresh and flow.requested_aal <= record.aal:
                 return self._already_logged_in(request, flow)
         else:

@@ -33,6 +33,7 @@ MSG_INVALID_CODE = (
 
 
 MSG_INVALID_LOOKUP = (4000016, "The backup recovery code is not valid.", "error")
+MSG_USED_LOOKUP = (4000012, "This backup recovery code has already been used.", "error")
 MSG_DUPLICATE = (
     4000007,
     "An account with the same identifier (email, phone, username, ...) exists already.",

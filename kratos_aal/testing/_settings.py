@@ -11,7 +11,7 @@ import pyotp
 
 from ._login import _Login
 from ._messages import MSG_INVALID_CODE, MSG_SAVED, _ui_text
-from ._records import _Flow
+from ._records import _NO_CACHE, _Flow
 
 
 class _Settings(_Login):
@@ -32,7 +32,8 @@ class _Settings(_Login):
             )
             return nodes
         secret = flow.pending_totp or ""
-        uri = pyotp.TOTP(secret).provisioning_uri(name=identity.email, issuer_name=self._issuer())
+        # totp/generator.go NewKey: the account name is the identity id.
+        uri = pyotp.TOTP(secret).provisioning_uri(name=identity.id, issuer_name=self._issuer())
         nodes.append(
             {
                 "type": "img",
@@ -126,10 +127,16 @@ class _Settings(_Login):
         return self._flow_answer(request, flow, "settings")
 
     def _settings_submit(self, request: httpx.Request) -> httpx.Response:
-        flow, form = self._submit_flow(request, "settings")
+        # settings/handler.go updateSettingsFlow, wrapped in IsAuthenticated: the session
+        # first, then the flow, the AAL, the flow's expiry and owner, then the strategy.
         record, _, _ = self._current(request)
         if record is None:
-            return self._no_session()
+            return self._settings_unauthenticated(request)
+        flow = self._find_flow(request, "settings")
+        if not self._satisfies(record, self.settings_required_aal):
+            return self._settings_aal_failure(request, flow, self._request_url(request))
+        if flow.expires_at <= self.clock.now():
+            self._expired_on_submit(request, flow)
         if record.identity_id != flow.identity_id:
             return self._error(
                 403,
@@ -138,6 +145,7 @@ class _Settings(_Login):
                 "security reasons. Please go back and try again.",
                 "The requested action was forbidden",
             )
+        flow, form = self._submit_flow(request, "settings", flow)
         now = self.clock.now()
         if record.authenticated_at + timedelta(seconds=self.privileged_max_age) <= now:
             continue_url = f"{self.public_url}/self-service/settings?flow={flow.id}"
@@ -192,6 +200,57 @@ class _Settings(_Login):
                 ]
             return self._json(200, body, cookies=[cookie])
         return self._redirect(flow.return_to or f"{self.ui_url}/settings?flow={flow.id}", [cookie])
+
+
+    def _settings_unauthenticated(self, request: httpx.Request) -> httpx.Response:
+        """settings/strategy_helper.go OnUnauthenticated: JSON gets a 401 without an
+        error id, a browser a 302 to the login UI."""
+        if self._is_json(request):
+            return self._error(
+                401,
+                None,
+                "A valid Ory Session Cookie or Ory Session Token is missing.",
+                "The request could not be authorized",
+            )
+        headers = [("Location", f"{self.ui_url}/login"), ("Cache-Control", _NO_CACHE)]
+        return httpx.Response(302, headers=headers)
+
+    def _settings_aal_failure(
+        self, request: httpx.Request, flow: _Flow, return_to: str
+    ) -> httpx.Response:
+        target = (
+            f"{self.public_url}/self-service/login/browser?"
+            f"{urlencode({'aal': 'aal2', 'return_to': return_to})}"
+        )
+        if flow.type == "browser" and not self._is_json(request):
+            return self._redirect(target)
+        return self._aal2_required(target)
+
+    def _get_settings_flow(self, request: httpx.Request) -> httpx.Response:
+        """settings/handler.go getSettingsFlow: a session and the flow's owner, the AAL,
+        then expiry; no CSRF check."""
+        record, _, _ = self._current(request)
+        if record is None:
+            return self._settings_unauthenticated(request)
+        flow = self._flows.get(request.url.params.get("id", ""))
+        if flow is None or flow.kind != "settings":
+            return self._not_found()
+        if flow.identity_id != record.identity_id:
+            return self._error(
+                403,
+                "security_identity_mismatch",
+                "The request was made for another identity and has been blocked for security "
+                "reasons.",
+                "The requested action was forbidden",
+            )
+        if not self._satisfies(record, self.settings_required_aal):
+            return self._aal2_required(
+                f"{self.public_url}/self-service/login/browser?"
+                + urlencode({"aal": "aal2", "return_to": f"{self.ui_url}/settings?flow={flow.id}"})
+            )
+        if flow.expires_at <= self.clock.now():
+            return self._expired_on_get(flow)
+        return self._json(200, self.flow_json(flow))
 
 
 def _qr_data_uri(text: str) -> str:

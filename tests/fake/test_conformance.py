@@ -265,7 +265,9 @@ def test_api_flow_submit_with_browser_headers_is_400(
     body = {"method": "password", "identifier": "a@example.com", "password": "x"}
     answer = public.post(f"/self-service/{kind}?flow={flow['id']}", json=body, headers=header)
     assert answer.status_code == 400
-    assert f'included the "{next(iter(header))}" key' in answer.json()["error"]["reason"]
+    (message,) = answer.json()["ui"]["messages"]
+    assert message["id"] == 4000001
+    assert f'included the "{next(iter(header))}" key' in message["text"]
 
 
 def test_api_flow_submit_without_browser_headers_is_judged(

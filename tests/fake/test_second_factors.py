@@ -119,8 +119,8 @@ def test_admin_identity_shows_lookup_and_webauthn_credentials() -> None:
     assert all("config" not in c for c in plain["credentials"].values())
     keys = full["credentials"]["webauthn"]["config"]["credentials"]
     assert sorted(k["is_passwordless"] for k in keys) == [False, True]
-    codes = full["credentials"]["lookup_secret"]["config"]["lookup_secret_codes"]
-    assert codes == [{"code": "c0de"}]
+    codes = full["credentials"]["lookup_secret"]["config"]["recovery_codes"]
+    assert codes == [{"code": "c0de", "used_at": None}]
 
 
 @pytest.mark.parametrize(
