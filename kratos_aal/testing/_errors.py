@@ -104,9 +104,20 @@ class _Errors(_State):
         return httpx.Response(code, headers=headers, content=json.dumps(body).encode())
 
     def _not_found(self) -> httpx.Response:
-        return self._error(
-            404, None, "", "The requested resource could not be found", status_text="Not Found"
-        )
+        """Answer a flow, error or session that is not stored (sqlcon.ErrNoRows)."""
+        return self._error(404, None, "", "Unable to locate the resource", status_text="Not Found")
+
+    def _missing(self) -> httpx.Response:
+        return self._not_found()
+
+    @staticmethod
+    def _no_route() -> httpx.Response:
+        """Answer a route nobody serves as Go's http.NotFound does: plain text."""
+        headers = [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+        return httpx.Response(404, headers=headers, content=b"404 page not found\n")
 
     def _no_session(self) -> httpx.Response:
         return self._error(

@@ -31,7 +31,10 @@ _ORIGIN_IN_API_FLOW = (
 _EXPIRED_MESSAGE = {
     "login": (4010001, "The login flow expired {:.2f} minutes ago, please try again."),
     "settings": (4050001, "The settings flow expired {:.2f} minutes ago, please try again."),
-    "registration": (4040001, "The registration flow expired {:.2f} minutes ago, please try again."),
+    "registration": (
+        4040001,
+        "The registration flow expired {:.2f} minutes ago, please try again.",
+    ),
 }
 
 _BROWSER_ONLY = (
@@ -124,6 +127,11 @@ class _Flows(_Sessions):
         return [
             f"{self.csrf_cookie_name}={flow.csrf}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax"
         ]
+
+    def _new_csrf_cookie(self) -> str:
+        """Return a fresh anti-CSRF cookie (nosurf's RegenerateToken)."""
+        token = secrets.token_urlsafe(32)
+        return f"{self.csrf_cookie_name}={token}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax"
 
     @staticmethod
     def _input(
@@ -297,7 +305,9 @@ class _Flows(_Sessions):
         minutes = (now - flow.expires_at).total_seconds() / 60
         message_id, text = _EXPIRED_MESSAGE[flow.kind]
         replacement.messages = [
-            _ui_text((message_id, text.format(minutes), "error"), expired_at=rfc3339(flow.expires_at))
+            _ui_text(
+                (message_id, text.format(minutes), "error"), expired_at=rfc3339(flow.expires_at)
+            )
         ]
         if flow.type == "browser" and not self._is_json(request):
             raise _Reply(
@@ -349,9 +359,8 @@ class _Flows(_Sessions):
                 return "Unable to decode form as JSON."
             if not isinstance(data, dict):
                 kind = {list: "JSON", str: "String", bool: "True" if data else "False"}
-                return (
-                    "Expected JSON sent in request body to be an object but got: "
-                    + kind.get(type(data), "Null" if data is None else "Number")
+                return "Expected JSON sent in request body to be an object but got: " + kind.get(
+                    type(data), "Null" if data is None else "Number"
                 )
             return self._form(request)
         if media in ("application/x-www-form-urlencoded", "multipart/form-data"):

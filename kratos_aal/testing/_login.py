@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import secrets
 from datetime import timedelta
 from typing import Any, Literal
@@ -21,7 +24,7 @@ from ._messages import (
     MSG_USED_LOOKUP,
     _ui_text,
 )
-from ._records import FakeIdentity, _Flow, _SessionRecord
+from ._records import FakeIdentity, _Flow, _SessionRecord, _uuid
 
 
 class _Login(_Flows):
@@ -34,7 +37,7 @@ class _Login(_Flows):
             # Each AAL2 strategy adds nodes only for credentials the identity has
             # (strategy/{totp,lookup,webauthn}/login.go PopulateLoginMethod).
             if identity is not None:
-                nodes += self._second_factor_nodes(identity)
+                nodes += self._second_factor_nodes(identity, browser=flow.type == "browser")
             return nodes
         nodes.append(
             self._input(
@@ -52,6 +55,7 @@ class _Login(_Flows):
                 "password",
                 "password",
                 required=True,
+                value="",
                 autocomplete="current-password",
                 label=(1070001, "Password", "info"),
             )
@@ -67,7 +71,11 @@ class _Login(_Flows):
         )
         return nodes
 
-    def _second_factor_nodes(self, identity: FakeIdentity) -> list[dict[str, Any]]:
+    def _second_factor_nodes(
+        self, identity: FakeIdentity, *, browser: bool = True
+    ) -> list[dict[str, Any]]:
+        # BEHAVIOR.md (opening): the TOTP and backup-code inputs carry no autocomplete,
+        # and login nodes have value "".
         nodes = []
         if identity.totp_secret:
             nodes.append(
@@ -76,7 +84,7 @@ class _Login(_Flows):
                     "text",
                     "totp",
                     required=True,
-                    autocomplete="one-time-code",
+                    value="",
                     label=(1010006, "Authentication code", "info"),
                 )
             )
@@ -84,24 +92,62 @@ class _Login(_Flows):
         if identity.lookup_codes:
             label = (1010007, "Backup recovery code", "info")
             nodes.append(
-                self._input("lookup_secret", "text", "lookup_secret", required=True, label=label)
+                self._input(
+                    "lookup_secret", "text", "lookup_secret", required=True, value="", label=label
+                )
             )
             nodes.append(
                 self._submit("lookup_secret", (1010010, "Use backup recovery code", "info"))
             )
-        if identity.security_keys:
-            # The browser performs WebAuthn with Kratos's script; the fake offers the
-            # nodes (so a reader sees the factor) but cannot verify an assertion.
-            nodes.append(self._input("webauthn_login", "hidden", "webauthn"))
-            trigger = self._input(
-                "webauthn_login_trigger",
-                "button",
-                "webauthn",
-                value="",
-                label=(1010008, "Use security key", "info"),
-            )
-            nodes.append(trigger)
+        if identity.security_keys and browser:
+            # strategy/webauthn/login.go: browser flows only; x/webauthnx/nodes.go gives
+            # the script, the trigger button and the hidden input. The fake offers them
+            # (so a reader sees the factor) but cannot verify an assertion.
+            nodes += self._webauthn_login_nodes(identity)
         return nodes
+
+    def _webauthn_login_nodes(self, identity: FakeIdentity) -> list[dict[str, Any]]:
+        options = json.dumps(
+            {
+                "publicKey": {
+                    "challenge": secrets.token_urlsafe(32),
+                    "timeout": 60000,
+                    "rpId": self._issuer(),
+                    "allowCredentials": [
+                        {"type": "public-key", "id": key.id} for key in identity.security_keys
+                    ],
+                    "userVerification": "discouraged",
+                }
+            }
+        )
+        script = {
+            "type": "script",
+            "group": "webauthn",
+            "attributes": {
+                "src": f"{self.public_url}/.well-known/ory/webauthn.js",
+                "async": True,
+                "referrerpolicy": "no-referrer",
+                "crossorigin": "anonymous",
+                "integrity": "sha512-" + base64.b64encode(hashlib.sha512(b"").digest()).decode(),
+                "type": "text/javascript",
+                "id": "webauthn_script",
+                "nonce": _uuid(),
+                "node_type": "script",
+            },
+            "messages": [],
+            "meta": {},
+        }
+        trigger = self._input(
+            "webauthn_login_trigger",
+            "button",
+            "webauthn",
+            value=options,
+            label=(1010008, "Sign in with hardware key", "info"),
+        )
+        trigger["attributes"]["onclick"] = f"oryWebAuthnLogin({options})"
+        trigger["attributes"]["onclickTrigger"] = "oryWebAuthnLogin"
+        hidden = self._input("webauthn_login", "hidden", "webauthn", value="")
+        return [script, trigger, hidden]
 
     def _submit(self, method: str, label: tuple[int, str, str]) -> dict[str, Any]:
         return self._input("method", "submit", method, value=method, label=label)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+#: Kratos's default minimum password length
+#: (selfservice.methods.password.config.min_password_length).
+_MIN_PASSWORD = 8
+
 # Kratos's UI messages (text/id.go) that the fake uses.
 #: herodot's message for every 400 (ErrBadRequest).
 BAD_REQUEST = "The request was malformed or contained invalid parameters"

@@ -36,7 +36,18 @@ _SESSION_METHOD_AAL = {
 }
 
 
-_WHOAMI_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "CONNECT", "OPTIONS", "TRACE"}
+# DELETE too: session/handler.go deleteMySession answers /sessions/whoami as whoami.
+_WHOAMI_METHODS = {
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "PATCH",
+    "DELETE",
+    "CONNECT",
+    "OPTIONS",
+    "TRACE",
+}
 
 
 def rfc3339(moment: datetime) -> str:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Iterable
 from datetime import timezone
 from email.utils import format_datetime
-from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -218,9 +218,7 @@ class _Sessions(_Errors):
         ``page_size`` and ``page_token`` (``X-Total-Count`` and ``Link`` headers)."""
         record, _, _ = self._current(request)
         if record is None:
-            return self._error(
-                401, None, "No valid session cookie found.", "The request could not be authorized"
-            )
+            return self._no_session_cookie()
         if not self._satisfies(record, self.whoami_required_aal):
             return self._aal2_required(f"{self.public_url}/self-service/login/browser?aal=aal2")
         others = [
@@ -229,6 +227,36 @@ class _Sessions(_Errors):
             if r.identity_id == record.identity_id and r.id != record.id and self._is_active(r)
         ]
         return self._paged(request, [self._session_json(r) for r in others])
+
+    def _delete_my_sessions(self, request: httpx.Request) -> httpx.Response:
+        """session/handler.go deleteMySessions: revoke the caller's other sessions."""
+        record, _, _ = self._current(request)
+        if record is None:
+            return self._no_session_cookie()
+        count = 0
+        for other in self._sessions.values():
+            if other.identity_id == record.identity_id and other.id != record.id and other.active:
+                other.active = False
+                count += 1
+        return self._json(200, {"count": count})
+
+    def _delete_my_session(self, request: httpx.Request, session_id: str) -> httpx.Response:
+        """session/handler.go deleteMySession: revoke one other session of the caller."""
+        record, _, _ = self._current(request)
+        if record is None:
+            return self._no_session_cookie()
+        if session_id == record.id:
+            return self._error(400, None, "", "cannot revoke current session")
+        other = self._sessions.get(session_id)
+        if other is None or other.identity_id != record.identity_id:
+            return self._not_found()
+        other.active = False
+        return httpx.Response(204)
+
+    def _no_session_cookie(self) -> httpx.Response:
+        return self._error(
+            401, None, "No valid session cookie found.", "The request could not be authorized"
+        )
 
     def _paged(self, request: httpx.Request, items: list[Any]) -> httpx.Response:
         """Answer one page of *items* with Ory's page headers (``x/pagination.go``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -10,16 +11,48 @@ import httpx
 import pyotp
 
 from ._login import _Login
-from ._messages import MSG_INVALID_CODE, MSG_SAVED, _ui_text
+from ._messages import (
+    _MIN_PASSWORD,
+    MSG_DUPLICATE,
+    MSG_EMAIL_MISSING,
+    MSG_INVALID_CODE,
+    MSG_SAVED,
+    _ui_text,
+)
 from ._records import _NO_CACHE, _Flow
 
 
 class _Settings(_Login):
-    """Start and submit settings flows (TOTP pairing and unlinking)."""
+    """Start and submit settings flows (profile, password, TOTP pairing and unlinking)."""
 
     def _settings_nodes(self, flow: _Flow) -> list[dict[str, Any]]:
         nodes = self._csrf_nodes(flow)
         identity = self.identities[flow.identity_id or ""]
+        # The profile and password strategies are on by default: their groups come first.
+        save = (1070003, "Save", "info")
+        nodes.append(
+            self._input(
+                "traits.email",
+                "email",
+                "profile",
+                required=True,
+                value=identity.email,
+                autocomplete="email",
+                label=(1070002, "E-Mail", "info"),
+            )
+        )
+        nodes.append(self._input("method", "submit", "profile", value="profile", label=save))
+        nodes.append(
+            self._input(
+                "password",
+                "password",
+                "password",
+                required=True,
+                autocomplete="new-password",
+                label=(1070001, "Password", "info"),
+            )
+        )
+        nodes.append(self._input("method", "submit", "password", value="password", label=save))
         if identity.totp_secret:
             nodes.append(
                 self._input(
@@ -77,7 +110,6 @@ class _Settings(_Login):
                 "text",
                 "totp",
                 required=True,
-                autocomplete="one-time-code",
                 label=(1070006, "Verify code", "info"),
             )
         )
@@ -165,16 +197,21 @@ class _Settings(_Login):
             )
         identity = self.identities[record.identity_id]
         unlink = form.get("totp_unlink", "").lower() == "true"
+        method = form.get("method")
+        if method in ("profile", "password") and not unlink:
+            failed = self._settings_profile_or_password(request, flow, form, method)
+            if failed is not None:
+                return failed
         # selfservice/strategy/totp/settings.go: an unlink submit is the TOTP method's,
         # whatever "method" says (the unlink button sends no method=totp).
-        if form.get("method") != "totp" and not unlink:
+        elif method != "totp" and not unlink:
             return self._flow_error(
                 request,
                 flow,
                 (4000001, "Could not find a strategy to update your settings.", "error"),
                 "settings",
             )
-        if unlink:
+        elif unlink:
             identity.totp_secret = None
         else:
             secret = flow.pending_totp or ""
@@ -201,6 +238,47 @@ class _Settings(_Login):
             return self._json(200, body, cookies=[cookie])
         return self._redirect(flow.return_to or f"{self.ui_url}/settings?flow={flow.id}", [cookie])
 
+    def _settings_profile_or_password(
+        self, request: httpx.Request, flow: _Flow, form: dict[str, str], method: str
+    ) -> httpx.Response | None:
+        """Change the email (profile) or the password; an answer if it fails."""
+        identity = self.identities[flow.identity_id or ""]
+        if method == "password":
+            password = form.get("password", "")
+            if len(password) < _MIN_PASSWORD:
+                text = (
+                    4000032,
+                    f"The password must be at least {_MIN_PASSWORD} characters long, but got "
+                    f"{len(password)}.",
+                    "error",
+                )
+                flow.node_messages = {
+                    "password": [
+                        _ui_text(text, min_length=_MIN_PASSWORD, actual_length=len(password))
+                    ]
+                }
+                return self._flow_error(request, flow, None, "settings")
+            identity.password = password
+            return None
+        email = form.get("traits.email", "")
+        if request.headers.get("Content-Type", "").startswith("application/json"):
+            try:
+                traits = json.loads(request.content).get("traits") or {}
+                email = str(traits.get("email") or email)
+            except (ValueError, AttributeError):
+                pass
+        email = email.strip()
+        if not email:
+            flow.node_messages = {"traits.email": [_ui_text(MSG_EMAIL_MISSING)]}
+            return self._flow_error(request, flow, None, "settings")
+        taken = any(
+            i.email.lower() == email.lower() and i.id != identity.id
+            for i in self.identities.values()
+        )
+        if taken:
+            return self._flow_error(request, flow, MSG_DUPLICATE, "settings")
+        identity.email = email
+        return None
 
     def _settings_unauthenticated(self, request: httpx.Request) -> httpx.Response:
         """settings/strategy_helper.go OnUnauthenticated: JSON gets a 401 without an

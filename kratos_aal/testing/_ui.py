@@ -105,13 +105,23 @@ def form(ui: dict[str, Any]) -> str:
                     f'<button type="submit" name="{name}" value="{value}">'
                     f"{escape(_label(node)) or 'Submit'}</button>"
                 )
+            elif attributes["type"] == "button":
+                # A WebAuthn trigger: the fake cannot run Kratos's script, so it shows
+                # the factor without acting on it.
+                buttons.append(
+                    f'<button type="button" name="{name}" disabled>'
+                    f"{escape(_label(node)) or 'Button'}</button>"
+                )
             elif attributes["type"] == "hidden":
                 fields.append(f'<input type="hidden" name="{name}" value="{value}">')
             else:
                 required = " required" if attributes.get("required") else ""
                 autocomplete = attributes.get("autocomplete")
                 extra = f' autocomplete="{escape(autocomplete)}"' if autocomplete else ""
-                if autocomplete == "one-time-code":
+                if attributes["name"] in ("totp_code", "lookup_secret"):
+                    # The page's own choice: Kratos sends no autocomplete on these.
+                    extra += ' autocomplete="one-time-code"' if not autocomplete else ""
+                if attributes["name"] == "totp_code":
                     extra += ' inputmode="numeric" pattern="[0-9]*"'
                 fields.append(
                     f'<label for="{name}">{escape(_label(node))}</label>'
