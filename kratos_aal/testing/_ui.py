@@ -79,10 +79,29 @@ def _label(node: dict[str, Any]) -> str:
 
 
 def form(ui: dict[str, Any]) -> str:
-    """Render a flow's ``ui`` container as a form posting to ``ui.action``."""
+    """Render a flow's ``ui`` container: one form per node group, posting to ``ui.action``.
+
+    As Ory's own UIs do, each method (profile, password, totp, ...) gets a form of its
+    own, with the ``default`` group's nodes (the CSRF token) in each, so a required field
+    of one method never blocks another's submit.
+    """
+    nodes = [n for n in ui.get("nodes", []) if isinstance(n, dict)]
+    shared = [n for n in nodes if n.get("group") == "default"]
+    groups: list[str] = []
+    for node in nodes:
+        if node.get("group") != "default" and node.get("group") not in groups:
+            groups.append(str(node.get("group")))
+    if len(groups) <= 1:
+        return _one_form(ui, nodes)
+    return "".join(
+        _one_form(ui, shared + [n for n in nodes if n.get("group") == group]) for group in groups
+    )
+
+
+def _one_form(ui: dict[str, Any], nodes: list[dict[str, Any]]) -> str:
     fields: list[str] = []
     buttons: list[str] = []
-    for node in ui.get("nodes", []):
+    for node in nodes:
         attributes = node.get("attributes", {})
         kind = attributes.get("node_type")
         if kind == "img":

@@ -71,8 +71,9 @@ def messages(body: dict[str, Any]) -> list[int]:
 def stored_error(client: httpx.Client, location: str) -> dict[str, Any]:
     assert "/error?id=" in location, location
     error_id = location.split("id=", 1)[1]
-    body: dict[str, Any] = client.get("/self-service/errors", params={"id": error_id}).json()
-    return body["error"]
+    body = client.get("/self-service/errors", params={"id": error_id}).json()
+    error: dict[str, Any] = body["error"]
+    return error
 
 
 # ------------------------------------------------------------ item 1: return_to and ports
