@@ -110,6 +110,16 @@ class _Errors(_State):
     def _missing(self) -> httpx.Response:
         return self._not_found()
 
+    def _to_admin(self, request: httpx.Request) -> httpx.Response:
+        """x/redir/port_redirect.go RedirectToAdminRoute: the admin API lives on the
+        admin port; the public port sends a 307 there, with the /admin prefix."""
+        path = request.url.path
+        if not path.startswith("/admin/"):
+            path = "/admin" + path
+        query = request.url.query.decode()
+        location = self.admin_url + path + (f"?{query}" if query else "")
+        return httpx.Response(307, headers=[("Location", location)])
+
     @staticmethod
     def _no_route() -> httpx.Response:
         """Answer a route nobody serves as Go's http.NotFound does: plain text."""

@@ -112,9 +112,7 @@ class FakeKratos(_Pages):
         path, method = request.url.path, request.method
         if path == "/sessions/whoami" and method in _WHOAMI_METHODS:
             return self._whoami(request)
-        if path.startswith(("/admin/", "/identities")):
-            # x/redir/port_redirect.go RedirectToAdminRoute: the admin API lives on the
-            # admin port; the public port sends a 307 there.
+        if path.startswith(("/admin/", "/identities/")) or path == "/identities":
             return self._to_admin(request)
         routes: dict[tuple[str, str], Callable[[httpx.Request], httpx.Response]] = {
             ("GET", "/self-service/login/browser"): lambda r: self._login_init(r, "browser"),
@@ -154,14 +152,6 @@ class FakeKratos(_Pages):
         if method == "DELETE" and path.startswith("/sessions/"):
             return self._delete_my_session(request, path[len("/sessions/") :])
         return self._no_route()
-
-    def _to_admin(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        if not path.startswith("/admin/"):
-            path = "/admin" + path
-        query = request.url.query.decode()
-        location = self.admin_url + path + (f"?{query}" if query else "")
-        return httpx.Response(307, headers=[("Location", location)])
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Serve the fake's public API as an ASGI app (e.g. with uvicorn on a real port)."""
