@@ -336,12 +336,12 @@ def second_factor_request(
         query = tuple(("include_credential", kind) for kind in sorted(_SECOND_FACTOR_GROUPS))
         path = f"/admin/identities/{quote(session.identity.id, safe='')}"
         return _request(config, config.admin_url, path, None, params=query, headers=headers)
-    # Cookies use the browser route (answered as JSON); tokens the API route.
-    flow = "api" if credentials.token else "browser"
+    # The browser route (answered as JSON) for tokens too: Kratos adds WebAuthn nodes to
+    # browser flows only (strategy/webauthn/login.go), so an API flow hides security keys.
     return _request(
         config,
         config.public_url,
-        f"/self-service/login/{flow}",
+        "/self-service/login/browser",
         credentials,
         params=(("aal", "aal2"),),
     )

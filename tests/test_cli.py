@@ -370,7 +370,15 @@ def test_fake_command_serves_fakekratos_for_an_app() -> None:
             assert identities.status_code == 200
             emails = sorted(i["traits"]["email"] for i in identities.json())
             assert emails == ["ada@example.com", "bob@example.com"]
-            assert http.get(f"{kratos_url}/admin/identities").status_code == 404
+            # The public port sends the admin routes there (x/redir/port_redirect.go).
+            moved = http.get(f"{kratos_url}/admin/identities")
+            assert moved.status_code == 307
+            assert moved.headers["location"] == f"{admin[1]}/admin/identities"
+            # A Docker-style health check (curl -f on the admin /health/ready) passes.
+            for path in ("/health/ready", "/health/alive"):
+                health = http.get(f"{admin[1]}{path}")
+                health.raise_for_status()
+                assert health.json() == {"status": "ok"}
             # Only the demo moves the clock: FakeKratos alone has no such control.
             clock = http.post(f"{kratos_url}/ui/clock", data={"seconds": "600"})
             assert clock.status_code == 404

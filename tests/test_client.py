@@ -282,12 +282,14 @@ async def test_second_factor_answer_is_cached_per_identity(
     assert fake.calls["/self-service/login/browser"] == 1
 
 
-async def test_token_sessions_probe_with_the_api_flow(driver: Driver, fake: FakeKratos) -> None:
+async def test_token_sessions_probe_with_the_browser_flow(driver: Driver, fake: FakeKratos) -> None:
+    """Kratos lists WebAuthn nodes in browser flows only (strategy/webauthn/login.go): the
+    probe of a token session uses the browser route, answered as JSON, with the token."""
     without = fake.session("aal1", totp=False)
     decision = await driver.check(Credentials(token=without.token), "aal2", APP)
     assert decision.outcome is Outcome.ENROLL
-    assert fake.calls["/self-service/login/api"] == 1
-    probe = next(r for r in fake.requests if r.url.path == "/self-service/login/api")
+    assert fake.calls["/self-service/login/browser"] == 1
+    probe = next(r for r in fake.requests if r.url.path == "/self-service/login/browser")
     assert probe.headers["X-Session-Token"] == without.token
     assert "Cookie" not in probe.headers
 

@@ -15,6 +15,29 @@ from .._web import status_text as go_status_text
 from ._records import _NO_CACHE, Fault, _uuid, rfc3339
 from ._state import _State
 
+_CSRF_NO_COOKIE = "The HTTP Cookie Header is empty or not set."
+_CSRF_COOKIE_MISSING = "The HTTP Cookie Header was set but did not include the anti-CSRF cookie."
+_CSRF_TOKEN_NOT_SENT = (
+    "The anti-CSRF cookie was found but the CSRF token was not included in the HTTP request"
+    " body (csrf_token) nor in the HTTP Header (X-CSRF-Token)."
+)
+_CSRF_MISMATCH = (
+    "The HTTP Cookie Header was set and a CSRF token was sent but they do not match. We"
+    " recommend deleting all cookies for this domain and retrying the flow."
+)
+_CSRF_HINT_AJAX = (
+    "We detected an AJAX call, please ensure that CORS is enabled and configured correctly,"
+    " and that your AJAX code sends cookies and has credentials enabled. For further"
+    " debugging, check your Browser's Network Tab to see what cookies are included or"
+    " excluded."
+)
+_CSRF_HINT_SERVER = (
+    "We detected a regular browser or server-side call. To debug browser calls check your"
+    " Browser's Network Tab to see what cookies are included or excluded. If you are calling"
+    " from a server ensure that the appropriate cookies are being forwarded and that the SDK"
+    " method is called correctly."
+)
+
 
 class _Errors(_State):
     """Build Kratos's answers: JSON, error envelopes, redirects, CSRF failures."""
@@ -81,9 +104,30 @@ class _Errors(_State):
         return httpx.Response(code, headers=headers, content=json.dumps(body).encode())
 
     def _not_found(self) -> httpx.Response:
-        return self._error(
-            404, None, "", "The requested resource could not be found", status_text="Not Found"
-        )
+        """Answer a flow, error or session that is not stored (sqlcon.ErrNoRows)."""
+        return self._error(404, None, "", "Unable to locate the resource", status_text="Not Found")
+
+    def _missing(self) -> httpx.Response:
+        return self._not_found()
+
+    def _to_admin(self, request: httpx.Request) -> httpx.Response:
+        """x/redir/port_redirect.go RedirectToAdminRoute: the admin API lives on the
+        admin port; the public port sends a 307 there, with the /admin prefix."""
+        path = request.url.path
+        if not path.startswith("/admin/"):
+            path = "/admin" + path
+        query = request.url.query.decode()
+        location = self.admin_url + path + (f"?{query}" if query else "")
+        return httpx.Response(307, headers=[("Location", location)])
+
+    @staticmethod
+    def _no_route() -> httpx.Response:
+        """Answer a route nobody serves as Go's http.NotFound does: plain text."""
+        headers = [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+        return httpx.Response(404, headers=headers, content=b"404 page not found\n")
 
     def _no_session(self) -> httpx.Response:
         return self._error(
@@ -162,23 +206,36 @@ class _Errors(_State):
                 return found
         return None
 
-    def _csrf_violation(self) -> httpx.Response:
+    def _csrf_violation(
+        self, request: httpx.Request, form: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        """Answer a CSRF failure as ``x/nosurfx`` ``CSRFErrorReason`` words it.
+
+        It tells no cookies, the anti-CSRF cookie missing, the token not sent and a
+        mismatch apart, for AJAX calls (``Sec-Fetch-Mode: cors`` or ``same-origin``)
+        and for server or plain browser calls.
+        """
+        ajax = request.headers.get("Sec-Fetch-Mode", "") in ("cors", "same-origin")
+        details: dict[str, Any] = {"docs": "https://www.ory.sh/kratos/docs/debug/csrf"}
+        hint = _CSRF_HINT_AJAX if ajax else _CSRF_HINT_SERVER
+        json_body = request.headers.get("Content-Type", "").startswith("application/json")
+        sent = (form or {}).get("csrf_token", "") + request.headers.get("X-CSRF-Token", "")
+        if not request.headers.get("Cookie"):
+            details.update(hint=hint, reject_reason=_CSRF_NO_COOKIE)
+        elif self._csrf_of(request) is None:
+            details.update(hint=hint, reject_reason=_CSRF_COOKIE_MISSING)
+        elif not json_body and not sent:
+            details.update(hint=_CSRF_TOKEN_NOT_SENT)
+        else:
+            details.update(hint=hint, reject_reason=_CSRF_MISMATCH)
         return self._error(
             403,
             "security_csrf_violation",
             "Please retry the flow and optionally clear your cookies. The request was rejected to "
             "protect you from Cross-Site-Request-Forgery (CSRF) which could cause account "
-            "takeover, "
-            "leaking personal information, and other serious security issues.",
+            "takeover, leaking personal information, and other serious security issues.",
             "the request was rejected to protect you from Cross-Site-Request-Forgery",
-            details={
-                "docs": "https://www.ory.sh/kratos/docs/debug/csrf",
-                "hint": "The anti-CSRF cookie was found but the CSRF token was not included in "
-                "the HTTP request body (csrf_token) nor in the HTTP Header (X-CSRF-Token).",
-                "reject_reason": "The HTTP Cookie Header was set and a CSRF token was sent but "
-                "they do not match. We recommend deleting all cookies for this "
-                "domain and retrying the flow.",
-            },
+            details=details,
         )
 
     @staticmethod

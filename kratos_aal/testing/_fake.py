@@ -45,12 +45,10 @@ class FakeKratos(_Pages):
         privileged_max_age: ``privileged_session_max_age`` in seconds (1 h).
         cookie_name: ``session.cookie.name``.
         cacheable_sessions: ``feature_flags.cacheable_sessions`` (off by default, as in
-            Kratos): when set, whoami sends ``Ory-Session-Cache-For`` with this many
-            seconds, and 60 on a 401 to a request with no credentials at all.
+            Kratos), given as ``cacheable_sessions_max_age`` in seconds: when set, whoami
+            sends ``Ory-Session-Cache-For`` with the session's time left capped at this
+            (0: uncapped), and 60 on a 401 to a request that carried no session token.
         app_url: The app's home, where the UI's "Back to the app" leads.
-        unreleased: Answer as Kratos's main branch where it differs from the latest
-            release (``autocomplete: "username"`` on the identifier node); off, the fake
-            answers as the release does, which Ory's SDKs are generated from.
     """
 
     #: Served on a real port, it sends Go's canonical header names (``Set-Cookie``), which
@@ -114,6 +112,8 @@ class FakeKratos(_Pages):
         path, method = request.url.path, request.method
         if path == "/sessions/whoami" and method in _WHOAMI_METHODS:
             return self._whoami(request)
+        if path.startswith(("/admin/", "/identities/")) or path == "/identities":
+            return self._to_admin(request)
         routes: dict[tuple[str, str], Callable[[httpx.Request], httpx.Response]] = {
             ("GET", "/self-service/login/browser"): lambda r: self._login_init(r, "browser"),
             ("GET", "/self-service/login/api"): lambda r: self._login_init(r, "api"),
@@ -121,7 +121,7 @@ class FakeKratos(_Pages):
             ("POST", "/self-service/login"): self._login_submit,
             ("GET", "/self-service/settings/browser"): lambda r: self._settings_init(r, "browser"),
             ("GET", "/self-service/settings/api"): lambda r: self._settings_init(r, "api"),
-            ("GET", "/self-service/settings/flows"): lambda r: self._get_flow(r, "settings"),
+            ("GET", "/self-service/settings/flows"): self._get_settings_flow,
             ("POST", "/self-service/settings"): self._settings_submit,
             ("GET", "/self-service/registration/browser"): lambda r: self._registration_init(
                 r, "browser"
@@ -141,6 +141,7 @@ class FakeKratos(_Pages):
             ("GET", "/favicon.ico"): self._favicon,
             ("GET", "/health/alive"): lambda r: self._json(200, {"status": "ok"}),
             ("GET", "/health/ready"): lambda r: self._json(200, {"status": "ok"}),
+            ("DELETE", "/sessions"): self._delete_my_sessions,
         }
         handler = routes.get((method, path))
         if handler is not None:
@@ -148,7 +149,9 @@ class FakeKratos(_Pages):
         ui_prefix = urlsplit(self.ui_url).path.rstrip("/") + "/"
         if path.startswith(ui_prefix):
             return self._ui(request, path[len(ui_prefix) :])
-        return self._not_found()
+        if method == "DELETE" and path.startswith("/sessions/"):
+            return self._delete_my_session(request, path[len("/sessions/") :])
+        return self._no_route()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Serve the fake's public API as an ASGI app (e.g. with uvicorn on a real port)."""

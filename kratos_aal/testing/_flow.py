@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 import httpx
 import pyotp
@@ -15,8 +16,29 @@ from ._messages import BAD_REQUEST, _ui_text
 from ._records import _Flow, _Reply, _uuid, rfc3339
 from ._session import _Sessions
 
+#: cmd/daemon/serve.go wraps both ports in http.MaxBytesHandler(handler, 5 MB).
+_MAX_BODY = 5 * 1024 * 1024
+
+#: selfservice/flow/request.go EnsureCSRF: an API flow refuses these headers.
+_ORIGIN_IN_API_FLOW = (
+    'The HTTP Request Header included the "Origin" key, indicating that this request was made'
+    " as part of an AJAX request in a Browser. The flow however was initiated as an API"
+    " request. To prevent potential misuse and mitigate several attack vectors including"
+    " CSRF, the request has been blocked. Please consult the documentation."
+)
+
+#: The replacement of an expired flow says why (text/id.go 4010001, 4050001).
+_EXPIRED_MESSAGE = {
+    "login": (4010001, "The login flow expired {:.2f} minutes ago, please try again."),
+    "settings": (4050001, "The settings flow expired {:.2f} minutes ago, please try again."),
+    "registration": (
+        4040001,
+        "The registration flow expired {:.2f} minutes ago, please try again.",
+    ),
+}
+
 _BROWSER_ONLY = (
-    'The HTTP Request Header included the "{}" key, indicating that this request was made'
+    'The HTTP Request Header included the "Cookie" key, indicating that this request was made'
     " by a Browser. The flow however was initiated as an API request. To prevent potential"
     " misuse and mitigate several attack vectors including CSRF, the request has been"
     " blocked. Please consult the documentation."
@@ -43,17 +65,22 @@ class _Flows(_Sessions):
             target.port  # noqa: B018 (raises ValueError on a bad port)
         except ValueError:
             return False
+        # x/redir/secure_redirect.go compares the whole host, its port included; a
+        # wildcard entry "*.example.com" matches by suffix, so its port must match too.
+        host = _host_of(target)
         for allowed in self.allowed_return_urls:
             entry = urlsplit(allowed)
-            host_ok = target.hostname == entry.hostname or (
-                (entry.hostname or "").startswith("*.")
-                and (target.hostname or "").endswith((entry.hostname or "")[1:])
-            )
-            same_port = entry.port is None or target.port == entry.port
+            entry_host = _host_of(entry)
+            if entry_host.endswith(":*"):  # the fake's default entries: any port
+                entry_host = entry_host[:-2]
+                host_ok = (target.hostname or "") == entry_host
+            elif entry_host.startswith("*"):
+                host_ok = host.endswith(entry_host[1:])
+            else:
+                host_ok = bool(entry_host) and host == entry_host
             if (
                 target.scheme.lower() == entry.scheme.lower()
                 and host_ok
-                and same_port
                 and (target.path or "/").startswith(entry.path or "/")
             ):
                 return True
@@ -100,6 +127,11 @@ class _Flows(_Sessions):
         return [
             f"{self.csrf_cookie_name}={flow.csrf}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax"
         ]
+
+    def _new_csrf_cookie(self) -> str:
+        """Return a fresh anti-CSRF cookie (nosurf's RegenerateToken)."""
+        token = secrets.token_urlsafe(32)
+        return f"{self.csrf_cookie_name}={token}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax"
 
     @staticmethod
     def _input(
@@ -192,7 +224,7 @@ class _Flows(_Sessions):
         if flow.expires_at <= self.clock.now():
             return self._expired_on_get(flow)
         if flow.type == "browser" and self._csrf_of(request) != flow.csrf:
-            return self._csrf_violation()
+            return self._csrf_violation(request)
         return self._json(200, self.flow_json(flow))
 
     def _expired_on_get(self, flow: _Flow) -> httpx.Response:
@@ -215,60 +247,127 @@ class _Flows(_Sessions):
             410, "self_service_flow_expired", reason, "self-service flow expired", details=details
         )
 
-    def _submit_flow(
+    def _find_flow(
         self, request: httpx.Request, kind: Literal["login", "settings", "registration"]
-    ) -> tuple[_Flow, dict[str, str]]:
+    ) -> _Flow:
         flow = self._flows.get(request.url.params.get("flow", ""))
         if flow is None or flow.kind != kind:
             raise _Reply(self._not_found())
+        return flow
+
+    def _submit_flow(
+        self,
+        request: httpx.Request,
+        kind: Literal["login", "settings", "registration"],
+        flow: _Flow | None = None,
+    ) -> tuple[_Flow, dict[str, str]]:
+        """Check a submit as Kratos's handlers and strategies do, in their order.
+
+        The flow's expiry first, then the body's decoding (``decoderx``), then
+        ``flow.EnsureCSRF``: browser-only headers on an API flow, the CSRF token on a
+        browser flow.
+        """
+        flow = flow or self._find_flow(request, kind)
         now = self.clock.now()
         if flow.expires_at <= now:
-            replacement = self._new_flow(
-                request,
-                kind,
-                flow.type,
-                self.login_lifespan,
-                requested_aal=flow.requested_aal,
-                refresh=flow.refresh,
-                identity_id=flow.identity_id,
-                pending_totp=pyotp.random_base32() if kind == "settings" else None,
-            )
-            replacement.return_to, replacement.request_url = flow.return_to, flow.request_url
-            minutes = (now - flow.expires_at).total_seconds() / 60
-            if flow.type == "browser" and not self._is_json(request):
-                raise _Reply(
-                    self._redirect(
-                        f"{self.ui_url}/{kind}?flow={replacement.id}",
-                        self._csrf_cookie(replacement),
-                    )
-                )
-            raise _Reply(
-                self._error(
-                    410,
-                    "self_service_flow_expired",
-                    f"The self-service flow expired {minutes:.2f} minutes ago, "
-                    "initialize a new one.",
-                    "self-service flow expired",
-                    extra={
-                        "expired_at": rfc3339(flow.expires_at),
-                        "since": int(minutes * 60e9),
-                        "use_flow_id": replacement.id,
-                    },
-                )
-            )
+            self._expired_on_submit(request, flow)
+        form = self._decoded_form(request)
+        if isinstance(form, str):
+            raise _Reply(self._flow_error(request, flow, (4000001, form, "error"), kind))
         if flow.type == "api":
-            # flow.EnsureCSRF: an API flow refuses what only a browser sends.
-            for header in ("Origin", "Cookie"):
-                if request.headers.get(header):
-                    raise _Reply(self._error(400, None, _BROWSER_ONLY.format(header), BAD_REQUEST))
-        form = self._form(request)
-        if flow.type == "browser" and (
+            reason = self._browser_headers_in_api_flow(request)
+            if reason is not None:
+                raise _Reply(self._flow_error(request, flow, (4000001, reason, "error"), kind))
+        elif (
             not form.get("csrf_token")
             or form.get("csrf_token") != flow.csrf
             or self._csrf_of(request) != flow.csrf
         ):
-            raise _Reply(self._csrf_violation())
+            raise _Reply(self._forward(request, self._csrf_violation(request, form)))
         return flow, form
+
+    def _expired_on_submit(self, request: httpx.Request, flow: _Flow) -> None:
+        """Raise the answer to a submit of an expired flow: a replacement that says why."""
+        now = self.clock.now()
+        replacement = self._new_flow(
+            request,
+            flow.kind,
+            flow.type,
+            self.login_lifespan,
+            requested_aal=flow.requested_aal,
+            refresh=flow.refresh,
+            identity_id=flow.identity_id,
+            pending_totp=pyotp.random_base32() if flow.kind == "settings" else None,
+        )
+        replacement.return_to, replacement.request_url = flow.return_to, flow.request_url
+        if flow.kind == "settings":
+            replacement.state = "show_form"
+        minutes = (now - flow.expires_at).total_seconds() / 60
+        message_id, text = _EXPIRED_MESSAGE[flow.kind]
+        replacement.messages = [
+            _ui_text(
+                (message_id, text.format(minutes), "error"), expired_at=rfc3339(flow.expires_at)
+            )
+        ]
+        if flow.type == "browser" and not self._is_json(request):
+            raise _Reply(
+                self._redirect(
+                    f"{self.ui_url}/{flow.kind}?flow={replacement.id}",
+                    self._csrf_cookie(replacement),
+                )
+            )
+        raise _Reply(
+            self._error(
+                410,
+                "self_service_flow_expired",
+                f"The self-service flow expired {minutes:.2f} minutes ago, initialize a new one.",
+                "self-service flow expired",
+                extra={
+                    "expired_at": rfc3339(flow.expires_at),
+                    "since": int(minutes * 60e9),
+                    "use_flow_id": replacement.id,
+                },
+            )
+        )
+
+    @staticmethod
+    def _browser_headers_in_api_flow(request: httpx.Request) -> str | None:
+        """Return why ``flow.EnsureCSRF`` refuses an API flow's submit, or None.
+
+        Cloudflare's own cookies (``__cf*``, ``_cf*``, ``cf_*``) do not count.
+        """
+        if request.headers.get("Origin"):
+            return _ORIGIN_IN_API_FLOW
+        for header in request.headers.get_list("Cookie"):
+            for part in header.split(";"):
+                name = part.split("=", 1)[0].strip()
+                if name and not name.startswith(("__cf", "_cf", "cf_")):
+                    return _BROWSER_ONLY
+        return None
+
+    def _decoded_form(self, request: httpx.Request) -> dict[str, str] | str:
+        """Decode a submit's body as ``decoderx`` does; a string is why it cannot."""
+        content_type = request.headers.get("Content-Type", "")
+        media = content_type.split(";")[0].strip().lower()
+        too_large = len(request.content) > _MAX_BODY
+        if media == "application/json":
+            if too_large:
+                return "Unable to decode form as JSON."
+            try:
+                data = json.loads(request.content or b"{}")
+            except ValueError:
+                return "Unable to decode form as JSON."
+            if not isinstance(data, dict):
+                kind = {list: "JSON", str: "String", bool: "True" if data else "False"}
+                return "Expected JSON sent in request body to be an object but got: " + kind.get(
+                    type(data), "Null" if data is None else "Number"
+                )
+            return self._form(request)
+        if media in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            if too_large:
+                return "Unable to decode HTTP POST form body: http: request body too large"
+            return self._form(request)
+        return f"Unable to determine decoder for content type: {content_type}"
 
     def _flow_error(
         self,
@@ -293,3 +392,8 @@ class _Flows(_Sessions):
             totp.verify(code, for_time=moment, valid_window=1)
             for moment in (self.clock.now(), datetime.now(timezone.utc))
         )
+
+
+def _host_of(url: SplitResult) -> str:
+    """Return a URL's host with its port (Go's ``url.URL.Host``), lower-cased."""
+    return url.netloc.rsplit("@", 1)[-1].lower()

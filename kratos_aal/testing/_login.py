@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import secrets
 from datetime import timedelta
 from typing import Any, Literal
@@ -18,9 +21,10 @@ from ._messages import (
     MSG_INVALID_LOOKUP,
     MSG_NO_TOTP,
     MSG_SECOND_FACTOR,
+    MSG_USED_LOOKUP,
     _ui_text,
 )
-from ._records import FakeIdentity, _Flow, _SessionRecord
+from ._records import FakeIdentity, _Flow, _SessionRecord, _uuid
 
 
 class _Login(_Flows):
@@ -33,7 +37,7 @@ class _Login(_Flows):
             # Each AAL2 strategy adds nodes only for credentials the identity has
             # (strategy/{totp,lookup,webauthn}/login.go PopulateLoginMethod).
             if identity is not None:
-                nodes += self._second_factor_nodes(identity)
+                nodes += self._second_factor_nodes(identity, browser=flow.type == "browser")
             return nodes
         nodes.append(
             self._input(
@@ -42,9 +46,6 @@ class _Login(_Flows):
                 "default",
                 required=True,
                 value=identity.email if identity else "",
-                # Only Kratos's main branch sends this; the latest release (and so Ory's
-                # SDKs, whose enum rejects it) has no autocomplete on the identifier.
-                autocomplete="username" if self.unreleased else None,
                 label=(1070004, "ID", "info"),
             )
         )
@@ -54,6 +55,7 @@ class _Login(_Flows):
                 "password",
                 "password",
                 required=True,
+                value="",
                 autocomplete="current-password",
                 label=(1070001, "Password", "info"),
             )
@@ -69,7 +71,11 @@ class _Login(_Flows):
         )
         return nodes
 
-    def _second_factor_nodes(self, identity: FakeIdentity) -> list[dict[str, Any]]:
+    def _second_factor_nodes(
+        self, identity: FakeIdentity, *, browser: bool = True
+    ) -> list[dict[str, Any]]:
+        # BEHAVIOR.md (opening): the TOTP and backup-code inputs carry no autocomplete,
+        # and login nodes have value "".
         nodes = []
         if identity.totp_secret:
             nodes.append(
@@ -78,7 +84,7 @@ class _Login(_Flows):
                     "text",
                     "totp",
                     required=True,
-                    autocomplete="one-time-code",
+                    value="",
                     label=(1010006, "Authentication code", "info"),
                 )
             )
@@ -86,24 +92,62 @@ class _Login(_Flows):
         if identity.lookup_codes:
             label = (1010007, "Backup recovery code", "info")
             nodes.append(
-                self._input("lookup_secret", "text", "lookup_secret", required=True, label=label)
+                self._input(
+                    "lookup_secret", "text", "lookup_secret", required=True, value="", label=label
+                )
             )
             nodes.append(
                 self._submit("lookup_secret", (1010010, "Use backup recovery code", "info"))
             )
-        if identity.security_keys:
-            # The browser performs WebAuthn with Kratos's script; the fake offers the
-            # nodes (so a reader sees the factor) but cannot verify an assertion.
-            nodes.append(self._input("webauthn_login", "hidden", "webauthn"))
-            trigger = self._input(
-                "webauthn_login_trigger",
-                "button",
-                "webauthn",
-                value="",
-                label=(1010008, "Use security key", "info"),
-            )
-            nodes.append(trigger)
+        if identity.security_keys and browser:
+            # strategy/webauthn/login.go: browser flows only; x/webauthnx/nodes.go gives
+            # the script, the trigger button and the hidden input. The fake offers them
+            # (so a reader sees the factor) but cannot verify an assertion.
+            nodes += self._webauthn_login_nodes(identity)
         return nodes
+
+    def _webauthn_login_nodes(self, identity: FakeIdentity) -> list[dict[str, Any]]:
+        options = json.dumps(
+            {
+                "publicKey": {
+                    "challenge": secrets.token_urlsafe(32),
+                    "timeout": 60000,
+                    "rpId": self._issuer(),
+                    "allowCredentials": [
+                        {"type": "public-key", "id": key.id} for key in identity.security_keys
+                    ],
+                    "userVerification": "discouraged",
+                }
+            }
+        )
+        script = {
+            "type": "script",
+            "group": "webauthn",
+            "attributes": {
+                "src": f"{self.public_url}/.well-known/ory/webauthn.js",
+                "async": True,
+                "referrerpolicy": "no-referrer",
+                "crossorigin": "anonymous",
+                "integrity": "sha512-" + base64.b64encode(hashlib.sha512(b"").digest()).decode(),
+                "type": "text/javascript",
+                "id": "webauthn_script",
+                "nonce": _uuid(),
+                "node_type": "script",
+            },
+            "messages": [],
+            "meta": {},
+        }
+        trigger = self._input(
+            "webauthn_login_trigger",
+            "button",
+            "webauthn",
+            value=options,
+            label=(1010008, "Sign in with hardware key", "info"),
+        )
+        trigger["attributes"]["onclick"] = f"oryWebAuthnLogin({options})"
+        trigger["attributes"]["onclickTrigger"] = "oryWebAuthnLogin"
+        hidden = self._input("webauthn_login", "hidden", "webauthn", value="")
+        return [script, trigger, hidden]
 
     def _submit(self, method: str, label: tuple[int, str, str]) -> dict[str, Any]:
         return self._input("method", "submit", method, value=method, label=label)
@@ -157,8 +201,16 @@ class _Login(_Flows):
         return self._flow_answer(request, flow, "login")
 
     def _login_submit(self, request: httpx.Request) -> httpx.Response:
-        flow, form = self._submit_flow(request, "login")
+        flow = self._find_flow(request, "login")
         record, _, _ = self._current(request)
+        # login/handler.go updateLoginFlow: a caller with a session is refused before any
+        # strategy runs unless the flow refreshes or raises the AAL; none asks for aal2.
+        if record is not None:
+            if not flow.refresh and not flow.requested_aal > record.aal:
+                return self._already_logged_in(request, flow)
+        elif flow.requested_aal == "aal2":
+            return self._forward(request, self._aal1_required())
+        flow, form = self._submit_flow(request, "login", flow)
         method = form.get("method", "")
         now = self.clock.now()
         if method == "password":
@@ -198,10 +250,7 @@ class _Login(_Flows):
                     "This account was disabled.",
                     BAD_REQUEST,
                 )
-            if record is not None and record.identity_id == identity.id:
-                if not flow.refresh:
-                    return self._already_logged_in(request, flow)
-            else:
+            if record is None or record.identity_id != identity.id:
                 record = self._new_session(identity, now)
         elif method == "totp":
             if record is None:
@@ -218,10 +267,13 @@ class _Login(_Flows):
                 return self._aal1_required()
             identity = self.identities[record.identity_id]
             code = form.get("lookup_secret", "")
+            if code in identity.used_lookup_codes:
+                return self._flow_error(request, flow, MSG_USED_LOOKUP, "login")
             if code not in identity.lookup_codes:
                 return self._flow_error(request, flow, MSG_INVALID_LOOKUP, "login")
-            # A backup code works once (strategy/lookup/login.go marks it used).
+            # A backup code works once (strategy/lookup/login.go sets its used_at).
             identity.lookup_codes.remove(code)
+            identity.used_lookup_codes[code] = now
             if not flow.refresh and flow.requested_aal <= record.aal:
                 return self._already_logged_in(request, flow)
         else:

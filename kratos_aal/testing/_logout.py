@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from urllib.parse import urlencode
 
@@ -17,7 +18,9 @@ class _Logout(_Registration):
     def _logout_browser(self, request: httpx.Request) -> httpx.Response:
         record, _, _ = self._current(request)
         if record is None:
-            return self._no_session()
+            # logout/handler.go createBrowserLogoutFlow: errorx.Forward (a browser gets
+            # the error UI).
+            return self._forward(request, self._no_session())
         token = record.logout_token
         params = {"token": token}
         if request.url.params.get("return_to"):
@@ -40,15 +43,7 @@ class _Logout(_Registration):
             return self._forward(request, self._error(400, None, reason, BAD_REQUEST))
         record, _, _ = self._current(request)
         if record is None:
-            return self._forward(
-                request,
-                self._error(
-                    401,
-                    None,
-                    "No active session was found in this request.",
-                    "request does not have a valid authentication session",
-                ),
-            )
+            return self._forward(request, self._no_session())
         if not secrets.compare_digest(token.encode(), record.logout_token.encode()):
             reason = (
                 "Unable to log out because the logout token in the URL query does not match"
@@ -58,20 +53,29 @@ class _Logout(_Registration):
                 request, self._error(403, None, reason, "The requested action was forbidden")
             )
         record.active = False
+        # completeLogout: RegenerateToken sets a new anti-CSRF cookie.
+        cookies = [self._clear_cookie(), self._new_csrf_cookie()]
         if self._accepts_json(request):
-            return httpx.Response(204, headers=[("Set-Cookie", self._clear_cookie())])
+            return httpx.Response(204, headers=[("Set-Cookie", c) for c in cookies])
         return self._redirect(
-            request.url.params.get("return_to") or self.default_return_url, [self._clear_cookie()]
+            request.url.params.get("return_to") or self.default_return_url, cookies
         )
 
     def _logout_api(self, request: httpx.Request) -> httpx.Response:
-        token = self._form(request).get("session_token", "")
-        session_id = self._tokens.get(token)
+        """logout/handler.go performNativeLogout: a JSON body with the session token."""
+        try:
+            body = json.loads(request.content or b"")
+        except ValueError as error:
+            reason = f"Unable to decode JSON payload: {error}"
+            return self._error(400, None, reason, BAD_REQUEST)
+        token = body.get("session_token", "") if isinstance(body, dict) else ""
+        session_id = self._tokens.get(token if isinstance(token, str) else "")
         if session_id is None:
             return self._error(
                 403,
                 None,
-                "The provided session token is invalid.",
+                "The provided Ory Session Token could not be found, is invalid, or otherwise "
+                "malformed.",
                 "The requested action was forbidden",
             )
         self._sessions[session_id].active = False

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+#: Kratos's default minimum password length
+#: (selfservice.methods.password.config.min_password_length).
+_MIN_PASSWORD = 8
+
 # Kratos's UI messages (text/id.go) that the fake uses.
 #: herodot's message for every 400 (ErrBadRequest).
 BAD_REQUEST = "The request was malformed or contained invalid parameters"
@@ -33,6 +37,7 @@ MSG_INVALID_CODE = (
 
 
 MSG_INVALID_LOOKUP = (4000016, "The backup recovery code is not valid.", "error")
+MSG_USED_LOOKUP = (4000012, "This backup recovery code has already been used.", "error")
 MSG_DUPLICATE = (
     4000007,
     "An account with the same identifier (email, phone, username, ...) exists already.",

@@ -36,7 +36,18 @@ _SESSION_METHOD_AAL = {
 }
 
 
-_WHOAMI_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "CONNECT", "OPTIONS", "TRACE"}
+# DELETE too: session/handler.go deleteMySession answers /sessions/whoami as whoami.
+_WHOAMI_METHODS = {
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "PATCH",
+    "DELETE",
+    "CONNECT",
+    "OPTIONS",
+    "TRACE",
+}
 
 
 def rfc3339(moment: datetime) -> str:
@@ -65,7 +76,8 @@ class WebAuthnKey:
 class FakeIdentity:
     """An identity: an email and password, and optionally second factors.
 
-    Second factors are a paired TOTP secret, unused lookup (backup) codes, and WebAuthn
+    Second factors are a paired TOTP secret, unused lookup (backup) codes (used ones move
+    to ``used_lookup_codes``), and WebAuthn
     security keys; a passwordless WebAuthn key (a passkey) is a first factor instead.
     """
 
@@ -77,7 +89,10 @@ class FakeIdentity:
     state: str = "active"
     schema_id: str = "default"
     metadata_public: dict[str, Any] | None = None
+    state_changed_at: datetime | None = None
     lookup_codes: list[str] = field(default_factory=list)
+    #: Backup codes already used, with when (Kratos keeps them, with ``used_at``).
+    used_lookup_codes: dict[str, datetime] = field(default_factory=dict)
     webauthn_keys: list[WebAuthnKey] = field(default_factory=list)
 
     @property

@@ -11,12 +11,9 @@ from typing import Any, Literal
 
 import httpx
 
-from ._messages import MSG_DUPLICATE, MSG_EMAIL_MISSING, _ui_text
+from ._messages import _MIN_PASSWORD, MSG_DUPLICATE, MSG_EMAIL_MISSING, _ui_text
 from ._records import _Flow
 from ._settings import _Settings
-
-# Kratos's default minimum password length (selfservice.methods.password.config.min_password_length).
-_MIN_PASSWORD = 8
 
 
 class _Registration(_Settings):
@@ -66,7 +63,19 @@ class _Registration(_Settings):
         return self._flow_answer(request, flow, "registration")
 
     def _registration_submit(self, request: httpx.Request) -> httpx.Response:
-        flow, form = self._submit_flow(request, "registration")
+        flow = self._find_flow(request, "registration")
+        if self._current(request)[0] is not None:
+            # registration/handler.go updateRegistrationFlow: a caller with a session is
+            # sent home (browser flows) or refused (API flows) before any strategy runs.
+            if flow.type == "browser":
+                return self._redirect(self.default_return_url)
+            return self._error(
+                400,
+                "session_already_available",
+                "A valid session was detected and thus registration is not possible.",
+                "you are already logged in",
+            )
+        flow, form = self._submit_flow(request, "registration", flow)
         traits = _traits(request, form)
         email = str(traits.get("email") or "").strip()
         password = form.get("password", "")
@@ -88,13 +97,16 @@ class _Registration(_Settings):
             flow.node_messages["traits.email"] = [_ui_text(MSG_EMAIL_MISSING)]
             return self._flow_error(request, flow, None, "registration")
         if len(password) < _MIN_PASSWORD:
+            # strategy/password/validator.go: ErrorValidationPasswordMinLength.
             text = (
-                4000005,
-                "The password can not be used because password length must be at least "
-                f"{_MIN_PASSWORD} characters but only got {len(password)}.",
+                4000032,
+                f"The password must be at least {_MIN_PASSWORD} characters long, but got "
+                f"{len(password)}.",
                 "error",
             )
-            flow.node_messages["password"] = [_ui_text(text)]
+            flow.node_messages["password"] = [
+                _ui_text(text, min_length=_MIN_PASSWORD, actual_length=len(password))
+            ]
             return self._flow_error(request, flow, None, "registration")
         if any(i.email.lower() == email.lower() for i in self.identities.values()):
             return self._flow_error(request, flow, MSG_DUPLICATE, "registration")
@@ -108,6 +120,9 @@ class _Registration(_Settings):
                 "identity": self._identity_json(identity),
                 "session": self._session_json(record),
                 "session_token": record.token,
+                "continue_with": [
+                    {"action": "set_ory_session_token", "ory_session_token": record.token}
+                ],
             }
             return self._json(200, body)
         cookie = self._session_cookie(record, self._issue_cookie(record))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -10,16 +11,48 @@ import httpx
 import pyotp
 
 from ._login import _Login
-from ._messages import MSG_INVALID_CODE, MSG_SAVED, _ui_text
-from ._records import _Flow
+from ._messages import (
+    _MIN_PASSWORD,
+    MSG_DUPLICATE,
+    MSG_EMAIL_MISSING,
+    MSG_INVALID_CODE,
+    MSG_SAVED,
+    _ui_text,
+)
+from ._records import _NO_CACHE, _Flow
 
 
 class _Settings(_Login):
-    """Start and submit settings flows (TOTP pairing and unlinking)."""
+    """Start and submit settings flows (profile, password, TOTP pairing and unlinking)."""
 
     def _settings_nodes(self, flow: _Flow) -> list[dict[str, Any]]:
         nodes = self._csrf_nodes(flow)
         identity = self.identities[flow.identity_id or ""]
+        # The profile and password strategies are on by default: their groups come first.
+        save = (1070003, "Save", "info")
+        nodes.append(
+            self._input(
+                "traits.email",
+                "email",
+                "profile",
+                required=True,
+                value=identity.email,
+                autocomplete="email",
+                label=(1070002, "E-Mail", "info"),
+            )
+        )
+        nodes.append(self._input("method", "submit", "profile", value="profile", label=save))
+        nodes.append(
+            self._input(
+                "password",
+                "password",
+                "password",
+                required=True,
+                autocomplete="new-password",
+                label=(1070001, "Password", "info"),
+            )
+        )
+        nodes.append(self._input("method", "submit", "password", value="password", label=save))
         if identity.totp_secret:
             nodes.append(
                 self._input(
@@ -32,7 +65,8 @@ class _Settings(_Login):
             )
             return nodes
         secret = flow.pending_totp or ""
-        uri = pyotp.TOTP(secret).provisioning_uri(name=identity.email, issuer_name=self._issuer())
+        # totp/generator.go NewKey: the account name is the identity id.
+        uri = pyotp.TOTP(secret).provisioning_uri(name=identity.id, issuer_name=self._issuer())
         nodes.append(
             {
                 "type": "img",
@@ -76,7 +110,6 @@ class _Settings(_Login):
                 "text",
                 "totp",
                 required=True,
-                autocomplete="one-time-code",
                 label=(1070006, "Verify code", "info"),
             )
         )
@@ -126,10 +159,16 @@ class _Settings(_Login):
         return self._flow_answer(request, flow, "settings")
 
     def _settings_submit(self, request: httpx.Request) -> httpx.Response:
-        flow, form = self._submit_flow(request, "settings")
+        # settings/handler.go updateSettingsFlow, wrapped in IsAuthenticated: the session
+        # first, then the flow, the AAL, the flow's expiry and owner, then the strategy.
         record, _, _ = self._current(request)
         if record is None:
-            return self._no_session()
+            return self._settings_unauthenticated(request)
+        flow = self._find_flow(request, "settings")
+        if not self._satisfies(record, self.settings_required_aal):
+            return self._settings_aal_failure(request, flow, self._request_url(request))
+        if flow.expires_at <= self.clock.now():
+            self._expired_on_submit(request, flow)
         if record.identity_id != flow.identity_id:
             return self._error(
                 403,
@@ -138,6 +177,7 @@ class _Settings(_Login):
                 "security reasons. Please go back and try again.",
                 "The requested action was forbidden",
             )
+        flow, form = self._submit_flow(request, "settings", flow)
         now = self.clock.now()
         if record.authenticated_at + timedelta(seconds=self.privileged_max_age) <= now:
             continue_url = f"{self.public_url}/self-service/settings?flow={flow.id}"
@@ -157,16 +197,21 @@ class _Settings(_Login):
             )
         identity = self.identities[record.identity_id]
         unlink = form.get("totp_unlink", "").lower() == "true"
+        method = form.get("method")
+        if method in ("profile", "password") and not unlink:
+            failed = self._settings_profile_or_password(request, flow, form, method)
+            if failed is not None:
+                return failed
         # selfservice/strategy/totp/settings.go: an unlink submit is the TOTP method's,
         # whatever "method" says (the unlink button sends no method=totp).
-        if form.get("method") != "totp" and not unlink:
+        elif method != "totp" and not unlink:
             return self._flow_error(
                 request,
                 flow,
                 (4000001, "Could not find a strategy to update your settings.", "error"),
                 "settings",
             )
-        if unlink:
+        elif unlink:
             identity.totp_secret = None
         else:
             secret = flow.pending_totp or ""
@@ -192,6 +237,98 @@ class _Settings(_Login):
                 ]
             return self._json(200, body, cookies=[cookie])
         return self._redirect(flow.return_to or f"{self.ui_url}/settings?flow={flow.id}", [cookie])
+
+    def _settings_profile_or_password(
+        self, request: httpx.Request, flow: _Flow, form: dict[str, str], method: str
+    ) -> httpx.Response | None:
+        """Change the email (profile) or the password; an answer if it fails."""
+        identity = self.identities[flow.identity_id or ""]
+        if method == "password":
+            password = form.get("password", "")
+            if len(password) < _MIN_PASSWORD:
+                text = (
+                    4000032,
+                    f"The password must be at least {_MIN_PASSWORD} characters long, but got "
+                    f"{len(password)}.",
+                    "error",
+                )
+                flow.node_messages = {
+                    "password": [
+                        _ui_text(text, min_length=_MIN_PASSWORD, actual_length=len(password))
+                    ]
+                }
+                return self._flow_error(request, flow, None, "settings")
+            identity.password = password
+            return None
+        email = form.get("traits.email", "")
+        if request.headers.get("Content-Type", "").startswith("application/json"):
+            try:
+                traits = json.loads(request.content).get("traits") or {}
+                email = str(traits.get("email") or email)
+            except (ValueError, AttributeError):
+                pass
+        email = email.strip()
+        if not email:
+            flow.node_messages = {"traits.email": [_ui_text(MSG_EMAIL_MISSING)]}
+            return self._flow_error(request, flow, None, "settings")
+        taken = any(
+            i.email.lower() == email.lower() and i.id != identity.id
+            for i in self.identities.values()
+        )
+        if taken:
+            return self._flow_error(request, flow, MSG_DUPLICATE, "settings")
+        identity.email = email
+        return None
+
+    def _settings_unauthenticated(self, request: httpx.Request) -> httpx.Response:
+        """settings/strategy_helper.go OnUnauthenticated: JSON gets a 401 without an
+        error id, a browser a 302 to the login UI."""
+        if self._is_json(request):
+            return self._error(
+                401,
+                None,
+                "A valid Ory Session Cookie or Ory Session Token is missing.",
+                "The request could not be authorized",
+            )
+        headers = [("Location", f"{self.ui_url}/login"), ("Cache-Control", _NO_CACHE)]
+        return httpx.Response(302, headers=headers)
+
+    def _settings_aal_failure(
+        self, request: httpx.Request, flow: _Flow, return_to: str
+    ) -> httpx.Response:
+        target = (
+            f"{self.public_url}/self-service/login/browser?"
+            f"{urlencode({'aal': 'aal2', 'return_to': return_to})}"
+        )
+        if flow.type == "browser" and not self._is_json(request):
+            return self._redirect(target)
+        return self._aal2_required(target)
+
+    def _get_settings_flow(self, request: httpx.Request) -> httpx.Response:
+        """settings/handler.go getSettingsFlow: a session and the flow's owner, the AAL,
+        then expiry; no CSRF check."""
+        record, _, _ = self._current(request)
+        if record is None:
+            return self._settings_unauthenticated(request)
+        flow = self._flows.get(request.url.params.get("id", ""))
+        if flow is None or flow.kind != "settings":
+            return self._not_found()
+        if flow.identity_id != record.identity_id:
+            return self._error(
+                403,
+                "security_identity_mismatch",
+                "The request was made for another identity and has been blocked for security "
+                "reasons.",
+                "The requested action was forbidden",
+            )
+        if not self._satisfies(record, self.settings_required_aal):
+            return self._aal2_required(
+                f"{self.public_url}/self-service/login/browser?"
+                + urlencode({"aal": "aal2", "return_to": f"{self.ui_url}/settings?flow={flow.id}"})
+            )
+        if flow.expires_at <= self.clock.now():
+            return self._expired_on_get(flow)
+        return self._json(200, self.flow_json(flow))
 
 
 def _qr_data_uri(text: str) -> str:

@@ -31,6 +31,16 @@ from ._records import (
     rfc3339,
 )
 
+#: The fake's own default allow-list (Kratos has none): an app on any port of 127.0.0.1
+#: or localhost, and test clients' "testserver". ":*" is the fake's, not Kratos's: an
+#: entry a user passes matches as Kratos matches it, its port included.
+_ANY_LOCAL_APP = (
+    "http://127.0.0.1:*",
+    "http://localhost:*",
+    "http://testserver",
+    "https://testserver",
+)
+
 
 class _State:
     """Hold FakeKratos's configuration and stores, and the set-up calls tests use."""
@@ -42,12 +52,7 @@ class _State:
         ui_url: str | None = None,
         whoami_required_aal: RequiredAAL = "highest_available",
         settings_required_aal: RequiredAAL = "highest_available",
-        allowed_return_urls: Iterable[str] = (
-            "http://127.0.0.1",
-            "http://localhost",
-            "http://testserver",
-            "https://testserver",
-        ),
+        allowed_return_urls: Iterable[str] = _ANY_LOCAL_APP,
         default_return_url: str | None = None,
         admin_url: str | None = None,
         admin_token: str | None = None,
@@ -57,7 +62,6 @@ class _State:
         login_lifespan: float = 3600,
         cookie_name: str = "ory_kratos_session",
         cacheable_sessions: int | None = None,
-        unreleased: bool = False,
         app_url: str | None = None,
     ) -> None:
         self.public_url = public_url.rstrip("/")
@@ -78,7 +82,6 @@ class _State:
         self.login_lifespan = login_lifespan
         self.cookie_name = cookie_name
         self.cacheable_sessions = cacheable_sessions
-        self.unreleased = unreleased
         #: Where "Back to the app" leads (the app's home); else the home of return_to.
         self.app_url: str | None = app_url
         self.latency = 0.0
@@ -235,6 +238,7 @@ class _State:
         """Set an identity's state to inactive."""
         with self._lock:
             identity.state = "inactive"
+            identity.state_changed_at = self.clock.now()
 
     def totp_code(self, identity: FakeIdentity, *, secret: str | None = None) -> str:
         """Return the current TOTP code of *identity* (or of *secret*) by the fake's clock."""

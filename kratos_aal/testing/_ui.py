@@ -79,10 +79,29 @@ def _label(node: dict[str, Any]) -> str:
 
 
 def form(ui: dict[str, Any]) -> str:
-    """Render a flow's ``ui`` container as a form posting to ``ui.action``."""
+    """Render a flow's ``ui`` container: one form per node group, posting to ``ui.action``.
+
+    As Ory's own UIs do, each method (profile, password, totp, ...) gets a form of its
+    own, with the ``default`` group's nodes (the CSRF token) in each, so a required field
+    of one method never blocks another's submit.
+    """
+    nodes = [n for n in ui.get("nodes", []) if isinstance(n, dict)]
+    shared = [n for n in nodes if n.get("group") == "default"]
+    groups: list[str] = []
+    for node in nodes:
+        if node.get("group") != "default" and node.get("group") not in groups:
+            groups.append(str(node.get("group")))
+    if len(groups) <= 1:
+        return _one_form(ui, nodes)
+    return "".join(
+        _one_form(ui, shared + [n for n in nodes if n.get("group") == group]) for group in groups
+    )
+
+
+def _one_form(ui: dict[str, Any], nodes: list[dict[str, Any]]) -> str:
     fields: list[str] = []
     buttons: list[str] = []
-    for node in ui.get("nodes", []):
+    for node in nodes:
         attributes = node.get("attributes", {})
         kind = attributes.get("node_type")
         if kind == "img":
@@ -105,13 +124,23 @@ def form(ui: dict[str, Any]) -> str:
                     f'<button type="submit" name="{name}" value="{value}">'
                     f"{escape(_label(node)) or 'Submit'}</button>"
                 )
+            elif attributes["type"] == "button":
+                # A WebAuthn trigger: the fake cannot run Kratos's script, so it shows
+                # the factor without acting on it.
+                buttons.append(
+                    f'<button type="button" name="{name}" disabled>'
+                    f"{escape(_label(node)) or 'Button'}</button>"
+                )
             elif attributes["type"] == "hidden":
                 fields.append(f'<input type="hidden" name="{name}" value="{value}">')
             else:
                 required = " required" if attributes.get("required") else ""
                 autocomplete = attributes.get("autocomplete")
                 extra = f' autocomplete="{escape(autocomplete)}"' if autocomplete else ""
-                if autocomplete == "one-time-code":
+                if attributes["name"] in ("totp_code", "lookup_secret"):
+                    # The page's own choice: Kratos sends no autocomplete on these.
+                    extra += ' autocomplete="one-time-code"' if not autocomplete else ""
+                if attributes["name"] == "totp_code":
                     extra += ' inputmode="numeric" pattern="[0-9]*"'
                 fields.append(
                     f'<label for="{name}">{escape(_label(node))}</label>'

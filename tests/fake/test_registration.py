@@ -126,7 +126,7 @@ def test_spa_registration_answers_json_with_continue_with(client: httpx.Client) 
         pytest.param(
             {"traits": {"email": "d@example.com"}, "password": "short"},
             "password",
-            4000005,
+            4000032,
             id="short-password",
         ),
         pytest.param(

@@ -25,6 +25,7 @@ from ory_kratos_client.models.identity_with_credentials_password import (
 from ory_kratos_client.models.identity_with_credentials_password_config import (
     IdentityWithCredentialsPasswordConfig,
 )
+from ory_kratos_client.models.login_flow import LoginFlow
 from ory_kratos_client.models.perform_native_logout_body import PerformNativeLogoutBody
 from ory_kratos_client.models.ui_node_input_attributes import UiNodeInputAttributes
 from ory_kratos_client.models.update_login_flow_body import UpdateLoginFlowBody
@@ -270,3 +271,54 @@ def test_aal2_flow_without_a_session_is_401(served: Served) -> None:
         served.frontend.create_native_login_flow(aal="aal2")
     assert caught.value.status == 401
     assert "session_aal1_required" in str(caught.value.body)
+
+
+def test_api_flow_with_a_cookie_is_a_flow_in_the_exception(served: Served) -> None:
+    """selfservice/flow/request.go EnsureCSRF (issue 24 item 5): the SDK parses the 400
+    as a LoginFlow in ``ApiException.data``, its message 4000001."""
+    identity = served.fake.create_identity()
+    flow = served.frontend.create_native_login_flow()
+    body = UpdateLoginFlowWithPasswordMethod(
+        method="password", identifier=identity.email, password=PASSWORD
+    )
+    with pytest.raises(ApiException) as caught:
+        served.frontend.update_login_flow(
+            flow.id, UpdateLoginFlowBody(body), _headers={"Cookie": "app_session=1"}
+        )
+    assert caught.value.status == 400
+    parsed = caught.value.data
+    assert isinstance(parsed, LoginFlow)
+    assert parsed.id == flow.id
+    assert [m.id for m in parsed.ui.messages or []] == [4000001]
+
+
+def test_my_sessions_are_paged(served: Served) -> None:
+    """session/handler.go listMySessions (issue 24 item 9): X-Total-Count and Link."""
+    identity = served.fake.create_identity()
+    mine = password_login(served.frontend, identity.email)
+    for _ in range(3):
+        password_login(served.frontend, identity.email)
+    page = served.frontend.list_my_sessions_with_http_info(page_size=2, x_session_token=mine)
+    assert page.headers is not None
+    assert page.headers["X-Total-Count"] == "3"
+    assert 'rel="next"' in page.headers["Link"]
+    assert len(page.data) == 2
+    rest = served.frontend.list_my_sessions(page_size=2, page_token="2", x_session_token=mine)
+    assert len(rest) == 1
+
+
+def test_admin_sessions_with_and_without_expand(served: Served) -> None:
+    """session/handler.go adminListSessions and getSession (issue 24 item 7): the
+    identity only with ``expand=identity``."""
+    identity = served.fake.create_identity()
+    token = password_login(served.frontend, identity.email)
+    session_id = served.frontend.to_session(x_session_token=token).id
+    plain = next(s for s in served.admin.list_sessions() if s.id == session_id)
+    assert plain.identity is None
+    expanded = next(
+        s for s in served.admin.list_sessions(expand=["identity"]) if s.id == session_id
+    )
+    assert expanded.identity is not None and expanded.identity.id == identity.id
+    assert served.admin.get_session(session_id).identity is None
+    one = served.admin.get_session(session_id, expand=["identity", "devices"])
+    assert one.identity is not None and one.devices

@@ -62,7 +62,8 @@ async def test_core_detects_the_second_factor(
 async def test_core_detects_it_for_token_sessions(
     make_driver: Any, make: Make, has_second: bool
 ) -> None:
-    """BEHAVIOR.md §3: the API-flow probe reads the same nodes."""
+    """BEHAVIOR.md §3: a token session's probe reads the browser flow's nodes (answered as
+    JSON), which list security keys; an API flow would not (strategy/webauthn/login.go)."""
     fake = FakeKratos(whoami_required_aal="aal1")
     driver = make_driver(fake)
     identity = make(fake)
@@ -87,7 +88,8 @@ def aal2_flow(fake: FakeKratos, identity: FakeIdentity) -> dict[str, Any]:
     ("options", "groups"),
     [
         pytest.param({"lookup_secrets": True}, {"lookup_secret"}, id="lookup"),
-        pytest.param({"security_keys": 2}, {"webauthn"}, id="security-keys"),
+        # strategy/webauthn/login.go: WebAuthn nodes in browser flows only, never API ones.
+        pytest.param({"security_keys": 2}, set(), id="security-keys"),
         pytest.param({"passkeys": 1}, set(), id="passkey"),
         pytest.param(
             {"totp": True, "lookup_secrets": ["abcd1234"]}, {"totp", "lookup_secret"}, id="both"
@@ -119,8 +121,8 @@ def test_admin_identity_shows_lookup_and_webauthn_credentials() -> None:
     assert all("config" not in c for c in plain["credentials"].values())
     keys = full["credentials"]["webauthn"]["config"]["credentials"]
     assert sorted(k["is_passwordless"] for k in keys) == [False, True]
-    codes = full["credentials"]["lookup_secret"]["config"]["lookup_secret_codes"]
-    assert codes == [{"code": "c0de"}]
+    codes = full["credentials"]["lookup_secret"]["config"]["recovery_codes"]
+    assert codes == [{"code": "c0de", "used_at": None}]
 
 
 @pytest.mark.parametrize(
