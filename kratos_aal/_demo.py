@@ -139,6 +139,12 @@ def demo_fake(
         "Demo users: ada@example.com / ada-demo-password (authenticator app paired), "
         "bob@example.com / bob-demo-password (no second factor yet)."
     )
+    fake.ui_code_hints = {
+        ada.email: (
+            "For ada, that is the TOTP secret that kratos-aal demo (or kratos-aal fake) "
+            "printed when it started: add it to any authenticator app."
+        )
+    }
     return fake, users
 
 

@@ -77,14 +77,18 @@ class _Pages(_Admin):
                 '<p class="hint">Enter the 6-digit code that the authenticator app paired '
                 "with this account shows now.</p>"
             )
-            if self.ui_hint:  # the demo users: say where their codes come from
-                html += (
-                    '<p class="hint">For ada, that is the TOTP secret that <code>kratos-aal '
-                    "demo</code> (or <code>kratos-aal fake</code>) printed when it started: "
-                    "add it to any authenticator app.</p>"
-                )
+            # The demo users: say where this user's codes come from (bob's device, once he
+            # pairs one, is his own: no hint).
+            hint = self.ui_code_hints.get(identity.email) if identity is not None else None
+            if hint:
+                html += f'<p class="hint">{escape(hint)}</p>'
         if kind == "settings":
             _relabel(body["ui"], "totp", "Verify and continue")
+        # Kratos labels the identifier "ID" (1070004) when the schema gives it no title; the
+        # demo's identities sign in with their email, so the page says so.
+        for node in body["ui"]["nodes"]:
+            if node["attributes"].get("name") == "identifier" and "label" in node.get("meta", {}):
+                node["meta"] = {"label": {**node["meta"]["label"], "text": "Email"}}
         html += _ui.form(body["ui"])
         if kind == "login" and flow.requested_aal == "aal1" and self.ui_hint:
             html += f'<p class="hint">{escape(self.ui_hint)}</p>'

@@ -87,6 +87,8 @@ class _State:
         self.latency = 0.0
         #: A line shown under the login form (the demo lists its users there).
         self.ui_hint = ""
+        #: Per email, where that user's second-factor codes come from (the login pages).
+        self.ui_code_hints: dict[str, str] = {}
         #: Serve ``POST <ui_url>/clock`` (seconds=N) to move the clock on: for demos only.
         self.demo_controls = False
         self.csrf_cookie_name = (

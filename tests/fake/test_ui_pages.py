@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -71,9 +72,9 @@ def test_settings_without_any_app_links_to_the_welcome_page() -> None:
     assert f'href="{fake.ui_url}/welcome"' in page
 
 
-def second_factor_pages(fake: FakeKratos, browser: httpx.Client) -> list[str]:
+def second_factor_pages(fake: FakeKratos, browser: httpx.Client, identity: Any = None) -> list[str]:
     """Return the step-up page and the re-authentication page, as a browser gets them."""
-    session = fake.session("aal1", totp=True)
+    session = fake.session("aal1", totp=True, identity=identity)
     browser.cookies.update(session.cookies)
     pages = []
     for params in ({"aal": "aal2"}, {"aal": "aal2", "refresh": "true"}):
@@ -82,18 +83,28 @@ def second_factor_pages(fake: FakeKratos, browser: httpx.Client) -> list[str]:
     return pages
 
 
-DEMO_NOTE = "For ada, that is the TOTP secret that <code>kratos-aal demo</code>"
+DEMO_NOTE = "For ada, that is the TOTP secret that kratos-aal demo"
 
 
 def test_second_factor_pages_say_where_the_code_comes_from(
     fake: FakeKratos, browser: httpx.Client
 ) -> None:
-    fake.ui_hint = "Demo users: ..."  # as kratos-aal demo and kratos-aal fake set it
-    step_up, refresh = second_factor_pages(fake, browser)
+    from kratos_aal._demo import demo_fake
+
+    demo, _ = demo_fake(fake.public_url, APP_HOME, [], None)
+    ada = next(i for i in demo.identities.values() if i.email == "ada@example.com")
+    with httpx.Client(transport=demo.transport(), base_url=demo.public_url) as ada_browser:
+        step_up, refresh = second_factor_pages(demo, ada_browser, identity=ada)
     assert "<h1>Second factor</h1>" in step_up and "<h1>Confirm it&#x27;s you</h1>" in refresh
     for page in (step_up, refresh):  # re-authentication asks for the same code
         assert "authenticator app paired with this account shows now" in page
         assert DEMO_NOTE in page
+    # bob, once he paired a device of his own, is told nothing about ada's secret.
+    bob = next(i for i in demo.identities.values() if i.email == "bob@example.com")
+    with httpx.Client(transport=demo.transport(), base_url=demo.public_url) as bob_browser:
+        for page in second_factor_pages(demo, bob_browser, identity=bob):
+            assert "Signed in as <b>bob@example.com</b>" in page
+            assert DEMO_NOTE not in page and "ada" not in page
 
 
 def test_without_demo_users_no_page_mentions_them(fake: FakeKratos, browser: httpx.Client) -> None:
@@ -124,3 +135,17 @@ def test_favicon_is_served(browser: httpx.Client) -> None:
     assert answer.status_code == 200
     assert answer.headers["Content-Type"] == "image/svg+xml"
     assert answer.content.startswith(b"<svg")
+
+
+def test_the_sign_in_page_labels_the_identifier_email(
+    fake: FakeKratos, browser: httpx.Client
+) -> None:
+    started = browser.get("/self-service/login/browser")
+    page = browser.get(started.headers["Location"]).text
+    assert re.search(r"<label[^>]*>\s*Email", page), page
+    assert ">ID<" not in page
+    # The flow's JSON keeps Kratos's own label.
+    flow_id = started.headers["Location"].split("flow=")[1]
+    flow = browser.get("/self-service/login/flows", params={"id": flow_id}).json()
+    labels = [n["meta"].get("label", {}).get("text") for n in flow["ui"]["nodes"]]
+    assert "ID" in labels
