@@ -38,6 +38,7 @@ from ._core import (
     check_plan,
     logout_key,
     logout_plan,
+    second_factor_key,
     session_key,
     whoami_plan,
 )
@@ -240,12 +241,23 @@ class _BaseClient:
         a lookup under way keeps nothing, and for ``cache_ttl`` seconds a session Kratos
         still shows is kept for one request's checks only (``HOLD_TTL``): the browser
         reaches Kratos's logout only after the app answered, and a request in between
-        must not cache the session again. With a shared cache, on every instance. What
-        is known of the identity's second factors stays: logging out changes none.
+        must not cache the session again. With a shared cache, on every instance.
+
+        What was learned about the identity's second factors goes too: a user who removed
+        their authenticator app and signs in again is sent to pair one, not to a step-up
+        they cannot pass (a logout costs at most one probe more, on the next denial).
         """
+        self._invalidate(credentials, factors=True)
+
+    def _invalidate(self, credentials: Credentials, *, factors: bool) -> None:
+        # The loop page ends the session too, but keeps the factors: it is shown to a
+        # browser that loops, not to a user who changed their second factors.
         if credentials:
             key = session_key(credentials)
             self._tombs.mark(key, self.config.cache_ttl)
+            session = getattr(self._cache.get(key), "session", None)
+            if factors and session is not None:
+                self._cache.pop(second_factor_key(session))
             self._cache.pop(key)
             if self._shared is not None:  # hook: and on every other instance
                 self._shared.invalidate(credentials)
@@ -371,7 +383,8 @@ class KratosClient(_BaseClient):
         """
         plan = logout_plan(self.config, credentials, return_to, self.config.cache_ttl)
         if self._cache.get(logout_key(credentials, return_to)) is MISSING:
-            self.invalidate(credentials)  # not again while the link is cached (a replay)
+            # Not again while the link is cached (a replay).
+            self._invalidate(credentials, factors=False)
         return self._run(plan)
 
     def check(
@@ -538,7 +551,8 @@ class AsyncKratosClient(_BaseClient):
         """Return the loop page's logout URL; see :meth:`KratosClient._sign_out_link`."""
         plan = logout_plan(self.config, credentials, return_to, self.config.cache_ttl)
         if self._cache.get(logout_key(credentials, return_to)) is MISSING:
-            self.invalidate(credentials)  # not again while the link is cached (a replay)
+            # Not again while the link is cached (a replay).
+            self._invalidate(credentials, factors=False)
         return await self._run(plan)
 
     async def check(

@@ -148,7 +148,8 @@ async def test_a_cached_no_traps_nobody_who_pairs_a_device(
     token = Credentials(token=session.token)
     assert (await driver.check(token, "aal2", APP)).outcome is Outcome.ENROLL
     assert (await driver.check(token, "aal2", APP)).outcome is Outcome.ENROLL
-    assert fake.calls["/self-service/login/api"] == 1  # "no" is cached
+    # "no" is cached: one probe (tokens probe on the browser route too, as JSON)
+    assert fake.calls["/self-service/login/browser"] == 1
     # Pairing TOTP in the settings flow upgrades the session in place to aal2.
     with httpx.Client(transport=fake.transport(), base_url=fake.public_url) as api:
         flow = api.get("/self-service/settings/api", headers=session.headers).json()
