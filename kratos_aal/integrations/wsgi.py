@@ -180,8 +180,7 @@ def refuse_environ(
         return None
     request, raw = _web_request(environ)
     credentials = Credentials.from_headers(raw, cookie_name=config.cookie_name)
-    websocket = request.method == "GET" and "websocket" in request.header("upgrade").lower()
-    refusal = refuse_cross_origin(request, credentials, config, websocket=websocket)
+    refusal = refuse_cross_origin(request, credentials, config)
     if refusal is not None:
         _observe.refused(request, "wsgi", requirement, refusal.reason)
     return refusal
