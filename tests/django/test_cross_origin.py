@@ -188,6 +188,16 @@ def test_without_a_session_the_answer_is_login_as_before(view: tuple[Send, FakeS
         assert reply.json()["error"]["id"] == "session_inactive"
 
 
+def test_a_csrf_trusted_origin_with_no_domain_is_not_trusted(
+    view: tuple[Send, FakeSession], settings: Any
+) -> None:
+    send, session = view
+    settings.CSRF_TRUSTED_ORIGINS = ["https://*."]  # e.g. f"https://*.{DOMAIN}", DOMAIN empty
+    headers = {"Cookie": session.cookie_header, "Sec-Fetch-Site": "cross-site", **JSON}
+    assert send("POST", {**headers, "Origin": "https://attacker.example."}).status_code == 403
+    assert xorigin_urls.RAN == []
+
+
 def test_a_bad_trusted_origin_fails_the_system_check(settings: Any) -> None:
     from kratos_aal.integrations.django.checks import check_settings
 
