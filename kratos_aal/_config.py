@@ -69,6 +69,8 @@ def parse_origin(value: object) -> str:
         or any(c.isspace() for c in text)
         or "*" in host[2:]
         or ("*" in host and not host.startswith("*."))
+        # "*." alone would trust every host with a trailing dot: any site can have one.
+        or (host.startswith("*.") and not host[2:].strip("."))
     ):
         raise ConfigurationError(
             f"trusted_origins must hold origins such as 'https://app.example.com' "

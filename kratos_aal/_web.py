@@ -673,6 +673,11 @@ def cross_origin(
     return f"the Origin {_shown(origin)} is not this site's"
 
 
+def is_handshake(request: WebRequest) -> bool:
+    """Return whether *request* is a WebSocket handshake: a ``GET`` with ``Upgrade: websocket``."""
+    return request.method == "GET" and "websocket" in request.header("upgrade").lower()
+
+
 def _shown(value: str) -> str:
     # Headers a client chose: short, printable, quoted.
     return repr(value[:100].encode("ascii", "replace").decode())
@@ -708,7 +713,9 @@ def refuse_cross_origin(
     Only a request whose credential is the Kratos cookie (the one Kratos itself would
     use) is refused: a session token never rides along on a cross-site request, and a
     request with no credential is answered as usual (LOGIN). It is refused before Kratos
-    is asked, whatever the cookie is worth.
+    is asked, whatever the cookie is worth. A ``GET`` with ``Upgrade: websocket`` is a
+    WebSocket handshake (as a WSGI server that upgrades hands one over), whatever
+    *websocket* says.
     """
     if not config.cross_origin_protection or credentials.cookie is None:
         return None
@@ -718,7 +725,7 @@ def refuse_cross_origin(
         request.header("origin"),
         request.host,
         config,
-        websocket=websocket,
+        websocket=websocket or is_handshake(request),
     )
     if why is None:
         return None

@@ -147,6 +147,11 @@ def test_trusted_origins(entry: str, origin: str, trusted: bool) -> None:
         "https://a.*.example",
         "https://*app.example",
         "https://*",
+        # No domain after "*.": it would trust every host with a trailing dot, which any
+        # site can have ("https://attacker.example."); an empty {DOMAIN} in a template.
+        "https://*.",
+        "https://*..",
+        "https://*.:8443",
         "https://app example",
         "",
         None,

@@ -131,7 +131,7 @@ def _deny(requirement: Requirement) -> Response | None:
     """Return the denial for the current request, or ``None`` (and set the session)."""
     state = _state()
     environ = request.environ
-    if request.method not in SAFE_METHODS:
+    if request.method not in SAFE_METHODS or "HTTP_UPGRADE" in environ:  # or a WebSocket
         refusal = refuse_environ(environ, state.config, requirement)
         if refusal is not None:
             return _as_response(refusal)

@@ -124,7 +124,8 @@ class KratosAALWSGIMiddleware:
             requirement = self.rules.requirement(_wsgi_text(path))
         if requirement is None:
             return self.app(environ, start_response)
-        if environ.get("REQUEST_METHOD", "GET") not in SAFE_METHODS:  # a GET: one look-up
+        # A GET: one look-up and a key test. A WebSocket handshake is a GET with Upgrade.
+        if environ.get("REQUEST_METHOD", "GET") not in SAFE_METHODS or "HTTP_UPGRADE" in environ:
             refusal = refuse_environ(environ, self.config, requirement)
             if refusal is not None:
                 return _respond(start_response, refusal)
@@ -171,7 +172,9 @@ def refuse_environ(
 ) -> CrossOriginRefusal | None:
     """Return the 403 for a cross-origin request on the cookie (SPEC §4a), else ``None``.
 
-    Asked before the session is looked up, for unsafe methods; audited like a denial.
+    Asked before the session is looked up, for unsafe methods and WebSocket handshakes (a
+    GET with ``Upgrade: websocket``, judged by its ``Origin``: a 403 fails the handshake);
+    audited like a denial.
     """
     if not config.cross_origin_protection:
         return None

@@ -1,7 +1,7 @@
 """Cross-origin requests on the cookie (SPEC §4a), with a real browser's headers.
 
 Debian's Chromium, driven by Playwright, against a Starlette app under uvicorn on a real
-port, its ``/transfer`` guarded by a rule. The Kratos cookie is ``SameSite=Lax``, as
+port, its ``/transfer`` guarded by a rule (and a Flask WebSocket route under a WSGI server). The Kratos cookie is ``SameSite=Lax``, as
 Kratos sets it. Pages on other origins post a form and ``fetch`` with credentials:
 
 * ``http://127.0.0.1:<other port>`` is same-site but cross-origin: Chromium sends the Lax
@@ -31,9 +31,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.routing import Route
 
-from kratos_aal import AsyncKratosClient
+from kratos_aal import AsyncKratosClient, KratosClient
+from kratos_aal.integrations import flask as kflask
 from kratos_aal.integrations.starlette import KratosAALMiddleware
-from kratos_aal.testing import FakeKratos, reserve_port, serve
+from kratos_aal.testing import FakeKratos, reserve_port, serve, serve_wsgi
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -214,6 +215,76 @@ def test_cross_origin_posts_in_chromium(browser: Any) -> None:
             assert post_both(f"{spa_url}/") == ("200 done", 200)
             assert ran == ["ran"] * 4
             assert {(s["site"], s["origin"]) for s in recorder.seen} == {("same-site", spa_url)}
+        finally:
+            context.close()
+
+
+def test_a_cross_origin_websocket_to_flask_in_chromium(browser: Any) -> None:
+    """A page on another port of the same host opens a WebSocket to a Flask route.
+
+    The route is what flask-sock registers (``websocket=True``), guarded by the decorator,
+    under a WSGI server that hands the handshake to the app as a GET: Chromium sends the
+    Lax cookie and its ``Origin``. The view must not run for the other origin.
+    """
+    from flask import Flask
+    from flask import request as flask_request
+
+    app_sock, other_sock = reserve_port(), reserve_port()
+    app_url, other_url = _url(app_sock), _url(other_sock)
+    fake = FakeKratos(whoami_required_aal="aal1", public_url=other_url)
+    session = fake.session("aal1")
+    seen: list[tuple[str | None, bool]] = []
+    app = Flask(__name__)
+    app.config["KRATOS_AAL"] = {"PUBLIC_URL": fake.public_url}
+    kratos = KratosClient(fake.config(), http_client=httpx.Client(transport=fake.transport()))
+    kflask.KratosAAL(app, client=kratos)
+
+    @app.route("/ws", websocket=True)
+    @kflask.require_aal("aal1")
+    def ws() -> str:
+        cookie = flask_request.headers.get("Cookie", "")
+        seen.append((flask_request.headers.get("Origin"), session.cookie_name in cookie))
+        return "no upgrade here: the browser fails the handshake either way"
+
+    @app.route("/")
+    def home() -> str:
+        return "<!doctype html><title>app</title>"
+
+    async def other(request: Request) -> HTMLResponse:
+        return HTMLResponse("<!doctype html><title>other</title>")
+
+    context = browser.new_context()
+    context.add_cookies(
+        [
+            {
+                "name": session.cookie_name,
+                "value": session.cookie,
+                "domain": "127.0.0.1",
+                "path": "/",
+                "httpOnly": True,
+                "sameSite": "Lax",
+            }
+        ]
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    opener = """url => new Promise(done => {
+        const ws = new WebSocket(url);
+        ws.onopen = () => done("open");
+        ws.onerror = () => done("error");
+    })"""
+    ws_url = app_url.replace("http://", "ws://") + "/ws"
+    with (
+        serve_wsgi(app, sock=app_sock),
+        serve(Starlette(routes=[Route("/", other)]), sock=other_sock),
+    ):
+        try:
+            page.goto(f"{other_url}/")
+            assert page.evaluate(opener, ws_url) == "error"
+            assert seen == []  # refused before the view: it never saw the cookie
+            page.goto(f"{app_url}/")
+            assert page.evaluate(opener, ws_url) == "error"  # no 101 from this view
+            assert seen == [(app_url, True)]  # the app's own page: the view ran
         finally:
             context.close()
 

@@ -188,9 +188,53 @@ def test_without_a_session_the_answer_is_login_as_before(view: tuple[Send, FakeS
         assert reply.json()["error"]["id"] == "session_inactive"
 
 
+def test_a_csrf_trusted_origin_with_no_domain_is_not_trusted(
+    view: tuple[Send, FakeSession], settings: Any
+) -> None:
+    send, session = view
+    settings.CSRF_TRUSTED_ORIGINS = ["https://*."]  # e.g. f"https://*.{DOMAIN}", DOMAIN empty
+    headers = {"Cookie": session.cookie_header, "Sec-Fetch-Site": "cross-site", **JSON}
+    assert send("POST", {**headers, "Origin": "https://attacker.example."}).status_code == 403
+    assert xorigin_urls.RAN == []
+
+
 def test_a_bad_trusted_origin_fails_the_system_check(settings: Any) -> None:
     from kratos_aal.integrations.django.checks import check_settings
 
     settings.KRATOS_AAL = {**KRATOS_AAL, "TRUSTED_ORIGINS": ["spa.example"]}
     [error] = check_settings()
     assert error.id == "kratos_aal.E002" and "KRATOS_AAL['TRUSTED_ORIGINS']" in error.msg
+
+
+#: A WebSocket handshake as a WSGI server that upgrades in the view hands it to Django
+#: (uWSGI's websocket_handshake(), gevent-websocket): a GET with Upgrade: websocket.
+HANDSHAKE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
+
+
+@pytest.mark.parametrize("origin", ["https://attacker.example", "null", "http://testserver:8001"])
+def test_a_websocket_handshake_from_a_foreign_origin_is_refused(
+    view: tuple[Send, FakeSession], fake_kratos: FakeKratos, origin: str
+) -> None:
+    send, session = view
+    calls = fake_kratos.calls["/sessions/whoami"]
+    reply = send("GET", {"Cookie": session.cookie_header, "Origin": origin, **HANDSHAKE, **JSON})
+    assert reply.status_code == 403, reply.content
+    assert reply.json()["error"]["id"] == "security_csrf_violation"
+    assert xorigin_urls.RAN == [] and fake_kratos.calls["/sessions/whoami"] == calls
+
+
+def test_a_websocket_handshake_from_this_origin_or_with_a_token_runs(
+    view: tuple[Send, FakeSession],
+) -> None:
+    send, session = view
+    cookie = {"Cookie": session.cookie_header, **HANDSHAKE}
+    assert send("GET", {**cookie, "Origin": HERE}).status_code == 200
+    assert send("GET", cookie).status_code == 200  # no Origin: not a browser
+    token = {"X-Session-Token": session.token, "Origin": "https://attacker.example"}
+    assert send("GET", {**token, **HANDSHAKE}).status_code == 200
+    assert xorigin_urls.RAN == ["ran"] * 3

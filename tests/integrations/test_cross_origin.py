@@ -427,3 +427,76 @@ def test_a_websocket_from_a_trusted_origin_opens_and_protection_off_opens_any() 
         assert _connect(app, {**cookie, "Origin": "https://x.example"}).startswith("1008"), name
     for name, app, _ in _ws_apps(fake, cross_origin_protection=False):
         assert _connect(app, {**cookie, "Origin": "https://x.example"}) == "hello", name
+
+
+# A WSGI server that upgrades (gunicorn with gevent or eventlet, Werkzeug's own) hands the
+# handshake to the app as a GET, with Upgrade: websocket; flask-sock routes it as a Flask
+# rule with websocket=True. Refused before the app runs it: a 403 fails the handshake.
+HANDSHAKE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
+
+
+def _wsgi_ws_apps(fake: FakeKratos, **config: Any) -> Iterator[tuple[str, Any, list[str]]]:
+    """A handshake path under the WSGI middleware's rule, a Flask rule and the decorator."""
+    opened: list[str] = []
+
+    def view(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        opened.append("open")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello"]
+
+    rules = {"/ws": "aal1"}
+    yield (
+        "wsgi-rule",
+        KratosAALWSGIMiddleware(view, client=fake.client(**config), rules=rules),
+        opened,
+    )
+    for name in ("flask-rule", "flask-decorator"):
+        opened = []
+        app = _flask(fake, rules if name == "flask-rule" else None, **config)
+
+        def endpoint(opened: list[str] = opened) -> str:
+            opened.append("open")
+            return "hello"
+
+        guarded = endpoint if name == "flask-rule" else kflask.require_aal("aal1")(endpoint)
+        app.add_url_rule("/ws", "ws", guarded, websocket=True)
+        yield name, app, opened
+
+
+def _handshake(app: Any, headers: dict[str, str]) -> httpx.Response:
+    client = httpx.Client(transport=httpx.WSGITransport(app=app), base_url=HERE)
+    return client.get("/ws", headers={**HANDSHAKE, **headers})
+
+
+def test_a_wsgi_websocket_handshake_from_a_foreign_origin_is_refused() -> None:
+    fake = FakeKratos(whoami_required_aal="aal1")
+    session = fake.session("aal1")
+    cookie = {"Cookie": session.cookie_header}
+    for name, app, opened in _wsgi_ws_apps(fake):
+        calls = fake.calls["/sessions/whoami"]
+        for origin in ("https://attacker.example", "null", "http://testserver:8001"):
+            reply = _handshake(app, {**cookie, "Origin": origin, **JSON})
+            assert reply.status_code == 403, (name, origin, reply.status_code)
+            assert reply.json()["error"]["id"] == "security_csrf_violation", name
+        assert opened == [] and fake.calls["/sessions/whoami"] == calls, name
+        # The same origin, a token, or no Origin at all (not a browser): it runs.
+        assert _handshake(app, {**cookie, "Origin": HERE}).text == "hello", name
+        token = {"X-Session-Token": session.token, "Origin": "https://attacker.example"}
+        assert _handshake(app, token).text == "hello", name
+        assert _handshake(app, cookie).text == "hello", name
+        assert opened == ["open"] * 3, name
+
+
+def test_a_wsgi_websocket_from_a_trusted_origin_runs_and_protection_off_runs_any() -> None:
+    fake = FakeKratos(whoami_required_aal="aal1")
+    cookie = {"Cookie": fake.session("aal1").cookie_header}
+    for name, app, _ in _wsgi_ws_apps(fake, trusted_origins=[SPA]):
+        assert _handshake(app, {**cookie, "Origin": SPA}).status_code == 200, name
+        assert _handshake(app, {**cookie, "Origin": "https://x.example"}).status_code == 403, name
+    for name, app, _ in _wsgi_ws_apps(fake, cross_origin_protection=False):
+        assert _handshake(app, {**cookie, "Origin": "https://x.example"}).status_code == 200, name

@@ -115,10 +115,11 @@ def hit(request: HttpRequest, requirement: Requirement, client: Any) -> CachedSe
 def refusal_of(request: HttpRequest, requirement: Requirement) -> CrossOriginRefusal | None:
     """Return the 403 for a cross-origin request on the cookie (SPEC §4a), else ``None``.
 
-    For unsafe methods, before the session is looked up; audited like a denial. DRF's
-    permissions ask it too: DRF views are exempt from ``CsrfViewMiddleware``.
+    For unsafe methods and WebSocket handshakes (a ``GET`` with ``Upgrade``, as uWSGI or
+    gevent-websocket hand one to a view), before the session is looked up; audited like a
+    denial. DRF's permissions ask it too: DRF views are exempt from ``CsrfViewMiddleware``.
     """
-    if request.method in SAFE_METHODS:
+    if request.method in SAFE_METHODS and "HTTP_UPGRADE" not in request.META:
         return None
     config = conf.get().config
     if not config.cross_origin_protection:

@@ -25,9 +25,11 @@ def _decorate(view: V, requirement: Requirement) -> V:
 
         @functools.wraps(view)
         async def _aview(request: Any, *args: Any, **kwargs: Any) -> Any:
-            # Unsafe methods go the whole way: deny() refuses cross-origin ones first.
+            # Unsafe methods and WebSocket handshakes go the whole way: deny() refuses
+            # cross-origin ones first.
             if (
                 request.method in SAFE_METHODS
+                and "HTTP_UPGRADE" not in request.META
                 and hit(request, requirement, clients()[1]) is not None
             ):
                 return await view(request, *args, **kwargs)  # no hop cookie to clear
@@ -43,6 +45,7 @@ def _decorate(view: V, requirement: Requirement) -> V:
         def _view(request: Any, *args: Any, **kwargs: Any) -> Any:
             if (
                 request.method in SAFE_METHODS
+                and "HTTP_UPGRADE" not in request.META
                 and hit(request, requirement, clients()[0]) is not None
             ):
                 return view(request, *args, **kwargs)  # no hop cookie to clear
