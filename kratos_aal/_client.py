@@ -22,13 +22,14 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import _observe, _shared
+from . import _diagnose, _observe, _shared
 from ._cache import MISSING, AsyncFlights, Flights, Tombstones, TTLCache
 from ._config import KratosConfig
 from ._core import (
     CachedSession,
     Decision,
     Fetch,
+    Outcome,
     Plan,
     Requirement,
     RequirementLike,
@@ -42,7 +43,7 @@ from ._core import (
     session_key,
     whoami_plan,
 )
-from ._models import Credentials, Session
+from ._models import AAL, Credentials, Session
 from .exceptions import ConfigurationError, KratosAALError, KratosUnavailable
 
 __all__ = ["AsyncKratosClient", "KratosClient"]
@@ -57,13 +58,16 @@ def _no_cookies() -> CookieJar:
     return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
-def _unavailable(error: Exception) -> KratosUnavailable:
+def _unavailable(error: Exception, url: str) -> KratosUnavailable:
     # The type name only: a transport's message may quote the request.
-    return KratosUnavailable(f"Kratos did not answer ({type(error).__name__})")
+    kind, words = _diagnose.cause_of(error)
+    _diagnose.unreachable(url, words)
+    return KratosUnavailable(f"Kratos did not answer ({type(error).__name__})", cause=kind)
 
 
-def _too_slow(timeout: float) -> KratosUnavailable:
-    return KratosUnavailable(f"Kratos did not answer within {timeout:g} s")
+def _too_slow(timeout: float, url: str) -> KratosUnavailable:
+    _diagnose.unreachable(url, f"it did not answer within {timeout:g} s")
+    return KratosUnavailable(f"Kratos did not answer within {timeout:g} s", cause=_diagnose.TIMEOUT)
 
 
 def _forget_cookies(http: httpx.Client | httpx.AsyncClient, response: httpx.Response) -> None:
@@ -300,6 +304,13 @@ def _advance(
 
 
 def _log_decision(decision: Decision) -> Decision:
+    if (
+        decision.outcome is Outcome.STEP_UP
+        and decision.session is None  # Kratos withheld the session (session_aal2_required)
+        and decision.requirement is not None
+        and decision.requirement.aal <= AAL.AAL1
+    ):
+        _diagnose.highest_available()
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
             "kratos_aal decision: %s (session aal %s)",
@@ -440,6 +451,7 @@ class KratosClient(_BaseClient):
     def _ask(self, effect: Fetch[T]) -> tuple[T, float]:
         response = self._exchange(effect.request())
         _forget_cookies(self._http, response)
+        _diagnose.answered(self.config.public_url)
         return effect.parse(response, self._timer())
 
     def _exchange(self, request: httpx.Request) -> httpx.Response:
@@ -461,10 +473,10 @@ class KratosClient(_BaseClient):
 
         _EXCHANGES.submit(run)
         if not done.wait(timeout):
-            raise _too_slow(timeout)
+            raise _too_slow(timeout, self.config.public_url)
         result = outcome[0]
         if isinstance(result, Exception):
-            raise _unavailable(result) from None
+            raise _unavailable(result, self.config.public_url) from None
         return result  # type: ignore[no-any-return]
 
     def close(self) -> None:
@@ -607,10 +619,11 @@ class AsyncKratosClient(_BaseClient):
             # The whole exchange, not each read: see KratosClient._exchange.
             response = await asyncio.wait_for(_observe.asend(http.send, effect.request()), timeout)
         except asyncio.TimeoutError:
-            raise _too_slow(timeout) from None
+            raise _too_slow(timeout, self.config.public_url) from None
         except Exception as exc:
-            raise _unavailable(exc) from None
+            raise _unavailable(exc, self.config.public_url) from None
         _forget_cookies(http, response)
+        _diagnose.answered(self.config.public_url)
         return effect.parse(response, self._timer())
 
     async def aclose(self) -> None:

@@ -138,6 +138,8 @@ class Decision(NamedTuple):
         redirect_to: Where to send the browser (under ``browser_url``), else ``None``.
         retry_after: Seconds for ``Retry-After`` when the outcome is ``UNAVAILABLE``.
         requirement: The requirement this decision was made for.
+        cause: For ``UNAVAILABLE``: ``"connect"`` (Kratos could not be reached),
+            ``"timeout"`` (it did not answer in time) or ``None`` (it answered oddly).
     """
 
     outcome: Outcome
@@ -145,6 +147,7 @@ class Decision(NamedTuple):
     redirect_to: str | None = None
     retry_after: int | None = None
     requirement: Requirement | None = None
+    cause: str | None = None
 
     @property
     def allowed(self) -> bool:
@@ -479,6 +482,7 @@ def unavailable(error: KratosUnavailable, requirement: Requirement | None) -> De
         Outcome.UNAVAILABLE,
         retry_after=error.retry_after or DEFAULT_RETRY_AFTER,
         requirement=requirement,
+        cause=error.cause,
     )
 
 

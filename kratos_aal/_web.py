@@ -371,9 +371,21 @@ _JSON_ERRORS: dict[Outcome, tuple[int, str, str, str]] = {
 _NO_STORE = ("Cache-Control", "no-store")
 
 
+#: What the 503 says happened, by ``Decision.cause``.
+_UNAVAILABLE_REASONS = {
+    "connect": "The session could not be verified because this service could not connect "
+    "to Ory Kratos. Please try again shortly.",
+    "timeout": _JSON_ERRORS[Outcome.UNAVAILABLE][2],
+    None: "The session could not be verified because Ory Kratos could not answer properly. "
+    "Please try again shortly.",
+}
+
+
 def error_body(decision: Decision) -> dict[str, object]:
     """Return the Kratos-shaped JSON body for a denial."""
     status, error_id, reason, message = _JSON_ERRORS[decision.outcome]
+    if decision.outcome is Outcome.UNAVAILABLE:
+        reason = _UNAVAILABLE_REASONS.get(decision.cause, reason)
     body: dict[str, object] = {
         "error": {
             "id": error_id,
@@ -542,8 +554,9 @@ def conclude(
             503,
             "Please try again in a moment",
             [
-                "Your session could not be checked because the sign-in service did not answer. "
-                "Nothing was changed. Please reload this page in a few seconds."
+                "Your session could not be checked because the sign-in service "
+                + ("could not be reached" if decision.cause == "connect" else "did not answer")
+                + ". Nothing was changed. Please reload this page in a few seconds."
             ],
             extra,
         )

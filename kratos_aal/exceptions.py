@@ -33,14 +33,22 @@ class KratosUnavailable(KratosAALError):
         retry_after: Seconds the client should wait, from Kratos's own
             ``Retry-After`` on a 429, else ``None``.
         status_code: Kratos's HTTP status when it answered, else ``None``.
+        cause: ``"connect"`` when Kratos could not be reached, ``"timeout"`` when it did not
+            answer in time, ``None`` when it answered (an error status or an odd body).
     """
 
     def __init__(
-        self, message: str, *, retry_after: int | None = None, status_code: int | None = None
+        self,
+        message: str,
+        *,
+        retry_after: int | None = None,
+        status_code: int | None = None,
+        cause: str | None = None,
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.status_code = status_code
+        self.cause = cause
 
 
 class MalformedResponse(KratosUnavailable):
