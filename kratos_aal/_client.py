@@ -38,6 +38,7 @@ from ._core import (
     check_plan,
     logout_key,
     logout_plan,
+    rebase,
     second_factor_key,
     session_key,
     whoami_plan,
@@ -381,11 +382,13 @@ class KratosClient(_BaseClient):
         Raises:
             KratosUnavailable: Kratos could not answer.
         """
-        plan = logout_plan(self.config, credentials, return_to, self.config.cache_ttl)
-        if self._cache.get(logout_key(credentials, return_to)) is MISSING:
+        # Cached by session alone, its return_to put in afterwards: without app_url the
+        # page's home comes from the Host header, which the client writes.
+        plan = logout_plan(self.config, credentials, None, self.config.cache_ttl)
+        if self._cache.get(logout_key(credentials, None)) is MISSING:
             # Not again while the link is cached (a replay).
             self._invalidate(credentials, factors=False)
-        return self._run(plan)
+        return rebase(self.config, self._run(plan), return_to)
 
     def check(
         self,
@@ -549,11 +552,11 @@ class AsyncKratosClient(_BaseClient):
 
     async def _sign_out_link(self, credentials: Credentials, return_to: str) -> str | None:
         """Return the loop page's logout URL; see :meth:`KratosClient._sign_out_link`."""
-        plan = logout_plan(self.config, credentials, return_to, self.config.cache_ttl)
-        if self._cache.get(logout_key(credentials, return_to)) is MISSING:
+        plan = logout_plan(self.config, credentials, None, self.config.cache_ttl)
+        if self._cache.get(logout_key(credentials, None)) is MISSING:
             # Not again while the link is cached (a replay).
             self._invalidate(credentials, factors=False)
-        return await self._run(plan)
+        return rebase(self.config, await self._run(plan), return_to)
 
     async def check(
         self,
