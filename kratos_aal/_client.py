@@ -33,6 +33,7 @@ from ._core import (
     Requirement,
     RequirementLike,
     ReturnTo,
+    WhoamiResult,
     allowed_from_cache,
     cached_session,
     check_plan,
@@ -159,6 +160,9 @@ class _BaseClient:
         self._clock = timer or time.monotonic
         self._cache = TTLCache(config.cache_maxsize, self._clock, prepare=cached_session)
         self._entries = self._cache.index  # the hit path's lock-free view (never rebound)
+        # Whoami 401s apart: a flood of bogus cookies (a call each) evicts only its own
+        # kind, never a session whose every request would then cost a call.
+        self._misses = TTLCache(config.cache_maxsize, self._clock)
         self._tombs = Tombstones(config.cache_maxsize, self._clock)
         # Hook (shared cache, SPEC §5a): None without cache_url or shared_cache.
         self._shared = _shared.tier_for(config, shared_cache, self._keep, self._drop, self._timer)
@@ -166,7 +170,7 @@ class _BaseClient:
     def _share_cache(self, other: _BaseClient) -> None:
         """Use *other*'s in-process cache from now on (one cache for sync and async views)."""
         self._cache, self._entries = other._cache, other._entries
-        self._tombs = other._tombs
+        self._misses, self._tombs = other._misses, other._tombs
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._timer(), timezone.utc)
@@ -174,7 +178,12 @@ class _BaseClient:
     def _recheck(self, effect: Fetch[Any]) -> Callable[[], Any]:
         if effect.refresh:
             return lambda: MISSING
-        return lambda: self._cache.get(effect.key)
+        return lambda: self._cached(effect.key)
+
+    def _cached(self, key: bytes) -> Any:
+        """Return what is cached under *key* (a whoami 401 included), or ``MISSING``."""
+        value = self._cache.get(key)
+        return self._misses.get(key) if value is MISSING else value
 
     def _keep(self, effect: Fetch[T], value: T, ttl: float, since: int) -> None:
         """Cache *value*, unless the lookup that began at generation *since* met a logout."""
@@ -183,7 +192,12 @@ class _BaseClient:
             return
         if self._shared is not None:  # hook: the local copy stays in front only briefly
             ttl = self._shared.local_ttl(ttl)
-        self._cache.put(effect.key, value, ttl)
+        if isinstance(value, WhoamiResult) and value.session is None:
+            self._cache.pop(effect.key)  # a session Kratos no longer shows
+            self._misses.put(effect.key, value, ttl)
+        else:
+            self._misses.pop(effect.key)
+            self._cache.put(effect.key, value, ttl)
         for key, learned, learned_ttl in effect.learn(value) if effect.learn else ():
             self._cache.put(key, learned, learned_ttl)
 
@@ -266,6 +280,7 @@ class _BaseClient:
     def clear_cache(self) -> None:
         """Forget every cached session and second-factor answer."""
         self._cache.clear()
+        self._misses.clear()
 
 
 ClientT = TypeVar("ClientT", "KratosClient", "AsyncKratosClient")
@@ -423,7 +438,7 @@ class KratosClient(_BaseClient):
 
     def _fetch(self, effect: Fetch[Any]) -> tuple[Any, bool]:
         if not effect.refresh:
-            hit = self._cache.get(effect.key)
+            hit = self._cached(effect.key)
             _observe.cache_lookup("local", hit is not MISSING)
             if hit is not MISSING:
                 return hit, True
@@ -586,7 +601,7 @@ class AsyncKratosClient(_BaseClient):
 
     async def _fetch(self, effect: Fetch[Any]) -> tuple[Any, bool]:
         if not effect.refresh:
-            hit = self._cache.get(effect.key)
+            hit = self._cached(effect.key)
             _observe.cache_lookup("local", hit is not MISSING)
             if hit is not MISSING:
                 return hit, True

@@ -72,6 +72,21 @@ async def test_the_401_memory_never_outlives_cache_ttl(make_driver: Any, fake: F
     assert fake.calls[WHOAMI] == 2
 
 
+async def test_bogus_cookies_never_push_a_session_out_of_the_cache(
+    make_driver: Any, fake: FakeKratos
+) -> None:
+    # Each bogus cookie's 401 is remembered: a flood of them (each a call of its own)
+    # must not evict a real user's session, whose every request would then cost a call.
+    driver = make_driver(fake, cache_maxsize=20)
+    user = cookie(fake.session("aal2"))
+    assert (await driver.check(user, "aal2", APP)).outcome is Outcome.ALLOW
+    for round_ in range(5):
+        for n in range(40):
+            await driver.check(Credentials(cookie=f"bogus-{round_}-{n}"), "aal1", APP)
+        assert (await driver.check(user, "aal2", APP)).outcome is Outcome.ALLOW
+    assert fake.calls[WHOAMI] == 1 + 5 * 40
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1_700_000_000.0
