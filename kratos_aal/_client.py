@@ -26,6 +26,7 @@ from . import _observe, _shared
 from ._cache import MISSING, AsyncFlights, Flights, Tombstones, TTLCache
 from ._config import KratosConfig
 from ._core import (
+    LEARNED,
     CachedSession,
     Decision,
     Fetch,
@@ -258,9 +259,10 @@ class _BaseClient:
         reaches Kratos's logout only after the app answered, and a request in between
         must not cache the session again. With a shared cache, on every instance.
 
-        What was learned about the identity's second factors goes too: a user who removed
-        their authenticator app and signs in again is sent to pair one, not to a step-up
-        they cannot pass (a logout costs at most one probe more, on the next denial).
+        What an aal2 session taught about the identity's second factors goes too: a user
+        who removed their authenticator app and signs in again is sent to pair one, not to
+        a step-up they cannot pass. What Kratos answered to a probe stays: a client may
+        call the logout view at will, and each logout must not cost a probe.
         """
         self._invalidate(credentials, factors=True)
 
@@ -272,7 +274,9 @@ class _BaseClient:
             self._tombs.mark(key, self.config.cache_ttl)
             session = getattr(self._cache.get(key), "session", None)
             if factors and session is not None:
-                self._cache.pop(second_factor_key(session))
+                factor_key = second_factor_key(session)
+                if self._cache.get(factor_key) is LEARNED:
+                    self._cache.pop(factor_key)
             self._cache.pop(key)
             if self._shared is not None:  # hook: and on every other instance
                 self._shared.invalidate(credentials)

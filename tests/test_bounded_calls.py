@@ -156,6 +156,18 @@ async def test_no_second_factor_is_cached_too(make_driver: Any, admin: bool) -> 
     assert fake.calls[WHOAMI] == 50
 
 
+async def test_a_logout_between_denials_costs_no_probe(driver: Driver, fake: FakeKratos) -> None:
+    # The app's logout view is a request like any other: an aal1 user without a second
+    # factor who alternates it with an aal2 page must not cost a probe (a stored login
+    # flow) per round. Only a "yes" learned from an aal2 session is forgotten by a logout.
+    user = cookie(fake.session("aal1", totp=False))
+    for _ in range(20):
+        assert (await driver.check(user, "aal2", APP)).outcome is Outcome.ENROLL
+        driver.client.invalidate(user)
+    assert fake.calls[PROBE] == 1
+    assert fake.calls[WHOAMI] == 20
+
+
 async def test_a_cached_no_traps_nobody_who_pairs_a_device(
     driver: Driver, fake: FakeKratos
 ) -> None:
