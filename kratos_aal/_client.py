@@ -26,6 +26,7 @@ from . import _diagnose, _observe, _shared
 from ._cache import MISSING, AsyncFlights, Flights, Tombstones, TTLCache
 from ._config import KratosConfig
 from ._core import (
+    LEARNED,
     CachedSession,
     Decision,
     Fetch,
@@ -34,11 +35,13 @@ from ._core import (
     Requirement,
     RequirementLike,
     ReturnTo,
+    WhoamiResult,
     allowed_from_cache,
     cached_session,
     check_plan,
     logout_key,
     logout_plan,
+    rebase,
     second_factor_key,
     session_key,
     whoami_plan,
@@ -162,6 +165,9 @@ class _BaseClient:
         self._clock = timer or time.monotonic
         self._cache = TTLCache(config.cache_maxsize, self._clock, prepare=cached_session)
         self._entries = self._cache.index  # the hit path's lock-free view (never rebound)
+        # Whoami 401s apart: a flood of bogus cookies (a call each) evicts only its own
+        # kind, never a session whose every request would then cost a call.
+        self._misses = TTLCache(config.cache_maxsize, self._clock)
         self._tombs = Tombstones(config.cache_maxsize, self._clock)
         # Hook (shared cache, SPEC §5a): None without cache_url or shared_cache.
         self._shared = _shared.tier_for(config, shared_cache, self._keep, self._drop, self._timer)
@@ -169,7 +175,7 @@ class _BaseClient:
     def _share_cache(self, other: _BaseClient) -> None:
         """Use *other*'s in-process cache from now on (one cache for sync and async views)."""
         self._cache, self._entries = other._cache, other._entries
-        self._tombs = other._tombs
+        self._misses, self._tombs = other._misses, other._tombs
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._timer(), timezone.utc)
@@ -177,7 +183,12 @@ class _BaseClient:
     def _recheck(self, effect: Fetch[Any]) -> Callable[[], Any]:
         if effect.refresh:
             return lambda: MISSING
-        return lambda: self._cache.get(effect.key)
+        return lambda: self._cached(effect.key)
+
+    def _cached(self, key: bytes) -> Any:
+        """Return what is cached under *key* (a whoami 401 included), or ``MISSING``."""
+        value = self._cache.get(key)
+        return self._misses.get(key) if value is MISSING else value
 
     def _keep(self, effect: Fetch[T], value: T, ttl: float, since: int) -> None:
         """Cache *value*, unless the lookup that began at generation *since* met a logout."""
@@ -186,7 +197,12 @@ class _BaseClient:
             return
         if self._shared is not None:  # hook: the local copy stays in front only briefly
             ttl = self._shared.local_ttl(ttl)
-        self._cache.put(effect.key, value, ttl)
+        if isinstance(value, WhoamiResult) and value.session is None:
+            self._cache.pop(effect.key)  # a session Kratos no longer shows
+            self._misses.put(effect.key, value, ttl)
+        else:
+            self._misses.pop(effect.key)
+            self._cache.put(effect.key, value, ttl)
         for key, learned, learned_ttl in effect.learn(value) if effect.learn else ():
             self._cache.put(key, learned, learned_ttl)
 
@@ -247,9 +263,10 @@ class _BaseClient:
         reaches Kratos's logout only after the app answered, and a request in between
         must not cache the session again. With a shared cache, on every instance.
 
-        What was learned about the identity's second factors goes too: a user who removed
-        their authenticator app and signs in again is sent to pair one, not to a step-up
-        they cannot pass (a logout costs at most one probe more, on the next denial).
+        What an aal2 session taught about the identity's second factors goes too: a user
+        who removed their authenticator app and signs in again is sent to pair one, not to
+        a step-up they cannot pass. What Kratos answered to a probe stays: a client may
+        call the logout view at will, and each logout must not cost a probe.
         """
         self._invalidate(credentials, factors=True)
 
@@ -261,7 +278,9 @@ class _BaseClient:
             self._tombs.mark(key, self.config.cache_ttl)
             session = getattr(self._cache.get(key), "session", None)
             if factors and session is not None:
-                self._cache.pop(second_factor_key(session))
+                factor_key = second_factor_key(session)
+                if self._cache.get(factor_key) is LEARNED:
+                    self._cache.pop(factor_key)
             self._cache.pop(key)
             if self._shared is not None:  # hook: and on every other instance
                 self._shared.invalidate(credentials)
@@ -269,6 +288,7 @@ class _BaseClient:
     def clear_cache(self) -> None:
         """Forget every cached session and second-factor answer."""
         self._cache.clear()
+        self._misses.clear()
 
 
 ClientT = TypeVar("ClientT", "KratosClient", "AsyncKratosClient")
@@ -392,11 +412,13 @@ class KratosClient(_BaseClient):
         Raises:
             KratosUnavailable: Kratos could not answer.
         """
-        plan = logout_plan(self.config, credentials, return_to, self.config.cache_ttl)
-        if self._cache.get(logout_key(credentials, return_to)) is MISSING:
+        # Cached by session alone, its return_to put in afterwards: without app_url the
+        # page's home comes from the Host header, which the client writes.
+        plan = logout_plan(self.config, credentials, None, self.config.cache_ttl)
+        if self._cache.get(logout_key(credentials, None)) is MISSING:
             # Not again while the link is cached (a replay).
             self._invalidate(credentials, factors=False)
-        return self._run(plan)
+        return rebase(self.config, self._run(plan), return_to)
 
     def check(
         self,
@@ -431,7 +453,7 @@ class KratosClient(_BaseClient):
 
     def _fetch(self, effect: Fetch[Any]) -> tuple[Any, bool]:
         if not effect.refresh:
-            hit = self._cache.get(effect.key)
+            hit = self._cached(effect.key)
             _observe.cache_lookup("local", hit is not MISSING)
             if hit is not MISSING:
                 return hit, True
@@ -561,11 +583,11 @@ class AsyncKratosClient(_BaseClient):
 
     async def _sign_out_link(self, credentials: Credentials, return_to: str) -> str | None:
         """Return the loop page's logout URL; see :meth:`KratosClient._sign_out_link`."""
-        plan = logout_plan(self.config, credentials, return_to, self.config.cache_ttl)
-        if self._cache.get(logout_key(credentials, return_to)) is MISSING:
+        plan = logout_plan(self.config, credentials, None, self.config.cache_ttl)
+        if self._cache.get(logout_key(credentials, None)) is MISSING:
             # Not again while the link is cached (a replay).
             self._invalidate(credentials, factors=False)
-        return await self._run(plan)
+        return rebase(self.config, await self._run(plan), return_to)
 
     async def check(
         self,
@@ -595,7 +617,7 @@ class AsyncKratosClient(_BaseClient):
 
     async def _fetch(self, effect: Fetch[Any]) -> tuple[Any, bool]:
         if not effect.refresh:
-            hit = self._cache.get(effect.key)
+            hit = self._cached(effect.key)
             _observe.cache_lookup("local", hit is not MISSING)
             if hit is not MISSING:
                 return hit, True

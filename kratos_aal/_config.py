@@ -101,7 +101,8 @@ MIN_DISTINCT = 5
 #: Fewer characters than this that do not follow from the one before (a repeat, the next or
 #: previous character, the next step of a progression, a neighbour on the keyboard, a pair
 #: seen before) is a guessable secret: "0123456789abcdef" has 2, "a" * 16 has 1, a random
-#: 16-character hex string about 13 (fewer than 6 not once in 200,000 tries).
+#: 16-character hex string about 13 (fewer than 6 about once in 100,000 tries, which is then
+#: refused at start-up; a 32-character one not once in 300,000).
 MIN_FRESH = 6
 #: Words that placeholders are made of ("changeme", "your-secret-key-here"); a secret that is
 #: little else is refused. Matched without case, longest first.

@@ -586,6 +586,22 @@ def second_factor_key(session: Session) -> bytes:
     return b"f" + (session.identity.id if session.identity is not None else session.id).encode()
 
 
+class _Learned:
+    """A "yes" learned from an aal2 session rather than asked of Kratos (true, like a "yes")."""
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "LEARNED"
+
+
+#: The second-factor answer an aal2 session teaches: the identity had a second factor when
+#: it signed in, which it may have removed since. A logout forgets it; the answers of a
+#: probe stay (forgetting them would make each logout cost a probe, a stored login flow).
+LEARNED: Any = _Learned()
+
+
 def _learn_second_factor(
     config: KratosConfig, session: Session | None
 ) -> tuple[tuple[bytes, Any, float], ...]:
@@ -593,7 +609,7 @@ def _learn_second_factor(
     # paired TOTP and logs in again is stepped up, not sent to enroll a second time.
     if session is None or session.identity is None or session.aal < AAL.AAL2:
         return ()
-    return ((second_factor_key(session), True, min(config.cache_ttl, SECOND_FACTOR_TTL)),)
+    return ((second_factor_key(session), LEARNED, min(config.cache_ttl, SECOND_FACTOR_TTL)),)
 
 
 def parse_logout(

@@ -606,7 +606,7 @@ class SharedTier:
         before (*held*: a request between a logout and Kratos's end of the session)
         lets the answer be kept locally for ``HOLD_TTL`` at most, and never shared.
         """
-        if self._remember(name, effect.key, started):
+        if self._remember(name, effect.key, started, self._has_session(result)):
             return None
         if buried:
             if held:
@@ -620,10 +620,16 @@ class SharedTier:
             return None
         return self.encode(name, session, ttl, self._timer())
 
-    def _remember(self, name: str, key: bytes, started: float) -> bool:
-        """Map *name* to the local *key*; return whether a logout was heard since *started*."""
+    def _remember(self, name: str, key: bytes, started: float, session: bool = True) -> bool:
+        """Map *name* to the local *key*; return whether a logout was heard since *started*.
+
+        Only a *session* is mapped: a logout message has nothing else to drop, and bogus
+        cookies (a 401 each) must not push a live session's name out of the map, which
+        would leave its local copy allowed after a logout elsewhere.
+        """
         with self._lock:
-            self._names[name] = key
+            if session:
+                self._names[name] = key
             heard = self._heard.get(name)
         return heard is not None and heard >= started
 

@@ -116,6 +116,9 @@ class PathRules:
         self, rules: Mapping[str, RequirementLike] | None, *, setting: str = "rules"
     ) -> None:
         self._rules: list[tuple[re.Pattern[str], Requirement]] = []
+        #: The same globs without their trailing-slash twins: a path keeps at least what
+        #: the first glob written for it demands (see :meth:`match`).
+        self._written: list[tuple[re.Pattern[str], Requirement]] = []
         #: What :meth:`requirement` answered for the plain paths seen most. A hot path may
         #: read it first (``known.get(path, UNKNOWN)``) and ask only when it is not there.
         self.known: dict[str, Requirement | None] = {}
@@ -131,7 +134,9 @@ class PathRules:
                     f"{setting}: the glob {glob!r} must be a path starting with '/'"
                 )
             name = f"{setting}[{glob!r}]"
-            self._rules.append((_compile(glob), Requirement.parse(requirement, setting=name)))
+            rule = Requirement.parse(requirement, setting=name)
+            self._rules.append((_compile(glob), rule))
+            self._written.append((_compile(glob, twin=False), rule))
 
     def __bool__(self) -> bool:
         return bool(self._rules)
@@ -139,12 +144,16 @@ class PathRules:
     def match(self, path: str) -> Requirement | None:
         """Return the requirement of the first glob that matches *path* as given, else ``None``.
 
+        A glob's trailing-slash twin never weakens a later glob written for the path
+        itself: with ``{"/x/": "aal1", "/x": "aal2"}``, ``/x`` demands the stricter of both.
         Adapters use :meth:`requirement`, which reads the path the way frameworks route it.
         """
-        for pattern, requirement in self._rules:
-            if pattern.fullmatch(path):
-                return requirement
-        return None
+        found = _first(self._rules, path)
+        written = _first(self._written, path)
+        if written is None or written is found:
+            return found
+        assert found is not None  # a twin's pattern matches all its glob's does
+        return strictest([found, written])
 
     def requirement(self, path: str) -> Requirement | None:
         """Return the strictest requirement any routing of *path* meets, else ``None``.
@@ -241,11 +250,18 @@ def strictest(requirements: list[Requirement]) -> Requirement:
     return Requirement(aal, max_age=min(ages) if ages else None, methods=methods)
 
 
-def _compile(glob: str) -> re.Pattern[str]:
+def _first(rules: list[tuple[re.Pattern[str], Requirement]], path: str) -> Requirement | None:
+    for pattern, requirement in rules:
+        if pattern.fullmatch(path):
+            return requirement
+    return None
+
+
+def _compile(glob: str, *, twin: bool = True) -> re.Pattern[str]:
     tail = ""
     if glob.endswith("/*"):
         glob, tail = glob[:-2], "(?:/.*)?"
-    elif glob != "/" and not glob.endswith("*"):
+    elif twin and glob != "/" and not glob.endswith("*"):
         # An exact path covers its trailing-slash twin: Django (APPEND_SLASH) and Werkzeug
         # route "/x" to a view at "/x/" by a redirect, but "/x/" itself reaches it at once,
         # and Starlette's redirect_slashes does the same the other way round.

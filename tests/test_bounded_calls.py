@@ -72,6 +72,21 @@ async def test_the_401_memory_never_outlives_cache_ttl(make_driver: Any, fake: F
     assert fake.calls[WHOAMI] == 2
 
 
+async def test_bogus_cookies_never_push_a_session_out_of_the_cache(
+    make_driver: Any, fake: FakeKratos
+) -> None:
+    # Each bogus cookie's 401 is remembered: a flood of them (each a call of its own)
+    # must not evict a real user's session, whose every request would then cost a call.
+    driver = make_driver(fake, cache_maxsize=20)
+    user = cookie(fake.session("aal2"))
+    assert (await driver.check(user, "aal2", APP)).outcome is Outcome.ALLOW
+    for round_ in range(5):
+        for n in range(40):
+            await driver.check(Credentials(cookie=f"bogus-{round_}-{n}"), "aal1", APP)
+        assert (await driver.check(user, "aal2", APP)).outcome is Outcome.ALLOW
+    assert fake.calls[WHOAMI] == 1 + 5 * 40
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1_700_000_000.0
@@ -139,6 +154,18 @@ async def test_no_second_factor_is_cached_too(make_driver: Any, admin: bool) -> 
     assert probes == 1
     # Every denial still asks whoami afresh (SPEC §3): one call per request, no more.
     assert fake.calls[WHOAMI] == 50
+
+
+async def test_a_logout_between_denials_costs_no_probe(driver: Driver, fake: FakeKratos) -> None:
+    # The app's logout view is a request like any other: an aal1 user without a second
+    # factor who alternates it with an aal2 page must not cost a probe (a stored login
+    # flow) per round. Only a "yes" learned from an aal2 session is forgotten by a logout.
+    user = cookie(fake.session("aal1", totp=False))
+    for _ in range(20):
+        assert (await driver.check(user, "aal2", APP)).outcome is Outcome.ENROLL
+        driver.client.invalidate(user)
+    assert fake.calls[PROBE] == 1
+    assert fake.calls[WHOAMI] == 20
 
 
 async def test_a_cached_no_traps_nobody_who_pairs_a_device(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from urllib.parse import quote
 
 import pytest
 
@@ -65,4 +66,34 @@ def test_a_loop_page_shown_again_costs_no_call_of_its_own(name: str) -> None:
     # cost one whoami; the logout flow was made once, and the session it invalidated was
     # looked up once more (by the rule above): two calls beyond one per request, in all.
     assert fake.calls[LOGOUT] == 1
+    assert kratos_calls(fake) - before <= 5 + 2
+
+
+@pytest.mark.parametrize("name", sorted(APPS))
+def test_a_loop_page_shown_again_under_other_hosts_costs_no_call_of_its_own(name: str) -> None:
+    # Without app_url the page's home (the sign-out link's return_to) comes from the Host
+    # header, which the client writes: a host of its own on each replay must not make a
+    # logout flow each.
+    fake = FakeKratos(whoami_required_aal="aal1")
+    build, asgi = APPS[name]
+    session = fake.session("aal1", totp=True)
+    hops: str | None = None
+    with in_process(build(fake), asgi) as http:
+        for _ in range(MAX_HOPS):
+            cookie = session.cookie_header + (f"; {HOP_COOKIE}={hops}" if hops else "")
+            reply = http.get("/pay", headers={"Accept": "text/html", "Cookie": cookie})
+            assert reply.status_code == 303
+            hops = hop_cookie(reply, hops)
+        replayed = f"{session.cookie_header}; {HOP_COOKIE}={hops}"
+        before = kratos_calls(fake)
+        statuses = []
+        for n in range(5):
+            headers = {"Accept": "text/html", "Cookie": replayed, "Host": f"h{n}.example"}
+            reply = http.get("/pay", headers=headers)
+            statuses.append(reply.status_code)
+            if reply.status_code == 409:
+                # Each page's sign-out link still comes back to the page's own home.
+                assert "return_to=" + quote(f"http://h{n}.example/", safe="") in reply.text
+    assert statuses[0] == 409
+    assert fake.calls[LOGOUT] <= 1
     assert kratos_calls(fake) - before <= 5 + 2

@@ -22,6 +22,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from kratos_aal import Requirement
 from kratos_aal.integrations.starlette import KratosAALMiddleware
 from kratos_aal.integrations.wsgi import KratosAALWSGIMiddleware
 from kratos_aal.testing import FakeKratos
@@ -145,3 +146,20 @@ def test_path_rules_cover_the_twin(glob: str, matches: list[str], misses: list[s
         assert rules.requirement(path) is not None, path
     for path in misses:
         assert rules.match(path) is None, path
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        pytest.param({"/x/": "aal1", "/x": "aal2"}, id="slash-first"),
+        pytest.param({"/x": "aal1", "/x/": "aal2"}, id="bare-first"),
+    ],
+)
+def test_a_twin_never_weakens_the_rule_written_for_a_path(rules: dict[str, str]) -> None:
+    # Before twins, each path got its own rule; a rule listed first for the twin must not
+    # now hand the path its weaker requirement.
+    from kratos_aal._web import PathRules
+
+    strict = next(glob for glob, aal in rules.items() if aal == "aal2")
+    assert PathRules(rules).requirement(strict) == Requirement("aal2")
+    assert PathRules(rules).match(strict) == Requirement("aal2")

@@ -7,6 +7,7 @@ instance (whose logout message may come late), nor from a request in between.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from kratos_aal import AsyncKratosClient, Credentials, Outcome
 from kratos_aal._cache import HOLD_TTL
+from kratos_aal._core import session_key
 from kratos_aal.testing import FakeKratos
 
 from ..test_bounded_calls import Gate, check, check_held, gated_client
@@ -121,3 +123,39 @@ async def test_an_entry_beside_a_tombstone_is_never_read(
     fake.revoke(session)
     assert await check(two, credentials) is Outcome.LOGIN
     assert fake.calls[WHOAMI] == 2
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_flood_of_bogus_cookies_does_not_make_an_instance_deaf_to_a_logout(
+    mode: str, fake: FakeKratos, redis_server: RedisServer
+) -> None:
+    # Every lookup maps its shared name to the local key, so that a logout message drops
+    # the local copy. Bogus cookies (no session: nothing to drop) must not push a live
+    # session's mapping out while its local copy, read on every request, stays.
+    config = shared_config(fake, redis_server.url, cache_maxsize=20)
+    make_client = fake.client if mode == "sync" else fake.async_client
+    one, two = (make_client(**_fields(config), cache_maxsize=20) for _ in range(2))
+    try:
+        victim = Credentials(cookie=fake.session("aal1").cookie)
+        assert await check(two, victim) is Outcome.ALLOW
+        for n in range(60):
+            assert await check(two, Credentials(cookie=f"bogus-{n}")) is Outcome.LOGIN
+            assert await check(two, victim) is Outcome.ALLOW  # a hit: the copy stays
+        calls = fake.calls[WHOAMI]
+        sentinel = Credentials(cookie=fake.session("aal1").cookie)
+        assert await check(two, sentinel) is Outcome.ALLOW
+        one.invalidate(victim)
+        one.invalidate(sentinel)  # heard after the victim's: the channel keeps order
+        for _ in range(500):
+            if two._entries.get(session_key(sentinel)) is None:
+                break
+            await asyncio.sleep(0.01)
+        assert two._entries.get(session_key(victim)) is None
+        assert await check(two, victim) is Outcome.ALLOW  # asked afresh, not from the copy
+        assert fake.calls[WHOAMI] == calls + 2
+    finally:
+        for client in (one, two):
+            if isinstance(client, AsyncKratosClient):
+                await client.aclose()
+            else:
+                client.close()
