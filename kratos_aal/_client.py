@@ -475,32 +475,47 @@ class AsyncKratosClient(_BaseClient):
         self._injected = http_client
         # A pooled connection belongs to the event loop that opened it, and Django under
         # WSGI (async_to_sync), Flask and test clients run a new loop per request: one
-        # HTTP client per running loop, each closed when its loop shuts down.
-        self._per_loop: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, AsyncGenerator[None, None]]
-        ] = weakref.WeakKeyDictionary()
+        # HTTP client per running loop, each closed when its loop shuts down. The pool is
+        # kept on the loop itself (see _pools_on), so that it goes when the loop goes;
+        # here only weak references, to close them all in aclose().
+        self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self._loops_lock = threading.Lock()
         self._flights = AsyncFlights()
 
-    async def _http_client(self) -> httpx.AsyncClient:
+    def _new_http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=self.config.timeout, follow_redirects=False, cookies=_no_cookies()
+        )
+
+    async def _http_client(self) -> httpx.AsyncClient | None:
+        """Return the HTTP client of the running loop, or ``None`` when the loop keeps none."""
         if self._injected is not None:
             return self._injected
         loop = asyncio.get_running_loop()
+        pools = _pools_on(loop)
+        if pools is None:
+            return None
         with self._loops_lock:
-            found = self._per_loop.get(loop)
+            found = pools.get(self)
         if found is not None:
             return found[0]
-        http = httpx.AsyncClient(
-            timeout=self.config.timeout, follow_redirects=False, cookies=_no_cookies()
-        )
+        http = self._new_http()
         # An async generator started on this loop is closed by the loop's own shutdown
         # (asyncio.run, asgiref and anyio call shutdown_asyncgens): its finally closes
-        # the client's connections on the loop they belong to.
-        keeper = _close_at_shutdown(http)
+        # the client's connections on the loop they belong to. Nothing runs between
+        # here and the entry below (the first step does not suspend), so no other task
+        # of this loop makes a second pool.
+        keeper = _close_at_shutdown(http, pools, weakref.ref(self))
         await keeper.__anext__()
         with self._loops_lock:
-            self._per_loop[loop] = (http, keeper)
+            pools[self] = (http, keeper)
+            self._loops.add(loop)
         return http
+
+    def _forget_pool(self, pools: _Pools, http: httpx.AsyncClient) -> None:
+        with self._loops_lock:
+            if pools.get(self, (None,))[0] is http:  # not a newer pool made after aclose()
+                del pools[self]
 
     async def whoami(self, credentials: Credentials) -> Session | None:
         """Return the session for *credentials*, or ``None``; see :meth:`KratosClient.whoami`."""
@@ -557,6 +572,12 @@ class AsyncKratosClient(_BaseClient):
 
     async def _ask(self, effect: Fetch[T]) -> tuple[T, float]:
         http = await self._http_client()
+        if http is None:  # a loop that keeps no pool: a client for this exchange alone
+            async with self._new_http() as http:
+                return await self._exchange(http, effect)
+        return await self._exchange(http, effect)
+
+    async def _exchange(self, http: httpx.AsyncClient, effect: Fetch[T]) -> tuple[T, float]:
         timeout = self.config.timeout
         try:
             # The whole exchange, not each read: see KratosClient._exchange.
@@ -576,17 +597,22 @@ class AsyncKratosClient(_BaseClient):
         """
         if self._shared is not None:  # hook: stop listening for logouts
             await asyncio.to_thread(self._shared.close)
-        loop = asyncio.get_running_loop()
+        current = asyncio.get_running_loop()
         with self._loops_lock:
-            found = self._per_loop.pop(loop, None)
-            others = list(self._per_loop.items())
-            self._per_loop.clear()
-        if found is not None:
-            await found[1].aclose()
-        for other_loop, (_, keeper) in others:
-            # Pools of other, still running loops are closed on their own loop.
-            if not other_loop.is_closed() and other_loop.is_running():
-                asyncio.run_coroutine_threadsafe(keeper.aclose(), other_loop)
+            # Read, never made, here: only a loop's own thread puts its pools on it.
+            pools = [(loop, getattr(loop, _POOLS, None)) for loop in self._loops]
+            self._loops.clear()
+            keepers = [
+                (loop, found[1])
+                for loop, on_loop in pools
+                if on_loop is not None and (found := on_loop.pop(self, None)) is not None
+            ]
+        for loop, keeper in keepers:
+            if loop is current:
+                await keeper.aclose()
+            elif not loop.is_closed() and loop.is_running():
+                # Pools of other, still running loops are closed on their own loop.
+                asyncio.run_coroutine_threadsafe(keeper.aclose(), loop)
 
     async def __aenter__(self) -> AsyncKratosClient:
         return self
@@ -600,10 +626,44 @@ class AsyncKratosClient(_BaseClient):
         await self.aclose()
 
 
-async def _close_at_shutdown(http: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+#: The attribute of an event loop that holds its pools: {client (weakly): (http, keeper)}.
+_POOLS = "_kratos_aal_pools"
+_Pools = weakref.WeakKeyDictionary[
+    AsyncKratosClient, tuple[httpx.AsyncClient, AsyncGenerator[None, None]]
+]
+
+
+def _pools_on(loop: asyncio.AbstractEventLoop) -> _Pools | None:
+    """Return the pools kept on *loop*, or ``None`` when *loop* takes no attribute.
+
+    A pool refers to its loop (its connections' transports, and the keeper's finalizer,
+    which is a method of the loop), so a pool held anywhere else would hold the loop, and
+    everything it holds, for as long as the client lives: one loop per request under
+    Django's WSGI handler. Held by the loop, loop and pools go together; the client's own
+    entry goes with the client.
+    """
+    pools: _Pools | None = getattr(loop, _POOLS, None)
+    if pools is None:
+        pools = weakref.WeakKeyDictionary()
+        try:
+            setattr(loop, _POOLS, pools)
+        except AttributeError:  # a loop without a __dict__ (none of asyncio's or uvloop's)
+            return None
+    return pools
+
+
+async def _close_at_shutdown(
+    http: httpx.AsyncClient, pools: _Pools, owner: weakref.ref[AsyncKratosClient]
+) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:
+        # Out of the loop's pools first: what refers to the loop then is the loop's own,
+        # freed as soon as the loop is, without waiting for the cycle collector.
+        client = owner()
+        if client is not None:
+            client._forget_pool(pools, http)
+        del client
         await http.aclose()
         # A closed transport lets go of its socket in a callback of the loop: let it run
         # before the loop itself closes.
