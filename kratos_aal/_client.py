@@ -42,6 +42,7 @@ from ._core import (
     whoami_fetch,
     whoami_plan,
 )
+from ._deadline import DEADLINE, bound_by_deadline
 from ._models import Credentials, Session
 from .exceptions import ConfigurationError, KratosAALError, KratosUnavailable
 
@@ -325,8 +326,8 @@ class KratosClient(_BaseClient):
         _BLOCKING_CLIENTS.add(self)  # hook: forked workers
 
     def _new_http(self) -> httpx.Client:
-        return httpx.Client(
-            timeout=self.config.timeout, follow_redirects=False, cookies=_no_cookies()
+        return bound_by_deadline(
+            httpx.Client(timeout=self.config.timeout, follow_redirects=False, cookies=_no_cookies())
         )
 
     def _after_fork(self) -> None:
@@ -411,15 +412,22 @@ class KratosClient(_BaseClient):
     def _exchange(self, request: httpx.Request) -> httpx.Response:
         # httpx's timeout bounds each read, so a body dripped a byte at a time could hold
         # a request for ever. The exchange runs on a helper thread and this one waits at
-        # most `timeout` for it: what Kratos does cannot hold a request longer.
+        # most `timeout` for it: what Kratos does cannot hold a request longer. The
+        # helper's reads end by the same deadline (see _deadline), so that it does not
+        # read on after the request has given up: one thread per dripped answer, unbounded.
         timeout = self.config.timeout
+        deadline = time.monotonic() + timeout
         outcome: list[Any] = []
         done = threading.Event()
         context = contextvars.copy_context()
 
+        def send() -> httpx.Response:
+            DEADLINE.set(deadline)
+            return _observe.send(self._http.send, request)
+
         def run() -> None:
             try:
-                outcome.append(context.run(_observe.send, self._http.send, request))
+                outcome.append(context.run(send))
             except Exception as exc:
                 outcome.append(exc)
             finally:

@@ -418,6 +418,48 @@ async def test_timeout_bounds_the_exchange_async(dripper: Dripper) -> None:
     assert took < 3
 
 
+def _exchange_threads() -> int:
+    return sum(t.name == "kratos-aal-exchange" for t in threading.enumerate())
+
+
+def _settled(count: Callable[[], int], at_most: int, limit: float = 15.0) -> int:
+    """Poll *count* until it is *at_most* or *limit* seconds pass; return the last count."""
+    deadline = time.monotonic() + limit
+    seen = count()
+    while seen > at_most and time.monotonic() < deadline:
+        time.sleep(0.05)
+        seen = count()
+    return seen
+
+
+def test_a_dripped_answer_leaves_no_thread_reading(dripper: Dripper) -> None:
+    # The drip lasts a minute or more, far past the request's 503: the exchange thread
+    # must stop reading with its request, not when Kratos is done dripping.
+    client = KratosClient(KratosConfig(public_url=dripper.url, timeout=0.3, cache_ttl=0))
+    workers = 10
+
+    def batch(requests: int) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+
+        def work(index: int) -> None:
+            for n in range(requests):
+                credentials = Credentials(cookie=f"drip-{index}-{n}")
+                outcomes.append(client.check(credentials, "aal2", APP).outcome)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        return outcomes
+
+    assert set(batch(1)) == {Outcome.UNAVAILABLE}  # warm-up: the exchange threads exist
+    start = _settled(_exchange_threads, workers)
+    assert batch(10) == [Outcome.UNAVAILABLE] * 100
+    assert _settled(_exchange_threads, start) <= start
+    client.close()
+
+
 # ------------------------------------------------------ max_age with methods (item 7)
 
 
