@@ -122,6 +122,48 @@ class _Exchanges:
 
 _EXCHANGES = _Exchanges()
 
+
+class _Slots:
+    """At most *size* calls to Kratos at once, from any thread or event loop; never waits.
+
+    A call that finds every slot taken fails at once: with Kratos slow, requests that
+    would wait for it hold a worker (a thread, a connection) each, until none is left
+    for pages that need no Kratos at all.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._busy = 0
+        self._lock = threading.Lock()
+        _SLOTS.add(self)  # hook: forked workers
+
+    def take(self) -> None:
+        """Take a slot.
+
+        Raises:
+            KratosUnavailable: every slot is taken.
+        """
+        with self._lock:
+            if self._busy >= self._size:
+                raise KratosUnavailable(
+                    f"{self._size} calls to Kratos are under way already "
+                    "(max_concurrent_checks): not waiting for another"
+                )
+            self._busy += 1
+
+    def give(self) -> None:
+        """Give back a slot taken with :meth:`take`."""
+        with self._lock:
+            self._busy -= 1
+
+    def after_fork(self) -> None:
+        """Start afresh in a forked child: the parent's calls never end there."""
+        self._lock = threading.Lock()
+        self._busy = 0
+
+
+_SLOTS: weakref.WeakSet[_Slots] = weakref.WeakSet()
+
 # ---------------------------------------------------------------- hook: forked workers
 # gunicorn --preload (and any fork after a client was used) copies a client into every
 # worker: the parent's exchange threads are gone there, and a pooled connection to
@@ -133,6 +175,8 @@ _BLOCKING_CLIENTS: weakref.WeakSet[KratosClient] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     _EXCHANGES.after_fork()
+    for slots in list(_SLOTS):
+        slots.after_fork()
     for client in list(_BLOCKING_CLIENTS):
         client._after_fork()
 
@@ -159,12 +203,17 @@ class _BaseClient:
         self._clock = timer or time.monotonic
         self._cache = TTLCache(config.cache_maxsize, self._clock, prepare=cached_session)
         self._entries = self._cache.index  # the hit path's lock-free view (never rebound)
+        self._slots = _Slots(config.max_concurrent_checks)
         # Hook (shared cache, SPEC §5a): None without cache_url or shared_cache.
         self._shared = _shared.tier_for(config, shared_cache, self._keep, self._drop, self._timer)
 
     def _share_cache(self, other: _BaseClient) -> None:
-        """Use *other*'s in-process cache from now on (one cache for sync and async views)."""
+        """Use *other*'s in-process cache and cap on calls to Kratos from now on.
+
+        One of each for a process's sync and async views.
+        """
         self._cache, self._entries = other._cache, other._entries
+        self._slots = other._slots
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._timer(), timezone.utc)
@@ -405,7 +454,13 @@ class KratosClient(_BaseClient):
         return self._ask(effect)[0]
 
     def _ask(self, effect: Fetch[T]) -> tuple[T, float]:
-        response = self._exchange(effect.request())
+        # Only the call that goes to Kratos takes a slot: requests that wait for one
+        # already under way for the same key (Flights) add no call.
+        self._slots.take()
+        try:
+            response = self._exchange(effect.request())
+        finally:
+            self._slots.give()
         _forget_cookies(self._http, response)
         return self._store(effect, response)
 
@@ -579,11 +634,15 @@ class AsyncKratosClient(_BaseClient):
         return (await self._ask(effect))[0]
 
     async def _ask(self, effect: Fetch[T]) -> tuple[T, float]:
-        http = await self._http_client()
-        if http is None:  # a loop that keeps no pool: a client for this exchange alone
-            async with self._new_http() as http:
-                return await self._exchange(http, effect)
-        return await self._exchange(http, effect)
+        self._slots.take()  # see KratosClient._ask
+        try:
+            http = await self._http_client()
+            if http is None:  # a loop that keeps no pool: a client for this exchange alone
+                async with self._new_http() as http:
+                    return await self._exchange(http, effect)
+            return await self._exchange(http, effect)
+        finally:
+            self._slots.give()
 
     async def _exchange(self, http: httpx.AsyncClient, effect: Fetch[T]) -> tuple[T, float]:
         timeout = self.config.timeout

@@ -72,9 +72,15 @@ class KratosConfig:
         cache_key_secret: Keys the hashes that name shared entries and signs their values;
             required with a shared cache. Never shown.
         cache_key_prefix: Put before every shared key and the invalidation channel.
+        max_concurrent_checks: How many calls to Kratos a client has under way at once,
+            from any thread or event loop (Django's sync and async views share one
+            count); a request that needs one more gets ``UNAVAILABLE`` (503) at once
+            instead of waiting for Kratos.
 
     Raises:
         ConfigurationError: a value is wrong; the message names the setting.
+
+    .. versionadded:: 0.2 *max_concurrent_checks*
     """
 
     public_url: str
@@ -90,6 +96,7 @@ class KratosConfig:
     local_cache_ttl: float = 5.0
     cache_key_secret: str | None = field(default=None, repr=False)
     cache_key_prefix: str = "kratos-aal:"
+    max_concurrent_checks: int = 64
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -107,6 +114,11 @@ class KratosConfig:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigurationError(
                 f"cache_maxsize must be a whole number of 1 or more, got {size!r}"
+            )
+        cap = self.max_concurrent_checks
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            raise ConfigurationError(
+                f"max_concurrent_checks must be a whole number of 1 or more, got {cap!r}"
             )
         if self.admin_url is not None:
             set_(self, "admin_url", _base_url(self.admin_url, "admin_url"))
@@ -193,8 +205,8 @@ class KratosConfig:
         ``KRATOS_ADMIN_URL``, ``KRATOS_ADMIN_TOKEN``, ``KRATOS_AAL_CACHE_TTL``,
         ``KRATOS_AAL_TIMEOUT``, ``KRATOS_AAL_APP_URL``, and for a shared cache
         ``KRATOS_AAL_CACHE_URL``, ``KRATOS_AAL_CACHE_KEY_SECRET``,
-        ``KRATOS_AAL_CACHE_KEY_PREFIX`` and ``KRATOS_AAL_LOCAL_CACHE_TTL``; keyword
-        *overrides* win.
+        ``KRATOS_AAL_CACHE_KEY_PREFIX`` and ``KRATOS_AAL_LOCAL_CACHE_TTL``, and
+        ``KRATOS_AAL_MAX_CONCURRENT_CHECKS``; keyword *overrides* win.
 
         Raises:
             ConfigurationError: a variable is missing or wrong; the message names it.
@@ -211,6 +223,14 @@ class KratosConfig:
                 except ValueError:
                     raise ConfigurationError(
                         f"{name} must be a number of seconds, got {env[name]!r}"
+                    ) from None
+        for name, key in _ENV_INTEGERS.items():
+            if env.get(name):
+                try:
+                    values[key] = int(env[name])
+                except ValueError:
+                    raise ConfigurationError(
+                        f"{name} must be a whole number, got {env[name]!r}"
                     ) from None
         values.update(overrides)
         if "public_url" not in values:
@@ -246,7 +266,10 @@ _ENV_NUMBERS = {
     "KRATOS_AAL_TIMEOUT": "timeout",
     "KRATOS_AAL_LOCAL_CACHE_TTL": "local_cache_ttl",
 }
-_ENV_NAMES = {v: k for k, v in {**_ENV_STRINGS, **_ENV_NUMBERS}.items()}
+_ENV_INTEGERS = {
+    "KRATOS_AAL_MAX_CONCURRENT_CHECKS": "max_concurrent_checks",
+}
+_ENV_NAMES = {v: k for k, v in {**_ENV_STRINGS, **_ENV_NUMBERS, **_ENV_INTEGERS}.items()}
 CONFIG_FIELDS = tuple(f.name for f in fields(KratosConfig))
 
 
