@@ -123,36 +123,36 @@ class _Exchanges:
 _EXCHANGES = _Exchanges()
 
 
-class _Slots:
-    """At most *size* calls to Kratos at once, from any thread or event loop; never waits.
+class _Calls:
+    """The calls to Kratos under way in this process, from any client, thread or event loop.
 
-    A call that finds every slot taken fails at once: with Kratos slow, requests that
-    would wait for it hold a worker (a thread, a connection) each, until none is left
-    for pages that need no Kratos at all.
+    A call that would make more than its client's ``max_concurrent_checks`` fails at
+    once, never waits: with Kratos slow, requests that wait for it hold a worker (a
+    thread, a connection) each, until none is left for pages that need no Kratos at all.
+    Counted per process, not per client: an app with two clients (a Flask extension and
+    a WSGI middleware) has as many threads as one.
     """
 
-    def __init__(self, size: int) -> None:
-        self._size = size
+    def __init__(self) -> None:
         self._busy = 0
         self._lock = threading.Lock()
-        _SLOTS.add(self)  # hook: forked workers
 
-    def take(self) -> None:
-        """Take a slot.
+    def take(self, limit: int) -> None:
+        """Count one more call, when fewer than *limit* are under way.
 
         Raises:
-            KratosUnavailable: every slot is taken.
+            KratosUnavailable: *limit* calls are under way already.
         """
         with self._lock:
-            if self._busy >= self._size:
+            if self._busy >= limit:
                 raise KratosUnavailable(
-                    f"{self._size} calls to Kratos are under way already "
+                    f"{limit} calls to Kratos are under way already "
                     "(max_concurrent_checks): not waiting for another"
                 )
             self._busy += 1
 
     def give(self) -> None:
-        """Give back a slot taken with :meth:`take`."""
+        """Count one call fewer (one counted by :meth:`take` ended)."""
         with self._lock:
             self._busy -= 1
 
@@ -162,7 +162,7 @@ class _Slots:
         self._busy = 0
 
 
-_SLOTS: weakref.WeakSet[_Slots] = weakref.WeakSet()
+_CALLS = _Calls()
 
 # ---------------------------------------------------------------- hook: forked workers
 # gunicorn --preload (and any fork after a client was used) copies a client into every
@@ -175,8 +175,7 @@ _BLOCKING_CLIENTS: weakref.WeakSet[KratosClient] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     _EXCHANGES.after_fork()
-    for slots in list(_SLOTS):
-        slots.after_fork()
+    _CALLS.after_fork()
     for client in list(_BLOCKING_CLIENTS):
         client._after_fork()
 
@@ -203,17 +202,12 @@ class _BaseClient:
         self._clock = timer or time.monotonic
         self._cache = TTLCache(config.cache_maxsize, self._clock, prepare=cached_session)
         self._entries = self._cache.index  # the hit path's lock-free view (never rebound)
-        self._slots = _Slots(config.max_concurrent_checks)
         # Hook (shared cache, SPEC §5a): None without cache_url or shared_cache.
         self._shared = _shared.tier_for(config, shared_cache, self._keep, self._drop, self._timer)
 
     def _share_cache(self, other: _BaseClient) -> None:
-        """Use *other*'s in-process cache and cap on calls to Kratos from now on.
-
-        One of each for a process's sync and async views.
-        """
+        """Use *other*'s in-process cache from now on (one cache for sync and async views)."""
         self._cache, self._entries = other._cache, other._entries
-        self._slots = other._slots
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._timer(), timezone.utc)
@@ -456,11 +450,11 @@ class KratosClient(_BaseClient):
     def _ask(self, effect: Fetch[T]) -> tuple[T, float]:
         # Only the call that goes to Kratos takes a slot: requests that wait for one
         # already under way for the same key (Flights) add no call.
-        self._slots.take()
+        _CALLS.take(self.config.max_concurrent_checks)
         try:
             response = self._exchange(effect.request())
         finally:
-            self._slots.give()
+            _CALLS.give()
         _forget_cookies(self._http, response)
         return self._store(effect, response)
 
@@ -634,7 +628,7 @@ class AsyncKratosClient(_BaseClient):
         return (await self._ask(effect))[0]
 
     async def _ask(self, effect: Fetch[T]) -> tuple[T, float]:
-        self._slots.take()  # see KratosClient._ask
+        _CALLS.take(self.config.max_concurrent_checks)  # see KratosClient._ask
         try:
             http = await self._http_client()
             if http is None:  # a loop that keeps no pool: a client for this exchange alone
@@ -642,7 +636,7 @@ class AsyncKratosClient(_BaseClient):
                     return await self._exchange(http, effect)
             return await self._exchange(http, effect)
         finally:
-            self._slots.give()
+            _CALLS.give()
 
     async def _exchange(self, http: httpx.AsyncClient, effect: Fetch[T]) -> tuple[T, float]:
         timeout = self.config.timeout

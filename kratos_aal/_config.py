@@ -72,10 +72,9 @@ class KratosConfig:
         cache_key_secret: Keys the hashes that name shared entries and signs their values;
             required with a shared cache. Never shown.
         cache_key_prefix: Put before every shared key and the invalidation channel.
-        max_concurrent_checks: How many calls to Kratos a client has under way at once,
-            from any thread or event loop (Django's sync and async views share one
-            count); a request that needs one more gets ``UNAVAILABLE`` (503) at once
-            instead of waiting for Kratos.
+        max_concurrent_checks: How many calls to Kratos this process has under way at
+            once (every client, thread and event loop together); a request that needs
+            one more gets ``UNAVAILABLE`` (503) at once instead of waiting for Kratos.
 
     Raises:
         ConfigurationError: a value is wrong; the message names the setting.

@@ -21,6 +21,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -54,7 +55,7 @@ class Gate:
         self.fake = fake
         self.drip = False
         self.calls = 0
-        self.stall: asyncio.Event | None = None
+        self.stall: threading.Event | None = None
         self.stalled = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -62,9 +63,11 @@ class Gate:
             await self.fake(scope, receive, send)
             return
         self.calls += 1  # one event loop: no lock
-        if self.stall is not None:
+        stall = self.stall
+        if stall is not None:
             self.stalled += 1
-            await self.stall.wait()
+            while not stall.is_set():  # released from the test's thread
+                await asyncio.sleep(0.01)
         if self.drip:
             await _drip(receive, send)
         else:
@@ -417,3 +420,51 @@ def test_bounded_cost(server: Server, kratos: tuple[FakeKratos, Gate, str], kind
     assert end_threads <= start_threads, f"threads {start_threads} -> {end_threads}"
     growth = rss_kb(pid) - start_rss
     assert growth < RSS_LIMIT_KB, f"RSS grew {growth} kB over {count} requests"
+
+
+def test_a_stalled_kratos_leaves_threads_for_other_pages(
+    kratos: tuple[FakeKratos, Gate, str],
+) -> None:
+    # Issue 21 item 12: with Kratos slow, requests with random cookies held every thread
+    # of gunicorn's gthread worker, and a public page waited behind them. With two
+    # checks at most under way, the others are 503 at once and threads stay free.
+    _, gate, url = kratos
+    server = start("flask-wsgi-gunicorn-gthread", url, KRATOS_MAX_CHECKS="2", KRATOS_TIMEOUT="60")
+    release = threading.Event()
+    held: list[list[int]] = []
+
+    def random_cookie(path: str) -> bytes:
+        return _plain(
+            path, f"Accept: application/json\r\nCookie: {COOKIE}={secrets.token_urlsafe(24)}\r\n"
+        )
+
+    def stalled_pair() -> None:
+        held.append(
+            asyncio.run(
+                _load(server.port, [random_cookie("/flask/x"), random_cookie("/flask/x")], 2)
+            )
+        )
+
+    async def within_limit(requests: list[bytes]) -> list[int]:
+        # Far less than Kratos's timeout (60 s): only a wait for the stall exceeds it.
+        return await asyncio.wait_for(_load(server.port, requests, len(requests)), 20)
+
+    gate.stall, gate.stalled = release, 0
+    background = threading.Thread(target=stalled_pair, daemon=True)
+    try:
+        background.start()
+        deadline = time.monotonic() + 20
+        while gate.stalled < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert gate.stalled == 2
+        # The Flask extension and the WSGI middleware are two clients: one count.
+        more = [random_cookie(p) for p in ("/flask/x", "/wsgi/x", "/flask/x", "/wsgi/x")]
+        assert asyncio.run(within_limit(more)) == [503] * 4
+        assert asyncio.run(within_limit([_plain("/public")])) == [200]
+        assert gate.stalled == 2 and not release.is_set()  # none of them reached Kratos
+    finally:
+        release.set()
+        gate.stall = None
+        background.join(30)
+        stop(server)
+    assert held == [[401, 401]]
