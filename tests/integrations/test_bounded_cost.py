@@ -37,7 +37,7 @@ pytest.importorskip("gunicorn")  # not on Windows
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = 1_000
-WARM_UP = 150
+WARM_UP = 100
 RSS_LIMIT_KB = 10 * 1024
 #: Each dripped request lasts the app's whole timeout, so a one-thread worker takes
 #: REQUESTS * TIMEOUT for them; the threads they left behind showed after the first few.
@@ -390,8 +390,9 @@ def settled_threads(pid: int, at_most: int, limit: float = 20.0) -> int:
 def _count(server: Server, kind: str) -> int:
     if kind != "drip":
         return REQUESTS
-    # Each dripped request lasts TIMEOUT: keep a one-thread worker's share small.
-    return 100 if server.concurrency <= 4 else 300
+    # Each dripped request lasts TIMEOUT: REQUESTS of them would take a one-thread
+    # worker minutes. Threads left reading showed one per request from the first few.
+    return {4: 100, 8: 150}.get(server.concurrency, 300)
 
 
 KINDS = ["random-cookie", "random-token", "forged-hops", "aal1-without-2fa", "drip"]
