@@ -83,11 +83,13 @@ class _Exchanges:
 
     Starting a thread per cache miss costs more CPU than the exchange around it. A job
     goes to an idle thread, or to a new one when none is idle (one that hangs on a slow
-    Kratos holds only its own job up); at most ``keep`` idle threads wait for more.
+    Kratos holds only its own job up); at most ``keep`` idle threads wait for more, each
+    for ``linger`` seconds: a burst of misses leaves no threads behind once it is over.
     """
 
-    def __init__(self, keep: int = 8) -> None:
+    def __init__(self, keep: int = 8, linger: float = 2.0) -> None:
         self._keep = keep
+        self._linger = linger
         self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
@@ -98,13 +100,25 @@ class _Exchanges:
             start = self._idle == 0
             if not start:
                 self._idle -= 1
+            # Queued under the lock: an idle thread that gives up sees every job it was
+            # counted for (see _work).
+            self._jobs.put(job)
         if start:
             threading.Thread(target=self._work, name="kratos-aal-exchange", daemon=True).start()
-        self._jobs.put(job)
 
     def _work(self) -> None:
         while True:
-            self._jobs.get()()  # the job catches its own errors
+            try:
+                job = self._jobs.get(timeout=self._linger)
+            except queue.Empty:
+                with self._lock:
+                    # Idle threads number _idle plus the jobs queued: none queued, this
+                    # one is counted in _idle, and no job waits for it.
+                    if self._jobs.empty():
+                        self._idle -= 1
+                        return
+                continue
+            job()  # the job catches its own errors
             with self._lock:
                 if self._idle >= self._keep:
                     return

@@ -432,6 +432,34 @@ def _settled(count: Callable[[], int], at_most: int, limit: float = 15.0) -> int
     return seen
 
 
+def test_idle_exchange_threads_retire_after_a_while() -> None:
+    exchanges = kratos_aal._client._Exchanges(keep=8, linger=0.05)
+    before = {t.ident for t in threading.enumerate()}
+    done = [threading.Event() for _ in range(5)]
+    gate = threading.Event()
+
+    def job(event: threading.Event) -> Callable[[], None]:
+        def run() -> None:
+            gate.wait(10)
+            event.set()
+
+        return run
+
+    for event in done:
+        exchanges.submit(job(event))
+    gate.set()
+    assert all(event.wait(10) for event in done)
+
+    def ours() -> int:
+        return sum(t.ident not in before for t in threading.enumerate())
+
+    assert _settled(ours, 0) == 0  # five at once, none left once idle for a while
+    assert exchanges._idle == 0
+    again = threading.Event()
+    exchanges.submit(again.set)  # and a new one starts when needed
+    assert again.wait(10)
+
+
 def test_a_dripped_answer_leaves_no_thread_reading(dripper: Dripper) -> None:
     # The drip lasts a minute or more, far past the request's 503: the exchange thread
     # must stop reading with its request, not when Kratos is done dripping.
