@@ -46,6 +46,7 @@ from ._core import (
     session_key,
     whoami_plan,
 )
+from ._deadline import DEADLINE, bound_by_deadline
 from ._models import AAL, Credentials, Session
 from .exceptions import ConfigurationError, KratosAALError, KratosUnavailable
 
@@ -89,11 +90,13 @@ class _Exchanges:
 
     Starting a thread per cache miss costs more CPU than the exchange around it. A job
     goes to an idle thread, or to a new one when none is idle (one that hangs on a slow
-    Kratos holds only its own job up); at most ``keep`` idle threads wait for more.
+    Kratos holds only its own job up); at most ``keep`` idle threads wait for more, each
+    for ``linger`` seconds: a burst of misses leaves no threads behind once it is over.
     """
 
-    def __init__(self, keep: int = 8) -> None:
+    def __init__(self, keep: int = 8, linger: float = 2.0) -> None:
         self._keep = keep
+        self._linger = linger
         self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
@@ -104,13 +107,25 @@ class _Exchanges:
             start = self._idle == 0
             if not start:
                 self._idle -= 1
+            # Queued under the lock: an idle thread that gives up sees every job it was
+            # counted for (see _work).
+            self._jobs.put(job)
         if start:
             threading.Thread(target=self._work, name="kratos-aal-exchange", daemon=True).start()
-        self._jobs.put(job)
 
     def _work(self) -> None:
         while True:
-            self._jobs.get()()  # the job catches its own errors
+            try:
+                job = self._jobs.get(timeout=self._linger)
+            except queue.Empty:
+                with self._lock:
+                    # Idle threads number _idle plus the jobs queued: none queued, this
+                    # one is counted in _idle, and no job waits for it.
+                    if self._jobs.empty():
+                        self._idle -= 1
+                        return
+                continue
+            job()  # the job catches its own errors
             with self._lock:
                 if self._idle >= self._keep:
                     return
@@ -128,6 +143,48 @@ class _Exchanges:
 
 _EXCHANGES = _Exchanges()
 
+
+class _Calls:
+    """The calls to Kratos under way in this process, from any client, thread or event loop.
+
+    A call that would make more than its client's ``max_concurrent_checks`` fails at
+    once, never waits: with Kratos slow, requests that wait for it hold a worker (a
+    thread, a connection) each, until none is left for pages that need no Kratos at all.
+    Counted per process, not per client: an app with two clients (a Flask extension and
+    a WSGI middleware) has as many threads as one.
+    """
+
+    def __init__(self) -> None:
+        self._busy = 0
+        self._lock = threading.Lock()
+
+    def take(self, limit: int) -> None:
+        """Count one more call, when fewer than *limit* are under way.
+
+        Raises:
+            KratosUnavailable: *limit* calls are under way already.
+        """
+        with self._lock:
+            if self._busy >= limit:
+                raise KratosUnavailable(
+                    f"{limit} calls to Kratos are under way already "
+                    "(max_concurrent_checks): not waiting for another"
+                )
+            self._busy += 1
+
+    def give(self) -> None:
+        """Count one call fewer (one counted by :meth:`take` ended)."""
+        with self._lock:
+            self._busy -= 1
+
+    def after_fork(self) -> None:
+        """Start afresh in a forked child: the parent's calls never end there."""
+        self._lock = threading.Lock()
+        self._busy = 0
+
+
+_CALLS = _Calls()
+
 # ---------------------------------------------------------------- hook: forked workers
 # gunicorn --preload (and any fork after a client was used) copies a client into every
 # worker: the parent's exchange threads are gone there, and a pooled connection to
@@ -139,6 +196,7 @@ _BLOCKING_CLIENTS: weakref.WeakSet[KratosClient] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     _EXCHANGES.after_fork()
+    _CALLS.after_fork()
     for client in list(_BLOCKING_CLIENTS):
         client._after_fork()
 
@@ -369,8 +427,8 @@ class KratosClient(_BaseClient):
         _BLOCKING_CLIENTS.add(self)  # hook: forked workers
 
     def _new_http(self) -> httpx.Client:
-        return httpx.Client(
-            timeout=self.config.timeout, follow_redirects=False, cookies=_no_cookies()
+        return bound_by_deadline(
+            httpx.Client(timeout=self.config.timeout, follow_redirects=False, cookies=_no_cookies())
         )
 
     def _after_fork(self) -> None:
@@ -471,7 +529,13 @@ class KratosClient(_BaseClient):
         return value
 
     def _ask(self, effect: Fetch[T]) -> tuple[T, float]:
-        response = self._exchange(effect.request())
+        # Only the call that goes to Kratos takes a slot: requests that wait for one
+        # already under way for the same key (Flights) add no call.
+        _CALLS.take(self.config.max_concurrent_checks)
+        try:
+            response = self._exchange(effect.request())
+        finally:
+            _CALLS.give()
         _forget_cookies(self._http, response)
         _diagnose.answered(self.config.public_url)
         return effect.parse(response, self._timer())
@@ -479,15 +543,22 @@ class KratosClient(_BaseClient):
     def _exchange(self, request: httpx.Request) -> httpx.Response:
         # httpx's timeout bounds each read, so a body dripped a byte at a time could hold
         # a request for ever. The exchange runs on a helper thread and this one waits at
-        # most `timeout` for it: what Kratos does cannot hold a request longer.
+        # most `timeout` for it: what Kratos does cannot hold a request longer. The
+        # helper's reads end by the same deadline (see _deadline), so that it does not
+        # read on after the request has given up: one thread per dripped answer, unbounded.
         timeout = self.config.timeout
+        deadline = time.monotonic() + timeout
         outcome: list[Any] = []
         done = threading.Event()
         context = contextvars.copy_context()
 
+        def send() -> httpx.Response:
+            DEADLINE.set(deadline)
+            return _observe.send(self._http.send, request)
+
         def run() -> None:
             try:
-                outcome.append(context.run(_observe.send, self._http.send, request))
+                outcome.append(context.run(send))
             except Exception as exc:
                 outcome.append(exc)
             finally:
@@ -543,32 +614,47 @@ class AsyncKratosClient(_BaseClient):
         self._injected = http_client
         # A pooled connection belongs to the event loop that opened it, and Django under
         # WSGI (async_to_sync), Flask and test clients run a new loop per request: one
-        # HTTP client per running loop, each closed when its loop shuts down.
-        self._per_loop: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, AsyncGenerator[None, None]]
-        ] = weakref.WeakKeyDictionary()
+        # HTTP client per running loop, each closed when its loop shuts down. The pool is
+        # kept on the loop itself (see _pools_on), so that it goes when the loop goes;
+        # here only weak references, to close them all in aclose().
+        self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self._loops_lock = threading.Lock()
         self._flights = AsyncFlights()
 
-    async def _http_client(self) -> httpx.AsyncClient:
+    def _new_http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=self.config.timeout, follow_redirects=False, cookies=_no_cookies()
+        )
+
+    async def _http_client(self) -> httpx.AsyncClient | None:
+        """Return the HTTP client of the running loop, or ``None`` when the loop keeps none."""
         if self._injected is not None:
             return self._injected
         loop = asyncio.get_running_loop()
+        pools = _pools_on(loop)
+        if pools is None:
+            return None
         with self._loops_lock:
-            found = self._per_loop.get(loop)
+            found = pools.get(self)
         if found is not None:
             return found[0]
-        http = httpx.AsyncClient(
-            timeout=self.config.timeout, follow_redirects=False, cookies=_no_cookies()
-        )
+        http = self._new_http()
         # An async generator started on this loop is closed by the loop's own shutdown
         # (asyncio.run, asgiref and anyio call shutdown_asyncgens): its finally closes
-        # the client's connections on the loop they belong to.
-        keeper = _close_at_shutdown(http)
+        # the client's connections on the loop they belong to. Nothing runs between
+        # here and the entry below (the first step does not suspend), so no other task
+        # of this loop makes a second pool.
+        keeper = _close_at_shutdown(http, pools, weakref.ref(self))
         await keeper.__anext__()
         with self._loops_lock:
-            self._per_loop[loop] = (http, keeper)
+            pools[self] = (http, keeper)
+            self._loops.add(loop)
         return http
+
+    def _forget_pool(self, pools: _Pools, http: httpx.AsyncClient) -> None:
+        with self._loops_lock:
+            if pools.get(self, (None,))[0] is http:  # not a newer pool made after aclose()
+                del pools[self]
 
     async def whoami(self, credentials: Credentials) -> Session | None:
         """Return the session for *credentials*, or ``None``; see :meth:`KratosClient.whoami`."""
@@ -635,7 +721,17 @@ class AsyncKratosClient(_BaseClient):
         return value
 
     async def _ask(self, effect: Fetch[T]) -> tuple[T, float]:
-        http = await self._http_client()
+        _CALLS.take(self.config.max_concurrent_checks)  # see KratosClient._ask
+        try:
+            http = await self._http_client()
+            if http is None:  # a loop that keeps no pool: a client for this exchange alone
+                async with self._new_http() as http:
+                    return await self._exchange(http, effect)
+            return await self._exchange(http, effect)
+        finally:
+            _CALLS.give()
+
+    async def _exchange(self, http: httpx.AsyncClient, effect: Fetch[T]) -> tuple[T, float]:
         timeout = self.config.timeout
         try:
             # The whole exchange, not each read: see KratosClient._exchange.
@@ -656,17 +752,22 @@ class AsyncKratosClient(_BaseClient):
         """
         if self._shared is not None:  # hook: stop listening for logouts
             await asyncio.to_thread(self._shared.close)
-        loop = asyncio.get_running_loop()
+        current = asyncio.get_running_loop()
         with self._loops_lock:
-            found = self._per_loop.pop(loop, None)
-            others = list(self._per_loop.items())
-            self._per_loop.clear()
-        if found is not None:
-            await found[1].aclose()
-        for other_loop, (_, keeper) in others:
-            # Pools of other, still running loops are closed on their own loop.
-            if not other_loop.is_closed() and other_loop.is_running():
-                asyncio.run_coroutine_threadsafe(keeper.aclose(), other_loop)
+            # Read, never made, here: only a loop's own thread puts its pools on it.
+            pools = [(loop, getattr(loop, _POOLS, None)) for loop in self._loops]
+            self._loops.clear()
+            keepers = [
+                (loop, found[1])
+                for loop, on_loop in pools
+                if on_loop is not None and (found := on_loop.pop(self, None)) is not None
+            ]
+        for loop, keeper in keepers:
+            if loop is current:
+                await keeper.aclose()
+            elif not loop.is_closed() and loop.is_running():
+                # Pools of other, still running loops are closed on their own loop.
+                asyncio.run_coroutine_threadsafe(keeper.aclose(), loop)
 
     async def __aenter__(self) -> AsyncKratosClient:
         return self
@@ -680,10 +781,44 @@ class AsyncKratosClient(_BaseClient):
         await self.aclose()
 
 
-async def _close_at_shutdown(http: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+#: The attribute of an event loop that holds its pools: {client (weakly): (http, keeper)}.
+_POOLS = "_kratos_aal_pools"
+_Pools = weakref.WeakKeyDictionary[
+    AsyncKratosClient, tuple[httpx.AsyncClient, AsyncGenerator[None, None]]
+]
+
+
+def _pools_on(loop: asyncio.AbstractEventLoop) -> _Pools | None:
+    """Return the pools kept on *loop*, or ``None`` when *loop* takes no attribute.
+
+    A pool refers to its loop (its connections' transports, and the keeper's finalizer,
+    which is a method of the loop), so a pool held anywhere else would hold the loop, and
+    everything it holds, for as long as the client lives: one loop per request under
+    Django's WSGI handler. Held by the loop, loop and pools go together; the client's own
+    entry goes with the client.
+    """
+    pools: _Pools | None = getattr(loop, _POOLS, None)
+    if pools is None:
+        pools = weakref.WeakKeyDictionary()
+        try:
+            setattr(loop, _POOLS, pools)
+        except AttributeError:  # a loop without a __dict__ (none of asyncio's or uvloop's)
+            return None
+    return pools
+
+
+async def _close_at_shutdown(
+    http: httpx.AsyncClient, pools: _Pools, owner: weakref.ref[AsyncKratosClient]
+) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:
+        # Out of the loop's pools first: what refers to the loop then is the loop's own,
+        # freed as soon as the loop is, without waiting for the cycle collector.
+        client = owner()
+        if client is not None:
+            client._forget_pool(pools, http)
+        del client
         await http.aclose()
         # A closed transport lets go of its socket in a callback of the loop: let it run
         # before the loop itself closes.

@@ -199,11 +199,17 @@ class KratosConfig:
         cross_origin_protection: Refuse unsafe requests from other origins that carry
             the Kratos cookie (SPEC §4a). Turn it off only when the app's own CSRF
             protection covers every route kratos-aal guards.
+        max_concurrent_checks: How many calls to Kratos this process has under way at
+            once (every client, thread and event loop together); a request that needs
+            one more gets ``UNAVAILABLE`` (503) at once instead of waiting for Kratos.
 
-    .. versionadded:: 0.2 *trusted_origins* and *cross_origin_protection*.
+    .. versionadded:: 0.2 *trusted_origins*, *cross_origin_protection* and
+       *max_concurrent_checks*.
 
     Raises:
         ConfigurationError: a value is wrong; the message names the setting.
+
+    .. versionadded:: 0.2 *max_concurrent_checks*
     """
 
     public_url: str
@@ -222,6 +228,7 @@ class KratosConfig:
     #: Stored as a tuple of normalised origins; any sequence is accepted.
     trusted_origins: Sequence[str] = ()
     cross_origin_protection: bool = True
+    max_concurrent_checks: int = 64
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -239,6 +246,11 @@ class KratosConfig:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigurationError(
                 f"cache_maxsize must be a whole number of 1 or more, got {size!r}"
+            )
+        cap = self.max_concurrent_checks
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            raise ConfigurationError(
+                f"max_concurrent_checks must be a whole number of 1 or more, got {cap!r}"
             )
         if self.admin_url is not None:
             set_(self, "admin_url", _base_url(self.admin_url, "admin_url"))
@@ -340,7 +352,8 @@ class KratosConfig:
         ``KRATOS_AAL_TIMEOUT``, ``KRATOS_AAL_APP_URL``, and for a shared cache
         ``KRATOS_AAL_CACHE_URL``, ``KRATOS_AAL_CACHE_KEY_SECRET``,
         ``KRATOS_AAL_CACHE_KEY_PREFIX`` and ``KRATOS_AAL_LOCAL_CACHE_TTL``, and
-        ``KRATOS_AAL_TRUSTED_ORIGINS`` (comma-separated); keyword *overrides* win.
+        ``KRATOS_AAL_TRUSTED_ORIGINS`` (comma-separated) and
+        ``KRATOS_AAL_MAX_CONCURRENT_CHECKS``; keyword *overrides* win.
 
         Raises:
             ConfigurationError: a variable is missing or wrong; the message names it.
@@ -362,6 +375,14 @@ class KratosConfig:
             values["trusted_origins"] = [
                 item for item in env["KRATOS_AAL_TRUSTED_ORIGINS"].split(",") if item.strip()
             ]
+        for name, key in _ENV_INTEGERS.items():
+            if env.get(name):
+                try:
+                    values[key] = int(env[name])
+                except ValueError:
+                    raise ConfigurationError(
+                        f"{name} must be a whole number, got {env[name]!r}"
+                    ) from None
         values.update(overrides)
         if "public_url" not in values:
             raise ConfigurationError("KRATOS_PUBLIC_URL is not set: set it to Kratos's public URL")
@@ -396,8 +417,11 @@ _ENV_NUMBERS = {
     "KRATOS_AAL_TIMEOUT": "timeout",
     "KRATOS_AAL_LOCAL_CACHE_TTL": "local_cache_ttl",
 }
+_ENV_INTEGERS = {
+    "KRATOS_AAL_MAX_CONCURRENT_CHECKS": "max_concurrent_checks",
+}
 _ENV_NAMES = {
-    **{v: k for k, v in {**_ENV_STRINGS, **_ENV_NUMBERS}.items()},
+    **{v: k for k, v in {**_ENV_STRINGS, **_ENV_NUMBERS, **_ENV_INTEGERS}.items()},
     "trusted_origins": "KRATOS_AAL_TRUSTED_ORIGINS",
 }
 CONFIG_FIELDS = tuple(f.name for f in fields(KratosConfig))

@@ -160,12 +160,15 @@ def _status_class(status: int | None) -> str:
 def _span_attributes(request: httpx.Request, endpoint: str) -> dict[str, Any]:
     url = request.url
     port = url.port or (443 if url.scheme == "https" else 80)
-    # Scheme, host, port and path only: no user info, no query (Kratos's own parameters
-    # are harmless, but a query is where secrets hide), and no header at all.
+    route = _route(request, endpoint)
+    # Scheme, host, port and the path's template only: no user info, no query (Kratos's
+    # own parameters are harmless, but a query is where secrets hide), no identity id
+    # (an admin call's path names one: the template names the endpoint instead), and no
+    # header at all.
     return {
         "http.request.method": request.method,
-        "url.full": f"{url.scheme}://{url.host}:{port}{url.path}",
-        "url.template": _route(request, endpoint),
+        "url.full": f"{url.scheme}://{url.host}:{port}{route}",
+        "url.template": route,
         "server.address": url.host,
         "server.port": port,
         "kratos_aal.endpoint": endpoint,

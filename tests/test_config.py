@@ -21,6 +21,7 @@ def test_defaults_and_normalisation() -> None:
         10_000,
     )
     assert config.admin_url is None and config.app_url is None
+    assert config.max_concurrent_checks == 64
     prefixed = KratosConfig(
         public_url="http://kratos:4433", browser_url="https://example.com/kratos/"
     )
@@ -66,6 +67,11 @@ def test_admin_token_is_never_shown() -> None:
             {"admin_url": "http://a", "admin_token": " "}, "admin_token", id="token-blank"
         ),
         pytest.param({"app_url": "example.com"}, "app_url", id="app-url"),
+        pytest.param({"max_concurrent_checks": 0}, "max_concurrent_checks", id="cap-zero"),
+        pytest.param({"max_concurrent_checks": -3}, "max_concurrent_checks", id="cap-negative"),
+        pytest.param({"max_concurrent_checks": 2.0}, "max_concurrent_checks", id="cap-float"),
+        pytest.param({"max_concurrent_checks": "8"}, "max_concurrent_checks", id="cap-string"),
+        pytest.param({"max_concurrent_checks": True}, "max_concurrent_checks", id="cap-bool"),
     ],
 )
 def test_bad_values_name_the_setting(kwargs: dict[str, Any], setting: str) -> None:
@@ -85,8 +91,10 @@ def test_from_env() -> None:
         "KRATOS_AAL_CACHE_TTL": "12.5",
         "KRATOS_AAL_TIMEOUT": "1",
         "KRATOS_AAL_APP_URL": "https://app.example",
+        "KRATOS_AAL_MAX_CONCURRENT_CHECKS": "12",
     }
     config = KratosConfig.from_env(env)
+    assert config.max_concurrent_checks == 12
     assert config.browser_url == "http://127.0.0.1:4455/kratos"
     assert (config.cookie_name, config.cache_ttl, config.timeout) == ("ory_session_slug", 12.5, 1.0)
     assert (config.admin_url, config.admin_token, config.app_url) == (
@@ -110,6 +118,14 @@ def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"KRATOS_PUBLIC_URL": "http://k", "KRATOS_AAL_CACHE_TTL": "soon"}, "KRATOS_AAL_CACHE_TTL"),
         ({"KRATOS_PUBLIC_URL": "http://k", "KRATOS_AAL_CACHE_TTL": "-1"}, "KRATOS_AAL_CACHE_TTL"),
         ({"KRATOS_PUBLIC_URL": "http://k", "KRATOS_BROWSER_URL": "nope"}, "KRATOS_BROWSER_URL"),
+        (
+            {"KRATOS_PUBLIC_URL": "http://k", "KRATOS_AAL_MAX_CONCURRENT_CHECKS": "1.5"},
+            "KRATOS_AAL_MAX_CONCURRENT_CHECKS",
+        ),
+        (
+            {"KRATOS_PUBLIC_URL": "http://k", "KRATOS_AAL_MAX_CONCURRENT_CHECKS": "0"},
+            "KRATOS_AAL_MAX_CONCURRENT_CHECKS",
+        ),
     ],
 )
 def test_from_env_errors_name_the_variable(env: dict[str, str], name: str) -> None:

@@ -8,10 +8,12 @@ and a system clock that steps back.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -92,9 +94,94 @@ async def test_async_client_pools_within_one_loop(served: tuple[FakeKratos, str]
     credentials = cookie(fake)
     for _ in range(3):
         assert (await client.check(credentials, "aal2", APP)).allowed
-    assert len(client._per_loop) == 1  # one pool for this loop, reused
+    assert len(client._loops) == 1  # one pool for this loop, reused
     await client.aclose()
-    assert len(client._per_loop) == 0
+    assert len(client._loops) == 0
+
+
+def _pool_of_running_loop(client: AsyncKratosClient) -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    pools = getattr(loop, kratos_aal._client._POOLS)
+    return pools[client][0]  # type: ignore[no-any-return]
+
+
+def test_loops_and_pools_are_freed_when_each_loop_ends(served: tuple[FakeKratos, str]) -> None:
+    # Django's WSGI handler runs each async view on a loop of its own (asyncio.run in
+    # async_to_sync): a pool kept past its loop held that loop, ~0.8 MB a request.
+    fake, url = served
+    client = AsyncKratosClient(KratosConfig(public_url=url))
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+    pools: list[weakref.ref[httpx.AsyncClient]] = []
+    kept: list[httpx.AsyncClient] = []
+
+    async def one(index: int) -> None:
+        credentials = Credentials(cookie=f"random-{index}")
+        assert await client.whoami(credentials) is None  # a real exchange on the pool
+        http = _pool_of_running_loop(client)
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        pools.append(weakref.ref(http))
+        if index < 3:
+            kept.append(http)
+
+    for index in range(40):
+        asyncio.run(one(index))
+    gc.collect()
+    assert [ref for ref in loops if ref() is not None] == []
+    assert [ref for ref in pools[3:] if ref() is not None] == []
+    # Closed on their own loop when it shut down (no unclosed transport warns later).
+    assert all(http.is_closed for http in kept)
+    assert len(client._loops) == 0
+    assert fake.calls[WHOAMI] == 40
+
+
+def test_a_pool_goes_with_its_client_on_a_loop_that_lives_on() -> None:
+    # uvicorn's one loop outlives clients made and dropped (tests, reloads): the
+    # loop holds its pools only as long as their client lives, and closes them.
+    fake = FakeKratos(whoami_required_aal="aal1")
+    session = fake.session("aal2")
+
+    async def main() -> None:
+        with serve(fake) as url:
+            clients = [AsyncKratosClient(KratosConfig(public_url=url)) for _ in range(3)]
+            pools = []
+            for client in clients:
+                assert await client.whoami(Credentials(cookie=session.cookie)) is not None
+                pools.append(_pool_of_running_loop(client))
+            refs = [weakref.ref(client) for client in clients]
+            del clients, client
+            gc.collect()
+            assert [ref for ref in refs if ref() is not None] == []
+            assert len(getattr(asyncio.get_running_loop(), kratos_aal._client._POOLS)) == 0
+            for _ in range(10):  # the loop closes each dropped pool in a task of its own
+                await asyncio.sleep(0)
+            assert all(http.is_closed for http in pools)
+
+    asyncio.run(main())
+
+
+def test_a_loop_that_takes_no_attribute_gets_a_client_per_exchange(
+    served: tuple[FakeKratos, str],
+) -> None:
+    class Slotted(asyncio.SelectorEventLoop):
+        def __setattr__(self, name: str, value: Any) -> None:
+            if name == kratos_aal._client._POOLS:
+                raise AttributeError(name)
+            super().__setattr__(name, value)
+
+    fake, url = served
+    client = AsyncKratosClient(KratosConfig(public_url=url, cache_ttl=0))
+    credentials = cookie(fake)
+    loop = Slotted()
+    try:
+        for _ in range(2):
+            decision = loop.run_until_complete(client.check(credentials, "aal2", APP))
+            assert decision.outcome is Outcome.ALLOW
+        assert len(client._loops) == 0
+        assert not hasattr(loop, kratos_aal._client._POOLS)
+        loop.run_until_complete(client.aclose())
+    finally:
+        loop.close()
+    assert fake.calls[WHOAMI] == 2
 
 
 def _starlette_app(url: str) -> Starlette:
@@ -329,6 +416,76 @@ async def test_timeout_bounds_the_exchange_async(dripper: Dripper) -> None:
     await client.aclose()
     assert decision.outcome is Outcome.UNAVAILABLE
     assert took < 3
+
+
+def _exchange_threads() -> int:
+    return sum(t.name == "kratos-aal-exchange" for t in threading.enumerate())
+
+
+def _settled(count: Callable[[], int], at_most: int, limit: float = 15.0) -> int:
+    """Poll *count* until it is *at_most* or *limit* seconds pass; return the last count."""
+    deadline = time.monotonic() + limit
+    seen = count()
+    while seen > at_most and time.monotonic() < deadline:
+        time.sleep(0.05)
+        seen = count()
+    return seen
+
+
+def test_idle_exchange_threads_retire_after_a_while() -> None:
+    exchanges = kratos_aal._client._Exchanges(keep=8, linger=0.05)
+    before = {t.ident for t in threading.enumerate()}
+    done = [threading.Event() for _ in range(5)]
+    gate = threading.Event()
+
+    def job(event: threading.Event) -> Callable[[], None]:
+        def run() -> None:
+            gate.wait(10)
+            event.set()
+
+        return run
+
+    for event in done:
+        exchanges.submit(job(event))
+    gate.set()
+    assert all(event.wait(10) for event in done)
+
+    def ours() -> int:
+        return sum(t.ident not in before for t in threading.enumerate())
+
+    assert _settled(ours, 0) == 0  # five at once, none left once idle for a while
+    assert exchanges._idle == 0
+    again = threading.Event()
+    exchanges.submit(again.set)  # and a new one starts when needed
+    assert again.wait(10)
+
+
+def test_a_dripped_answer_leaves_no_thread_reading(dripper: Dripper) -> None:
+    # The drip lasts a minute or more, far past the request's 503: the exchange thread
+    # must stop reading with its request, not when Kratos is done dripping.
+    client = KratosClient(KratosConfig(public_url=dripper.url, timeout=0.3, cache_ttl=0))
+    workers = 10
+
+    def batch(requests: int) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+
+        def work(index: int) -> None:
+            for n in range(requests):
+                credentials = Credentials(cookie=f"drip-{index}-{n}")
+                outcomes.append(client.check(credentials, "aal2", APP).outcome)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        return outcomes
+
+    assert set(batch(1)) == {Outcome.UNAVAILABLE}  # warm-up: the exchange threads exist
+    start = _settled(_exchange_threads, workers)
+    assert batch(10) == [Outcome.UNAVAILABLE] * 100
+    assert _settled(_exchange_threads, start) <= start
+    client.close()
 
 
 # ------------------------------------------------------ max_age with methods (item 7)

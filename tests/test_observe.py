@@ -401,7 +401,7 @@ def test_endpoint_labels_and_admin_template(otel: Otel) -> None:
     request = httpx.Request("GET", "http://k:4434/admin/identities/abc?include_credential=totp")
     assert _observe.endpoint_of(request) == "second_factor"
     attributes = _observe._span_attributes(request, "second_factor")
-    assert attributes["url.full"] == "http://k:4434/admin/identities/abc"
+    assert attributes["url.full"] == "http://k:4434/admin/identities/{id}"
     assert attributes["url.template"] == "/admin/identities/{id}"
     logout = httpx.Request("GET", "https://k/self-service/logout/browser")
     assert _observe.endpoint_of(logout) == "logout"
@@ -495,3 +495,28 @@ def test_a_cross_origin_refusal_is_counted_and_audited(otel: Otel, audit: Audit)
     request = WebRequest("POST", "http", "x", "/", headers={"sec-fetch-site": "same-site"})
     config = KratosConfig("http://kratos:4433")
     assert refuse_cross_origin(request, Credentials(cookie="abc"), config) is not None
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_admin_calls_name_no_identity_in_any_span_attribute(otel: Otel, mode: str) -> None:
+    from kratos_aal import Credentials
+
+    fake = FakeKratos(whoami_required_aal="aal1")
+    session = fake.session("aal1", totp=True)  # aal1 with a second factor: the admin probe
+    identity_id = session.identity.id
+    credentials = Credentials(cookie=session.cookie)
+    if mode == "sync":
+        with fake.client(admin_url=fake.admin_url) as client:
+            decision = client.check(credentials, "aal2")
+    else:
+        async with fake.async_client(admin_url=fake.admin_url) as client:
+            decision = await client.check(credentials, "aal2")
+    assert decision.outcome.value == "step_up"
+    spans = otel.spans.get_finished_spans()
+    admin = [s for s in spans if (s.attributes or {}).get("kratos_aal.endpoint") == "second_factor"]
+    assert len(admin) == 1
+    assert admin[0].attributes is not None
+    assert admin[0].attributes["url.full"] == f"{fake.admin_url}/admin/identities/{{id}}"
+    for span in spans:
+        texts = [span.name, *(f"{k}={v!s}" for k, v in (span.attributes or {}).items())]
+        assert [t for t in texts if identity_id in t or session.cookie in t] == []

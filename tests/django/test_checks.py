@@ -148,6 +148,7 @@ def test_every_config_field_has_a_key(settings: SettingsWrapper) -> None:
         "ADMIN_URL": "http://kratos:4434",
         "ADMIN_TOKEN": "ory_pat_t",
         "APP_URL": "https://example.com",
+        "MAX_CONCURRENT_CHECKS": 7,
     }
     config = get().config
     assert (config.timeout, config.cache_ttl, config.cache_maxsize, config.admin_token) == (
@@ -156,6 +157,7 @@ def test_every_config_field_has_a_key(settings: SettingsWrapper) -> None:
         5,
         "ory_pat_t",
     )
+    assert config.max_concurrent_checks == 7
 
 
 def test_decorators_use_the_settings(settings: SettingsWrapper) -> None:

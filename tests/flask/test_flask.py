@@ -298,10 +298,15 @@ def test_init_app_later(fake_kratos: FakeKratos, client: KratosClient) -> None:
 
 def test_settings_made_from_config() -> None:
     app = Flask(__name__)
-    app.config["KRATOS_AAL"] = {"PUBLIC_URL": KRATOS, "COOKIE_NAME": "ory_session_x"}
+    app.config["KRATOS_AAL"] = {
+        "PUBLIC_URL": KRATOS,
+        "COOKIE_NAME": "ory_session_x",
+        "MAX_CONCURRENT_CHECKS": 6,
+    }
     KratosAAL(app)
     state = app.extensions["kratos_aal"]
     assert state.config.cookie_name == "ory_session_x"
+    assert state.config.max_concurrent_checks == 6
     state.client.close()
 
 
@@ -313,6 +318,11 @@ def test_settings_made_from_config() -> None:
         pytest.param({}, "['PUBLIC_URL'] is not set", id="no-public-url"),
         pytest.param({"PUBLIC_URL": KRATOS, "RULEZ": {}}, "did you mean 'RULES'", id="typo"),
         pytest.param({"PUBLIC_URL": "kratos"}, "['PUBLIC_URL']", id="bad-url"),
+        pytest.param(
+            {"PUBLIC_URL": KRATOS, "MAX_CONCURRENT_CHECKS": 0},
+            "['MAX_CONCURRENT_CHECKS']",
+            id="bad-cap",
+        ),
         pytest.param({"PUBLIC_URL": KRATOS, "RULES": {"billing": "aal2"}}, "RULES", id="bad-glob"),
         pytest.param(
             {"PUBLIC_URL": KRATOS, "USER_FIELDS": {}}, "'USER_FIELDS'] is not", id="django-only"

@@ -307,7 +307,7 @@ def test_lifespan_closes_the_client_the_middleware_made(fake: FakeKratos) -> Non
         stack: Any = app.middleware_stack
         middleware = stack.app  # ServerErrorMiddleware wraps ours
         assert isinstance(middleware, KratosAALMiddleware)
-    assert len(middleware.client._per_loop) == 0
+    assert len(middleware.client._loops) == 0
 
 
 async def test_hop_cookie_stays_on_pages_that_did_not_check(client: httpx.AsyncClient) -> None:
