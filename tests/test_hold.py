@@ -434,7 +434,8 @@ def _settled(count: Callable[[], int], at_most: int, limit: float = 15.0) -> int
 
 def test_idle_exchange_threads_retire_after_a_while() -> None:
     exchanges = kratos_aal._client._Exchanges(keep=8, linger=0.05)
-    before = {t.ident for t in threading.enumerate()}
+    # Thread objects, not idents: a new thread may reuse the ident of one that ended.
+    before = set(threading.enumerate())
     done = [threading.Event() for _ in range(5)]
     gate = threading.Event()
 
@@ -451,10 +452,10 @@ def test_idle_exchange_threads_retire_after_a_while() -> None:
     assert all(event.wait(10) for event in done)
 
     def ours() -> int:
-        return sum(t.ident not in before for t in threading.enumerate())
+        return sum(t not in before for t in threading.enumerate())
 
     assert _settled(ours, 0) == 0  # five at once, none left once idle for a while
-    assert exchanges._idle == 0
+    assert _settled(lambda: exchanges._idle, 0) == 0
     again = threading.Event()
     exchanges.submit(again.set)  # and a new one starts when needed
     assert again.wait(10)
