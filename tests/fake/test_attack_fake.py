@@ -1,0 +1,79 @@
+"""An attacker's pass on FakeKratos (issue 24): hostile input a user's app or tests may send.
+
+Each docstring names the Kratos source at v26.2.0 or the ``BEHAVIOR.md`` section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from kratos_aal.testing import FakeClock, FakeKratos, FakeSession
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+@pytest.fixture
+def fake() -> FakeKratos:
+    return FakeKratos(clock=FakeClock(frozen=True))
+
+
+@pytest.fixture
+def public(fake: FakeKratos) -> Iterator[httpx.Client]:
+    with httpx.Client(transport=fake.transport(), base_url=fake.public_url) as client:
+        yield client
+
+
+@pytest.fixture
+def logged_in(fake: FakeKratos) -> FakeSession:
+    return fake.session(identity=fake.create_identity(email="a@x.test"))
+
+
+def _cookie(session: FakeSession) -> dict[str, str]:
+    return {**BROWSER, "Cookie": f"{session.cookie_name}={session.cookie}"}
+
+
+@pytest.mark.parametrize(
+    "path", ["/self-service/login/browser", "/self-service/registration/browser"]
+)
+def test_relative_return_to_is_redirected_to_as_an_absolute_url(
+    public: httpx.Client, logged_in: FakeSession, fake: FakeKratos, path: str
+) -> None:
+    """``x/redir/secure_redirect.go``: a relative return_to takes the default return URL's
+    scheme and host, and the redirect goes to that absolute URL (BEHAVIOR.md "return_to
+    validation"). Sent back as is, ``/\\evil.example`` is read by browsers as
+    ``//evil.example``: an open redirect."""
+    response = public.get(path, params={"return_to": "/\\evil.example"}, headers=_cookie(logged_in))
+    assert response.status_code == 303
+    location = response.headers["location"]
+    assert location.startswith("http://127.0.0.1:4433/"), location
+
+
+def test_return_to_after_logout_is_absolute(public: httpx.Client, logged_in: FakeSession) -> None:
+    """``selfservice/flow/logout/handler.go`` completes through ``SecureRedirectTo``: the
+    relative return_to comes back absolute, on the default return URL's host."""
+    headers = _cookie(logged_in)
+    url = public.get(
+        "/self-service/logout/browser",
+        params={"return_to": "/\\evil.example"},
+        headers={**headers, "Accept": "application/json"},
+    ).json()["logout_url"]
+    response = public.get(url, headers=headers)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("http://127.0.0.1:4433/")
+
+
+@pytest.mark.parametrize("value", ["\x00", "/ok\x7f", "/a\x01b"])
+def test_control_characters_in_return_to_are_refused(
+    public: httpx.Client, logged_in: FakeSession, value: str
+) -> None:
+    """Go's ``url.Parse`` refuses control characters ("invalid control character in
+    URL"), so ``SecureRedirectTo`` answers 400. The fake used to put the raw byte in a
+    Location header, which httpx (and uvicorn) cannot send: the user's test crashed."""
+    for path in ("/self-service/login/browser", "/self-service/registration/browser"):
+        escaped = "".join(f"%{byte:02X}" for byte in value.encode())
+        response = public.get(f"{path}?return_to={escaped}", headers=_cookie(logged_in))
+        assert response.status_code == 303
+        assert "/ui/error?id=" in response.headers["location"]
