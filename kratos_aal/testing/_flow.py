@@ -53,7 +53,24 @@ class _Flows(_Sessions):
     _settings_nodes: Callable[[_Flow], list[dict[str, Any]]]
     _registration_nodes: Callable[[_Flow], list[dict[str, Any]]]
 
+    def _return_to_url(self, value: str) -> str:
+        """Return *value* as Kratos redirects to it: a relative one made absolute.
+
+        ``x/redir/secure_redirect.go`` gives a relative return_to the default return URL's
+        scheme and host; sent back as is, ``/\\evil.example`` reads as ``//evil.example``.
+        """
+        target = urlsplit(value)
+        if target.scheme:
+            return value
+        default = urlsplit(self.default_return_url)
+        path = target.path.replace("\\", "%5C")
+        return target._replace(
+            scheme=default.scheme, netloc=target.netloc or default.netloc, path=path
+        ).geturl()
+
     def _allowed_return_to(self, value: str) -> bool:
+        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+            return False  # Go's url.Parse: "invalid control character in URL"
         try:
             target = urlsplit(value)
             if not target.scheme:

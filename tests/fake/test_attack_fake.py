@@ -77,3 +77,19 @@ def test_control_characters_in_return_to_are_refused(
         response = public.get(f"{path}?return_to={escaped}", headers=_cookie(logged_in))
         assert response.status_code == 303
         assert "/ui/error?id=" in response.headers["location"]
+
+
+def test_logout_completion_checks_return_to(public: httpx.Client, logged_in: FakeSession) -> None:
+    """``selfservice/flow/logout/handler.go`` completeLogout redirects through
+    ``SecureRedirectTo``: a return_to added to the logout URL afterwards is checked
+    against the allow-list, not followed."""
+    headers = _cookie(logged_in)
+    url = public.get(
+        "/self-service/logout/browser", headers={**headers, "Accept": "application/json"}
+    ).json()["logout_url"]
+    response = public.get(url + "&return_to=https%3A%2F%2Fevil.example%2F", headers=headers)
+    assert response.status_code == 303
+    assert "/ui/error?id=" in response.headers["location"]
+    # As in Kratos, the session was revoked before the return_to was checked.
+    assert response.headers["set-cookie"].startswith(f"{logged_in.cookie_name}=;")
+    assert public.get("/sessions/whoami", headers=headers).status_code == 401
