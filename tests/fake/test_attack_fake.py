@@ -93,3 +93,39 @@ def test_logout_completion_checks_return_to(public: httpx.Client, logged_in: Fak
     # As in Kratos, the session was revoked before the return_to was checked.
     assert response.headers["set-cookie"].startswith(f"{logged_in.cookie_name}=;")
     assert public.get("/sessions/whoami", headers=headers).status_code == 401
+
+
+def test_stored_errors_are_bounded(monkeypatch: pytest.MonkeyPatch, public: httpx.Client) -> None:
+    """Kratos keeps errors in its database and ``kratos cleanup sql`` removes them; the
+    fake keeps them in memory, so a long-running ``kratos-aal fake`` keeps only the
+    newest: every refused browser request used to add one for good."""
+    monkeypatch.setattr("kratos_aal.testing._errors._MAX_ERRORS", 3, raising=False)
+    bad = {"return_to": "https://evil.example/"}
+    ids = [
+        public.get("/self-service/login/browser", params=bad, headers=BROWSER)
+        .headers["location"]
+        .rsplit("=", 1)[1]
+        for _ in range(5)
+    ]
+    answers = [public.get("/self-service/errors", params={"id": i}).status_code for i in ids]
+    assert answers == [404, 404, 200, 200, 200]
+
+
+def test_long_expired_flows_are_dropped(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeKratos, public: httpx.Client
+) -> None:
+    """Kratos answers an expired flow with 410 (``selfservice/flow/login/handler.go``) until
+    ``kratos cleanup sql`` deletes it. The fake keeps flows in memory: every GET of
+    ``/self-service/login/browser`` used to add one for good. It now drops flows an hour
+    after they expired, so a long-running fake's memory stays bounded."""
+    monkeypatch.setattr("kratos_aal.testing._flow._SWEEP_EVERY", 2, raising=False)
+    json_headers = {"Accept": "application/json"}
+    old = public.get("/self-service/login/browser", headers=json_headers).json()["id"]
+    fake.clock.advance(fake.login_lifespan + 1)
+    gone_410 = public.get("/self-service/login/flows", params={"id": old})
+    assert gone_410.status_code == 410
+    fake.clock.advance(3600)
+    for _ in range(2):
+        public.get("/self-service/login/browser", headers=json_headers)
+    assert public.get("/self-service/login/flows", params={"id": old}).status_code == 404
+    assert len(fake._flows) == 2
