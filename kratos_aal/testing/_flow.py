@@ -27,6 +27,11 @@ _ORIGIN_IN_API_FLOW = (
     " CSRF, the request has been blocked. Please consult the documentation."
 )
 
+#: Kratos keeps flows in its database until ``kratos cleanup sql``; the fake drops them
+#: from memory an hour after they expired, looking every this many new flows.
+_SWEEP_EVERY = 1024
+_EXPIRED_KEPT = timedelta(hours=1)
+
 #: The replacement of an expired flow says why (text/id.go 4010001, 4050001).
 _EXPIRED_MESSAGE = {
     "login": (4010001, "The login flow expired {:.2f} minutes ago, please try again."),
@@ -136,6 +141,10 @@ class _Flows(_Sessions):
             **values,
         )
         self._flows[flow.id] = flow
+        self._flows_made += 1
+        if self._flows_made % _SWEEP_EVERY == 0:
+            for stale in [f.id for f in self._flows.values() if f.expires_at + _EXPIRED_KEPT < now]:
+                del self._flows[stale]
         return flow
 
     def _csrf_cookie(self, flow: _Flow) -> list[str]:
