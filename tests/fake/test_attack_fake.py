@@ -129,3 +129,26 @@ def test_long_expired_flows_are_dropped(
         public.get("/self-service/login/browser", headers=json_headers)
     assert public.get("/self-service/login/flows", params={"id": old}).status_code == 404
     assert len(fake._flows) == 2
+
+
+@pytest.mark.parametrize(
+    ("allowed", "return_to"),
+    [
+        (None, "http://evil.example\\@127.0.0.1:4433/"),
+        (None, "http://evil.example\\@localhost:8000/"),
+        (["https://*.example.com/"], "https://evil.com\\.example.com/"),
+        (["https://app.test/"], "https://evil.com\\@app.test/"),
+        (["https://*.example.com/"], "https://evil.com%5C.example.com/"),
+    ],
+)
+def test_backslash_in_return_to_host_is_refused(allowed: list[str] | None, return_to: str) -> None:
+    """Go's ``url.Parse`` (``x/redir/secure_redirect.go``) refuses a backslash in the
+    userinfo or host ("invalid userinfo", "invalid character in host name") and ASCII
+    %-escapes in the host, so Kratos answers 400. Browsers read the backslash as ``/``:
+    ``http://evil.example\\@127.0.0.1:4433/`` opens evil.example. The fake matched on
+    what follows the ``@`` or on the host's suffix, and allowed it."""
+    fake = FakeKratos(**({} if allowed is None else {"allowed_return_urls": allowed}))
+    with httpx.Client(transport=fake.transport(), base_url=fake.public_url) as client:
+        response = client.get("/self-service/login/api", params={"return_to": return_to})
+    assert response.status_code == 400
+    assert response.json()["error"]["id"] == "self_service_flow_return_to_forbidden"
