@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -31,6 +32,13 @@ _ORIGIN_IN_API_FLOW = (
 #: from memory an hour after they expired, looking every this many new flows.
 _SWEEP_EVERY = 1024
 _EXPIRED_KEPT = timedelta(hours=1)
+
+#: Go's url.Parse: what userinfo (validUserinfo) and host (shouldEscape, encodeHost) may
+#: hold; any other ASCII byte, a backslash above all, makes it refuse the URL.
+_GO_USERINFO = re.compile(r"[A-Za-z0-9\-._:~!$&'()*+,;=%\x80-\U0010ffff]*")
+_GO_HOST = re.compile(
+    r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:\[\]<>\"\x80-\U0010ffff]|%[89A-Fa-f][0-9A-Fa-f])*"
+)
 
 #: The replacement of an expired flow says why (text/id.go 4010001, 4050001).
 _EXPIRED_MESSAGE = {
@@ -85,6 +93,9 @@ class _Flows(_Sessions):
                     scheme=default.scheme, netloc=target.netloc or default.netloc
                 )
             target.port  # noqa: B018 (raises ValueError on a bad port)
+            userinfo, _, hostport = target.netloc.rpartition("@")
+            if not (_GO_USERINFO.fullmatch(userinfo) and _GO_HOST.fullmatch(hostport)):
+                return False
         except ValueError:
             return False
         # x/redir/secure_redirect.go compares the whole host, its port included; a
