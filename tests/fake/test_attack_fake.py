@@ -147,7 +147,7 @@ def test_backslash_in_return_to_host_is_refused(allowed: list[str] | None, retur
     %-escapes in the host, so Kratos answers 400. Browsers read the backslash as ``/``:
     ``http://evil.example\\@127.0.0.1:4433/`` opens evil.example. The fake matched on
     what follows the ``@`` or on the host's suffix, and allowed it."""
-    fake = FakeKratos(**({} if allowed is None else {"allowed_return_urls": allowed}))
+    fake = FakeKratos() if allowed is None else FakeKratos(allowed_return_urls=allowed)
     with httpx.Client(transport=fake.transport(), base_url=fake.public_url) as client:
         response = client.get("/self-service/login/api", params={"return_to": return_to})
     assert response.status_code == 400
