@@ -5,12 +5,13 @@ Each docstring names the Kratos source at v26.2.0 or the ``BEHAVIOR.md`` section
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from kratos_aal.testing import FakeClock, FakeKratos, FakeSession
+from kratos_aal.testing import FakeClock, FakeKratos, FakeSession, serve
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
@@ -152,3 +153,41 @@ def test_backslash_in_return_to_host_is_refused(allowed: list[str] | None, retur
         response = client.get("/self-service/login/api", params={"return_to": return_to})
     assert response.status_code == 400
     assert response.json()["error"]["id"] == "self_service_flow_return_to_forbidden"
+
+
+def _raw_status(url: str, request: bytes) -> bytes:
+    host, port = url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.split(b"\r\n", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("target", "host", "status"),
+    [
+        (b"/a%00b", b"127.0.0.1", b"404"),
+        (b"/health/alive", b"[::1", b"400"),
+        (b"/health/alive", b"evil/x", b"400"),
+        (b"/health/alive", b"127.0.0.1#x", b"400"),
+        (b"/health/a%6Cive", b"127.0.0.1", b"200"),
+    ],
+)
+def test_served_fake_answers_odd_request_lines_without_a_500(
+    target: bytes, host: bytes, status: bytes
+) -> None:
+    """Go's ``net/http`` routes on the request line's path and answers a malformed Host
+    header with "400 Bad Request: malformed Host header"; Kratos never 500s on either.
+    Served on a real port, the fake rebuilt a URL from the decoded path and the Host
+    header: a ``%00`` in the path or a ``[`` in the Host was a 500, and a ``/`` or ``#``
+    in the Host moved the path it routed on."""
+    with serve(FakeKratos()) as url:
+        line = _raw_status(
+            url, b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n"
+        )
+    assert line.split(b" ")[1] == status, line
