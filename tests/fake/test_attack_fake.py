@@ -5,6 +5,7 @@ Each docstring names the Kratos source at v26.2.0 or the ``BEHAVIOR.md`` section
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 
@@ -191,3 +192,35 @@ def test_served_fake_answers_odd_request_lines_without_a_500(
             url, b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n"
         )
     assert line.split(b" ")[1] == status, line
+
+
+def test_served_fake_keeps_no_more_than_the_body_limit() -> None:
+    """``cmd/daemon/serve.go`` wraps both ports in ``http.MaxBytesHandler`` (5 MB): Kratos
+    stops reading there. Served as an ASGI app, the fake read and kept the whole body (and
+    ``fake.requests`` held it), so one large upload grew a long-running fake without
+    bound. It still refuses the request as too large."""
+    fake = FakeKratos()
+    chunk = b"x" * (1024 * 1024)
+    chunks = 12
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        nonlocal chunks
+        chunks -= 1
+        return {"type": "http.request", "body": chunk, "more_body": chunks > 0}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/self-service/login",
+        "query_string": b"flow=x",
+        "headers": [(b"host", b"127.0.0.1:4433"), (b"content-type", b"application/json")],
+    }
+    asyncio.run(fake(scope, receive, send))
+    assert chunks == 0  # the whole body was drained
+    kept = len(fake.requests[-1].content)
+    assert kept <= 5 * 1024 * 1024 + 1, kept
+    assert sent[0]["status"] in (400, 413)
