@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from ._flow import _MAX_BODY
 from ._pages import _Pages
 from ._records import _WHOAMI_METHODS, FakeIdentity, FakeSession, Fault, _Reply
 
@@ -182,10 +183,13 @@ class FakeKratos(_Pages):
                     return
         if scope["type"] != "http":
             return
-        body = b""
+        # cmd/daemon/serve.go: http.MaxBytesHandler stops at 5 MB. Keeping one byte more
+        # lets handle() refuse the request as too large; the rest is drained, not kept.
+        body = bytearray()
         while True:
             message = await receive()
-            body += message.get("body", b"")
+            if len(body) <= _MAX_BODY:
+                body += message.get("body", b"")[: _MAX_BODY + 1 - len(body)]
             if not message.get("more_body"):
                 break
         host = dict(scope["headers"]).get(b"host", b"127.0.0.1").decode("latin-1")
@@ -198,7 +202,7 @@ class FakeKratos(_Pages):
                 scope["method"],
                 f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else ""),
                 headers=[(k, v) for k, v in scope["headers"]],
-                content=body,
+                content=bytes(body),
             )
         except httpx.InvalidURL:
             text = b"400 Bad Request: malformed Host header"
