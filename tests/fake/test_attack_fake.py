@@ -226,3 +226,17 @@ def test_served_fake_keeps_no_more_than_the_body_limit() -> None:
     kept = len(fake.requests[-1].content)
     assert kept <= 5 * 1024 * 1024 + 1, kept
     assert sent[0]["status"] == 400
+
+
+def test_demo_clock_page_redirects_to_an_absolute_return_to(
+    fake: FakeKratos, public: httpx.Client
+) -> None:
+    """The demo's clock control (not Kratos) sends the browser back to ``return_to``
+    after the allow-list check; like Kratos's redirects, a relative one goes out absolute,
+    so ``/\\evil.example`` does not leave the default return host."""
+    fake.demo_controls = True
+    response = public.post(
+        f"{fake.ui_url}/clock", data={"seconds": "1", "return_to": "/\\evil.example"}
+    )
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("http://127.0.0.1:4433/")
