@@ -15,6 +15,10 @@ from .._web import status_text as go_status_text
 from ._records import _NO_CACHE, Fault, _uuid, rfc3339
 from ._state import _State
 
+#: Kratos keeps errors in its database until ``kratos cleanup sql``; the fake keeps the
+#: newest in memory, so that a long-running ``kratos-aal fake`` stays bounded.
+_MAX_ERRORS = 10_000
+
 _CSRF_NO_COOKIE = "The HTTP Cookie Header is empty or not set."
 _CSRF_COOKIE_MISSING = "The HTTP Cookie Header was set but did not include the anti-CSRF cookie."
 _CSRF_TOKEN_NOT_SENT = (
@@ -174,6 +178,8 @@ class _Errors(_State):
             "created_at": now,
             "updated_at": now,
         }
+        while len(self._errors) > _MAX_ERRORS:
+            del self._errors[next(iter(self._errors))]
         return self._redirect(f"{self.ui_url}/error?id={error_id}")
 
     @staticmethod

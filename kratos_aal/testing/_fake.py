@@ -10,16 +10,24 @@ Each concern lives in the module named after Kratos's package for it; this one r
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from html import escape
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
+from ._flow import _MAX_BODY
 from ._pages import _Pages
 from ._records import _WHOAMI_METHODS, FakeIdentity, FakeSession, Fault, _Reply
+
+#: A Host header Go's net/http takes (httpguts.ValidHostHeader, less what would move the
+#: path of the URL the fake rebuilds); any other is "400 Bad Request: malformed Host header".
+_VALID_HOST = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@%]*|\[[0-9A-Fa-f:.]+\](?::[0-9]*)?")
+#: What the fake leaves unescaped when it puts the decoded ASGI path back into a URL.
+_PATH_SAFE = "/!$&'()*+,;=:@-._~"
 
 __all__ = ["FakeIdentity", "FakeKratos", "FakeSession", "FakeTransport", "Fault"]
 
@@ -175,21 +183,33 @@ class FakeKratos(_Pages):
                     return
         if scope["type"] != "http":
             return
-        body = b""
+        # cmd/daemon/serve.go: http.MaxBytesHandler stops at 5 MB. Keeping one byte more
+        # lets handle() refuse the request as too large; the rest is drained, not kept.
+        body = bytearray()
         while True:
             message = await receive()
-            body += message.get("body", b"")
+            if len(body) <= _MAX_BODY:
+                body += message.get("body", b"")[: _MAX_BODY + 1 - len(body)]
             if not message.get("more_body"):
                 break
         host = dict(scope["headers"]).get(b"host", b"127.0.0.1").decode("latin-1")
-        url = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
+        path = quote(f"{scope.get('root_path', '')}{scope['path']}", safe=_PATH_SAFE)
         query = scope.get("query_string", b"").decode("latin-1")
-        request = httpx.Request(
-            scope["method"],
-            url + (f"?{query}" if query else ""),
-            headers=[(k, v) for k, v in scope["headers"]],
-            content=body,
-        )
+        try:
+            if not _VALID_HOST.fullmatch(host):
+                raise httpx.InvalidURL(host)
+            request = httpx.Request(
+                scope["method"],
+                f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else ""),
+                headers=[(k, v) for k, v in scope["headers"]],
+                content=bytes(body),
+            )
+        except httpx.InvalidURL:
+            text = b"400 Bad Request: malformed Host header"
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
+            await send({"type": "http.response.start", "status": 400, "headers": headers})
+            await send({"type": "http.response.body", "body": text})
+            return
         if self.latency:
             await asyncio.sleep(self.latency)
         fault = self._take_fault(scope["path"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -25,6 +26,18 @@ _ORIGIN_IN_API_FLOW = (
     " as part of an AJAX request in a Browser. The flow however was initiated as an API"
     " request. To prevent potential misuse and mitigate several attack vectors including"
     " CSRF, the request has been blocked. Please consult the documentation."
+)
+
+#: Kratos keeps flows in its database until ``kratos cleanup sql``; the fake drops them
+#: from memory an hour after they expired, looking every this many new flows.
+_SWEEP_EVERY = 1024
+_EXPIRED_KEPT = timedelta(hours=1)
+
+#: Go's url.Parse: what userinfo (validUserinfo) and host (shouldEscape, encodeHost) may
+#: hold; any other ASCII byte, a backslash above all, makes it refuse the URL.
+_GO_USERINFO = re.compile(r"[A-Za-z0-9\-._:~!$&'()*+,;=%\x80-\U0010ffff]*")
+_GO_HOST = re.compile(
+    r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:\[\]<>\"\x80-\U0010ffff]|%[89A-Fa-f][0-9A-Fa-f])*"
 )
 
 #: The replacement of an expired flow says why (text/id.go 4010001, 4050001).
@@ -53,7 +66,24 @@ class _Flows(_Sessions):
     _settings_nodes: Callable[[_Flow], list[dict[str, Any]]]
     _registration_nodes: Callable[[_Flow], list[dict[str, Any]]]
 
+    def _return_to_url(self, value: str) -> str:
+        """Return *value* as Kratos redirects to it: a relative one made absolute.
+
+        ``x/redir/secure_redirect.go`` gives a relative return_to the default return URL's
+        scheme and host; sent back as is, ``/\\evil.example`` reads as ``//evil.example``.
+        """
+        target = urlsplit(value)
+        if target.scheme:
+            return value
+        default = urlsplit(self.default_return_url)
+        path = target.path.replace("\\", "%5C")
+        return target._replace(
+            scheme=default.scheme, netloc=target.netloc or default.netloc, path=path
+        ).geturl()
+
     def _allowed_return_to(self, value: str) -> bool:
+        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+            return False  # Go's url.Parse: "invalid control character in URL"
         try:
             target = urlsplit(value)
             if not target.scheme:
@@ -63,6 +93,9 @@ class _Flows(_Sessions):
                     scheme=default.scheme, netloc=target.netloc or default.netloc
                 )
             target.port  # noqa: B018 (raises ValueError on a bad port)
+            userinfo, _, hostport = target.netloc.rpartition("@")
+            if not (_GO_USERINFO.fullmatch(userinfo) and _GO_HOST.fullmatch(hostport)):
+                return False
         except ValueError:
             return False
         # x/redir/secure_redirect.go compares the whole host, its port included; a
@@ -119,6 +152,10 @@ class _Flows(_Sessions):
             **values,
         )
         self._flows[flow.id] = flow
+        self._flows_made += 1
+        if self._flows_made % _SWEEP_EVERY == 0:
+            for stale in [f.id for f in self._flows.values() if f.expires_at + _EXPIRED_KEPT < now]:
+                del self._flows[stale]
         return flow
 
     def _csrf_cookie(self, flow: _Flow) -> list[str]:

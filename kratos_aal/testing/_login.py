@@ -184,7 +184,7 @@ class _Login(_Flows):
             )
             if flow_type == "api" or self._is_json(request):
                 return response
-            return self._redirect(return_to or self.default_return_url)
+            return self._redirect(self._return_to_url(return_to or self.default_return_url))
         flow = self._new_flow(
             request,
             "login",
@@ -341,7 +341,7 @@ class _Login(_Flows):
                     cookies=[cookie],
                 )
             return self._redirect(target, [cookie])
-        destination = flow.return_to or self.default_return_url
+        destination = self._return_to_url(flow.return_to or self.default_return_url)
         if self._is_json(request):
             body = {
                 "session": self._session_json(record),

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 import httpx
 
 from ._messages import BAD_REQUEST
+from ._records import _Reply
 from ._registration import _Registration
 
 
@@ -55,10 +56,22 @@ class _Logout(_Registration):
         record.active = False
         # completeLogout: RegenerateToken sets a new anti-CSRF cookie.
         cookies = [self._clear_cookie(), self._new_csrf_cookie()]
+        return_to = request.url.params.get("return_to")
+        if return_to:
+            # completeLogout then redirects through SecureRedirectTo: the session is gone,
+            # and a return_to added to the logout URL is checked, a 400 when not allowed.
+            try:
+                self._check_return_to(request, return_to, api=self._accepts_json(request))
+            except _Reply as refused:
+                headers = [*refused.response.headers.multi_items()]
+                headers += [("Set-Cookie", cookie) for cookie in cookies]
+                status, content = refused.response.status_code, refused.response.content
+                return httpx.Response(status, headers=headers, content=content)
         if self._accepts_json(request):
             return httpx.Response(204, headers=[("Set-Cookie", c) for c in cookies])
         return self._redirect(
-            request.url.params.get("return_to") or self.default_return_url, cookies
+            self._return_to_url(return_to or self.default_return_url),
+            cookies,
         )
 
     def _logout_api(self, request: httpx.Request) -> httpx.Response:

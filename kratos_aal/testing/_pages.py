@@ -150,7 +150,9 @@ class _Pages(_Admin):
         self.clock.advance(max(0.0, min(seconds, 86400.0)))
         back = self._form(request).get("return_to", "")
         return self._redirect(
-            back if back and self._allowed_return_to(back) else self.default_return_url
+            self._return_to_url(back)
+            if back and self._allowed_return_to(back)
+            else self.default_return_url
         )
 
 

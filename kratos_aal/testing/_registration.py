@@ -51,7 +51,7 @@ class _Registration(_Settings):
             # registration/handler.go: a session means "already logged in".
             if flow_type == "browser" and not self._is_json(request):
                 return_to = request.url.params.get("return_to")
-                return self._redirect(return_to or self.default_return_url)
+                return self._redirect(self._return_to_url(return_to or self.default_return_url))
             response = self._error(
                 400,
                 "session_already_available",
@@ -126,7 +126,7 @@ class _Registration(_Settings):
             }
             return self._json(200, body)
         cookie = self._session_cookie(record, self._issue_cookie(record))
-        destination = flow.return_to or self.default_return_url
+        destination = self._return_to_url(flow.return_to or self.default_return_url)
         if self._is_json(request):
             body = {
                 "identity": self._identity_json(identity),

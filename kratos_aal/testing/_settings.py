@@ -233,10 +233,14 @@ class _Settings(_Login):
             body = self.flow_json(flow)
             if flow.return_to:
                 body["continue_with"] = [
-                    {"action": "redirect_browser_to", "redirect_browser_to": flow.return_to}
+                    {
+                        "action": "redirect_browser_to",
+                        "redirect_browser_to": self._return_to_url(flow.return_to),
+                    }
                 ]
             return self._json(200, body, cookies=[cookie])
-        return self._redirect(flow.return_to or f"{self.ui_url}/settings?flow={flow.id}", [cookie])
+        done_to = self._return_to_url(flow.return_to) if flow.return_to else None
+        return self._redirect(done_to or f"{self.ui_url}/settings?flow={flow.id}", [cookie])
 
     def _settings_profile_or_password(
         self, request: httpx.Request, flow: _Flow, form: dict[str, str], method: str

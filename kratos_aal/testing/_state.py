@@ -100,6 +100,7 @@ class _State:
         self._tokens: dict[str, str] = {}
         self._cookies: dict[str, tuple[str, datetime]] = {}
         self._flows: dict[str, _Flow] = {}
+        self._flows_made = 0
         self._errors: dict[str, dict[str, Any]] = {}
         self._faults: list[Fault] = []
         self._lock = threading.RLock()
