@@ -73,7 +73,7 @@ LOWEST_PYTHON ?= python3.10
 # this run; every behaviour test runs.
 test-lowest:
 	rm -f .venv-lowest/.installed
-	PYTEST_ADDOPTS="--deselect tests/test_fastpath.py::test_require_aal_makes_few_calls_over_an_empty_depends" \
+	PYTEST_ADDOPTS="$(PYTEST_ADDOPTS) --deselect tests/test_fastpath.py::test_require_aal_makes_few_calls_over_an_empty_depends" \
 	  $(MAKE) --no-print-directory suite RESOLVE=lowest-direct VENV=.venv-lowest \
 	  PYTHON=$(LOWEST_PYTHON) UNLOCKED_GROUPS="--group test"
 
