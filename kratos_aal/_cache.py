@@ -205,6 +205,10 @@ class AsyncFlights:
                 hit = recheck()
                 if hit is not MISSING:
                     return hit, True
+                # A loop closed under its load (without cancelling its tasks) never ends
+                # it: forgotten here, or one would be kept per such request.
+                for stale in [k for k, t in self._calls.items() if t.get_loop().is_closed()]:
+                    del self._calls[stale]
                 task = loop.create_task(_call(load))
                 # A task of another event loop cannot be awaited here: this one runs alone.
                 self._calls.setdefault(key, task)

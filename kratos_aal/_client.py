@@ -152,35 +152,54 @@ class _Calls:
     thread, a connection) each, until none is left for pages that need no Kratos at all.
     Counted per process, not per client: an app with two clients (a Flask extension and
     a WSGI middleware) has as many threads as one.
+
+    A call on an event loop is counted with its loop: a loop closed under it (closed
+    without cancelling its tasks, after the request gave up) never runs the call's end,
+    so its calls are no longer counted once the cap is reached.
     """
 
     def __init__(self) -> None:
         self._busy = 0
         self._lock = threading.Lock()
+        self._loops: dict[asyncio.AbstractEventLoop, int] = {}
 
-    def take(self, limit: int) -> None:
-        """Count one more call, when fewer than *limit* are under way.
+    def take(self, limit: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Count one more call (of *loop*), when fewer than *limit* are under way.
 
         Raises:
             KratosUnavailable: *limit* calls are under way already.
         """
         with self._lock:
             if self._busy >= limit:
+                for closed in [held for held in self._loops if held.is_closed()]:
+                    self._busy -= self._loops.pop(closed)
+            if self._busy >= limit:
                 raise KratosUnavailable(
                     f"{limit} calls to Kratos are under way already "
                     "(max_concurrent_checks): not waiting for another"
                 )
             self._busy += 1
+            if loop is not None:
+                self._loops[loop] = self._loops.get(loop, 0) + 1
 
-    def give(self) -> None:
+    def give(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Count one call fewer (one counted by :meth:`take` ended)."""
         with self._lock:
+            if loop is not None:
+                held = self._loops.get(loop)
+                if held is None:  # no longer counted: its loop was closed under it
+                    return
+                if held == 1:
+                    del self._loops[loop]
+                else:
+                    self._loops[loop] = held - 1
             self._busy -= 1
 
     def after_fork(self) -> None:
         """Start afresh in a forked child: the parent's calls never end there."""
         self._lock = threading.Lock()
         self._busy = 0
+        self._loops = {}
 
 
 _CALLS = _Calls()
@@ -721,7 +740,8 @@ class AsyncKratosClient(_BaseClient):
         return value
 
     async def _ask(self, effect: Fetch[T]) -> tuple[T, float]:
-        _CALLS.take(self.config.max_concurrent_checks)  # see KratosClient._ask
+        loop = asyncio.get_running_loop()
+        _CALLS.take(self.config.max_concurrent_checks, loop)  # see KratosClient._ask
         try:
             http = await self._http_client()
             if http is None:  # a loop that keeps no pool: a client for this exchange alone
@@ -729,7 +749,7 @@ class AsyncKratosClient(_BaseClient):
                     return await self._exchange(http, effect)
             return await self._exchange(http, effect)
         finally:
-            _CALLS.give()
+            _CALLS.give(loop)
 
     async def _exchange(self, http: httpx.AsyncClient, effect: Fetch[T]) -> tuple[T, float]:
         timeout = self.config.timeout

@@ -191,3 +191,29 @@ def test_a_forked_child_starts_with_every_slot_free(fake: FakeKratos) -> None:
         thread.join(WAIT)
         assert [d.outcome for d in result] == [Outcome.ALLOW]
     client.close()
+
+
+def test_a_loop_closed_under_a_call_gives_its_slot_back(fake: FakeKratos) -> None:
+    # A loop that is closed without cancelling its tasks (loop.run_until_complete, then
+    # loop.close(), where the request gave up first) never runs the call's end again:
+    # its slot was held for ever, and after max_concurrent_checks such loops every cache
+    # miss of the process was a 503.
+    stall = Stall(fake)
+    client = _async_client(fake, stall)
+
+    async def give_up(credentials: Credentials) -> None:
+        waiter = asyncio.ensure_future(client.check(credentials, "aal2"))
+        await asyncio.to_thread(stall.wait_entered, 1)
+        waiter.cancel()  # the request gives up; the call to Kratos goes on
+
+    for credentials in _cookies(fake, CAP):
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(give_up(credentials))
+        loop.close()
+
+    fresh = _in_thread(partial(asyncio.run, client.check(_cookies(fake, 1)[0], "aal2")))
+    stall.wait_entered(1)  # not refused: it reached Kratos
+    stall.release.set()
+    fresh[0].join(WAIT)
+    assert [d.outcome for d in fresh[1]] == [Outcome.ALLOW]
+    assert not client._flights._calls  # nor is what they left kept
