@@ -70,7 +70,8 @@ _HEX = frozenset(b"0123456789abcdef")
 _monotonic = time.monotonic
 
 
-#: ``listen(channel, on_message, on_subscribed, stop)``: deliver messages until *stop*.
+#: ``listen(channel, on_message, on_subscribed, stop)``: deliver messages until *stop*;
+#: *on_subscribed* once the store has taken the subscription (each time it is made again).
 Listen = Callable[[str, Callable[[bytes], None], Callable[[], None], threading.Event], None]
 
 
@@ -201,13 +202,18 @@ class RedisCache:
         on_subscribed: Callable[[], None],
         stop: threading.Event,
     ) -> None:
-        pubsub = self._listener.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]
+        pubsub = self._listener.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
         try:
             pubsub.subscribe(channel)
-            on_subscribed()
             while not stop.is_set():
                 message = pubsub.get_message(timeout=_POLL)
-                if message is not None and isinstance(message.get("data"), bytes):
+                if message is None:
+                    continue
+                if message.get("type") == "subscribe":
+                    # Only now are logouts heard: one published between SUBSCRIBE going
+                    # out and Redis taking it was lost, and so must be what we hold.
+                    on_subscribed()
+                elif message.get("type") == "message" and isinstance(message.get("data"), bytes):
                     on_message(message["data"])
         finally:
             pubsub.close()

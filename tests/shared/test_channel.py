@@ -107,10 +107,14 @@ def test_only_the_first_junk_is_a_warning(
 
 
 class SlowLink:
-    """A TCP proxy to Redis whose link pauses 0.3 s in the middle of any large reply."""
+    """A TCP proxy to Redis whose link pauses 0.3 s in the middle of any large reply.
 
-    def __init__(self, upstream: int) -> None:
+    With *hold*, a SUBSCRIBE on its way to Redis waits that many seconds first.
+    """
+
+    def __init__(self, upstream: int, hold: float = 0.0) -> None:
         self.upstream = upstream
+        self.hold = hold
         self.server = socket.create_server(("127.0.0.1", 0))
         self.url = f"redis://127.0.0.1:{self.server.getsockname()[1]}/0"
         self.stalls = 0
@@ -132,6 +136,8 @@ class SlowLink:
         sent = 0
         try:
             while data := source.recv(65536):
+                if not slow and self.hold and b"SUBSCRIBE" in data.upper():
+                    time.sleep(self.hold)
                 if slow and sent > 65536:
                     # Halfway through a large reply: longer than Redis's 0.1 s timeout.
                     time.sleep(0.3)
@@ -173,5 +179,30 @@ def test_a_large_message_over_a_slow_link_keeps_the_listener(
         assert tier._usable()
         assert not [r for r in caplog.records if "failed" in r.getMessage()]
     finally:
+        tier.close()
+        link.close()
+
+
+def test_what_is_held_is_dropped_once_redis_has_taken_the_subscription(
+    redis_server: RedisServer,
+) -> None:
+    # The drop of everything held (messages sent while not subscribed are lost) came as
+    # SUBSCRIBE went out, not when Redis took it: a logout published in between, on a
+    # slow link or a busy machine, reached nobody, and an entry cached meanwhile stayed.
+    link = SlowLink(redis_server.port, hold=0.5)
+    config = KratosConfig("http://kratos:4433", cache_url=link.url, cache_key_secret=SECRET)
+    recorder = Recorder()
+    tier = _shared.SharedTier(config, _shared.RedisCache(link.url), recorder.keep, recorder.drop)
+    publisher = redis_server.client()
+    try:
+        tier._listen()
+        assert recorder.wait_for(1) == [None]
+        name = "kratos-aal:s:" + "2" * 40
+        with tier._lock:
+            tier._names[name] = b"local-key"
+        assert publisher.publish(tier.channel, name) == 1  # one listener hears it
+        assert recorder.wait_for(2) == [None, b"local-key"]
+    finally:
+        publisher.close()
         tier.close()
         link.close()
