@@ -33,6 +33,9 @@ Send = Callable[[Message], Awaitable[None]]
 #: the request: a plain list, made a guard only if the response is an event stream.
 GUARD_KEY = "kratos_aal.live"
 EVENT = "kratos-aal"
+#: The close code where a server refuses to send 1008 (Daphne): "policy violation" in the
+#: range of codes left to applications.
+DAPHNE_CODE = 4008
 _EVENT_STREAM = b"text/event-stream"
 
 
@@ -201,5 +204,12 @@ class Guard:
                 "body": sse_event(decision, target),
                 "more_body": False,
             }
-        with contextlib.suppress(Exception):  # the client went away first: nothing to end
+        try:
             await self.send(message)
+        except Exception:
+            if message["type"] != "websocket.close":
+                return  # the client went away first: nothing left to end
+            # Daphne (autobahn) sends no 1008 of a server's own, nor any reason: the code
+            # applications may use, 4008, says the same there.
+            with contextlib.suppress(Exception):  # or the client went away first
+                await self.send({"type": "websocket.close", "code": DAPHNE_CODE})

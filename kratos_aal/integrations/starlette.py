@@ -46,7 +46,7 @@ from .._web import (
     return_to,
 )
 from ..exceptions import KratosUnavailable, StepUpRequired
-from ._asgi_live import GUARD_KEY, Guard, event_stream
+from ._asgi_live import GUARD_KEY, Guard
 from ._loop import alinked
 
 __all__ = [
@@ -254,7 +254,7 @@ class KratosAALMiddleware:
                 # Allowed from the cache and no hop cookie to clear: nothing to relay (a
                 # denial a dependency raises below is answered by its app: deny_in_scope),
                 # but an event stream is watched while open (SPEC §5c).
-                watch = functools.partial(_watch, scope, send, asyncio.current_task())
+                watch = functools.partial(_watch, scope, send)
                 try:
                     await self.app(scope, receive, watch)
                 except KratosDenied as denied:
@@ -266,7 +266,7 @@ class KratosAALMiddleware:
                     if type(scope.get(GUARD_KEY)) is Guard:
                         await scope[GUARD_KEY].end()
                 return
-        relay = _Relay(scope, send, asyncio.current_task())
+        relay = _Relay(scope, send)
         try:
             await self.app(scope, receive, relay)
         except KratosDenied as denied:
@@ -427,21 +427,23 @@ def _session_of(scope: Scope) -> Session | None:
     return session if isinstance(session, Session) else None
 
 
-def _stream(scope: Scope, send: Send, task: asyncio.Task[Any] | None) -> Guard | None:
-    """Make the guard of an event stream that a rule, decorator or dependency allowed."""
+def _stream(scope: Scope, send: Send) -> Guard | None:
+    """Make the guard of an event stream that a rule, decorator or dependency allowed.
+
+    Its stop cancels the task that sends the stream: the app's own, or a task of its (as
+    Starlette's ``StreamingResponse`` runs one), whose end ends the response too.
+    """
     allowed = scope.get(GUARD_KEY)
     middleware = scope.get(SCOPE_KEY)
     if not isinstance(allowed, list) or not isinstance(middleware, KratosAALMiddleware):
         return None
-    guard = scope[GUARD_KEY] = middleware._guard(scope, send, task)
+    guard = scope[GUARD_KEY] = middleware._guard(scope, send, asyncio.current_task())
     for requirement in allowed:
         guard.append(requirement)
     return guard
 
 
-def _watch(
-    scope: Scope, send: Send, task: asyncio.Task[Any] | None, message: Message
-) -> Awaitable[None]:
+def _watch(scope: Scope, send: Send, message: Message) -> Awaitable[None]:
     """Send a message of an allowed request, watching it if it starts an event stream.
 
     A plain callable (as :class:`_Relay`): one call per message on the hit path.
@@ -452,7 +454,7 @@ def _watch(
     if message["type"] == "http.response.start":
         for name, value in message.get("headers", ()):
             if name.lower() == b"content-type" and value.lower().startswith(_EVENT_STREAM):
-                guard = _stream(scope, send, task)
+                guard = _stream(scope, send)
                 if guard is not None:
                     return guard.relay(message)
     return send(message)
@@ -486,14 +488,13 @@ class _Relay:
     costs one function call per message, not a coroutine of its own.
     """
 
-    __slots__ = ("guard", "scope", "send", "started", "swallow", "task")
+    __slots__ = ("guard", "scope", "send", "started", "swallow")
 
-    def __init__(self, scope: Scope, send: Send, task: asyncio.Task[Any] | None = None) -> None:
+    def __init__(self, scope: Scope, send: Send) -> None:
         self.scope = scope
         self.send = send
         self.started = False
         self.swallow = False
-        self.task = task
         self.guard: Guard | None = None
 
     def __call__(self, message: Message) -> Awaitable[None]:
@@ -522,10 +523,12 @@ class _Relay:
                 else:
                     headers = [*headers, (b"set-cookie", clear[1].encode("latin-1"))]
                     message = {**message, "headers": headers}
-        if GUARD_KEY in scope and event_stream(message):
-            self.guard = _stream(scope, self.send, self.task)
-            if self.guard is not None:
-                return self.guard.relay(message)
+        if GUARD_KEY in scope:
+            for name, value in message.get("headers", ()):
+                if name.lower() == b"content-type" and value.lower().startswith(_EVENT_STREAM):
+                    self.guard = _stream(scope, self.send)
+                    if self.guard is not None:
+                        return self.guard.relay(message)
         return self.send(message)
 
     def _hops(self) -> bool:
