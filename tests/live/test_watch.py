@@ -97,7 +97,7 @@ async def test_many_connections_cost_one_whoami_per_session_per_ttl(
     client: AsyncKratosClient, fake: FakeKratos, clock: FakeClock
 ) -> None:
     closes = Closes()
-    watcher, owners, connections = await watch_many(client, fake, 10, 100, closes)
+    watcher, _owners, connections = await watch_many(client, fake, 10, 100, closes)
     assert watcher.counts() == (10, 1000)  # one timer per session, not per connection
     assert all(g.handle is not None for g in watcher._groups.values())
     first = fake.calls["/sessions/whoami"]
@@ -147,7 +147,7 @@ async def test_a_logout_through_the_blocking_client_reaches_the_connections(
     )
     awaitable._share_cache(blocking)
     closes = Closes()
-    watcher, owners, _ = await watch_many(awaitable, fake, 1, 2, closes)
+    _watcher, owners, _ = await watch_many(awaitable, fake, 1, 2, closes)
     fake.revoke(owners[0])
     await asyncio.to_thread(blocking.invalidate, credentials_of(owners[0]))
     for _ in range(100):
