@@ -154,9 +154,12 @@ class _Group:
         client = watcher.client
         delay = client.config.cache_ttl or MIN_PERIOD
         try:
-            for requirement in list(self.connections):
-                decision = await client.check(self.credentials, requirement)
-                delay = min(delay, self._judge(requirement, decision))
+            # Checks take their turn: a burst (every session poked at once) must not take
+            # the slots requests need, nor fail for want of one (max_concurrent_checks).
+            async with watcher.slots(self.loop):
+                for requirement in list(self.connections):
+                    decision = await client.check(self.credentials, requirement)
+                    delay = min(delay, self._judge(requirement, decision))
         except Exception:  # pragma: no cover - defensive: check() decides, never raises
             watcher.closing_failed()
             delay = MIN_PERIOD
@@ -195,7 +198,17 @@ class Watcher:
         self.client = client
         self._lock = threading.Lock()
         self._groups: dict[tuple[bytes, Any], _Group] = {}
+        self._slots: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = weakref.WeakKeyDictionary()
         self.failures = 0
+
+    def slots(self, loop: asyncio.AbstractEventLoop) -> asyncio.Semaphore:
+        """Return *loop*'s semaphore of checks: half of ``max_concurrent_checks`` at once."""
+        with self._lock:
+            slots = self._slots.get(loop)
+            if slots is None:
+                size = max(1, self.client.config.max_concurrent_checks // 2)
+                slots = self._slots[loop] = asyncio.Semaphore(size)
+            return slots
 
     def watch(
         self,
@@ -264,7 +277,7 @@ class Watcher:
             if key is None:
                 groups = list(self._groups.values())
             else:
-                groups = [g for (k, _), g in self._groups.items() if k == key]
+                groups = [g for (k, _), g in list(self._groups.items()) if k == key]
         for group in groups:
             try:
                 group.loop.call_soon_threadsafe(group.recheck_now)
