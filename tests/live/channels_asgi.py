@@ -37,7 +37,10 @@ class Counter(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def tick(self) -> None:
         number = 0
         while True:
-            await self.send(text_data=str(number))
+            try:
+                await self.send(text_data=str(number))
+            except OSError:  # kratos-aal ended the connection
+                return
             number += 1
             await asyncio.sleep(TICK)
 
