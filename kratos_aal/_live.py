@@ -161,7 +161,7 @@ class _Group:
                     decision = await client.check(self.credentials, requirement)
                     delay = min(delay, self._judge(requirement, decision))
         except Exception:  # pragma: no cover - defensive: check() decides, never raises
-            watcher.closing_failed()
+            watcher.failures += 1
             delay = MIN_PERIOD
         finally:
             self.task = None
@@ -199,6 +199,7 @@ class Watcher:
         self._lock = threading.Lock()
         self._groups: dict[tuple[bytes, Any], _Group] = {}
         self._slots: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+        #: Checks that raised (never expected: ``check`` decides, it does not raise).
         self.failures = 0
 
     def slots(self, loop: asyncio.AbstractEventLoop) -> asyncio.Semaphore:
@@ -290,10 +291,6 @@ class Watcher:
             group.running = False
             if self._groups.get((group.key, group.loop)) is group:
                 del self._groups[group.key, group.loop]
-
-    def closing_failed(self) -> None:
-        """Count a check that raised (never expected: ``check`` decides, it does not raise)."""
-        self.failures += 1
 
     def counts(self) -> tuple[int, int]:
         """Return how many sessions and connections are watched (for tests and benchmarks)."""

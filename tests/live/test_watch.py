@@ -295,3 +295,111 @@ def test_the_last_known_state_lapses_at_expires_at_or_max_age(
 
 def test_a_session_without_expiry_is_vouched_for_one_ttl() -> None:
     assert lapse_of(None, Requirement("aal1"), 1000.0, TTL) == 1000.0 + TTL
+
+
+async def test_a_connection_is_closed_once_and_keeps_kratos_return_to_on_a_bad_host(
+    client: AsyncKratosClient, fake: FakeKratos
+) -> None:
+    closes = Closes()
+    watcher = watcher_for(client)
+    owner = fake.session("aal1")
+    credentials = credentials_of(owner)
+    decision = await client.check(credentials, "aal1")
+
+    def bad_host() -> str:
+        raise ValueError("the Host header is not a valid host")
+
+    connection = watcher.watch(
+        credentials, Requirement("aal1"), decision.session, closes.on(0), bad_host
+    )
+    login = Decision(Outcome.LOGIN, redirect_to="http://k/self-service/login/browser")
+    connection.close(login)
+    connection.close(login)
+    [(_, outcome, target)] = closes.seen  # once; on browser_url, with no return_to
+    assert outcome is Outcome.LOGIN
+    assert target is not None and target.endswith("/self-service/login/browser")
+    watcher.unwatch(connection)  # again: nothing to do
+    assert watcher.counts() == (0, 0)
+
+
+async def test_a_stricter_connection_brings_its_session_check_forward(
+    client: AsyncKratosClient, fake: FakeKratos
+) -> None:
+    watcher = watcher_for(client)
+    owner = fake.session("aal1")
+    credentials = credentials_of(owner)
+    decision = await client.check(credentials, "aal1")
+    watcher.watch(credentials, Requirement("aal1"), decision.session, Closes().on(0))
+    [group] = watcher._groups.values()
+    assert group.handle is not None
+    later = group.handle.when()
+    fresh = Requirement("aal1", max_age=5)
+    watcher.watch(credentials, fresh, decision.session, Closes().on(1))
+    assert group.handle.when() < later  # at the end of max_age, not of the cached answer
+
+
+def test_a_poke_for_a_closed_loop_forgets_its_connections(
+    client: AsyncKratosClient, fake: FakeKratos
+) -> None:
+    watcher = watcher_for(client)
+    owner = fake.session("aal1")
+    credentials = credentials_of(owner)
+    loop = asyncio.new_event_loop()
+
+    async def watch() -> None:
+        decision = await client.check(credentials, "aal1")
+        watcher.watch(credentials, Requirement("aal1"), decision.session, Closes().on(0))
+
+    loop.run_until_complete(watch())
+    loop.close()  # a loop closed without ending its connections
+    assert watcher.counts() == (1, 1)
+    watcher.poke(None)
+    assert watcher.counts() == (0, 0)
+
+
+def test_what_a_closed_connection_is_told() -> None:
+    from kratos_aal.integrations._asgi_live import close_reason, event_stream, sse_event
+
+    login = Decision(Outcome.LOGIN, redirect_to="http://k/login")
+    down = Decision(Outcome.UNAVAILABLE, retry_after=5)
+    assert close_reason(login) == "kratos-aal: login"
+    assert sse_event(login, "http://k/login?return_to=x") == (
+        b'event: kratos-aal\ndata: {"outcome":"login",'
+        b'"redirect_browser_to":"http://k/login?return_to=x"}\n\n'
+    )
+    assert b'"retry_after":5' in sse_event(down, None)
+    assert event_stream({"headers": [(b"Content-Type", b"Text/Event-Stream; charset=utf-8")]})
+    assert not event_stream({"headers": [(b"content-type", b"text/plain")]})
+    assert not event_stream({})
+
+
+def test_channels_reads_a_scope_as_the_other_adapters_do() -> None:
+    from kratos_aal.integrations.channels import web_request
+
+    request = web_request(
+        {
+            "type": "websocket",
+            "scheme": "wss",
+            "path": "/ws/é",
+            "query_string": b"a=1",
+            "headers": [(b"cookie", b"a=1"), (b"Cookie", b"b=2"), (b"origin", b"https://x")],
+            "server": ("app.test", 443),
+        }
+    )
+    assert (request.scheme, request.host, request.path, request.query) == (
+        "https",
+        "app.test:443",
+        "/ws/%C3%A9",
+        "a=1",
+    )
+    assert request.header("cookie") == "a=1; b=2"
+
+
+async def test_channels_require_aal_needs_the_middleware() -> None:
+    from kratos_aal.integrations.channels import require_aal
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("not reached")
+
+    with pytest.raises(RuntimeError, match="KratosAuthMiddleware"):
+        await require_aal("aal1")(app)({"type": "websocket"}, None, None)
