@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import _diagnose, _observe, _shared
+from . import _diagnose, _live, _observe, _shared
 from ._cache import MISSING, AsyncFlights, Flights, Tombstones, TTLCache
 from ._config import KratosConfig
 from ._core import (
@@ -290,6 +290,7 @@ class _BaseClient:
             self._cache.clear()
         else:
             self._cache.pop(key)
+        _live.poke(self._cache, key)  # hook: open connections of that session are checked now
 
     def cached_allow(self, key: bytes | None, requirement: Requirement) -> CachedSession | None:
         """Return the cached session under *key* when it alone allows *requirement*.
@@ -360,6 +361,7 @@ class _BaseClient:
                 if self._cache.get(factor_key) is LEARNED:
                     self._cache.pop(factor_key)
             self._cache.pop(key)
+            _live.poke(self._cache, key)  # hook: open connections of it are checked now
             if self._shared is not None:  # hook: and on every other instance
                 self._shared.invalidate(credentials)
 

@@ -346,6 +346,19 @@ def return_to(request: WebRequest, config: KratosConfig) -> str:
     return config.app_url or origin + "/"
 
 
+def page_of(request: WebRequest, config: KratosConfig) -> str:
+    """Return the page a long-lived connection belongs to, for its ``return_to``.
+
+    The same-origin ``Referer`` (the page that opened the event stream), else
+    ``app_url`` or ``/``: the stream's own URL is no page to come back to.
+
+    Raises:
+        BadRequest: the ``Host`` header is not a host and no ``app_url`` is set.
+    """
+    origin = origin_of(request, config)
+    return _same_origin(request.header("referer"), origin) or config.app_url or origin + "/"
+
+
 # ---------------------------------------------------------------------------- responses
 
 _JSON_ERRORS: dict[Outcome, tuple[int, str, str, str]] = {

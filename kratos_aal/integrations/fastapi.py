@@ -28,6 +28,8 @@ from typing import get_type_hints
 from fastapi import Request
 from fastapi.security import APIKeyCookie, APIKeyHeader
 from fastapi.security.base import SecurityBase
+from starlette.exceptions import WebSocketException
+from starlette.requests import HTTPConnection
 
 from .._core import Requirement
 from .._models import AAL, AALLike, Session
@@ -35,6 +37,7 @@ from .._web import SAFE_METHODS
 from .starlette import (
     KratosAALMiddleware,
     KratosDenied,
+    _reason,
     deny_in_scope,
     get_session,
     middleware_of,
@@ -114,18 +117,23 @@ class RequireAAL(SecurityBase):
     def __repr__(self) -> str:
         return f"RequireAAL({self.requirement.aal.value!r})"
 
-    async def __call__(self, request: Request) -> Session:
+    async def __call__(self, request: HTTPConnection) -> Session:
+        # HTTPConnection: FastAPI hands it to WebSocket endpoints' dependencies too.
         middleware = middleware_of(request, "RequireAAL")
         scope = request.scope
         if scope.get("method") not in SAFE_METHODS:  # a GET pays for a set look-up, no call
             refusal = middleware.refuse_cross_origin(scope, self.requirement)
             if refusal is not None:
+                if scope["type"] == "websocket":
+                    raise WebSocketException(1008, _reason(refusal))
                 raise deny_in_scope(scope, refusal)
         session = middleware._hit(scope, self.requirement)
         if session is not None:
             return session
         denial = await middleware._decide(scope, self.requirement)
         if denial is not None:
+            if scope["type"] == "websocket":  # refused at the handshake, as a rule does
+                raise WebSocketException(1008, _reason(denial))
             raise deny_in_scope(scope, denial)
         session = get_session(request)
         assert session is not None  # _decide() attached it

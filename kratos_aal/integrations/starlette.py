@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
@@ -40,10 +41,12 @@ from .._web import (
     bad_request,
     clear_hops,
     conclude,
+    page_of,
     refuse_cross_origin,
     return_to,
 )
 from ..exceptions import KratosUnavailable, StepUpRequired
+from ._asgi_live import GUARD_KEY, Guard
 from ._loop import alinked
 
 __all__ = [
@@ -249,11 +252,19 @@ class KratosAALMiddleware:
                     return
             elif not scope[_HOPS_KEY]:
                 # Allowed from the cache and no hop cookie to clear: nothing to relay (a
-                # denial a dependency raises below is answered by its app: deny_in_scope).
+                # denial a dependency raises below is answered by its app: deny_in_scope),
+                # but an event stream is watched while open (SPEC §5c).
+                watch = functools.partial(_watch, scope, send)
                 try:
-                    await self.app(scope, receive, send)
+                    await self.app(scope, receive, watch)
                 except KratosDenied as denied:
                     await _send(send, denied.response)
+                except (Exception, asyncio.CancelledError) as error:
+                    if not _stopped(scope, error):
+                        raise
+                finally:
+                    if type(scope.get(GUARD_KEY)) is Guard:
+                        await scope[GUARD_KEY].end()
                 return
         relay = _Relay(scope, send)
         try:
@@ -262,19 +273,51 @@ class KratosAALMiddleware:
             # A mounted app's own error middleware may already have answered for it.
             if not relay.started:
                 await _send(send, denied.response)
+        except (Exception, asyncio.CancelledError) as error:
+            if not _stopped(scope, error):
+                raise
+        finally:
+            if type(scope.get(GUARD_KEY)) is Guard:
+                await scope[GUARD_KEY].end()
 
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             scope[SCOPE_KEY] = self
-            requirement = self.rules.requirement(_route_path(scope))
-            denial = None if requirement is None else await self.enforce(scope, requirement)
-            if denial is not None:
-                await receive()  # websocket.connect
-                await send({"type": "websocket.close", "code": 1008, "reason": _reason(denial)})
-                return
-        elif scope["type"] == "lifespan" and self._owns_client:
+            # Watched for whatever allows it below (this rule, a decorator, a dependency).
+            guard = scope[GUARD_KEY] = self._guard(scope, send, asyncio.current_task())
+            try:
+                requirement = self.rules.requirement(_route_path(scope))
+                denial = None if requirement is None else await self.enforce(scope, requirement)
+                if denial is not None:
+                    await receive()  # websocket.connect
+                    await send({"type": "websocket.close", "code": 1008, "reason": _reason(denial)})
+                    return
+                try:
+                    await self.app(scope, receive, guard.relay)
+                except (Exception, asyncio.CancelledError) as error:
+                    if not guard.stopped(error):
+                        raise
+            finally:
+                await guard.end()
+            return
+        if scope["type"] == "lifespan" and self._owns_client:
             send = functools.partial(self._close_on_shutdown, send)
         await self.app(scope, receive, send)
+
+    def _guard(self, scope: Scope, send: Send, task: asyncio.Task[Any] | None) -> Guard:
+        """Return the guard of a WebSocket or event stream in *scope* (SPEC §5c)."""
+        config = self.config
+        return Guard(
+            self.client,
+            scope,
+            send,
+            task,
+            asgi_credentials(scope.get("headers", ()), config.cookie_name),
+            _observe.asgi_framework(scope),
+            _web_request,
+            _session_of,
+            lambda: page_of(_web_request(scope), config),
+        )
 
     async def enforce(self, scope: Scope, requirement: Requirement) -> WebResponse | None:
         """Decide the request in *scope*; attach the session when allowed.
@@ -323,6 +366,7 @@ class KratosAALMiddleware:
         if decision.outcome is Outcome.ALLOW:
             _attach(scope, decision.session)
             scope["kratos_aal.allowed"] = True
+            _allowed(scope, requirement)
             return None
         web = _web_request(scope)
         denial = conclude(decision, web, credentials, secret=self.config.cache_key_secret)
@@ -350,6 +394,11 @@ class KratosAALMiddleware:
             extra = hit.extra = (_AUTH[session.aal], KratosUser(session))
         scope["auth"], scope["user"] = extra
         scope[_HOPS_KEY] = hops  # also says "allowed" to the relay
+        live = scope.get(GUARD_KEY)  # what allowed it, for a stream's watch (SPEC §5c)
+        if live is None:
+            scope[GUARD_KEY] = [requirement]
+        else:
+            live.append(requirement)
         if not _observe.STATE.quiet:
             _observe.decided_asgi(hit.allowed(requirement), scope, _web_request)
         return session
@@ -364,6 +413,60 @@ class KratosAALMiddleware:
         await send(message)
 
 
+def _allowed(scope: Scope, requirement: Requirement) -> None:
+    """Note that *requirement* allowed the request: a stream is watched for it (SPEC §5c)."""
+    live = scope.get(GUARD_KEY)
+    if live is None:
+        scope[GUARD_KEY] = [requirement]
+    else:
+        live.append(requirement)  # a WebSocket's guard starts watching here
+
+
+def _session_of(scope: Scope) -> Session | None:
+    session = scope.get("state", {}).get(_SESSION_KEY)
+    return session if isinstance(session, Session) else None
+
+
+def _stream(scope: Scope, send: Send) -> Guard | None:
+    """Make the guard of an event stream that a rule, decorator or dependency allowed.
+
+    Its stop cancels the task that sends the stream: the app's own, or a task of its (as
+    Starlette's ``StreamingResponse`` runs one), whose end ends the response too.
+    """
+    allowed = scope.get(GUARD_KEY)
+    middleware = scope.get(SCOPE_KEY)
+    if not isinstance(allowed, list) or not isinstance(middleware, KratosAALMiddleware):
+        return None
+    guard = scope[GUARD_KEY] = middleware._guard(scope, send, asyncio.current_task())
+    for requirement in allowed:
+        guard.append(requirement)
+    return guard
+
+
+def _watch(scope: Scope, send: Send, message: Message) -> Awaitable[None]:
+    """Send a message of an allowed request, watching it if it starts an event stream.
+
+    A plain callable (as :class:`_Relay`): one call per message on the hit path.
+    """
+    guard = scope.get(GUARD_KEY)
+    if type(guard) is Guard:
+        return guard.relay(message)
+    if message["type"] == "http.response.start":
+        for name, value in message.get("headers", ()):
+            if name.lower() == b"content-type" and value.lower().startswith(_EVENT_STREAM):
+                guard = _stream(scope, send)
+                if guard is not None:
+                    return guard.relay(message)
+    return send(message)
+
+
+def _stopped(scope: Scope, error: BaseException) -> bool:
+    """Return whether the app's *error* is its stop by the stream's guard (then swallowed)."""
+    guard = scope.get(GUARD_KEY)
+    return type(guard) is Guard and guard.stopped(error)
+
+
+_EVENT_STREAM = b"text/event-stream"
 _DENIAL_KEY = "kratos_aal.denial"
 _HOPS_KEY = "kratos_aal.hops"  # set by an allowing hit: whether it saw the hop cookie
 
@@ -385,15 +488,18 @@ class _Relay:
     costs one function call per message, not a coroutine of its own.
     """
 
-    __slots__ = ("scope", "send", "started", "swallow")
+    __slots__ = ("guard", "scope", "send", "started", "swallow")
 
     def __init__(self, scope: Scope, send: Send) -> None:
         self.scope = scope
         self.send = send
         self.started = False
         self.swallow = False
+        self.guard: Guard | None = None
 
     def __call__(self, message: Message) -> Awaitable[None]:
+        if self.guard is not None:
+            return self.guard.relay(message)
         if self.started or message["type"] != "http.response.start":
             return _nothing() if self.swallow else self.send(message)
         self.started = True
@@ -417,6 +523,12 @@ class _Relay:
                 else:
                     headers = [*headers, (b"set-cookie", clear[1].encode("latin-1"))]
                     message = {**message, "headers": headers}
+        if GUARD_KEY in scope:
+            for name, value in message.get("headers", ()):
+                if name.lower() == b"content-type" and value.lower().startswith(_EVENT_STREAM):
+                    self.guard = _stream(scope, self.send)
+                    if self.guard is not None:
+                        return self.guard.relay(message)
         return self.send(message)
 
     def _hops(self) -> bool:

@@ -1,0 +1,205 @@
+"""Long-lived connections under uvicorn in this process: Starlette, FastAPI and Channels.
+
+The subprocess tests (test_servers.py) prove the behaviour across instances; these run
+the same adapters where the test can reach the client, to pin each close's details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import websockets
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.routing import URLRouter
+from django.urls import path
+from fastapi import Depends, FastAPI
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route, WebSocketRoute
+
+from kratos_aal import Credentials
+from kratos_aal.integrations.channels import KratosAuthMiddleware, require_aal, require_aal2
+from kratos_aal.integrations.fastapi import RequireAAL
+from kratos_aal.integrations.starlette import KratosAALMiddleware
+from kratos_aal.integrations.starlette import require_aal as endpoint_aal
+from kratos_aal.testing import FakeKratos, Fault
+from kratos_aal.testing._serve import serve
+
+from . import apps
+from .conftest import Live, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def credentials_of(session: Any) -> Credentials:
+    return Credentials(cookie=session.cookie_header.partition("=")[2])
+
+
+def starlette_app(fake: FakeKratos, client: Any) -> Starlette:
+    @endpoint_aal("aal1")
+    async def decorated(websocket: Any) -> None:
+        await apps.counter(websocket)
+
+    return Starlette(
+        routes=[
+            WebSocketRoute("/live/ws", apps.counter),
+            WebSocketRoute("/open/ws", decorated),
+            Route("/live/sse", apps.sse),
+        ],
+        middleware=[Middleware(KratosAALMiddleware, client=client, rules={"/live/*": "aal1"})],
+    )
+
+
+async def _logout_closes(fake: FakeKratos, client: Any, url: str) -> Live:
+    session = fake.session("aal1")
+    live = Live().open(url, session.cookie_header)
+    assert await wait_for(live.first, 30)
+    fake.revoke(session)
+    client.invalidate(credentials_of(session))
+    assert await wait_for(live.ended, 30)
+    return live
+
+
+@pytest.mark.parametrize("where", ["/live/ws", "/open/ws", "/live/sse"])
+def test_starlette_closes_on_a_logout(where: str) -> None:
+    fake = FakeKratos(whoami_required_aal="aal1")
+    client = fake.async_client()
+    with serve(starlette_app(fake, client)) as base:
+        live = asyncio.run(_logout_closes(fake, client, base + where))
+    assert live.outcome == "login"
+    if "sse" in where:
+        assert live.event is not None and live.event["redirect_browser_to"].endswith(
+            "return_to=" + (base + where).replace(":", "%3A").replace("/", "%2F")
+        )
+    else:
+        assert live.code == 1008
+
+
+def test_an_event_stream_ends_with_retry_after_when_kratos_stays_down() -> None:
+    fake = FakeKratos(whoami_required_aal="aal1")
+    client = fake.async_client(cache_ttl=0.5)
+
+    async def run(base: str) -> Live:
+        session = fake.session("aal1", expires_in=2)
+        live = Live().open(base + "/live/sse", session.cookie_header)
+        assert await wait_for(live.first, 30)
+        fake.fail(Fault("status", status=503, retry_after=7, times=None))
+        assert await wait_for(live.ended, 30)
+        return live
+
+    with serve(starlette_app(fake, client)) as base:
+        live = asyncio.run(run(base))
+    assert live.event == {"outcome": "unavailable", "redirect_browser_to": None, "retry_after": 5}
+
+
+def test_fastapi_refuses_a_websocket_handshake_the_dependency_denies() -> None:
+    fake = FakeKratos(whoami_required_aal="aal1")
+    app = FastAPI(middleware=[Middleware(KratosAALMiddleware, client=fake.async_client())])
+    app.add_api_websocket_route("/ws", apps.counter, dependencies=[Depends(RequireAAL("aal2"))])
+
+    async def run(base: str) -> tuple[Live, Live]:
+        low = Live()
+        await low.ws(base + "/ws", fake.session("aal1").cookie_header)
+        cross = Live()
+        await cross.ws(
+            base + "/ws", fake.session("aal2").cookie_header, origin="https://evil.example"
+        )
+        return low, cross
+
+    with serve(app) as base:
+        low, cross = asyncio.run(run(base))
+    assert low.messages == 0 and (low.status == 403 or low.code == 1008)
+    assert cross.messages == 0 and (cross.status == 403 or cross.code == 1008)
+
+
+class Counter(AsyncWebsocketConsumer):  # type: ignore[misc]
+    async def connect(self) -> None:
+        await self.accept()
+        self.ticker = asyncio.ensure_future(self.tick())
+
+    async def tick(self) -> None:
+        number = 0
+        while True:
+            try:
+                await self.send(text_data=str(number))
+            except OSError:  # kratos-aal ended the connection
+                return
+            number += 1
+            await asyncio.sleep(0.1)
+
+    async def disconnect(self, code: int) -> None:
+        self.ticker.cancel()
+
+
+class Who(AsyncWebsocketConsumer):  # type: ignore[misc]
+    async def connect(self) -> None:
+        await self.accept()
+        session = self.scope.get("kratos_session")
+        user = self.scope.get("user")
+        await self.send(text_data=f"{session.id if session else None} {type(user).__name__}")
+        await self.close()
+
+
+async def plain_asgi(scope: Any, receive: Any, send: Any) -> None:
+    await Counter.as_asgi()(scope, receive, send)
+
+
+def channels_app() -> Any:
+    return KratosAuthMiddleware(
+        URLRouter(
+            [
+                path("live/ws", require_aal("aal1")(Counter).as_asgi()),
+                path("live/fn", require_aal("aal1")(plain_asgi)),
+                path("live/aal2", require_aal2()(Counter).as_asgi()),
+                path("live/who", Who.as_asgi()),
+            ]
+        )
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("where", ["/live/ws", "/live/fn"])
+def test_channels_closes_on_a_logout(fake_kratos: FakeKratos, where: str) -> None:
+    from kratos_aal.integrations.django import conf
+
+    client = conf.clients()[1]
+    with serve(channels_app()) as base:
+        live = asyncio.run(_logout_closes(fake_kratos, client, base + where))
+    assert (live.code, live.outcome) == (1008, "login")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_channels_scope_refusals_and_outage(fake_kratos: FakeKratos) -> None:
+    async def run(base: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        session = fake_kratos.session("aal1")
+        async with websockets.connect(
+            base.replace("http", "ws") + "/live/who",
+            additional_headers={"Cookie": session.cookie_header},
+        ) as who:
+            found["who"] = await who.recv()
+        found["session"] = session.id
+        for name, cookie, origin in [
+            ("nobody", "a=b", None),
+            ("aal1", session.cookie_header, None),
+            ("cross", session.cookie_header, "https://evil.example"),
+        ]:
+            live = Live()
+            await live.ws(base + ("/live/aal2" if name == "aal1" else "/live/ws"), cookie, origin)
+            found[name] = live
+        fake_kratos.fail(Fault("status", status=503, times=None))
+        down = Live()
+        await down.ws(base + "/live/ws", fake_kratos.session("aal1").cookie_header)
+        found["down"] = down
+        return found
+
+    with serve(channels_app()) as base:
+        found = asyncio.run(run(base))
+    # CREATE_USERS: the identity's linked user is made on first sight.
+    assert found["who"] == f"{found['session']} User"
+    for name in ("nobody", "aal1", "cross", "down"):
+        live = found[name]
+        assert live.messages == 0, name
+        assert live.status == 403 or live.code == 1008, (name, live.status, live.code)

@@ -1,0 +1,405 @@
+"""The watcher of long-lived connections, in process: what a check costs and what it closes.
+
+A fake clock drives the client and FakeKratos, and ``poke`` runs the checks that the
+timers would run later: nothing here sleeps for a TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from typing import Any
+
+import httpx
+import pytest
+
+from kratos_aal import AsyncKratosClient, Credentials, KratosClient, Requirement
+from kratos_aal._core import Decision, Outcome
+from kratos_aal._live import Watcher, lapse_of, watcher_for
+from kratos_aal.testing import FakeKratos, Fault
+from kratos_aal.testing._clock import FakeClock
+
+TTL = 30.0
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def fake(clock: FakeClock) -> FakeKratos:
+    return FakeKratos(whoami_required_aal="aal1", clock=clock)
+
+
+@pytest.fixture
+def client(fake: FakeKratos, clock: FakeClock) -> AsyncKratosClient:
+    return AsyncKratosClient(
+        fake.config(cache_ttl=TTL),
+        http_client=httpx.AsyncClient(transport=fake.transport()),
+        timer=clock,
+    )
+
+
+def credentials_of(session: Any) -> Credentials:
+    return Credentials(cookie=session.cookie_header.partition("=")[2])
+
+
+class Closes:
+    """Records what each connection was closed for."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, Outcome, str | None]] = []
+
+    def on(self, number: int) -> Any:
+        def close(decision: Decision, target: str | None) -> None:
+            self.seen.append((number, decision.outcome, target))
+
+        return close
+
+
+async def settle(watcher: Watcher) -> None:
+    """Let every check that a poke started run to its end."""
+    for _ in range(200):
+        await asyncio.sleep(0)
+        groups = list(watcher._groups.values())
+        if all(g.task is None or g.task.done() for g in groups):
+            await asyncio.sleep(0)
+            if all(g.task is None or g.task.done() for g in groups):
+                return
+    raise AssertionError("checks still running")
+
+
+async def watch_many(
+    client: AsyncKratosClient, fake: FakeKratos, sessions: int, per_session: int, closes: Closes
+) -> tuple[Watcher, list[Any], list[Any]]:
+    watcher = watcher_for(client)
+    owners = [fake.session("aal1") for _ in range(sessions)]
+    connections = []
+    for index, owner in enumerate(owners):
+        credentials = credentials_of(owner)
+        decision = await client.check(credentials, "aal1")
+        assert decision.allowed
+        for number in range(per_session):
+            connections.append(
+                watcher.watch(
+                    credentials,
+                    Requirement("aal1"),
+                    decision.session,
+                    closes.on(index * per_session + number),
+                )
+            )
+    return watcher, owners, connections
+
+
+async def test_many_connections_cost_one_whoami_per_session_per_ttl(
+    client: AsyncKratosClient, fake: FakeKratos, clock: FakeClock
+) -> None:
+    closes = Closes()
+    watcher, _owners, connections = await watch_many(client, fake, 10, 100, closes)
+    assert watcher.counts() == (10, 1000)  # one timer per session, not per connection
+    assert all(g.handle is not None for g in watcher._groups.values())
+    first = fake.calls["/sessions/whoami"]
+    assert first == 10
+    for round_ in range(1, 4):
+        clock.advance(TTL + 1)
+        watcher.poke(None)
+        await settle(watcher)
+        assert fake.calls["/sessions/whoami"] == first + 10 * round_
+    # Within a TTL, checks are cache hits: no call at all.
+    watcher.poke(None)
+    await settle(watcher)
+    assert fake.calls["/sessions/whoami"] == first + 30
+    assert closes.seen == []
+    for connection in connections:
+        watcher.unwatch(connection)
+    assert watcher.counts() == (0, 0)
+
+
+async def test_a_revoked_session_closes_each_of_its_connections_once(
+    client: AsyncKratosClient, fake: FakeKratos, clock: FakeClock
+) -> None:
+    closes = Closes()
+    watcher, owners, _ = await watch_many(client, fake, 2, 3, closes)
+    fake.revoke(owners[0])
+    client.invalidate(credentials_of(owners[0]))  # the logout view: a check at once
+    await asyncio.sleep(0)
+    await settle(watcher)
+    assert sorted(n for n, _, _ in closes.seen) == [0, 1, 2]
+    assert {outcome for _, outcome, _ in closes.seen} == {Outcome.LOGIN}
+    assert watcher.counts() == (1, 3)  # the other session's stay watched
+    watcher.poke(None)
+    await settle(watcher)
+    assert len(closes.seen) == 3
+
+
+async def test_a_logout_through_the_blocking_client_reaches_the_connections(
+    fake: FakeKratos, clock: FakeClock
+) -> None:
+    # Django: WSGI views use the blocking client, Channels the awaitable one, one cache.
+    config = fake.config(cache_ttl=TTL)
+    blocking = KratosClient(
+        config, http_client=httpx.Client(transport=fake.transport()), timer=clock
+    )
+    awaitable = AsyncKratosClient(
+        config, http_client=httpx.AsyncClient(transport=fake.transport()), timer=clock
+    )
+    awaitable._share_cache(blocking)
+    closes = Closes()
+    _watcher, owners, _ = await watch_many(awaitable, fake, 1, 2, closes)
+    fake.revoke(owners[0])
+    await asyncio.to_thread(blocking.invalidate, credentials_of(owners[0]))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if len(closes.seen) == 2:
+            break
+    assert [outcome for _, outcome, _ in closes.seen] == [Outcome.LOGIN] * 2
+
+
+async def test_a_check_under_way_at_a_logout_is_followed_by_another(
+    client: AsyncKratosClient, fake: FakeKratos, clock: FakeClock
+) -> None:
+    closes = Closes()
+    watcher, owners, _ = await watch_many(client, fake, 1, 1, closes)
+    clock.advance(TTL + 1)
+    watcher.poke(None)
+    await asyncio.sleep(0)  # the check is under way (its whoami answered "still there")...
+    fake.revoke(owners[0])
+    client.invalidate(credentials_of(owners[0]))  # ...when the logout comes
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if closes.seen:
+            break
+    assert [outcome for _, outcome, _ in closes.seen] == [Outcome.LOGIN]
+
+
+async def test_a_lapsed_max_age_closes_with_reauthenticate(
+    client: AsyncKratosClient, fake: FakeKratos, clock: FakeClock
+) -> None:
+    closes = Closes()
+    watcher = watcher_for(client)
+    owner = fake.session("aal1")
+    credentials = credentials_of(owner)
+    fresh = Requirement("aal1", max_age=60)
+    decision = await client.check(credentials, fresh)
+    watcher.watch(credentials, fresh, decision.session, closes.on(0), lambda: "http://app/page")
+    group = next(iter(watcher._groups.values()))
+    assert group.handle is not None
+    clock.advance(59)
+    watcher.poke(None)
+    await settle(watcher)
+    assert closes.seen == []
+    clock.advance(2)
+    watcher.poke(None)
+    await settle(watcher)
+    [(_, outcome, target)] = closes.seen
+    assert outcome is Outcome.REAUTHENTICATE
+    assert (
+        target is not None
+        and "refresh=true" in target
+        and "return_to=http%3A%2F%2Fapp%2Fpage" in target
+    )
+
+
+async def test_kratos_down_closes_nothing_until_the_session_lapses(
+    client: AsyncKratosClient, fake: FakeKratos, clock: FakeClock
+) -> None:
+    closes = Closes()
+    watcher = watcher_for(client)
+    owner = fake.session("aal1", expires_in=300)
+    credentials = credentials_of(owner)
+    decision = await client.check(credentials, "aal1")
+    watcher.watch(credentials, Requirement("aal1"), decision.session, closes.on(0))
+    fake.fail(Fault("status", status=503, times=None))
+    for _ in range(5):  # checks fail, again and again, while the session still vouches
+        clock.advance(TTL + 1)
+        watcher.poke(None)
+        await settle(watcher)
+    assert closes.seen == []
+    assert fake.calls["/sessions/whoami"] >= 6
+    clock.advance(300 - 5 * (TTL + 1) + 1)  # past expires_at
+    watcher.poke(None)
+    await settle(watcher)
+    assert [outcome for _, outcome, _ in closes.seen] == [Outcome.UNAVAILABLE]
+
+
+async def test_a_kratos_outage_with_max_age_lasts_until_max_age_ends(
+    client: AsyncKratosClient, fake: FakeKratos, clock: FakeClock
+) -> None:
+    closes = Closes()
+    watcher = watcher_for(client)
+    owner = fake.session("aal1")
+    credentials = credentials_of(owner)
+    fresh = Requirement("aal1", max_age=100)
+    decision = await client.check(credentials, fresh)
+    watcher.watch(credentials, fresh, decision.session, closes.on(0))
+    fake.fail(Fault("status", status=503, times=None))
+    clock.advance(90)
+    watcher.poke(None)
+    await settle(watcher)
+    assert closes.seen == []
+    clock.advance(11)
+    watcher.poke(None)
+    await settle(watcher)
+    assert [outcome for _, outcome, _ in closes.seen] == [Outcome.UNAVAILABLE]
+
+
+async def test_connections_that_close_leave_no_timer_task_or_object_behind(
+    client: AsyncKratosClient, fake: FakeKratos
+) -> None:
+    watcher = watcher_for(client)
+    owner = fake.session("aal1")
+    credentials = credentials_of(owner)
+    decision = await client.check(credentials, "aal1")
+    before = len(asyncio.all_tasks())
+    refs = []
+    for _ in range(1000):
+        connection = watcher.watch(
+            credentials, Requirement("aal1"), decision.session, Closes().on(0)
+        )
+        refs.append(weakref.ref(connection))
+        watcher.unwatch(connection)
+        del connection
+    assert watcher.counts() == (0, 0)
+    assert watcher._groups == {}
+    gc.collect()
+    assert all(ref() is None for ref in refs)
+    assert len(asyncio.all_tasks()) == before
+    loop = asyncio.get_running_loop()
+    assert not [
+        h for h in getattr(loop, "_scheduled", []) if not h.cancelled() and "recheck" in repr(h)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "max_age", "expected"),
+    [
+        pytest.param(100.0, None, 100.0, id="expires_at"),
+        pytest.param(100.0, 50.0, 50.0, id="max-age-first"),
+        pytest.param(30.0, 50.0, 30.0, id="expires-first"),
+    ],
+)
+def test_the_last_known_state_lapses_at_expires_at_or_max_age(
+    fake: FakeKratos, clock: FakeClock, expires_in: float, max_age: float | None, expected: float
+) -> None:
+    owner = fake.session("aal1", expires_in=expires_in)
+    blocking = KratosClient(
+        fake.config(), http_client=httpx.Client(transport=fake.transport()), timer=clock
+    )
+    session = blocking.whoami(credentials_of(owner))
+    now = clock()
+    lapse = lapse_of(session, Requirement("aal1", max_age=max_age), now, TTL)
+    assert lapse == pytest.approx(now + expected, abs=1.0)
+
+
+def test_a_session_without_expiry_is_vouched_for_one_ttl() -> None:
+    assert lapse_of(None, Requirement("aal1"), 1000.0, TTL) == 1000.0 + TTL
+
+
+async def test_a_connection_is_closed_once_and_keeps_kratos_return_to_on_a_bad_host(
+    client: AsyncKratosClient, fake: FakeKratos
+) -> None:
+    closes = Closes()
+    watcher = watcher_for(client)
+    owner = fake.session("aal1")
+    credentials = credentials_of(owner)
+    decision = await client.check(credentials, "aal1")
+
+    def bad_host() -> str:
+        raise ValueError("the Host header is not a valid host")
+
+    connection = watcher.watch(
+        credentials, Requirement("aal1"), decision.session, closes.on(0), bad_host
+    )
+    login = Decision(Outcome.LOGIN, redirect_to="http://k/self-service/login/browser")
+    connection.close(login)
+    connection.close(login)
+    [(_, outcome, target)] = closes.seen  # once; on browser_url, with no return_to
+    assert outcome is Outcome.LOGIN
+    assert target is not None and target.endswith("/self-service/login/browser")
+    watcher.unwatch(connection)  # again: nothing to do
+    assert watcher.counts() == (0, 0)
+
+
+async def test_a_stricter_connection_brings_its_session_check_forward(
+    client: AsyncKratosClient, fake: FakeKratos
+) -> None:
+    watcher = watcher_for(client)
+    owner = fake.session("aal1")
+    credentials = credentials_of(owner)
+    decision = await client.check(credentials, "aal1")
+    watcher.watch(credentials, Requirement("aal1"), decision.session, Closes().on(0))
+    [group] = watcher._groups.values()
+    assert group.handle is not None
+    later = group.handle.when()
+    fresh = Requirement("aal1", max_age=5)
+    watcher.watch(credentials, fresh, decision.session, Closes().on(1))
+    assert group.handle.when() < later  # at the end of max_age, not of the cached answer
+
+
+def test_a_poke_for_a_closed_loop_forgets_its_connections(
+    client: AsyncKratosClient, fake: FakeKratos
+) -> None:
+    watcher = watcher_for(client)
+    owner = fake.session("aal1")
+    credentials = credentials_of(owner)
+    loop = asyncio.new_event_loop()
+
+    async def watch() -> None:
+        decision = await client.check(credentials, "aal1")
+        watcher.watch(credentials, Requirement("aal1"), decision.session, Closes().on(0))
+
+    loop.run_until_complete(watch())
+    loop.close()  # a loop closed without ending its connections
+    assert watcher.counts() == (1, 1)
+    watcher.poke(None)
+    assert watcher.counts() == (0, 0)
+
+
+def test_what_a_closed_connection_is_told() -> None:
+    from kratos_aal.integrations._asgi_live import close_reason, event_stream, sse_event
+
+    login = Decision(Outcome.LOGIN, redirect_to="http://k/login")
+    down = Decision(Outcome.UNAVAILABLE, retry_after=5)
+    assert close_reason(login) == "kratos-aal: login"
+    assert sse_event(login, "http://k/login?return_to=x") == (
+        b'event: kratos-aal\ndata: {"outcome":"login",'
+        b'"redirect_browser_to":"http://k/login?return_to=x"}\n\n'
+    )
+    assert b'"retry_after":5' in sse_event(down, None)
+    assert event_stream({"headers": [(b"Content-Type", b"Text/Event-Stream; charset=utf-8")]})
+    assert not event_stream({"headers": [(b"content-type", b"text/plain")]})
+    assert not event_stream({})
+
+
+def test_channels_reads_a_scope_as_the_other_adapters_do() -> None:
+    from kratos_aal.integrations.channels import web_request
+
+    request = web_request(
+        {
+            "type": "websocket",
+            "scheme": "wss",
+            "path": "/ws/é",
+            "query_string": b"a=1",
+            "headers": [(b"cookie", b"a=1"), (b"Cookie", b"b=2"), (b"origin", b"https://x")],
+            "server": ("app.test", 443),
+        }
+    )
+    assert (request.scheme, request.host, request.path, request.query) == (
+        "https",
+        "app.test:443",
+        "/ws/%C3%A9",
+        "a=1",
+    )
+    assert request.header("cookie") == "a=1; b=2"
+
+
+async def test_channels_require_aal_needs_the_middleware() -> None:
+    from kratos_aal.integrations.channels import require_aal
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("not reached")
+
+    with pytest.raises(RuntimeError, match="KratosAuthMiddleware"):
+        await require_aal("aal1")(app)({"type": "websocket"}, None, None)
