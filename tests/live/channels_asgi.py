@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from typing import Any
 
 import django
@@ -16,8 +17,27 @@ import django
 django.setup()
 
 from django.core.management import call_command  # noqa: E402
+from django.db import connections  # noqa: E402
 
-call_command("migrate", verbosity=0)
+_failed: list[BaseException] = []
+
+
+def _migrate() -> None:
+    try:
+        call_command("migrate", verbosity=0)
+    except BaseException as error:  # raised again below, in the importing thread
+        _failed.append(error)
+    finally:
+        connections.close_all()
+
+
+# On a thread of its own: uvicorn 0.30 imports the app inside its event loop, where Django
+# refuses database work (SynchronousOnlyOperation).
+_migration = threading.Thread(target=_migrate, name="migrate")
+_migration.start()
+_migration.join()
+if _failed:
+    raise _failed[0]
 
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -39,7 +59,7 @@ class Counter(AsyncWebsocketConsumer):  # type: ignore[misc]
         while True:
             try:
                 await self.send(text_data=str(number))
-            except OSError:  # kratos-aal ended the connection
+            except (OSError, RuntimeError):  # ended (by kratos-aal, or the client left)
                 return
             number += 1
             await asyncio.sleep(TICK)

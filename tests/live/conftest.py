@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from websockets.asyncio.client import connect
 
 from kratos_aal.testing import FakeKratos
 from kratos_aal.testing._serve import reserve_port, serve
@@ -171,7 +172,7 @@ class Live:
         if origin is not None:
             headers["Origin"] = origin
         try:
-            async with websockets.connect(
+            async with connect(
                 url.replace("http://", "ws://"), additional_headers=headers, open_timeout=30
             ) as connection:
                 async for _ in connection:
