@@ -177,7 +177,8 @@ class _Calls:
             if self._busy >= limit:
                 raise KratosUnavailable(
                     f"{limit} calls to Kratos are under way already "
-                    "(max_concurrent_checks): not waiting for another"
+                    "(max_concurrent_checks): not waiting for another",
+                    cause=_diagnose.BUSY,
                 )
             self._busy += 1
             if loop is not None:

@@ -139,7 +139,9 @@ class Decision(NamedTuple):
         retry_after: Seconds for ``Retry-After`` when the outcome is ``UNAVAILABLE``.
         requirement: The requirement this decision was made for.
         cause: For ``UNAVAILABLE``: ``"connect"`` (Kratos could not be reached),
-            ``"timeout"`` (it did not answer in time) or ``None`` (it answered oddly).
+            ``"timeout"`` (it did not answer in time), ``"busy"`` (this process had
+            ``max_concurrent_checks`` calls under way already) or ``None`` (it answered
+            oddly).
     """
 
     outcome: Outcome

@@ -21,6 +21,8 @@ logger = logging.getLogger("kratos_aal")
 #: Kinds of trouble reaching Kratos, as the 503 and the log name them.
 CONNECT = "connect"
 TIMEOUT = "timeout"
+#: Not Kratos's trouble: this process had ``max_concurrent_checks`` calls under way already.
+BUSY = "busy"
 
 _lock = threading.Lock()
 #: Public URL -> the kind of trouble last reported; gone once Kratos answers there again.

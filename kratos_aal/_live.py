@@ -6,6 +6,7 @@ as requests) before the cached answer runs out (``cache_ttl`` at most), at the m
 ``expires_at`` or the route's ``max_age`` lapses, and at once when ``invalidate()`` names
 the session here or on another instance (the shared cache's logout messages). A check
 that no longer allows ends the connection through the callback it was watched with.
+A check this process had no room for (``max_concurrent_checks``) is tried again soon.
 
 Cost: one timer per session and event loop, whatever the number of its connections; an
 open connection costs a small object and nothing between checks. Framework-free: the ASGI
@@ -16,12 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import threading
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._core import DEFAULT_RETRY_AFTER, Decision, Outcome, Requirement, rebase, session_key
+from ._core import (
+    DEFAULT_RETRY_AFTER,
+    Decision,
+    Outcome,
+    Requirement,
+    rebase,
+    session_key,
+)
+from ._diagnose import BUSY
 from ._models import Credentials, Session
 
 if TYPE_CHECKING:
@@ -181,9 +191,15 @@ class _Group:
             self.lapses[requirement] = lapse
             return lapse - now + _AFTER_LAPSE
         if decision.outcome is Outcome.UNAVAILABLE:
-            # Kratos unreachable: what we knew still vouches until it lapses.
             lapse = self.lapses.get(requirement, now)
+            if decision.cause == BUSY and now < lapse:
+                # No room for the check in this process (max_concurrent_checks), Kratos
+                # not asked: again soon, not when Kratos would be (a revoked session must
+                # not stay open for want of a slot once one frees).
+                retry = MIN_PERIOD * (1.0 + random.random() / 2)  # noqa: S311 - spread only
+                return min(retry, lapse - now + _AFTER_LAPSE)
             if now < lapse:
+                # Kratos unreachable: what we knew still vouches until it lapses.
                 retry = float(decision.retry_after or DEFAULT_RETRY_AFTER)
                 return min(retry, lapse - now + _AFTER_LAPSE)
         for connection in list(self.connections.get(requirement, ())):

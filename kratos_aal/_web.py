@@ -408,6 +408,8 @@ _UNAVAILABLE_REASONS = {
     None: "The session could not be verified because Ory Kratos could not answer properly. "
     "Please try again shortly.",
 }
+# max_concurrent_checks calls under way already: the answer is the one it always was.
+_UNAVAILABLE_REASONS["busy"] = _UNAVAILABLE_REASONS[None]
 
 
 def error_body(decision: Decision) -> dict[str, object]:

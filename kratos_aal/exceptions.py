@@ -34,7 +34,9 @@ class KratosUnavailable(KratosAALError):
             ``Retry-After`` on a 429, else ``None``.
         status_code: Kratos's HTTP status when it answered, else ``None``.
         cause: ``"connect"`` when Kratos could not be reached, ``"timeout"`` when it did not
-            answer in time, ``None`` when it answered (an error status or an odd body).
+            answer in time, ``"busy"`` when this process had ``max_concurrent_checks``
+            calls under way already (Kratos was not asked), ``None`` when it answered (an
+            error status or an odd body).
     """
 
     def __init__(

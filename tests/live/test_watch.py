@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import weakref
 from typing import Any
 
@@ -403,3 +404,158 @@ async def test_channels_require_aal_needs_the_middleware() -> None:
 
     with pytest.raises(RuntimeError, match="KratosAuthMiddleware"):
         await require_aal("aal1")(app)({"type": "websocket"}, None, None)
+
+
+# ---------------------------------------------------------------- the process's cap is full
+# max_concurrent_checks calls are under way already (requests stuck on a slow Kratos): a
+# check refused for want of a slot is no outage. It is tried again soon, so that a revoked
+# session's connection still closes once a slot frees, not at the session's expires_at.
+
+CAP = 2
+
+
+class Holders:
+    """Requests that hold every slot of the process's cap until released."""
+
+    def __init__(self, fake: FakeKratos, clock: FakeClock, how: str) -> None:
+        self.how = how
+        self.config = fake.config(cache_ttl=TTL, max_concurrent_checks=CAP, timeout=60)
+        self.clock = clock
+        self.entered = 0
+        self.entered_event = asyncio.Event()
+        self.release_async = asyncio.Event()
+        self.release_thread = threading.Event()
+        self.tasks: list[asyncio.Future[Any]] = []
+
+    def _answer(self) -> httpx.Response:
+        return httpx.Response(401, json={"error": {"code": 401, "id": "session_inactive"}})
+
+    async def hold(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def entered() -> None:
+            self.entered += 1
+            if self.entered == CAP:
+                self.entered_event.set()
+
+        if self.how == "awaitable":
+
+            async def slow(request: httpx.Request) -> httpx.Response:
+                entered()
+                await self.release_async.wait()
+                return self._answer()
+
+            holder: Any = AsyncKratosClient(
+                self.config,
+                http_client=httpx.AsyncClient(transport=httpx.MockTransport(slow)),
+                timer=self.clock,
+            )
+            for number in range(CAP):
+                self.tasks.append(
+                    asyncio.ensure_future(holder.check(Credentials(cookie=f"held-{number}")))
+                )
+        else:
+
+            def stuck(request: httpx.Request) -> httpx.Response:
+                loop.call_soon_threadsafe(entered)
+                self.release_thread.wait(60)
+                return self._answer()
+
+            blocking = KratosClient(
+                self.config,
+                http_client=httpx.Client(transport=httpx.MockTransport(stuck)),
+                timer=self.clock,
+            )
+            for number in range(CAP):
+                self.tasks.append(
+                    asyncio.ensure_future(
+                        asyncio.to_thread(blocking.check, Credentials(cookie=f"held-{number}"))
+                    )
+                )
+        await asyncio.wait_for(self.entered_event.wait(), 60)
+
+    async def release(self) -> None:
+        self.release_async.set()
+        self.release_thread.set()
+        await asyncio.gather(*self.tasks)
+
+
+class Waited(Closes):
+    """Closes that a test can wait for (an event, never a sleep of a guessed length)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.any = asyncio.Event()
+
+    def on(self, number: int) -> Any:
+        record = super().on(number)
+
+        def close(decision: Decision, target: str | None) -> None:
+            record(decision, target)
+            self.any.set()
+
+        return close
+
+
+def next_check_in(watcher: Watcher) -> float:
+    """Return the seconds until the (one) watched session's timed check."""
+    [group] = watcher._groups.values()
+    assert group.handle is not None
+    return group.handle.when() - group.loop.time()
+
+
+@pytest.mark.parametrize("how", ["awaitable", "blocking"])
+async def test_a_check_refused_for_the_cap_is_retried_soon_and_closes_once_a_slot_frees(
+    fake: FakeKratos, clock: FakeClock, how: str
+) -> None:
+    holders = Holders(fake, clock, how)
+    client = AsyncKratosClient(
+        holders.config, http_client=httpx.AsyncClient(transport=fake.transport()), timer=clock
+    )
+    closes = Waited()
+    watcher = watcher_for(client)
+    owner = fake.session("aal1", expires_in=3600)
+    credentials = credentials_of(owner)
+    decision = await client.check(credentials, "aal1")
+    watcher.watch(credentials, Requirement("aal1"), decision.session, closes.on(0))
+    await holders.hold()
+    try:
+        fake.revoke(owner)
+        calls = fake.calls["/sessions/whoami"]
+        client.invalidate(credentials)  # checked at once: no slot for it
+        await asyncio.sleep(0)
+        await settle(watcher)
+        assert fake.calls["/sessions/whoami"] == calls  # Kratos was not asked
+        assert closes.seen == []  # no slot is no verdict: nothing closed for it...
+        # ...and tried again soon (about a second): not when Kratos would be (Retry-After,
+        # 5 s), nor at expires_at.
+        assert next_check_in(watcher) <= 2.0
+    finally:
+        await holders.release()
+    # A slot is free: the retry (a timer, real time) sees the revoked session.
+    await asyncio.wait_for(closes.any.wait(), 60)
+    assert [outcome for _, outcome, _ in closes.seen] == [Outcome.LOGIN]
+    assert watcher.counts() == (0, 0)
+
+
+async def test_a_check_refused_for_the_cap_after_the_session_lapsed_closes_as_unavailable(
+    fake: FakeKratos, clock: FakeClock
+) -> None:
+    holders = Holders(fake, clock, "awaitable")
+    client = AsyncKratosClient(
+        holders.config, http_client=httpx.AsyncClient(transport=fake.transport()), timer=clock
+    )
+    closes = Closes()
+    watcher = watcher_for(client)
+    owner = fake.session("aal1", expires_in=300)
+    credentials = credentials_of(owner)
+    decision = await client.check(credentials, "aal1")
+    watcher.watch(credentials, Requirement("aal1"), decision.session, closes.on(0))
+    await holders.hold()
+    try:
+        clock.advance(301)  # past expires_at: nothing vouches for it any more
+        watcher.poke(None)
+        await settle(watcher)
+    finally:
+        await holders.release()
+    assert [outcome for _, outcome, _ in closes.seen] == [Outcome.UNAVAILABLE]
