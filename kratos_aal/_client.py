@@ -291,7 +291,8 @@ class _BaseClient:
             self._cache.clear()
         else:
             self._cache.pop(key)
-        _live.poke(self._cache, key)  # hook: open connections of that session are checked now
+        # Hook: open connections of that session are checked now; a key is a logout elsewhere.
+        _live.poke(self._cache, key, logout=key is not None)
 
     def cached_allow(self, key: bytes | None, requirement: Requirement) -> CachedSession | None:
         """Return the cached session under *key* when it alone allows *requirement*.
@@ -362,7 +363,7 @@ class _BaseClient:
                 if self._cache.get(factor_key) is LEARNED:
                     self._cache.pop(factor_key)
             self._cache.pop(key)
-            _live.poke(self._cache, key)  # hook: open connections of it are checked now
+            _live.poke(self._cache, key, logout=True)  # hook: its open connections: checked now
             if self._shared is not None:  # hook: and on every other instance
                 self._shared.invalidate(credentials)
 

@@ -6,6 +6,8 @@ as requests) before the cached answer runs out (``cache_ttl`` at most), at the m
 ``expires_at`` or the route's ``max_age`` lapses, and at once when ``invalidate()`` names
 the session here or on another instance (the shared cache's logout messages). A check
 that no longer allows ends the connection through the callback it was watched with.
+Kratos unreachable keeps a connection open while what Kratos said last still vouches,
+except after ``invalidate()`` named its session: a logout closes it whatever the outage.
 A check this process had no room for (``max_concurrent_checks``) is tried again soon.
 
 Cost: one timer per session and event loop, whatever the number of its connections; an
@@ -23,11 +25,13 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._cache import HOLD_TTL
 from ._core import (
     DEFAULT_RETRY_AFTER,
     Decision,
     Outcome,
     Requirement,
+    login_url,
     rebase,
     session_key,
 )
@@ -123,6 +127,7 @@ class _Group:
         "handle",
         "key",
         "lapses",
+        "logout",
         "loop",
         "running",
         "task",
@@ -141,15 +146,31 @@ class _Group:
         self.task: asyncio.Task[None] | None = None
         self.running = True
         self.again = False  # poked while a check was under way: check once more after it
+        #: ``invalidate()`` named the session: until when (the client's clock) an answer that
+        #: still allows may be Kratos's before the browser reached its logout. Cleared by an
+        #: allowing answer after that; while set, Kratos unreachable closes as a logout.
+        self.logout: float | None = None
 
     def schedule(self, delay: float) -> None:
         if self.handle is not None:
             self.handle.cancel()
-        self.handle = self.loop.call_later(max(delay, 0.0), self.recheck_now)
+        self.handle = self.loop.call_later(max(delay, 0.0), self._timed_recheck)
 
-    def recheck_now(self) -> None:
-        """Check the session now (on the group's loop); a check under way is enough."""
+    def _timed_recheck(self) -> None:
         self.handle = None
+        self.recheck_now()
+
+    def recheck_now(self, logout: bool = False) -> None:
+        """Check the session now (on the group's loop); a check under way is enough.
+
+        *logout*: ``invalidate()`` named the session (here or on another instance).
+        """
+        if logout:
+            client = self.watcher.client
+            self.logout = client._clock() + max(client.config.cache_ttl, HOLD_TTL)
+        if self.handle is not None:  # a poke: the timed check is this one
+            self.handle.cancel()
+            self.handle = None
         if not self.running:
             return
         if self.task is not None and not self.task.done():
@@ -187,6 +208,8 @@ class _Group:
         now = client._timer()
         ttl = client.config.cache_ttl
         if decision.outcome is Outcome.ALLOW:
+            if self.logout is not None and client._clock() >= self.logout:
+                self.logout = None  # Kratos still shows it after the logout's hold
             lapse = lapse_of(decision.session, requirement, now, ttl)
             self.lapses[requirement] = lapse
             return lapse - now + _AFTER_LAPSE
@@ -198,7 +221,11 @@ class _Group:
                 # not stay open for want of a slot once one frees).
                 retry = MIN_PERIOD * (1.0 + random.random() / 2)  # noqa: S311 - spread only
                 return min(retry, lapse - now + _AFTER_LAPSE)
-            if now < lapse:
+            if self.logout is not None:
+                # invalidate() named it: a logout, which an outage does not undo.
+                target = login_url(client.config, None)
+                decision = Decision(Outcome.LOGIN, None, target, requirement=requirement)
+            elif now < lapse:
                 # Kratos unreachable: what we knew still vouches until it lapses.
                 retry = float(decision.retry_after or DEFAULT_RETRY_AFTER)
                 return min(retry, lapse - now + _AFTER_LAPSE)
@@ -285,9 +312,11 @@ class Watcher:
             group.handle.cancel()
             group.handle = None
 
-    def poke(self, key: bytes | None) -> None:
+    def poke(self, key: bytes | None, logout: bool = False) -> None:
         """Check the connections of *key*'s session at once (``None``: every session).
 
+        *logout*: ``invalidate()`` named the session, here or on another instance; a check
+        that cannot reach Kratos then closes its connections as logged out.
         Thread-safe: the shared cache's listener calls it from its own thread.
         """
         with self._lock:
@@ -297,7 +326,7 @@ class Watcher:
                 groups = [g for (k, _), g in list(self._groups.items()) if k == key]
         for group in groups:
             try:
-                group.loop.call_soon_threadsafe(group.recheck_now)
+                group.loop.call_soon_threadsafe(group.recheck_now, logout)
             except RuntimeError:  # its loop is closed: nothing of it is open any more
                 self.unwatch_group(group)
 
@@ -333,8 +362,8 @@ def watcher_for(client: AsyncKratosClient) -> Watcher:
     return watcher
 
 
-def poke(cache: Any, key: bytes | None) -> None:
+def poke(cache: Any, key: bytes | None, logout: bool = False) -> None:
     """Re-check at once the connections watched through *cache* for *key* (see ``Watcher.poke``)."""
     watcher = _WATCHERS.get(cache) if _WATCHERS else None
     if watcher is not None:
-        watcher.poke(key)
+        watcher.poke(key, logout)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from kratos_aal import AsyncKratosClient, Credentials, KratosClient, Requirement
-from kratos_aal._core import Decision, Outcome
+from kratos_aal._core import Decision, Outcome, session_key
 from kratos_aal._live import Watcher, lapse_of, watcher_for
 from kratos_aal.testing import FakeKratos, Fault
 from kratos_aal.testing._clock import FakeClock
@@ -559,3 +559,103 @@ async def test_a_check_refused_for_the_cap_after_the_session_lapsed_closes_as_un
     finally:
         await holders.release()
     assert [outcome for _, outcome, _ in closes.seen] == [Outcome.UNAVAILABLE]
+
+
+# ---------------------------------------------------------------- invalidate() in an outage
+# invalidate() is the app's logout: the session is checked at once, and when Kratos cannot
+# be asked, its connections close as logged out, not at the session's expires_at.
+
+
+async def _watched_in_an_outage(
+    client: AsyncKratosClient, fake: FakeKratos
+) -> tuple[Watcher, Credentials, Waited]:
+    closes = Waited()
+    watcher = watcher_for(client)
+    owner = fake.session("aal1", expires_in=3600)
+    credentials = credentials_of(owner)
+    decision = await client.check(credentials, "aal1")
+    for number in range(2):
+        watcher.watch(
+            credentials,
+            Requirement("aal1"),
+            decision.session,
+            closes.on(number),
+            lambda: "http://app/page",
+        )
+    fake.fail(Fault("status", status=503, times=None))
+    return watcher, credentials, closes
+
+
+@pytest.mark.parametrize("how", ["awaitable", "blocking", "another-instance"])
+async def test_invalidate_during_a_kratos_outage_closes_its_connections_as_logged_out(
+    fake: FakeKratos, clock: FakeClock, how: str
+) -> None:
+    config = fake.config(cache_ttl=TTL)
+    blocking = KratosClient(
+        config, http_client=httpx.Client(transport=fake.transport()), timer=clock
+    )
+    client = AsyncKratosClient(
+        config, http_client=httpx.AsyncClient(transport=fake.transport()), timer=clock
+    )
+    client._share_cache(blocking)  # Django: one cache for sync and async views
+    watcher, credentials, closes = await _watched_in_an_outage(client, fake)
+    calls = fake.calls["/sessions/whoami"]
+    if how == "awaitable":
+        client.invalidate(credentials)
+    elif how == "blocking":
+        await asyncio.to_thread(blocking.invalidate, credentials)
+    else:  # the shared cache's logout message, heard on its listener's thread
+        await asyncio.to_thread(client._drop, session_key(credentials))
+    await asyncio.wait_for(closes.any.wait(), 60)
+    await settle(watcher)
+    assert fake.calls["/sessions/whoami"] > calls  # it was checked, and Kratos was down
+    assert sorted(number for number, _, _ in closes.seen) == [0, 1]
+    for _, outcome, target in closes.seen:
+        assert outcome is Outcome.LOGIN
+        assert target is not None and "/self-service/login/browser" in target
+        assert "return_to=http%3A%2F%2Fapp%2Fpage" in target
+    assert watcher.counts() == (0, 0)
+
+
+async def test_an_outage_without_a_logout_still_closes_nothing_before_the_lapse(
+    client: AsyncKratosClient, fake: FakeKratos, clock: FakeClock
+) -> None:
+    watcher, _credentials, closes = await _watched_in_an_outage(client, fake)
+    client._drop(None)  # the shared cache reconnected: a re-check, but no logout
+    await asyncio.sleep(0)
+    await settle(watcher)
+    watcher.poke(None)
+    await settle(watcher)
+    assert closes.seen == []
+    assert watcher.counts() == (1, 2)
+
+
+async def test_a_logout_kratos_still_denies_after_its_hold_is_forgotten(
+    client: AsyncKratosClient, fake: FakeKratos, clock: FakeClock
+) -> None:
+    # invalidate() without a Kratos logout (the browser never got there): once Kratos has
+    # allowed the session after the logout's hold, an outage is an outage again.
+    closes = Closes()
+    watcher = watcher_for(client)
+    owner = fake.session("aal1", expires_in=3600)
+    credentials = credentials_of(owner)
+    decision = await client.check(credentials, "aal1")
+    watcher.watch(credentials, Requirement("aal1"), decision.session, closes.on(0))
+    client.invalidate(credentials)
+    await asyncio.sleep(0)
+    await settle(watcher)
+    [group] = watcher._groups.values()
+
+    def marked() -> bool:
+        return group.logout is not None
+
+    assert closes.seen == [] and marked()  # within the hold: still marked as logged out
+    clock.advance(TTL + 1)
+    watcher.poke(None)
+    await settle(watcher)
+    assert not marked()
+    fake.fail(Fault("status", status=503, times=None))
+    clock.advance(TTL + 1)
+    watcher.poke(None)
+    await settle(watcher)
+    assert closes.seen == []
