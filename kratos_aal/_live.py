@@ -10,8 +10,9 @@ Kratos unreachable keeps a connection open while what Kratos said last still vou
 except after ``invalidate()`` named its session: a logout closes it whatever the outage.
 A check this process had no room for (``max_concurrent_checks``) is tried again soon.
 
-Cost: one timer per session and event loop, whatever the number of its connections; an
-open connection costs a small object and nothing between checks. Framework-free: the ASGI
+Cost: one timer per session and event loop, whatever the number of its connections, and at
+most one check per :data:`MIN_PERIOD` each (``cache_ttl=0`` included); an open
+connection costs a small object and nothing between checks. Framework-free: the ASGI
 glue is in ``integrations/_asgi_live``.
 """
 
@@ -43,9 +44,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection", "Watcher", "lapse_of", "poke", "watcher_for"]
 
-#: Seconds between two checks of one session at least: an answer Kratos lets nobody cache
-#: (a logout's hold keeps one for a second) must not make a loop of whoami calls.
-MIN_PERIOD = 0.1
+#: Seconds between two timed checks of one session at least, whatever ``cache_ttl`` (0
+#: included) or an answer Kratos lets nobody cache (a logout's hold keeps one for a second):
+#: an open connection costs at most one whoami a second. ``invalidate()`` is not held back.
+MIN_PERIOD = 1.0
 #: Seconds after a lapse (``max_age``, ``expires_at``) at which the check runs: the
 #: decision counts a session as stale only once the lapse is past.
 _AFTER_LAPSE = 0.05

@@ -17,7 +17,7 @@ import pytest
 
 from kratos_aal import AsyncKratosClient, Credentials, KratosClient, Requirement
 from kratos_aal._core import Decision, Outcome, session_key
-from kratos_aal._live import Watcher, lapse_of, watcher_for
+from kratos_aal._live import MIN_PERIOD, Watcher, lapse_of, watcher_for
 from kratos_aal.testing import FakeKratos, Fault
 from kratos_aal.testing._clock import FakeClock
 
@@ -659,3 +659,33 @@ async def test_a_logout_kratos_still_denies_after_its_hold_is_forgotten(
     watcher.poke(None)
     await settle(watcher)
     assert closes.seen == []
+
+
+# ---------------------------------------------------------------- a floor on the period
+# cache_ttl=0 (or an answer nobody may cache) must not make each open session a loop of
+# whoami calls: checks of one session are a second apart at least (documented).
+FLOOR = 1.0
+
+
+async def test_cache_ttl_zero_checks_an_open_session_once_a_second_at_most(
+    fake: FakeKratos,
+) -> None:
+    assert MIN_PERIOD == FLOOR
+    client = AsyncKratosClient(
+        fake.config(cache_ttl=0), http_client=httpx.AsyncClient(transport=fake.transport())
+    )
+    watcher = watcher_for(client)
+    owner = fake.session("aal1", expires_in=3600)
+    credentials = credentials_of(owner)
+    decision = await client.check(credentials, "aal1")
+    for number in range(10):  # ten sockets of one session: one timer
+        watcher.watch(credentials, Requirement("aal1"), decision.session, Closes().on(number))
+    assert next_check_in(watcher) > FLOOR / 2
+    first = fake.calls["/sessions/whoami"]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.sleep(3 * FLOOR)  # real timers run; a slow machine runs fewer
+    elapsed = loop.time() - started
+    made = fake.calls["/sessions/whoami"] - first
+    assert 1 <= made <= elapsed / FLOOR + 1
+    assert next_check_in(watcher) > 0  # the next one waits too
