@@ -13,7 +13,7 @@ import pytest
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.routing import URLRouter
 from django.urls import path
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, WebSocket
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
@@ -94,22 +94,34 @@ def test_an_event_stream_ends_with_retry_after_when_kratos_stays_down() -> None:
     assert live.event == {"outcome": "unavailable", "redirect_browser_to": None, "retry_after": 5}
 
 
+async def guarded_counter(websocket: WebSocket) -> None:
+    # Typed WebSocket: FastAPI hands the connection in. Untyped (Any), it would take
+    # ``websocket`` for a query parameter and refuse every handshake, whatever the session.
+    await apps.counter(websocket)
+
+
 def test_fastapi_refuses_a_websocket_handshake_the_dependency_denies() -> None:
     fake = FakeKratos(whoami_required_aal="aal1")
     app = FastAPI(middleware=[Middleware(KratosAALMiddleware, client=fake.async_client())])
-    app.add_api_websocket_route("/ws", apps.counter, dependencies=[Depends(RequireAAL("aal2"))])
+    app.add_api_websocket_route("/ws", guarded_counter, dependencies=[Depends(RequireAAL("aal2"))])
 
-    async def run(base: str) -> tuple[Live, Live]:
+    async def run(base: str) -> tuple[Live, Live, Live]:
+        # The control: a session the dependency allows is let in, and messages flow.
+        allowed = Live().open(base + "/ws", fake.session("aal2").cookie_header)
+        assert await wait_for(allowed.first, 30), (allowed.status, allowed.code)
+        assert not allowed.ended.is_set(), (allowed.status, allowed.code, allowed.reason)
+        await allowed.close()
         low = Live()
         await low.ws(base + "/ws", fake.session("aal1").cookie_header)
         cross = Live()
         await cross.ws(
             base + "/ws", fake.session("aal2").cookie_header, origin="https://evil.example"
         )
-        return low, cross
+        return allowed, low, cross
 
     with serve(app) as base:
-        low, cross = asyncio.run(run(base))
+        allowed, low, cross = asyncio.run(run(base))
+    assert allowed.messages >= 1
     assert low.messages == 0 and (low.status == 403 or low.code == 1008)
     assert cross.messages == 0 and (cross.status == 403 or cross.code == 1008)
 
