@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.routing import URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 from fastapi import Depends, FastAPI, WebSocket
 from starlette.applications import Starlette
@@ -215,3 +216,104 @@ def test_channels_scope_refusals_and_outage(fake_kratos: FakeKratos) -> None:
         live = found[name]
         assert live.messages == 0, name
         assert live.status == 403 or live.code == 1008, (name, live.status, live.code)
+
+
+async def _who(base: str, cookie: str, origin: str | None = None) -> str:
+    headers = {"Cookie": cookie}
+    if origin is not None:
+        headers["Origin"] = origin
+    async with ws_connect(
+        base.replace("http", "ws") + "/live/who", additional_headers=headers
+    ) as who:
+        return str(await who.recv())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_channels_kratos_auth_middleware_alone_checks_no_origin(fake_kratos: FakeKratos) -> None:
+    # As docs/long-lived.md says: a consumer that reads only scope["user"] under
+    # KratosAuthMiddleware alone is let in from another site with the cookie.
+    session = fake_kratos.session("aal1")
+    with serve(channels_app()) as base:
+        who = asyncio.run(_who(base, session.cookie_header, origin="https://evil.example"))
+    assert who == f"{session.id} User"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_channels_allowed_hosts_origin_validator_refuses_a_cross_site_handshake(
+    fake_kratos: FakeKratos, settings: Any
+) -> None:
+    # The combination docs/long-lived.md recommends: Channels' AllowedHostsOriginValidator
+    # around KratosAuthMiddleware.
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+    app = AllowedHostsOriginValidator(channels_app())
+    session = fake_kratos.session("aal1")
+
+    async def run(base: str) -> tuple[str, Live, int]:
+        same = await _who(base, session.cookie_header, origin=base)  # the control
+        calls = fake_kratos.calls["/sessions/whoami"]
+        cross = Live()
+        await cross.ws(base + "/live/who", session.cookie_header, origin="https://evil.example")
+        return same, cross, fake_kratos.calls["/sessions/whoami"] - calls
+
+    with serve(app) as base:
+        same, cross, asked = asyncio.run(run(base))
+    assert same == f"{session.id} User"
+    assert cross.messages == 0
+    assert cross.status == 403, (cross.status, cross.code, cross.reason)  # refused, not accepted
+    assert asked == 0  # refused before the session was even looked up
+
+
+def _deactivate(identity_id: str) -> None:
+    from django.db import connections
+
+    from kratos_aal.integrations.django.models import KratosIdentityLink
+
+    try:
+        link = KratosIdentityLink.objects.select_related("user").get(identity_id=identity_id)
+        link.user.is_active = False
+        link.user.save(update_fields=["is_active"])
+    finally:
+        connections.close_all()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_channels_a_user_deactivated_while_connected_is_refused_at_the_next_handshake_only(
+    fake_kratos: FakeKratos,
+) -> None:
+    # Documented (docs/long-lived.md): is_active is read at the handshake; the watch
+    # re-checks the Kratos session only, so an open require_aal socket stays open.
+    from kratos_aal._live import watcher_for
+    from kratos_aal.integrations.django import conf
+
+    client = conf.clients()[1]
+    session = fake_kratos.session("aal1")
+
+    async def run(base: str) -> tuple[str, str, Live]:
+        before = await _who(base, session.cookie_header)
+        live = Live().open(base + "/live/ws", session.cookie_header)
+        assert await wait_for(live.first, 30)
+        await asyncio.to_thread(_deactivate, session.identity.id)
+        # A check of the open socket, through Kratos (nothing cached), allows it again.
+        calls = fake_kratos.calls["/sessions/whoami"]
+        client.clear_cache()
+        watcher_for(client).poke(None)
+        for _ in range(600):
+            if fake_kratos.calls["/sessions/whoami"] > calls:
+                break
+            await asyncio.sleep(0.05)
+        assert fake_kratos.calls["/sessions/whoami"] > calls, "the socket was not checked"
+        seen = live.messages
+        for _ in range(600):
+            if live.messages >= seen + 3 or live.ended.is_set():
+                break
+            await asyncio.sleep(0.05)
+        assert not live.ended.is_set(), (live.code, live.reason)
+        assert live.messages >= seen + 3
+        after = await _who(base, session.cookie_header)
+        await live.close()
+        return before, after, live
+
+    with serve(channels_app()) as base:
+        before, after, _live = asyncio.run(run(base))
+    assert before == f"{session.id} User"
+    assert after == f"{session.id} AnonymousUser"  # the next handshake sees it
