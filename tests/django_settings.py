@@ -26,6 +26,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "kratos_aal.integrations.django.context_processors.kratos",
             ]
         },
     }

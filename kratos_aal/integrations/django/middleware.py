@@ -75,7 +75,9 @@ class KratosSessionMiddleware:
             client, _ = conf.clients()
             try:
                 return client.whoami(credentials_of(request))
-            except StepUpRequired:
+            except StepUpRequired as error:
+                # Kept for templates: every requirement is a step-up there (see pages.py).
+                request._kratos_aal_step_up = error.redirect_to
                 return None
 
         async def alookup() -> Session | None:

@@ -1,0 +1,238 @@
+"""Django templates (SPEC §5d): the context processor and ``{% load kratos_aal %}``.
+
+Each case runs on a sync view and on an async view (which awaits ``apage_access``), with
+Django's Client in a worker thread as WSGI would, or its AsyncClient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.template import Context, Template, TemplateSyntaxError
+from django.test import AsyncClient, Client
+
+from kratos_aal.testing import FakeKratos, FakeSession
+
+pytestmark = pytest.mark.urls("tests.django.page_urls")
+
+KRATOS = "http://127.0.0.1:4433/self-service"
+BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+@pytest.fixture(params=["sync", "async"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def get(kind: str, path: str, session: FakeSession | None) -> Any:
+    if kind == "sync":
+        client = Client()
+        if session is not None:
+            client.cookies.load(session.cookies)
+        return await asyncio.to_thread(client.get, path, headers=BROWSER)
+    aclient = AsyncClient()
+    if session is not None:
+        aclient.cookies.load(session.cookies)
+    return await aclient.get(f"/a{path.lstrip('/')}", headers=BROWSER)
+
+
+def fields(reply: Any) -> dict[str, str]:
+    assert reply.status_code == 200, reply.content[:500]
+    text = reply.content.decode()
+    return {k: html.unescape(v) for k, v in re.findall(r"\[(\w+):(.*?)\]", text)}
+
+
+def split(url: str) -> tuple[str, dict[str, list[str]]]:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}", parse_qs(parts.query)
+
+
+async def test_ada_at_aal1_is_offered_a_step_up(fake_kratos: FakeKratos, kind: str) -> None:
+    page = fields(await get(kind, "/page/", fake_kratos.session("aal1", totp=True)))
+    back = f"http://testserver/{'a' if kind == 'async' else ''}page/"
+    assert page["session"] == "aal1" and page["reveal"] == "masked"
+    assert page["aal1"] == "yes" and page["default"] == "" and page["outcome"] == "step_up"
+    assert split(page["link"]) == (
+        f"{KRATOS}/login/browser",
+        {"aal": ["aal2"], "return_to": [back]},
+    )
+    assert split(page["login"]) == (f"{KRATOS}/login/browser", {"return_to": [back]})
+    assert split(page["settings"]) == (f"{KRATOS}/settings/browser", {"return_to": [back]})
+    assert page["object"] == page["login"]  # {{ kratos.login_url }}, the context processor's
+
+
+async def test_bob_without_a_second_factor_is_offered_enrollment(
+    fake_kratos: FakeKratos, kind: str
+) -> None:
+    page = fields(await get(kind, "/page/", fake_kratos.session("aal1")))
+    back = f"http://testserver/{'a' if kind == 'async' else ''}page/"
+    assert page["reveal"] == "masked" and page["outcome"] == "enroll"
+    assert split(page["link"]) == (f"{KRATOS}/settings/browser", {"return_to": [back]})
+
+
+async def test_a_fresh_second_factor_reveals(fake_kratos: FakeKratos, kind: str) -> None:
+    page = fields(await get(kind, "/page/", fake_kratos.session("aal2")))
+    assert page["session"] == "aal2" and page["reveal"] == "IBAN" and page["default"] == "aal2"
+    assert page["outcome"] == "allow" and page["methods"] == "nokey"
+    # What is allowed already links to the page itself.
+    assert page["link"] == f"http://testserver/{'a' if kind == 'async' else ''}page/"
+
+
+async def test_an_old_second_factor_is_asked_again(fake_kratos: FakeKratos, kind: str) -> None:
+    page = fields(await get(kind, "/page/", fake_kratos.session("aal2", authenticated_at=600)))
+    assert page["reveal"] == "masked" and page["outcome"] == "reauthenticate"
+    assert page["default"] == "aal2"  # no max_age: still allowed
+    link, query = split(page["link"])
+    assert link == f"{KRATOS}/login/browser"
+    assert query["aal"] == ["aal2"] and query["refresh"] == ["true"]
+
+
+async def test_methods_read_from_a_text(fake_kratos: FakeKratos, kind: str) -> None:
+    session = fake_kratos.session("aal2", methods=["password", "webauthn"])
+    page = fields(await get(kind, "/page/", session))
+    assert page["methods"] == "key"
+
+
+async def test_a_public_page_without_a_session(fake_kratos: FakeKratos, kind: str) -> None:
+    page = fields(await get(kind, "/public/", None))
+    back = f"http://testserver/{'a' if kind == 'async' else ''}public/"
+    assert page["session"] == "none" and page["reveal"] == "masked" and page["aal1"] == "no"
+    assert page["outcome"] == "login"
+    # Never aal=aal2 without a session: Kratos answers that with session_aal1_required.
+    assert split(page["link"]) == (f"{KRATOS}/login/browser", {"return_to": [back]})
+    assert fake_kratos.calls["/sessions/whoami"] == 0  # no credential: nothing to ask
+
+
+async def test_a_public_page_with_a_session(fake_kratos: FakeKratos, kind: str) -> None:
+    page = fields(await get(kind, "/public/", fake_kratos.session("aal2")))
+    assert page["session"] == "aal2" and page["reveal"] == "IBAN"
+    assert fake_kratos.calls["/sessions/whoami"] == 1
+
+
+async def test_logout_url_is_a_working_kratos_logout(fake_kratos: FakeKratos, kind: str) -> None:
+    session = fake_kratos.session("aal1")
+    page = fields(await get(kind, "/logout/", session))
+    url, query = split(page["logout"])
+    assert url == f"{KRATOS}/logout" and query["token"]
+    # It works: Kratos ends the session it belongs to.
+    answer = fake_kratos.handle(_get(page["logout"], session))
+    assert answer.status_code == 303
+    assert fake_kratos.handle(_whoami(session)).status_code == 401
+
+
+async def test_logout_url_is_empty_without_a_session(fake_kratos: FakeKratos, kind: str) -> None:
+    page = fields(await get(kind, "/logout/", None))
+    assert page["logout"] == ""
+
+
+async def test_logout_url_is_cached_with_the_session(fake_kratos: FakeKratos, kind: str) -> None:
+    session = fake_kratos.session("aal1")
+    first = fields(await get(kind, "/logout/", session))
+    second = fields(await get(kind, "/logout/", session))
+    assert first == second
+    assert fake_kratos.calls["/self-service/logout/browser"] == 1
+
+
+async def test_an_async_view_must_load_the_logout_url(fake_kratos: FakeKratos) -> None:
+    aclient = AsyncClient()
+    aclient.cookies.load(fake_kratos.session("aal1").cookies)
+    with pytest.raises(RuntimeError, match=r"apage_access\(request, logout=True\)"):
+        await aclient.get("/alogout-not-loaded/", headers=BROWSER)
+
+
+async def test_an_async_view_must_load_the_page_first(fake_kratos: FakeKratos) -> None:
+    aclient = AsyncClient()
+    aclient.cookies.load(fake_kratos.session("aal2").cookies)
+    with pytest.raises(RuntimeError, match=r"await apage_access\(request\)"):
+        await aclient.get("/unprepared/", headers=BROWSER)
+
+
+async def test_a_template_response_of_an_async_view_needs_nothing(
+    fake_kratos: FakeKratos,
+) -> None:
+    aclient = AsyncClient()
+    aclient.cookies.load(fake_kratos.session("aal1").cookies)
+    page = fields(await aclient.get("/template-response/", headers=BROWSER))
+    assert page["outcome"] == "enroll"
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "cache-hit"])
+@pytest.mark.parametrize("level", ["aal2", "aal1-totp", "aal1"])
+async def test_five_guarded_sections_cost_one_kratos_call_at_most(
+    fake_kratos: FakeKratos, kind: str, level: str, warm: bool
+) -> None:
+    """The page's own check asks whoami; the five sections ask nothing of their own.
+
+    An aal1 session below the sections' aal2 is told step-up from enrollment by one
+    second-factor answer, cached by identity like the middleware's: asked once for the
+    identity (and already known on the page's second visit), never once per section.
+    """
+    aal = "aal2" if level == "aal2" else "aal1"
+    session = fake_kratos.session(aal, totp=level != "aal1")
+    if warm:
+        await get(kind, "/five/", session)
+        fake_kratos.calls.clear()
+    page = fields(await get(kind, "/five/", session))
+    assert len(page) == 5
+    whoami = fake_kratos.calls["/sessions/whoami"]
+    probes = fake_kratos.calls["/self-service/login/browser"]
+    if warm:
+        assert (whoami, probes) == (0, 0)
+    elif level == "aal2":
+        assert (whoami, probes) == (1, 0)
+        assert set(page.values()) == {"shown"}
+    else:
+        # whoami for the route's check, and one probe for all five sections.
+        assert (whoami, probes) == (1, 1)
+        target = "login/browser" if level == "aal1-totp" else "settings/browser"
+        assert all(f"{KRATOS}/{target}?" in value for value in page.values())
+    assert sum(fake_kratos.calls.values()) == whoami + probes
+
+
+def test_the_tags_need_the_request() -> None:
+    template = Template("{% load kratos_aal %}{% login_url %}")
+    with pytest.raises(ImproperlyConfigured, match="need the request"):
+        template.render(Context({}))
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        '{% if_aal "aal2" bogus=1 %}x{% endif_aal %}',
+        '{% if_aal "aal2" max_age %}x{% endif_aal %}',
+        '{% if_aal "aal2" max_age=1 max_age=2 %}x{% endif_aal %}',
+    ],
+)
+def test_if_aal_syntax_errors(tag: str) -> None:
+    with pytest.raises(TemplateSyntaxError, match="if_aal takes"):
+        Template("{% load kratos_aal %}" + tag)
+
+
+async def test_kratos_trouble_on_a_public_page_is_a_503(fake_kratos: FakeKratos, kind: str) -> None:
+    session = fake_kratos.session("aal2")
+    fake_kratos.fail("reset", times=None)
+    if kind == "sync":
+        client = Client()
+        client.cookies.load(session.cookies)
+        reply = await asyncio.to_thread(client.get, "/public/", headers=BROWSER)
+    else:
+        aclient = AsyncClient()
+        aclient.cookies.load(session.cookies)
+        reply = await aclient.get("/apublic/", headers=BROWSER)
+    assert reply.status_code == 503 and reply["Retry-After"]
+
+
+def _get(url: str, session: FakeSession) -> httpx.Request:
+    """The browser's request to *url*, with the session cookie."""
+    return httpx.Request("GET", url, headers={"Cookie": f"ory_kratos_session={session.cookie}"})
+
+
+def _whoami(session: FakeSession) -> httpx.Request:
+    return _get("http://127.0.0.1:4433/sessions/whoami", session)
