@@ -33,6 +33,7 @@ from werkzeug.local import LocalProxy
 from .._client import KratosClient
 from .._core import Outcome, Requirement, unavailable
 from .._models import AAL, AALLike, Credentials, Session, environ_hit_key
+from .._page import inline_denial
 from .._settings import read
 from .._web import (
     HOP_COOKIE,
@@ -127,8 +128,11 @@ def _as_response(response: WebResponse) -> Response:
     return Response(response.body, status=response.status, headers=response.headers)
 
 
-def _deny(requirement: Requirement) -> Response | None:
-    """Return the denial for the current request, or ``None`` (and set the session)."""
+def _deny(requirement: Requirement, inline: bool = False) -> Response | None:
+    """Return the denial for the current request, or ``None`` (and set the session).
+
+    *inline*: an HTMX request is answered with a link to follow instead (``inline_denial``).
+    """
     state = _state()
     environ = request.environ
     if request.method not in SAFE_METHODS or "HTTP_UPGRADE" in environ:  # or a WebSocket
@@ -158,6 +162,9 @@ def _deny(requirement: Requirement) -> Response | None:
         g.kratos_session = decision.session
         setattr(g, _CLEAR, clear_hops(web))
         return None
+    fragment = inline_denial(decision, web) if inline else None
+    if fragment is not None:
+        return _as_response(fragment)
     # The hop cookie's key: shared by every worker (Flask's SECRET_KEY as a fallback).
     secret = state.config.cache_key_secret or current_app.secret_key
     denial = conclude(decision, web, credentials, secret=secret)
@@ -203,7 +210,8 @@ def get_session() -> Session | None:
     if credentials:
         try:
             found = state.client.whoami(credentials)
-        except StepUpRequired:
+        except StepUpRequired as error:
+            g._kratos_aal_step_up = error.redirect_to  # for templates (install_flask)
             found = None
     g.kratos_session = found
     return found
@@ -213,11 +221,11 @@ def get_session() -> Session | None:
 current_session: Session | None = LocalProxy(get_session)  # type: ignore[assignment]
 
 
-def _decorate(target: Any, requirement: Requirement) -> Any:
+def _decorate(target: Any, requirement: Requirement, inline: bool = False) -> Any:
     if isinstance(target, Blueprint):
 
         def _guard() -> Response | None:
-            return _deny(requirement)
+            return _deny(requirement, inline)
 
         target.before_request(_guard)
         return target
@@ -225,7 +233,7 @@ def _decorate(target: Any, requirement: Requirement) -> Any:
 
         @functools.wraps(target)
         async def _aview(*args: Any, **kwargs: Any) -> Any:
-            denial = _deny(requirement)
+            denial = _deny(requirement, inline)
             if denial is not None:
                 return denial
             return await target(*args, **kwargs)
@@ -234,7 +242,7 @@ def _decorate(target: Any, requirement: Requirement) -> Any:
 
     @functools.wraps(target)
     def _view(*args: Any, **kwargs: Any) -> Any:
-        denial = _deny(requirement)
+        denial = _deny(requirement, inline)
         if denial is not None:
             return denial
         return target(*args, **kwargs)
@@ -251,6 +259,7 @@ def require_aal(
     *,
     max_age: float | timedelta | None = ...,
     methods: Collection[str] | None = ...,
+    htmx_inline: bool = ...,
 ) -> Callable[[V], V]: ...
 def require_aal(
     aal: AALLike | V = AAL.AAL2,
@@ -258,25 +267,33 @@ def require_aal(
     *,
     max_age: float | timedelta | None = None,
     methods: Collection[str] | None = None,
+    htmx_inline: bool = False,
 ) -> Callable[[V], V] | V:
     """Require *aal* of the Kratos session (and optionally freshness and methods).
 
     Decorates a view (sync or async) or a :class:`~flask.Blueprint` (every view of it):
     ``@require_aal``, ``@require_aal("aal1")``,
     ``@require_aal("aal2", max_age=300, methods={"webauthn"})``, ``require_aal2(blueprint)``.
+    With *htmx_inline*, an HTMX request the session does not meet is answered ``200`` with
+    a "Verify to see this" link that htmx swaps in, instead of ``HX-Redirect``.
+
+    .. versionadded:: 0.2 *htmx_inline*
     """
     if not isinstance(aal, str):
         decorated: V = _decorate(aal, Requirement(AAL.AAL2))
         return decorated
     requirement = Requirement(aal, max_age=max_age, methods=methods)
-    return lambda target: _decorate(target, requirement)
+    return lambda target: _decorate(target, requirement, htmx_inline)
 
 
 @overload
 def require_aal2(view: V, /) -> V: ...
 @overload
 def require_aal2(
-    *, max_age: float | timedelta | None = ..., methods: Collection[str] | None = ...
+    *,
+    max_age: float | timedelta | None = ...,
+    methods: Collection[str] | None = ...,
+    htmx_inline: bool = ...,
 ) -> Callable[[V], V]: ...
 def require_aal2(
     view: V | None = None,
@@ -284,10 +301,11 @@ def require_aal2(
     *,
     max_age: float | timedelta | None = None,
     methods: Collection[str] | None = None,
+    htmx_inline: bool = False,
 ) -> Callable[[V], V] | V:
     """Require an aal2 session: :func:`require_aal` with ``"aal2"`` bound."""
     requirement = Requirement(AAL.AAL2, max_age=max_age, methods=methods)
     if view is not None:
         decorated: V = _decorate(view, requirement)
         return decorated
-    return lambda target: _decorate(target, requirement)
+    return lambda target: _decorate(target, requirement, htmx_inline)
