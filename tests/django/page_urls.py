@@ -7,8 +7,9 @@ from django.http import HttpRequest, HttpResponse
 from django.template import engines
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.views import View
 
-from kratos_aal.integrations.django import apage_access, require_aal
+from kratos_aal.integrations.django import AALRequiredMixin, apage_access, require_aal
 
 #: Every tag once; the tests read the ``[name:value]`` pairs.
 PAGE = """{% load kratos_aal %}
@@ -111,4 +112,58 @@ urlpatterns = [
     path("template-response/", async_template_response),
     path("five/", sync_five),
     path("afive/", async_five),
+]
+
+
+# ---------------------------------------------------------------- HTMX fragments
+#: The fragment's own template: a link that comes back to the page (HX-Current-URL).
+FRAGMENT = '{% load kratos_aal %}[fragment:{% if_aal "aal2" %}IBAN{% else %}{% step_up_url "aal2" %}{% endif_aal %}]'
+
+
+@require_aal("aal2")
+def frag(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("[fragment:IBAN]")
+
+
+@require_aal("aal2", htmx_inline=True)
+def frag_inline(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("[fragment:IBAN]")
+
+
+@require_aal("aal2")
+async def afrag(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("[fragment:IBAN]")
+
+
+@require_aal("aal2", htmx_inline=True)
+async def afrag_inline(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("[fragment:IBAN]")
+
+
+class FragInline(AALRequiredMixin, View):
+    htmx_inline = True
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse("[fragment:IBAN]")
+
+
+@login_not_required
+def frag_template(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(_template(FRAGMENT).render(request=request))  # type: ignore[attr-defined]
+
+
+@login_not_required
+async def afrag_template(request: HttpRequest) -> HttpResponse:
+    await apage_access(request)
+    return HttpResponse(_template(FRAGMENT).render(request=request))  # type: ignore[attr-defined]
+
+
+urlpatterns += [
+    path("frag", frag),
+    path("frag-inline", frag_inline),
+    path("afrag", afrag),
+    path("afrag-inline", afrag_inline),
+    path("frag-mixin", FragInline.as_view()),
+    path("frag-template", frag_template),
+    path("afrag-template", afrag_template),
 ]
