@@ -20,6 +20,7 @@ INSTALLED_APPS = [
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [DEMO_TEMPLATES],  # noqa: F405
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
