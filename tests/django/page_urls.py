@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import engines
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -100,7 +100,14 @@ async def async_five(request: HttpRequest) -> HttpResponse:
     return HttpResponse(_template(FIVE).render(request=request))  # type: ignore[attr-defined]
 
 
+@login_not_required
+async def ame(request: HttpRequest) -> JsonResponse:
+    session = await request.akratos_session()  # type: ignore[attr-defined]
+    return JsonResponse({"aal": session.aal.value if session else None})
+
+
 urlpatterns = [
+    path("ame/", ame),
     path("page/", sync_page),
     path("apage/", async_page),
     path("public/", public_page),

@@ -236,3 +236,71 @@ def _get(url: str, session: FakeSession) -> httpx.Request:
 
 def _whoami(session: FakeSession) -> httpx.Request:
     return _get("http://127.0.0.1:4433/sessions/whoami", session)
+
+
+async def test_a_withheld_session_is_a_step_up(fake_kratos: FakeKratos, kind: str) -> None:
+    # Kratos under highest_available withholds an aal1 session of a user with a second
+    # factor (whoami 403 session_aal2_required): every section is a step-up.
+    fake_kratos.whoami_required_aal = "highest_available"
+    page = fields(await get(kind, "/public/", fake_kratos.session("aal1", totp=True)))
+    back = f"http://testserver/{'a' if kind == 'async' else ''}public/"
+    assert page["session"] == "none" and page["aal1"] == "no" and page["outcome"] == "step_up"
+    assert split(page["link"]) == (
+        f"{KRATOS}/login/browser",
+        {"aal": ["aal2"], "return_to": [back]},
+    )
+
+
+def test_without_the_middleware_the_page_asks_the_client(fake_kratos: FakeKratos) -> None:
+    from django.test import RequestFactory
+
+    from kratos_aal.integrations.django import page_access
+
+    session = fake_kratos.session("aal1", totp=True)
+    request = RequestFactory().get("/x", HTTP_COOKIE=session.cookie_header)
+    page = page_access(request)
+    assert page is page_access(request)  # once per request
+    assert page.session is not None and page.session.id == session.id
+    assert page.decision("aal2").outcome.value == "step_up"
+    assert fake_kratos.calls["/sessions/whoami"] == 1
+    fake_kratos.whoami_required_aal = "highest_available"
+    withheld = RequestFactory().get(
+        "/x", HTTP_COOKIE=fake_kratos.session("aal1", totp=True).cookie_header
+    )
+    assert page_access(withheld).decision("aal1").outcome.value == "step_up"
+
+
+async def test_apage_access_loads_the_logout_url_when_asked_later(fake_kratos: FakeKratos) -> None:
+    from django.test import RequestFactory
+
+    from kratos_aal.integrations.django import apage_access
+
+    session = fake_kratos.session("aal2")
+    request = RequestFactory().get("/x", HTTP_COOKIE=session.cookie_header)
+    first = await apage_access(request)
+    assert await apage_access(request) is first
+    with pytest.raises(RuntimeError, match="logout=True"):
+        first.logout_url()
+    second = await apage_access(request, logout=True)
+    assert second is not first and (second.logout_url() or "").startswith(f"{KRATOS}/logout?")
+    assert await apage_access(request, logout=True) is second
+    assert request.kratos_session.id == session.id  # sync code of the request reads it too
+    assert fake_kratos.calls["/sessions/whoami"] == 1
+
+
+async def test_async_views_never_ask_kratos_blocking(
+    fake_kratos: FakeKratos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The middleware's lazy request.kratos_session asks the blocking client: in an async
+    # view it must stay unread (isinstance(lazy, Session) would read it, on the loop).
+    from kratos_aal.integrations.django.conf import clients
+
+    def blocking(*args: Any) -> Any:
+        raise AssertionError("a blocking whoami in async code")
+
+    monkeypatch.setattr(clients()[0], "whoami", blocking)
+    aclient = AsyncClient()
+    aclient.cookies.load(fake_kratos.session("aal2").cookies)
+    page = fields(await aclient.get("/apublic/", headers=BROWSER))
+    assert page["session"] == "aal2"
+    assert (await aclient.get("/ame/", headers=BROWSER)).json()["aal"] == "aal2"

@@ -220,3 +220,15 @@ def test_the_module_imports_no_framework() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_withheld_session_is_a_step_up(app: App, prefix: str) -> None:
+    # Kratos under highest_available withholds an aal1 session of a user with a second
+    # factor (whoami 403 session_aal2_required): every question is a step-up.
+    app.fake.whoami_required_aal = "highest_available"
+    page = await app.fields(f"/{prefix}public", app.fake.session("aal1", totp=True))
+    assert page["session"] == "none" and page["aal1"] == "no" and page["outcome"] == "step_up"
+    assert split(page["link"]) == (
+        f"{KRATOS}/login/browser",
+        {"aal": ["aal2"], "return_to": [f"http://testserver/{prefix}public"]},
+    )

@@ -82,7 +82,9 @@ class KratosSessionMiddleware:
 
         async def alookup() -> Session | None:
             attached = request.__dict__.get("kratos_session")
-            if isinstance(attached, Session):
+            # Not the lazy object: isinstance(lazy, Session) would evaluate it, a blocking
+            # whoami on the event loop.
+            if not isinstance(attached, SimpleLazyObject) and isinstance(attached, Session):
                 return attached
             _, client = conf.clients()
             try:

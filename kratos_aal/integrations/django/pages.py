@@ -52,12 +52,14 @@ def _back(request: HttpRequest) -> str | None:
 def _attached(request: HttpRequest) -> tuple[bool, Session | None]:
     """Return whether the request's session is known without Kratos, and the session."""
     attached = request.__dict__.get("kratos_session", empty)
-    if isinstance(attached, Session):
-        return True, attached
+    # The lazy object first: isinstance(lazy, Session) would evaluate it (a blocking whoami).
     if isinstance(attached, SimpleLazyObject):
         wrapped = attached._wrapped
-        if wrapped is not empty:
-            return True, wrapped if isinstance(wrapped, Session) else None
+        if wrapped is empty:
+            return False, None
+        return True, wrapped if isinstance(wrapped, Session) else None
+    if isinstance(attached, Session):
+        return True, attached
     return False, None
 
 
