@@ -249,9 +249,8 @@ class PageAccess:
         if not self._logout:
             self._logout.append(self._logout_source() if self._logout_source else None)
         url = self._logout[0]
-        if url is None or return_to is None:
-            return url
-        return rebase(self.config, url, return_to)
+        # On browser_url whatever the source wrote: Kratos writes its own base URL.
+        return None if url is None else rebase(self.config, url, return_to)
 
     def has_second_factor(self) -> bool:
         """Return whether the session's identity has a second factor (asked once; cached).

@@ -304,3 +304,17 @@ async def test_async_views_never_ask_kratos_blocking(
     page = fields(await aclient.get("/apublic/", headers=BROWSER))
     assert page["session"] == "aal2"
     assert (await aclient.get("/ame/", headers=BROWSER)).json()["aal"] == "aal2"
+
+
+async def test_a_logout_url_kratos_cannot_make_leaves_the_page_whole(
+    fake_kratos: FakeKratos, kind: str
+) -> None:
+    session = fake_kratos.session("aal1")
+    fake_kratos.fail("status", status=500, path_prefix="/self-service/logout", times=None)
+    assert fields(await get(kind, "/logout/", session))["logout"] == ""
+
+
+def test_a_hostile_host_header_is_a_400(fake_kratos: FakeKratos) -> None:
+    client = Client()
+    client.cookies.load(fake_kratos.session("aal1", totp=True).cookies)
+    assert client.get("/public/", headers={**BROWSER, "Host": "evil host!"}).status_code == 400

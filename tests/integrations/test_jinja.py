@@ -14,7 +14,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from starlette.types import Receive, Scope, Send
 
+from kratos_aal import PageAccess
 from kratos_aal.testing import FakeKratos, FakeSession
 
 from . import jinja_apps
@@ -232,3 +234,61 @@ async def test_a_withheld_session_is_a_step_up(app: App, prefix: str) -> None:
         f"{KRATOS}/login/browser",
         {"aal": ["aal2"], "return_to": [f"http://testserver/{prefix}public"]},
     )
+
+
+async def test_a_logout_url_kratos_cannot_make_leaves_the_page_whole(app: App, prefix: str) -> None:
+    session = app.fake.session("aal1")
+    app.fake.fail("status", status=500, path_prefix="/self-service/logout", times=None)
+    page = await app.fields(f"/{prefix}logout", session)
+    assert page["logout"] == "" and page["home"] == ""
+    app.fake.heal()
+    later = await app.fields(f"/{prefix}logout", session)
+    assert later["logout"].startswith(f"{KRATOS}/logout?")  # a failure is not remembered
+
+
+async def test_a_hostile_host_header_renders_without_return_to(app: App) -> None:
+    # Without app_url the page's URL comes from Host: one that is no host is never used.
+    session = app.fake.session("aal1", totp=True)
+    headers = {**HTML, "Host": "evil host!", "Cookie": f"ory_kratos_session={session.cookie}"}
+    if app.http is None:
+        reply = await asyncio.to_thread(app.flask.get, "/public", headers=headers)
+        status, body = reply.status_code, reply.get_data(as_text=True)
+    else:
+        answer = await app.http.get("/public", headers=headers)
+        status, body = answer.status_code, answer.text
+    assert status == 200, body[:300]
+    page = {k: html.unescape(v) for k, v in re.findall(r"\[(\w+):(.*?)\]", body)}
+    assert page["link"] == f"{KRATOS}/login/browser?aal=aal2"
+    assert page["login"] == f"{KRATOS}/login/browser"
+
+
+async def test_a_page_is_loaded_once_per_request() -> None:
+    from starlette.requests import Request
+
+    from kratos_aal.integrations.jinja import LoadPage, load_page
+    from kratos_aal.integrations.starlette import KratosAALMiddleware
+
+    fake = FakeKratos(public_url=INTERNAL, whoami_required_aal="aal1")
+    session = fake.session("aal1")
+    pages: list[PageAccess] = []
+
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        first = await load_page(request)
+        pages.extend([first, await load_page(request)])
+        with_logout = await LoadPage(logout=True)(request)
+        pages.extend([with_logout, await load_page(request)])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware = KratosAALMiddleware(endpoint, client=fake.async_client())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=middleware), base_url="http://testserver"
+    ) as http:
+        reply = await http.get("/", headers={"Cookie": f"ory_kratos_session={session.cookie}"})
+    assert reply.status_code == 204
+    first, again, with_logout, after = pages
+    assert again is first and with_logout is not first and after is with_logout
+    assert (with_logout.logout_url() or "").startswith(f"{INTERNAL}/self-service/logout")
+    assert fake.calls["/sessions/whoami"] == 1
+    assert repr(LoadPage(logout=True)) == "LoadPage(logout=True)"
