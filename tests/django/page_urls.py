@@ -102,7 +102,7 @@ async def async_five(request: HttpRequest) -> HttpResponse:
 
 @login_not_required
 async def ame(request: HttpRequest) -> JsonResponse:
-    session = await request.akratos_session()  # type: ignore[attr-defined]
+    session = await request.akratos_session()
     return JsonResponse({"aal": session.aal.value if session else None})
 
 
