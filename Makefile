@@ -23,7 +23,7 @@ DEMO_EXTRAS := --extra starlette --extra fastapi --extra django --extra drf --ex
 RESOLVE ?= locked
 UNLOCKED_GROUPS ?= --group test --group lint --group docs
 
-.PHONY: dist demo demo-time suite test test-latest test-lowest test-busy lock bench bench-servers lint typecheck docs cov mutants clean
+.PHONY: dist dist-suite demo demo-time suite test test-latest test-lowest test-busy lock bench bench-servers lint typecheck docs cov mutants clean
 
 # The example app and an embedded FakeKratos on 127.0.0.1:8000 and :4433.
 demo: $(DEMO_STAMP)
@@ -149,6 +149,11 @@ dist: $(STAMP)
 	grep -q "kratos-aal fake: FakeKratos" dist/fake.log
 	! grep -q Traceback dist/fake.log
 	@echo "dist: $$(ls dist/*.whl dist/*.tar.gz | xargs -n1 basename | tr '\n' ' ')checked"
+
+# The sdist's whole suite, from an unpacked copy (after make dist; about as long as make
+# suite, so not in .ci/run, which collects it): what a downstream packager runs.
+dist-suite: dist
+	cd dist/sdist/kratos_aal-* && PYTHONPATH=. ../../../$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Mutation testing of the core and the adapters' request reading (tens of minutes; not in
 # `make test`). Prints the score per file; fails under 95 % (core) or 90 % (request reading).

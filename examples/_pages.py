@@ -7,7 +7,9 @@ which route needs which AAL and how a page reads the session.
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
+import time
+from collections.abc import Callable
+from datetime import datetime
 from urllib.parse import urlencode
 
 from kratos_aal import Session
@@ -72,11 +74,34 @@ def bank() -> dict[str, str]:
     return {"iban": IBAN, "masked_iban": MASKED_IBAN}
 
 
+#: Returns Kratos's current POSIX time. The demo moves Kratos's clock, and the app's
+#: clients read the same clock: sign-in times are told against it (see use_clock).
+_kratos_time: Callable[[], float] = time.time
+
+
+def use_clock(timer: Callable[[], float]) -> Callable[[], None]:
+    """Tell sign-in times against *timer* (the demo's fake clock); return what restores it."""
+    global _kratos_time
+    before, _kratos_time = _kratos_time, timer
+
+    def restore() -> None:
+        global _kratos_time
+        _kratos_time = before
+
+    return restore
+
+
 def _when(moment: datetime | None) -> str:
-    # The time of day, not "n minutes ago": the demo moves Kratos's clock, not the app's.
+    # How long ago by Kratos's clock, not the time of day: after the demo moves Kratos's
+    # clock on, a new sign-in's time of day lies ahead of the user's own clock.
     if moment is None:
         return "time unknown"
-    return "at " + moment.astimezone(timezone.utc).strftime("%H:%M:%S UTC")
+    minutes = int((_kratos_time() - moment.timestamp()) // 60)
+    if minutes < 1:
+        return "just now"
+    if minutes < 120:
+        return f"{minutes} min ago"
+    return f"{minutes // 60} h ago"
 
 
 #: The "signed in as" line of a public page that could not ask Kratos: it still renders.

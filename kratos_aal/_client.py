@@ -66,12 +66,12 @@ def _no_cookies() -> CookieJar:
 def _unavailable(error: Exception, url: str) -> KratosUnavailable:
     # The type name only: a transport's message may quote the request.
     kind, words = _diagnose.cause_of(error)
-    _diagnose.unreachable(url, words)
+    _diagnose.unreachable(url, kind, words)
     return KratosUnavailable(f"Kratos did not answer ({type(error).__name__})", cause=kind)
 
 
 def _too_slow(timeout: float, url: str) -> KratosUnavailable:
-    _diagnose.unreachable(url, f"it did not answer within {timeout:g} s")
+    _diagnose.unreachable(url, _diagnose.TIMEOUT, f"it did not answer within {timeout:g} s")
     return KratosUnavailable(f"Kratos did not answer within {timeout:g} s", cause=_diagnose.TIMEOUT)
 
 

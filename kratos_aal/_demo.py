@@ -207,6 +207,8 @@ def run_demo(
         config = KratosConfig(public_url=internal, browser_url=kratos_url)
     with ExitStack() as stack:
         app = _build_app(framework, config, fake.clock, f"{kratos_url}/ui/clock", stack)
+        # The pages tell sign-in times by the clock the button moves.
+        stack.callback(_example("_pages").use_clock(fake.clock))
         stack.enter_context(serve(fake, sock=kratos_socket))
         if framework == "flask":
             stack.enter_context(serve_wsgi(app, sock=app_socket))

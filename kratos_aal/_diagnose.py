@@ -23,7 +23,7 @@ CONNECT = "connect"
 TIMEOUT = "timeout"
 
 _lock = threading.Lock()
-#: Public URL -> the cause last reported; gone once Kratos answers there again.
+#: Public URL -> the kind of trouble last reported; gone once Kratos answers there again.
 _down: dict[str, str] = {}
 _said_highest_available = False
 
@@ -58,14 +58,19 @@ def cause_of(error: BaseException) -> tuple[str, str]:
     return CONNECT, f"the exchange failed ({type(error).__name__})"
 
 
-def unreachable(url: str, words: str) -> None:
-    """Log, once until Kratos at *url* answers again, that it could not be reached."""
-    if _down.get(url) == words:
+def unreachable(url: str, kind: str, words: str) -> None:
+    """Log, once per *kind* until Kratos at *url* answers again, that it could not be reached.
+
+    The kind, not the words: a Kratos that drips its answers fails one request on a read's
+    timeout ("timed out") and the next on the exchange's deadline, and said in turn, the
+    two would be a line per request.
+    """
+    if _down.get(url) == kind:
         return
     with _lock:
-        if _down.get(url) == words:
+        if _down.get(url) == kind:
             return
-        _down[url] = words
+        _down[url] = kind
     logger.warning(
         "Kratos at %s could not be reached: %s. Requests that carry a session get 503 until "
         "it answers (check public_url / KRATOS_PUBLIC_URL).",

@@ -108,6 +108,20 @@ async def test_unreachable_kratos_is_said_once_until_it_answers_again(
     await driver.close()
 
 
+def test_a_timeout_said_two_ways_is_one_cause(caplog: pytest.LogCaptureFixture) -> None:
+    # A dripping Kratos fails one request on a read's timeout and the next on the
+    # exchange's deadline: said in turn, the two made a WARNING line per request.
+    url = "http://kratos.test:4433"
+    with caplog.at_level(logging.WARNING, logger="kratos_aal"):
+        for _ in range(3):
+            _diagnose.unreachable(url, _diagnose.TIMEOUT, "timed out")
+            _diagnose.unreachable(url, _diagnose.TIMEOUT, "it did not answer within 0.1 s")
+        assert len(warnings(caplog)) == 1
+        _diagnose.unreachable(url, _diagnose.CONNECT, "the connection was refused")
+    said = warnings(caplog)
+    assert len(said) == 2 and "the connection was refused" in said[1]
+
+
 @pytest.mark.parametrize(
     ("error", "words"),
     [
