@@ -28,6 +28,7 @@ from ._core import (
 )
 from ._models import AAL, AALLike, Session
 from ._web import WebRequest, WebResponse
+from .exceptions import ConfigurationError
 
 __all__ = ["PageAccess", "inline_denial", "page_decision"]
 
@@ -84,9 +85,14 @@ def _requirement(
     methods: Collection[str] | str | None,
 ) -> Requirement:
     if isinstance(aal, Requirement):
-        if max_age is not None or methods is not None:
-            return Requirement(aal.aal, max_age=max_age or aal.max_age, methods=_methods(methods))
-        return aal
+        if max_age is None and methods is None:
+            return aal
+        # What is given replaces the requirement's own; what is not given is kept.
+        return Requirement(
+            aal.aal,
+            max_age=aal.max_age if max_age is None else max_age,
+            methods=aal.methods if methods is None else _methods(methods),
+        )
     return Requirement(aal, max_age=max_age, methods=_methods(methods))
 
 
@@ -94,6 +100,11 @@ def _methods(methods: Collection[str] | str | None) -> Collection[str] | None:
     # Templates write a list as text: "webauthn,passkey" or "webauthn passkey".
     if isinstance(methods, str):
         return [m for m in methods.replace(",", " ").split() if m] or [methods]
+    if methods is not None and not isinstance(methods, Collection):
+        raise ConfigurationError(
+            f"methods must be method names (a list, or a text such as "
+            f'"webauthn,passkey"), got {methods!r}'
+        )
     return methods
 
 
@@ -247,7 +258,10 @@ class PageAccess:
         cached with the session.
         """
         if not self._logout:
-            self._logout.append(self._logout_source() if self._logout_source else None)
+            # No session, none withheld: nothing to log out of, and nothing to ask Kratos
+            # (a forged cookie costs its one whoami, not a logout call besides).
+            known = self.session is not None or self.step_up_to is not None
+            self._logout.append(self._logout_source() if known and self._logout_source else None)
         url = self._logout[0]
         # On browser_url whatever the source wrote: Kratos writes its own base URL.
         return None if url is None else rebase(self.config, url, return_to)

@@ -279,6 +279,48 @@ def test_requirements_as_templates_write_them() -> None:
         page.allows("aal2", max_age=-1)
 
 
+def test_a_requirement_given_with_max_age_keeps_its_methods() -> None:
+    # A template passes a named requirement and tightens its age: the methods it names still
+    # hold (a password-and-TOTP session is no hardware key, however fresh).
+    keys_only = Requirement("aal2", methods={"webauthn", "passkey"})
+    page = PageAccess(AAL2_FRESH, config=CONFIG, return_to=PAGE, now=lambda: NOW)
+    assert not page.allows(keys_only)
+    assert not page.allows(keys_only, max_age=300)
+    assert page.decision(keys_only, max_age=300).outcome is Outcome.REAUTHENTICATE
+    # What is given replaces the requirement's own; what is not is kept.
+    totp_recent = Requirement("aal2", max_age=30, methods={"totp"})
+    assert not page.allows(totp_recent)
+    assert page.allows(totp_recent, max_age=120)
+    assert not page.allows(totp_recent, methods="webauthn")
+    with pytest.raises(ConfigurationError, match="max_age"):
+        page.allows(keys_only, max_age=0)
+
+
+def test_methods_that_are_not_names_are_a_configuration_error() -> None:
+    page = PageAccess(AAL2_FRESH, config=CONFIG, return_to=PAGE, now=lambda: NOW)
+    for bad in (5, 2.5, object()):
+        with pytest.raises(ConfigurationError, match="methods"):
+            page.allows("aal2", methods=bad)  # type: ignore[arg-type]
+
+
+def test_no_session_has_no_logout_url_and_asks_nothing() -> None:
+    asked: list[str] = []
+
+    def source() -> str:
+        asked.append("logout")
+        return "http://kratos:4433/self-service/logout?token=t"
+
+    page = PageAccess(None, config=CONFIG, return_to=PAGE, logout=source)
+    assert page.logout_url() is None and page.logout_url(PAGE) is None
+    assert asked == []
+    # A session Kratos withheld (a step-up owed) has one: it is asked for.
+    withheld = PageAccess(
+        None, config=CONFIG, return_to=PAGE, logout=source, step_up_to=BROWSER + "login/browser"
+    )
+    assert withheld.logout_url() == "https://id.example/kratos/self-service/logout?token=t"
+    assert asked == ["logout"]
+
+
 # ------------------------------------------------------- the same as the middleware
 
 

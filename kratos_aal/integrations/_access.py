@@ -95,7 +95,7 @@ async def aload_page(
         assert session is not None
         has_factor = await client._run(_second_factor_plan(config, credentials, session))
     source = logout_not_loaded(how)
-    if logout:
+    if logout and (session is not None or step_up_to is not None):  # else none to make
         plan = logout_plan(config, credentials, None, config.cache_ttl, kind=_PAGE_LOGOUT)
         try:
             url = await client._run(plan)

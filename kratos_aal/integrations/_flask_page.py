@@ -6,18 +6,16 @@ template needs of Kratos is asked when it first needs it, once per request.
 
 from __future__ import annotations
 
-from flask import g, request
+from flask import request
 
 from .._models import Credentials
 from .._page import PageAccess
 from .._web import BadRequest, return_to
 from ._access import load_page
-from .flask import _state, get_session
+from .flask import _mine, _state, get_session
 from .wsgi import _web_request
 
 __all__ = ["page_access"]
-
-_PAGE = "_kratos_aal_page"
 
 
 def _back() -> str | None:
@@ -37,7 +35,8 @@ def page_access() -> PageAccess:
     Raises:
         KratosUnavailable: Kratos could not say who is signed in (the extension answers 503).
     """
-    page = g.get(_PAGE)
+    mine = _mine()
+    page = mine.get("page")
     if isinstance(page, PageAccess):
         return page
     state = _state()
@@ -49,7 +48,7 @@ def page_access() -> PageAccess:
         credentials,
         session,
         return_to=_back,
-        step_up_to=g.get("_kratos_aal_step_up") if session is None else None,
+        step_up_to=mine.get("step_up") if session is None else None,
     )
-    setattr(g, _PAGE, page)
+    mine["page"] = page
     return page

@@ -55,7 +55,9 @@ __all__ = ["KratosAAL", "current_session", "get_session", "require_aal", "requir
 
 EXTENSION = "kratos_aal"
 SETTING = "KRATOS_AAL"
-_CLEAR = "_kratos_aal_clear_hops"
+# This request's own state, in its WSGI environ: `g` belongs to the app context, which an
+# app that pushes one at import shares between every request of a thread.
+_MINE = "kratos_aal.flask"
 _HOP_MARK = f"{HOP_COOKIE}="
 
 #: A view function or a blueprint.
@@ -95,6 +97,18 @@ class _State:
         self.rules = rules
         self.client = client
         self.config = client.config
+
+
+def _mine() -> dict[str, Any]:
+    """Return the current request's own kratos-aal state (session, step-up, page, hops)."""
+    mine: dict[str, Any] = request.environ.setdefault(_MINE, {})
+    return mine
+
+
+def _keep(session: Session | None) -> None:
+    """Attach *session* to the current request (and to ``g.kratos_session`` for the app)."""
+    _mine()["session"] = session
+    g.kratos_session = session
 
 
 def _state() -> _State:
@@ -146,7 +160,7 @@ def _deny(requirement: Requirement, inline: bool = False) -> Response | None:
         )
         hit = state.client.cached_allow(key, requirement)  # a None key is a miss
         if hit is not None:
-            g.kratos_session = hit.session
+            _keep(hit.session)
             return None
     web, raw = _web_request(environ)
     credentials = Credentials.from_headers(raw, cookie_name=state.config.cookie_name)
@@ -159,8 +173,8 @@ def _deny(requirement: Requirement, inline: bool = False) -> Response | None:
     except BadRequest as error:
         return _as_response(bad_request(str(error)))
     if decision.outcome is Outcome.ALLOW:
-        g.kratos_session = decision.session
-        setattr(g, _CLEAR, clear_hops(web))
+        _keep(decision.session)
+        _mine()["clear"] = clear_hops(web)
         return None
     fragment = inline_denial(decision, web) if inline else None
     if fragment is not None:
@@ -173,7 +187,7 @@ def _deny(requirement: Requirement, inline: bool = False) -> Response | None:
 
 
 def _clear_hops(response: Response) -> Response:
-    clear = g.get(_CLEAR)
+    clear = _mine().get("clear")
     # Not on a decorator's denial that counts a hop itself (a rule allowed, the decorator
     # did not): clearing after it would restart the count on every bounce.
     if clear is not None and not any(
@@ -200,8 +214,9 @@ def get_session() -> Session | None:
     Raises:
         KratosUnavailable: Kratos could not answer (the extension makes it a 503).
     """
-    if "kratos_session" in g:
-        session: Session | None = g.kratos_session
+    mine = _mine()
+    if "session" in mine:
+        session: Session | None = mine["session"]
         return session
     state = _state()
     _, raw = _web_request(request.environ)
@@ -211,9 +226,9 @@ def get_session() -> Session | None:
         try:
             found = state.client.whoami(credentials)
         except StepUpRequired as error:
-            g._kratos_aal_step_up = error.redirect_to  # for templates (install_flask)
+            mine["step_up"] = error.redirect_to  # for templates (install_flask)
             found = None
-    g.kratos_session = found
+    _keep(found)
     return found
 
 

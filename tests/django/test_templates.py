@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -132,6 +133,16 @@ async def test_logout_url_is_empty_without_a_session(fake_kratos: FakeKratos, ki
     assert page["logout"] == ""
 
 
+async def test_a_forged_cookie_costs_one_call_on_a_page_that_links_logout(
+    fake_kratos: FakeKratos, kind: str
+) -> None:
+    # SPEC §8: whoami says there is no session, so there is no logout URL to ask Kratos for.
+    for index in range(3):
+        forged: Any = SimpleNamespace(cookies={"ory_kratos_session": f"forged-{index}"})
+        assert fields(await get(kind, "/logout/", forged)) == {"logout": ""}
+    assert dict(fake_kratos.calls) == {"/sessions/whoami": 3}
+
+
 async def test_logout_url_is_cached_with_the_session(fake_kratos: FakeKratos, kind: str) -> None:
     session = fake_kratos.session("aal1")
     first = fields(await get(kind, "/logout/", session))
@@ -212,6 +223,34 @@ def test_the_tags_need_the_request() -> None:
 )
 def test_if_aal_syntax_errors(tag: str) -> None:
     with pytest.raises(TemplateSyntaxError, match="if_aal takes"):
+        Template("{% load kratos_aal %}" + tag)
+
+
+@pytest.mark.parametrize(
+    ("tag", "named"),
+    [
+        ('{% if_aal "aal3" %}x{% endif_aal %}', "aal"),
+        ("{% if_aal max_age=-1 %}x{% endif_aal %}", "max_age"),
+        ("{% if_aal max_age=0 %}x{% endif_aal %}", "max_age"),
+        ('{% if_aal "aal2" max_age="300" %}x{% endif_aal %}', "max_age"),
+        ("{% if_aal methods=5 %}x{% endif_aal %}", "methods"),
+        ('{% if_aal "aal1" methods="" %}x{% endif_aal %}', "methods"),
+    ],
+)
+def test_if_aal_refuses_a_literal_requirement_it_cannot_make_when_compiled(
+    tag: str, named: str
+) -> None:
+    with pytest.raises(TemplateSyntaxError, match=rf"if_aal %}}: .*{named}"):
+        Template("{% load kratos_aal %}" + tag)
+
+
+def test_if_aal_leaves_variables_to_the_render() -> None:
+    # A variable is not known when the template is compiled: only literals are judged then.
+    for tag in (
+        "{% if_aal level max_age=300 %}x{% endif_aal %}",
+        '{% if_aal "aal2" max_age=age methods=names %}x{% endif_aal %}',
+        '{% if_aal "aal2" max_age=300|add:0 %}x{% endif_aal %}',
+    ):
         Template("{% load kratos_aal %}" + tag)
 
 

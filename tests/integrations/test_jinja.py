@@ -10,6 +10,8 @@ import asyncio
 import html
 import re
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -17,6 +19,7 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from kratos_aal import PageAccess
+from kratos_aal.integrations.flask import current_session, get_session
 from kratos_aal.testing import FakeKratos, FakeSession
 
 from . import jinja_apps
@@ -292,3 +295,52 @@ async def test_a_page_is_loaded_once_per_request() -> None:
     assert (with_logout.logout_url() or "").startswith(f"{INTERNAL}/self-service/logout")
     assert fake.calls["/sessions/whoami"] == 1
     assert repr(LoadPage(logout=True)) == "LoadPage(logout=True)"
+
+
+async def test_a_forged_cookie_costs_one_call_on_a_page_that_links_logout(
+    app: App, prefix: str
+) -> None:
+    # SPEC §8: a credential the client writes costs one Kratos call at most. whoami says
+    # there is no session; there is then no logout URL to ask Kratos for.
+    for index in range(3):
+        forged: Any = SimpleNamespace(cookie=f"forged-{index}")
+        page = await app.fields(f"/{prefix}logout", forged)
+        assert page == {"logout": "", "home": ""}
+    assert dict(app.fake.calls) == {"/sessions/whoami": 3}
+
+
+@pytest.mark.parametrize("path", ["/page", "/apage", "/public", "/apublic"])
+def test_flask_requests_in_one_app_context_keep_their_own_session(path: str) -> None:
+    # An app that pushes an app context at import (or a test inside `with app.app_context()`)
+    # shares one `g` between every request of the thread: what one request found must not
+    # be what the next one shows.
+    fake = FakeKratos(public_url=INTERNAL, whoami_required_aal="aal1")
+    app = jinja_apps.flask_app(fake.client(browser_url=BROWSER_URL))
+
+    @app.get("/who")
+    def who() -> str:
+        # The proxy and the function, as apps read them.
+        found = get_session()
+        assert (found is None) == (not current_session)
+        return found.identity.id if found is not None and found.identity else "nobody"
+
+    ada, bob = fake.session("aal2"), fake.session("aal1", totp=False)
+    visitors: list[tuple[FakeSession | None, str, str]] = [
+        (ada, "aal2", "IBAN"),
+        (bob, "aal1", "masked"),
+    ]
+    if "public" in path:
+        visitors.append((None, "none", "masked"))
+    with app.app_context():
+        client = app.test_client(use_cookies=False)
+        for _ in range(2):
+            for session, aal, reveal in visitors:
+                headers = dict(HTML)
+                if session is not None:
+                    headers["Cookie"] = f"ory_kratos_session={session.cookie}"
+                reply = client.get(path, headers=headers)
+                assert reply.status_code == 200
+                page = dict(re.findall(r"\[(\w+):(.*?)\]", reply.get_data(as_text=True)))
+                assert (page["session"], page["reveal"]) == (aal, reveal)
+                answer = client.get("/who", headers=headers).get_data(as_text=True)
+                assert answer == (session.identity.id if session is not None else "nobody")

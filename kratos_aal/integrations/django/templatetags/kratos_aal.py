@@ -32,10 +32,11 @@ from typing import Any
 
 from django import template
 from django.core.exceptions import ImproperlyConfigured
-from django.template.base import FilterExpression, NodeList, Parser, Token
+from django.template.base import FilterExpression, NodeList, Parser, Token, Variable
 
 from ...._core import Decision
-from ...._page import PageAccess
+from ...._page import PageAccess, _requirement
+from ....exceptions import ConfigurationError
 from ..pages import page_access
 
 register = template.Library()
@@ -129,9 +130,40 @@ def do_if_aal(parser: Parser, token: Token) -> IfAALNode:
                 f"{name} takes an AAL and max_age=... or methods=...; got {arg!r}"
             )
         options[key] = parser.compile_filter(value)
+    _check_constants(name, aal, options)
     nodelist_true = parser.parse(("else", "endif_aal"))
     nodelist_false = NodeList()
     if parser.next_token().contents == "else":
         nodelist_false = parser.parse(("endif_aal",))
         parser.delete_first_token()
     return IfAALNode(aal, options, nodelist_true, nodelist_false)
+
+
+_VARIABLE = object()
+
+
+def _constant(expression: FilterExpression) -> Any:
+    """Return the value a template literal stands for, or ``_VARIABLE``."""
+    var = expression.var
+    if expression.filters:
+        return _VARIABLE
+    if isinstance(var, Variable):
+        return _VARIABLE if var.literal is None else var.literal
+    return var  # a quoted text
+
+
+def _check_constants(
+    name: str, aal: FilterExpression | None, options: dict[str, FilterExpression]
+) -> None:
+    """Refuse, when the template is compiled, a requirement its literals cannot make."""
+    level = "aal2" if aal is None else _constant(aal)
+    given = {key: _constant(value) for key, value in options.items()}
+    try:
+        known = {key: value for key, value in given.items() if value is not _VARIABLE}
+        _requirement(
+            "aal2" if level is _VARIABLE else level,
+            known.get("max_age"),
+            known.get("methods"),
+        )
+    except ConfigurationError as error:
+        raise template.TemplateSyntaxError(f"{{% {name} %}}: {error}") from None
