@@ -16,7 +16,7 @@ UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 # What `make test` installs: the package with every extra, and the test, lint, docs groups.
 TEST_SYNC := --all-extras --group test --group lint --group docs
-DEMO_EXTRAS := --extra starlette --extra fastapi --extra django --extra drf --extra flask --extra testing
+DEMO_EXTRAS := --extra starlette --extra fastapi --extra django --extra drf --extra flask --extra jinja2 --extra testing
 # `locked` (the default) installs exactly what uv.lock holds and fails when uv.lock no longer
 # matches pyproject.toml; `latest` installs the newest releases (make test-latest);
 # `lowest` the lowest versions pyproject.toml's lower bounds allow (make test-lowest).

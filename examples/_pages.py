@@ -34,6 +34,7 @@ li { margin: .4rem 0; } code, pre { background: #f1f1f6; padding: 0 .25rem; bord
 pre { padding: .5rem; white-space: pre-wrap; overflow-wrap: anywhere; }
 button { padding: .45rem .9rem; border-radius: 6px; border: 1px solid #888; cursor: pointer; }
 .ok { color: #1d6b3a; font-weight: 600; }
+.bank { border: 1px solid #ddd; border-radius: 8px; padding: 0 .9rem; margin: 1rem 0; }
 """
 
 
@@ -42,7 +43,10 @@ def story(base_url: str, slash: str = "") -> str:
     curl = f"curl -H 'Accept: application/json' {base_url}/api/balance{slash}"
     return f"""
 <ol>
-<li><a href="/account{slash}">Account</a> needs a password (<code>aal1</code>).</li>
+<li><a href="/account{slash}">Account</a> needs a password (<code>aal1</code>). Its bank details
+ask for more, inside the page: the IBAN shows only after a second factor used in the last 5
+minutes. Until then it is masked, beside a link to the step-up (or, for a user without an
+authenticator app, to setting one up) that comes back to the same page.</li>
 <li><a href="/billing{slash}">Billing</a> needs a second factor (<code>aal2</code>): users with an
 authenticator app are asked for a code (step-up); users without one are sent to set one up
 (enrollment), and land back here either way.</li>
@@ -54,6 +58,20 @@ redirect. Try it from a terminal:
 <pre>{html.escape(curl)}</pre></li>
 </ol>
 """
+
+
+#: The demo's bank details: Germany's example IBAN, in full and masked.
+IBAN = "DE89 3704 0044 0532 0130 00"
+MASKED_IBAN = "DE89 •••• •••• •••• •••• 00"
+
+
+def bank() -> dict[str, str]:
+    """Return what the Bank details templates (Jinja2 and Django) are given.
+
+    A new dict each time: Starlette's ``TemplateResponse`` adds the request and the
+    template globals to the dict it is given, which must not outlive the request.
+    """
+    return {"iban": IBAN, "masked_iban": MASKED_IBAN}
 
 
 #: Returns Kratos's current POSIX time. The demo moves Kratos's clock, and the app's
@@ -153,7 +171,8 @@ def clock_note(query_value: str | None) -> str:
         return ""
     return (
         f"<p class=note>Kratos's clock moved {CLOCK_STEP // 60} minutes on: every sign-in is now "
-        "that much older, so Transfer will ask you to confirm it's you.</p>"
+        "that much older, so Transfer will ask you to confirm it's you, and Account masks the "
+        "bank details again.</p>"
     )
 
 

@@ -1,5 +1,8 @@
 """A FastAPI app with a public route, an aal1 route, an aal2 route and a fresh-aal2 route.
 
+The aal1 page's bank details need more, inside the page: a Jinja2 template asks what the
+session allows (``kratos_aal.integrations.jinja``; the ``jinja2`` extra).
+
 Run it against ``kratos-aal fake`` (FakeKratos with its demo users), in two terminals:
 
     kratos-aal fake --port 4433 --app-url http://127.0.0.1:8000
@@ -12,6 +15,7 @@ Browsers get pages; JSON clients (``Accept: application/json``) get the same con
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request, Security
@@ -21,8 +25,9 @@ from fastapi.responses import (
     RedirectResponse,
     Response,
 )
+from fastapi.templating import Jinja2Templates
 
-from kratos_aal import AsyncKratosClient, Credentials, KratosConfig, Session
+from kratos_aal import AsyncKratosClient, Credentials, KratosConfig, PageAccess, Session
 from kratos_aal.exceptions import KratosUnavailable
 from kratos_aal.integrations.fastapi import (
     KratosAALMiddleware,
@@ -31,18 +36,23 @@ from kratos_aal.integrations.fastapi import (
     require_aal2,
     session_token,
 )
+from kratos_aal.integrations.jinja import install_starlette, load_page
 from kratos_aal.integrations.starlette import load_session
 
 from . import _pages
 
 require_fresh_aal2 = RequireAAL("aal2", max_age=300)
+# Every template gets kratos-aal's globals: allows(), step_up_url(), ... (one call).
+templates = install_starlette(Jinja2Templates(directory=Path(__file__).parent / "templates"))
 
 
-def page(request: Request, name: str, title: str, text: str, session: Session | None) -> Response:
+def page(
+    request: Request, name: str, title: str, text: str, session: Session | None, extra: str = ""
+) -> Response:
     """Answer a page in HTML, or in JSON for a client that asks for JSON."""
     if _pages.wants_json(request.headers.get("accept", ""), default=True):
         return JSONResponse(_pages.as_json(name, session))
-    return HTMLResponse(_pages.render(title, text, session))
+    return HTMLResponse(_pages.render(title, text, session, extra=extra))
 
 
 def create_app(
@@ -85,10 +95,18 @@ def create_app(
 
     @app.get("/account")
     async def account(
-        request: Request, session: Annotated[Session, Depends(require_aal1)]
+        request: Request,
+        session: Annotated[Session, Depends(require_aal1)],
+        # What the bank details template will ask, loaded first: a template cannot await.
+        _page: Annotated[PageAccess, Depends(load_page)],
     ) -> Response:
         text = "A password is enough here (<code>aal1</code>)."
-        return page(request, "account", "Account", text, session)
+        extra = ""
+        if not _pages.wants_json(request.headers.get("accept", ""), default=True):
+            # Through TemplateResponse, which runs kratos-aal's context processor.
+            response = templates.TemplateResponse(request, "bank_details.html", _pages.bank())
+            extra = bytes(response.body).decode()
+        return page(request, "account", "Account", text, session, extra)
 
     # The JSON API takes session tokens too: declared for the OpenAPI document (Swagger's
     # "Authorize" can send a header, never a cookie); it reads nothing at run time.

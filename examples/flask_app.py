@@ -1,5 +1,8 @@
 """A Flask app with the kratos-aal extension: public, aal1, aal2 and fresh-aal2 pages.
 
+The aal1 page's bank details need more, inside the page: a Jinja2 template asks what the
+session allows (``kratos_aal.integrations.jinja.install_flask``).
+
 Run it against ``kratos-aal fake`` (FakeKratos with its demo users), in two terminals:
 
     kratos-aal fake --port 4433 --app-url http://127.0.0.1:8000
@@ -14,12 +17,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flask import Flask, jsonify, redirect, request, url_for
+from flask import Flask, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from kratos_aal import Credentials, KratosClient, KratosConfig, Requirement
 from kratos_aal.exceptions import KratosUnavailable
 from kratos_aal.integrations.flask import KratosAAL, current_session, require_aal, require_aal2
+from kratos_aal.integrations.jinja import install_flask
 
 from . import _pages
 
@@ -49,6 +53,7 @@ def create_app(
     app = Flask(__name__)
     app.config["KRATOS_AAL"] = {"PUBLIC_URL": kratos.config.public_url, "RULES": RULES}
     KratosAAL(app, client=kratos)
+    install_flask(app)  # every template gets allows(), step_up_url(), ...
 
     def credentials() -> Credentials:
         return Credentials.from_headers(
@@ -81,7 +86,10 @@ def create_app(
     @app.get("/account")
     @require_aal("aal1")
     def account() -> Any:
-        return page("account", "Account", "A password is enough here (<code>aal1</code>).")
+        text = "A password is enough here (<code>aal1</code>)."
+        html = not _pages.wants_json(request.headers.get("Accept", ""))
+        extra = render_template("bank_details.html", **_pages.bank()) if html else ""
+        return page("account", "Account", text, extra)
 
     @app.route("/billing", methods=["GET", "POST"])
     @require_aal2

@@ -1,5 +1,8 @@
 """A Starlette app with a public page, an aal1 page, an aal2 page and a fresh-aal2 page.
 
+The aal1 page's bank details need more, inside the page: a Jinja2 template asks what the
+session allows (``kratos_aal.integrations.jinja``; the ``jinja2`` extra).
+
 Run it against ``kratos-aal fake`` (FakeKratos with its demo users), in two terminals:
 
     kratos-aal fake --port 4433 --app-url http://127.0.0.1:8000
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -24,9 +28,11 @@ from starlette.responses import (
     Response,
 )
 from starlette.routing import Route
+from starlette.templating import Jinja2Templates
 
 from kratos_aal import AsyncKratosClient, Credentials, KratosConfig, Session
 from kratos_aal.exceptions import KratosUnavailable
+from kratos_aal.integrations.jinja import install_starlette, load_page
 from kratos_aal.integrations.starlette import (
     KratosAALMiddleware,
     get_session,
@@ -37,12 +43,22 @@ from kratos_aal.integrations.starlette import (
 
 from . import _pages
 
+# Every template gets kratos-aal's globals: allows(), step_up_url(), ... (one call).
+templates = install_starlette(Jinja2Templates(directory=Path(__file__).parent / "templates"))
 
-def page(request: Request, name: str, title: str, text: str, session: Session | None) -> Response:
+
+def page(
+    request: Request, name: str, title: str, text: str, session: Session | None, extra: str = ""
+) -> Response:
     """Answer a page in HTML, or in JSON for a client that asks for JSON."""
     if _pages.wants_json(request.headers.get("accept", "")):
         return JSONResponse(_pages.as_json(name, session))
-    return HTMLResponse(_pages.render(title, text, session))
+    return HTMLResponse(_pages.render(title, text, session, extra=extra))
+
+
+def section(request: Request, name: str) -> str:
+    """Render a template of the page through ``TemplateResponse``, which runs kratos-aal's."""
+    return bytes(templates.TemplateResponse(request, name, _pages.bank()).body).decode()
 
 
 async def home(request: Request) -> Response:
@@ -68,7 +84,12 @@ async def home(request: Request) -> Response:
 
 async def account(request: Request) -> Response:  # guarded by the "/account/*" rule
     text = "A password is enough here (<code>aal1</code>)."
-    return page(request, "account", "Account", text, get_session(request))
+    extra = ""
+    if not _pages.wants_json(request.headers.get("accept", "")):
+        # The template cannot await Kratos: what it will ask is loaded first.
+        await load_page(request)
+        extra = section(request, "bank_details.html")
+    return page(request, "account", "Account", text, get_session(request), extra)
 
 
 @require_aal2

@@ -9,6 +9,7 @@ from ._client import AsyncKratosClient, KratosClient
 from ._config import KratosConfig
 from ._core import Decision, Outcome, Requirement
 from ._models import AAL, AuthenticationMethod, Credentials, Identity, Session
+from ._page import PageAccess, page_decision
 from .exceptions import (
     ConfigurationError,
     KratosAALError,
@@ -31,9 +32,11 @@ __all__ = [
     "KratosUnavailable",
     "MalformedResponse",
     "Outcome",
+    "PageAccess",
     "Requirement",
     "Session",
     "StepUpRequired",
+    "page_decision",
 ]
 
 __version__ = "0.1.0.dev0"

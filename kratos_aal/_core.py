@@ -632,24 +632,33 @@ def parse_logout(
     return url
 
 
-def logout_key(credentials: Credentials, return_to: str | None) -> bytes:
-    """Return the cache key of the logout URL for *credentials* that returns to *return_to*."""
+def logout_key(credentials: Credentials, return_to: str | None, kind: bytes = b"l") -> bytes:
+    """Return the cache key of the logout URL for *credentials* that returns to *return_to*.
+
+    *kind* keeps apart what different users of the URL cache (the loop page, templates).
+    """
     back = (return_to or "").encode("utf-8", "surrogateescape")
-    return b"l" + credentials.cache_key() + b"\0" + hashlib.sha256(back).digest()
+    return kind + credentials.cache_key() + b"\0" + hashlib.sha256(back).digest()
 
 
 def logout_plan(
-    config: KratosConfig, credentials: Credentials, return_to: str | None, keep_for: float = 0.0
+    config: KratosConfig,
+    credentials: Credentials,
+    return_to: str | None,
+    keep_for: float = 0.0,
+    *,
+    kind: bytes = b"l",
 ) -> Plan[str | None]:
     """Create a browser logout flow for *credentials*; cached for *keep_for* seconds.
 
     Kratos's logout token belongs to the session (made with it, the same in every flow),
-    so a cached logout URL stays good for as long as the session does.
+    so a cached logout URL stays good for as long as the session does. *kind*: see
+    :func:`logout_key`.
     """
     if not credentials.cookie:
         return None
     url, _ = yield Fetch(
-        key=logout_key(credentials, return_to),
+        key=logout_key(credentials, return_to, kind),
         request=lambda: _request(
             config, config.public_url, "/self-service/logout/browser", credentials
         ),

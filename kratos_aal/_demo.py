@@ -93,7 +93,12 @@ def _build_app(
         override_settings(
             MIDDLEWARE=example.MIDDLEWARE,
             AUTHENTICATION_BACKENDS=example.AUTHENTICATION_BACKENDS,
-            KRATOS_AAL={**example.KRATOS_AAL, "PUBLIC_URL": config.public_url},
+            TEMPLATES=example.TEMPLATES,
+            KRATOS_AAL={
+                **example.KRATOS_AAL,
+                "PUBLIC_URL": config.public_url,
+                "BROWSER_URL": config.browser_url,
+            },
             KRATOS_DEMO_CLOCK_URL=clock_url,
         )
     )
@@ -173,8 +178,14 @@ def run_demo(
     host: str = "127.0.0.1",
     port: int = 8000,
     kratos_port: int = 4433,
+    internal_kratos_host: str | None = None,
 ) -> Iterator[Demo]:
-    """Serve the example app and FakeKratos until the block ends."""
+    """Serve the example app and FakeKratos until the block ends.
+
+    *internal_kratos_host*: the host name the app reaches Kratos by, as an app inside a
+    network does (``kratos``), while browsers keep using Kratos's own URL; tests check that
+    no URL on it reaches a browser.
+    """
     from .testing import serve
     from .testing._serve import serve_wsgi, url_of
 
@@ -190,6 +201,10 @@ def run_demo(
     fake, users = demo_fake(kratos_url, app_url)
     fake.demo_controls = True  # the home page's button moves the clock the app also reads
     config = KratosConfig(public_url=kratos_url)
+    if internal_kratos_host:
+        port_part = kratos_url.rsplit(":", 1)[1]
+        internal = f"http://{internal_kratos_host}:{port_part}"
+        config = KratosConfig(public_url=internal, browser_url=kratos_url)
     with ExitStack() as stack:
         app = _build_app(framework, config, fake.clock, f"{kratos_url}/ui/clock", stack)
         # The pages tell sign-in times by the clock the button moves.
@@ -249,6 +264,8 @@ def banner(demo: Demo, *, qr: bool = True) -> str:
         f"    2. {demo.app_url}/billing{slash} needs aal2: bob has no second factor, so Kratos's",
         "       settings page pairs an authenticator app, and the session becomes aal2 in place.",
         f"    3. Sign out, sign in as ada: /billing{slash} asks for her TOTP code (step-up).",
+        f"       On /account{slash}, Bank details masks her IBAN until she reveals it, inside the",
+        "       page: a template asks what the session allows (bob is offered enrollment).",
         f"    4. {demo.app_url}/billing/transfer{slash} wants a code from the last 5 minutes: move",
         "       the clock on (button on the home page) and it asks again (re-authentication).",
         f"    5. curl -H 'Accept: application/json' {demo.app_url}/api/balance{slash}",

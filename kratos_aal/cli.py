@@ -346,6 +346,7 @@ EXTRA_OF_MODULE = {
     "starlette": "starlette",
     "fastapi": "fastapi",
     "flask": "flask",
+    "jinja2": "jinja2",
     "django": "django",
     "asgiref": "django",
     "rest_framework": "drf",
@@ -358,10 +359,11 @@ EXTRA_OF_MODULE = {
 #: What ``kratos-aal fake`` runs on (FakeKratos, its QR codes, the server).
 FAKE_NEEDS = ("pyotp", "segno", "uvicorn")
 #: What ``kratos-aal demo --framework X`` runs on, beyond FAKE_NEEDS: the Django example
-#: has a Django REST framework API beside its pages.
+#: has a Django REST framework API beside its pages; the Starlette and FastAPI examples
+#: render their bank details with Jinja2 (Flask brings it).
 DEMO_NEEDS = {
-    "starlette": ("starlette",),
-    "fastapi": ("fastapi", "starlette"),
+    "starlette": ("starlette", "jinja2"),
+    "fastapi": ("fastapi", "starlette", "jinja2"),
     "flask": ("flask",),
     "django": ("django", "asgiref", "rest_framework"),
 }

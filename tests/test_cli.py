@@ -462,7 +462,7 @@ def test_demo_runs_every_framework(framework: str) -> None:
         assert f"per-route AAL on a {NAMES[framework]} app" in banner(demo, qr=False)
         # Every path the banner names is the app's own spelling (Django's end with a slash).
         paths = re.findall(r"/(?:account|billing|api)[\w/]*", banner(demo, qr=False))
-        assert len(paths) == 5 and {p.endswith("/") for p in paths} == {framework == "django"}
+        assert len(paths) == 6 and {p.endswith("/") for p in paths} == {framework == "django"}
         home = browser.get(f"{demo.app_url}/", headers=html)
         assert home.status_code == 200
         assert f"A {NAMES[framework]} app protected by kratos-aal" in home.text

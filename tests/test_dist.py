@@ -58,7 +58,7 @@ def _snippet(page: str) -> str:
 
 
 #: For each extra: what `kratos-aal demo --framework X` still asks for with it alone.
-DEMO_NEEDS = {"flask": "testing", "fastapi": "testing", "django": "drf,testing"}
+DEMO_NEEDS = {"flask": "testing", "fastapi": "jinja2,testing", "django": "drf,testing"}
 
 
 @pytest.mark.parametrize("extra", ["flask", "fastapi", "django"])

@@ -17,7 +17,7 @@ def test_importing_kratos_aal_imports_no_framework() -> None:
     code = (
         "import sys, kratos_aal, kratos_aal.testing.plugin\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'django', 'starlette', 'fastapi', 'flask', 'pyotp', 'segno', 'pytest_django'})\n"
+        "{'django', 'starlette', 'fastapi', 'flask', 'jinja2', 'pyotp', 'segno', 'pytest_django'})\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

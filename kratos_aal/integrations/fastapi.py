@@ -94,6 +94,8 @@ class RequireAAL(SecurityBase):
         aal: ``"aal1"`` or ``"aal2"``.
         max_age: Seconds since the newest method of at least *aal* was completed.
         methods: Method names of which one must have been used, e.g. ``{"webauthn"}``.
+        htmx_inline: Answer an HTMX request the session does not meet with ``200`` and a
+            "Verify to see this" link that htmx swaps in, instead of ``HX-Redirect``.
 
     Overriding it in tests works as usual: ``app.dependency_overrides[require_aal2] = ...``.
 
@@ -101,6 +103,8 @@ class RequireAAL(SecurityBase):
     ``APIKeyCookie`` is), with no sub-dependency: FastAPI solves every dependency on every
     request, and each one costs as much as an empty ``Depends``. The token header is
     declared with ``Security(session_token)`` where wanted.
+
+    .. versionadded:: 0.2 *htmx_inline*
     """
 
     def __init__(
@@ -109,8 +113,10 @@ class RequireAAL(SecurityBase):
         *,
         max_age: float | timedelta | None = None,
         methods: Collection[str] | None = None,
+        htmx_inline: bool = False,
     ) -> None:
         self.requirement = Requirement(aal, max_age=max_age, methods=methods)
+        self.htmx_inline = htmx_inline
         self.model = session_cookie.model
         self.scheme_name = session_cookie.scheme_name
 
@@ -130,7 +136,7 @@ class RequireAAL(SecurityBase):
         session = middleware._hit(scope, self.requirement)
         if session is not None:
             return session
-        denial = await middleware._decide(scope, self.requirement)
+        denial = await middleware._decide(scope, self.requirement, inline=self.htmx_inline)
         if denial is not None:
             if scope["type"] == "websocket":  # refused at the handshake, as a rule does
                 raise WebSocketException(1008, _reason(denial))

@@ -33,6 +33,7 @@ from werkzeug.local import LocalProxy
 from .._client import KratosClient
 from .._core import Outcome, Requirement, unavailable
 from .._models import AAL, AALLike, Credentials, Session, environ_hit_key
+from .._page import inline_denial
 from .._settings import read
 from .._web import (
     HOP_COOKIE,
@@ -54,7 +55,9 @@ __all__ = ["KratosAAL", "current_session", "get_session", "require_aal", "requir
 
 EXTENSION = "kratos_aal"
 SETTING = "KRATOS_AAL"
-_CLEAR = "_kratos_aal_clear_hops"
+# This request's own state, in its WSGI environ: `g` belongs to the app context, which an
+# app that pushes one at import shares between every request of a thread.
+_MINE = "kratos_aal.flask"
 _HOP_MARK = f"{HOP_COOKIE}="
 
 #: A view function or a blueprint.
@@ -96,6 +99,18 @@ class _State:
         self.config = client.config
 
 
+def _mine() -> dict[str, Any]:
+    """Return the current request's own kratos-aal state (session, step-up, page, hops)."""
+    mine: dict[str, Any] = request.environ.setdefault(_MINE, {})
+    return mine
+
+
+def _keep(session: Session | None) -> None:
+    """Attach *session* to the current request (and to ``g.kratos_session`` for the app)."""
+    _mine()["session"] = session
+    g.kratos_session = session
+
+
 def _state() -> _State:
     state = current_app.extensions.get(EXTENSION)
     if not isinstance(state, _State):
@@ -127,8 +142,11 @@ def _as_response(response: WebResponse) -> Response:
     return Response(response.body, status=response.status, headers=response.headers)
 
 
-def _deny(requirement: Requirement) -> Response | None:
-    """Return the denial for the current request, or ``None`` (and set the session)."""
+def _deny(requirement: Requirement, inline: bool = False) -> Response | None:
+    """Return the denial for the current request, or ``None`` (and set the session).
+
+    *inline*: an HTMX request is answered with a link to follow instead (``inline_denial``).
+    """
     state = _state()
     environ = request.environ
     if request.method not in SAFE_METHODS or "HTTP_UPGRADE" in environ:  # or a WebSocket
@@ -142,7 +160,7 @@ def _deny(requirement: Requirement) -> Response | None:
         )
         hit = state.client.cached_allow(key, requirement)  # a None key is a miss
         if hit is not None:
-            g.kratos_session = hit.session
+            _keep(hit.session)
             return None
     web, raw = _web_request(environ)
     credentials = Credentials.from_headers(raw, cookie_name=state.config.cookie_name)
@@ -155,9 +173,12 @@ def _deny(requirement: Requirement) -> Response | None:
     except BadRequest as error:
         return _as_response(bad_request(str(error)))
     if decision.outcome is Outcome.ALLOW:
-        g.kratos_session = decision.session
-        setattr(g, _CLEAR, clear_hops(web))
+        _keep(decision.session)
+        _mine()["clear"] = clear_hops(web)
         return None
+    fragment = inline_denial(decision, web) if inline else None
+    if fragment is not None:
+        return _as_response(fragment)
     # The hop cookie's key: shared by every worker (Flask's SECRET_KEY as a fallback).
     secret = state.config.cache_key_secret or current_app.secret_key
     denial = conclude(decision, web, credentials, secret=secret)
@@ -166,7 +187,7 @@ def _deny(requirement: Requirement) -> Response | None:
 
 
 def _clear_hops(response: Response) -> Response:
-    clear = g.get(_CLEAR)
+    clear = _mine().get("clear")
     # Not on a decorator's denial that counts a hop itself (a rule allowed, the decorator
     # did not): clearing after it would restart the count on every bounce.
     if clear is not None and not any(
@@ -193,8 +214,9 @@ def get_session() -> Session | None:
     Raises:
         KratosUnavailable: Kratos could not answer (the extension makes it a 503).
     """
-    if "kratos_session" in g:
-        session: Session | None = g.kratos_session
+    mine = _mine()
+    if "session" in mine:
+        session: Session | None = mine["session"]
         return session
     state = _state()
     _, raw = _web_request(request.environ)
@@ -203,9 +225,10 @@ def get_session() -> Session | None:
     if credentials:
         try:
             found = state.client.whoami(credentials)
-        except StepUpRequired:
+        except StepUpRequired as error:
+            mine["step_up"] = error.redirect_to  # for templates (install_flask)
             found = None
-    g.kratos_session = found
+    _keep(found)
     return found
 
 
@@ -213,11 +236,11 @@ def get_session() -> Session | None:
 current_session: Session | None = LocalProxy(get_session)  # type: ignore[assignment]
 
 
-def _decorate(target: Any, requirement: Requirement) -> Any:
+def _decorate(target: Any, requirement: Requirement, inline: bool = False) -> Any:
     if isinstance(target, Blueprint):
 
         def _guard() -> Response | None:
-            return _deny(requirement)
+            return _deny(requirement, inline)
 
         target.before_request(_guard)
         return target
@@ -225,7 +248,7 @@ def _decorate(target: Any, requirement: Requirement) -> Any:
 
         @functools.wraps(target)
         async def _aview(*args: Any, **kwargs: Any) -> Any:
-            denial = _deny(requirement)
+            denial = _deny(requirement, inline)
             if denial is not None:
                 return denial
             return await target(*args, **kwargs)
@@ -234,7 +257,7 @@ def _decorate(target: Any, requirement: Requirement) -> Any:
 
     @functools.wraps(target)
     def _view(*args: Any, **kwargs: Any) -> Any:
-        denial = _deny(requirement)
+        denial = _deny(requirement, inline)
         if denial is not None:
             return denial
         return target(*args, **kwargs)
@@ -251,6 +274,7 @@ def require_aal(
     *,
     max_age: float | timedelta | None = ...,
     methods: Collection[str] | None = ...,
+    htmx_inline: bool = ...,
 ) -> Callable[[V], V]: ...
 def require_aal(
     aal: AALLike | V = AAL.AAL2,
@@ -258,25 +282,33 @@ def require_aal(
     *,
     max_age: float | timedelta | None = None,
     methods: Collection[str] | None = None,
+    htmx_inline: bool = False,
 ) -> Callable[[V], V] | V:
     """Require *aal* of the Kratos session (and optionally freshness and methods).
 
     Decorates a view (sync or async) or a :class:`~flask.Blueprint` (every view of it):
     ``@require_aal``, ``@require_aal("aal1")``,
     ``@require_aal("aal2", max_age=300, methods={"webauthn"})``, ``require_aal2(blueprint)``.
+    With *htmx_inline*, an HTMX request the session does not meet is answered ``200`` with
+    a "Verify to see this" link that htmx swaps in, instead of ``HX-Redirect``.
+
+    .. versionadded:: 0.2 *htmx_inline*
     """
     if not isinstance(aal, str):
         decorated: V = _decorate(aal, Requirement(AAL.AAL2))
         return decorated
     requirement = Requirement(aal, max_age=max_age, methods=methods)
-    return lambda target: _decorate(target, requirement)
+    return lambda target: _decorate(target, requirement, htmx_inline)
 
 
 @overload
 def require_aal2(view: V, /) -> V: ...
 @overload
 def require_aal2(
-    *, max_age: float | timedelta | None = ..., methods: Collection[str] | None = ...
+    *,
+    max_age: float | timedelta | None = ...,
+    methods: Collection[str] | None = ...,
+    htmx_inline: bool = ...,
 ) -> Callable[[V], V]: ...
 def require_aal2(
     view: V | None = None,
@@ -284,10 +316,11 @@ def require_aal2(
     *,
     max_age: float | timedelta | None = None,
     methods: Collection[str] | None = None,
+    htmx_inline: bool = False,
 ) -> Callable[[V], V] | V:
     """Require an aal2 session: :func:`require_aal` with ``"aal2"`` bound."""
     requirement = Requirement(AAL.AAL2, max_age=max_age, methods=methods)
     if view is not None:
         decorated: V = _decorate(view, requirement)
         return decorated
-    return lambda target: _decorate(target, requirement)
+    return lambda target: _decorate(target, requirement, htmx_inline)

@@ -29,6 +29,7 @@ from .._client import AsyncKratosClient, client_for
 from .._config import KratosConfig
 from .._core import Outcome, Requirement, RequirementLike, unavailable
 from .._models import AAL, AALLike, Session, asgi_credentials, asgi_hit_key
+from .._page import inline_denial
 from .._web import (
     HOP_COOKIE,
     SAFE_METHODS,
@@ -60,6 +61,7 @@ __all__ = [
 ]
 
 SCOPE_KEY = "kratos_aal.middleware"
+STEP_UP_KEY = "kratos_aal.step_up"
 _HOP_MARK = f"{HOP_COOKIE}=".encode()
 _SESSION_KEY = "kratos_session"
 _URL_SAFE = "/%:@!$&'()*+,;=-._~"
@@ -319,11 +321,14 @@ class KratosAALMiddleware:
             lambda: page_of(_web_request(scope), config),
         )
 
-    async def enforce(self, scope: Scope, requirement: Requirement) -> WebResponse | None:
+    async def enforce(
+        self, scope: Scope, requirement: Requirement, *, inline: bool = False
+    ) -> WebResponse | None:
         """Decide the request in *scope*; attach the session when allowed.
 
         Returns the denial response (a 400 for a request that cannot be answered safely,
         a 403 for a cross-origin request on the cookie), or ``None`` when it may run.
+        *inline*: an HTMX request gets a link to follow instead (``inline_denial``).
         """
         if scope["type"] == "websocket" or scope.get("method") not in SAFE_METHODS:
             refusal = self.refuse_cross_origin(scope, requirement)
@@ -331,7 +336,7 @@ class KratosAALMiddleware:
                 return refusal
         if self._hit(scope, requirement) is not None:
             return None
-        return await self._decide(scope, requirement)
+        return await self._decide(scope, requirement, inline=inline)
 
     def refuse_cross_origin(
         self, scope: Scope, requirement: Requirement
@@ -353,7 +358,9 @@ class KratosAALMiddleware:
             _observe.refused(web, _observe.asgi_framework(scope), requirement, refusal.reason)
         return refusal
 
-    async def _decide(self, scope: Scope, requirement: Requirement) -> WebResponse | None:
+    async def _decide(
+        self, scope: Scope, requirement: Requirement, *, inline: bool = False
+    ) -> WebResponse | None:
         # The whole way, after the hit path missed: validate, ask Kratos (cached), conclude.
         credentials = asgi_credentials(scope.get("headers", ()), self.config.cookie_name)
         # Built only for a denial: an allowed request never pays for URLs.
@@ -369,6 +376,9 @@ class KratosAALMiddleware:
             _allowed(scope, requirement)
             return None
         web = _web_request(scope)
+        fragment = inline_denial(decision, web) if inline else None
+        if fragment is not None:
+            return fragment
         denial = conclude(decision, web, credentials, secret=self.config.cache_key_secret)
         assert denial is not None
         return await alinked(denial, web, credentials, self.client, scope.get("root_path", ""))
@@ -610,7 +620,9 @@ async def load_session(connection: HTTPConnection) -> Session | None:
         )
         try:
             session = await middleware.client.whoami(credentials)
-        except StepUpRequired:
+        except StepUpRequired as error:
+            # Kept for templates: every requirement is a step-up there (load_page).
+            connection.scope[STEP_UP_KEY] = error.redirect_to
             return None
         except KratosUnavailable as error:
             response = conclude(
@@ -650,14 +662,14 @@ def _find_connection(args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str
     raise TypeError(f"{name} decorates Starlette endpoints: none of the arguments is a Request")
 
 
-def _decorate(requirement: Requirement, endpoint: F, name: str) -> F:
+def _decorate(requirement: Requirement, endpoint: F, name: str, inline: bool = False) -> F:
     is_async = inspect.iscoroutinefunction(endpoint)
 
     @functools.wraps(endpoint)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         connection = _find_connection(args, kwargs, name)
         middleware = middleware_of(connection, name)
-        denial = await middleware.enforce(connection.scope, requirement)
+        denial = await middleware.enforce(connection.scope, requirement, inline=inline)
         if denial is not None:
             if isinstance(connection, WebSocket):
                 await connection.close(code=1008, reason=_reason(denial))
@@ -674,33 +686,52 @@ def _decorate(requirement: Requirement, endpoint: F, name: str) -> F:
 def require_aal(aal: F, /) -> F: ...
 @overload
 def require_aal(
-    aal: AALLike = ..., /, *, max_age: float | None = ..., methods: set[str] | None = ...
+    aal: AALLike = ...,
+    /,
+    *,
+    max_age: float | None = ...,
+    methods: set[str] | None = ...,
+    htmx_inline: bool = ...,
 ) -> Callable[[F], F]: ...
 def require_aal(
-    aal: AALLike | F = AAL.AAL2, /, *, max_age: float | None = None, methods: set[str] | None = None
+    aal: AALLike | F = AAL.AAL2,
+    /,
+    *,
+    max_age: float | None = None,
+    methods: set[str] | None = None,
+    htmx_inline: bool = False,
 ) -> Callable[[F], F] | F:
     """Require *aal* (and optionally freshness and methods) of an endpoint's session.
 
     Works on sync and async function endpoints and on ``HTTPEndpoint`` methods, with or
     without parentheses. Uses the client of the wrapping :class:`KratosAALMiddleware`.
+    With *htmx_inline*, an HTMX request the session does not meet is answered ``200`` with
+    a "Verify to see this" link that htmx swaps in, instead of ``HX-Redirect``.
+
+    .. versionadded:: 0.2 *htmx_inline*
     """
     if callable(aal) and not isinstance(aal, str):
         return _decorate(Requirement(AAL.AAL2), aal, "require_aal")
     requirement = Requirement(aal, max_age=max_age, methods=methods)
-    return lambda endpoint: _decorate(requirement, endpoint, "require_aal")
+    return lambda endpoint: _decorate(requirement, endpoint, "require_aal", htmx_inline)
 
 
 @overload
 def require_aal2(endpoint: F, /) -> F: ...
 @overload
 def require_aal2(
-    *, max_age: float | None = ..., methods: set[str] | None = ...
+    *, max_age: float | None = ..., methods: set[str] | None = ..., htmx_inline: bool = ...
 ) -> Callable[[F], F]: ...
 def require_aal2(
-    endpoint: F | None = None, /, *, max_age: float | None = None, methods: set[str] | None = None
+    endpoint: F | None = None,
+    /,
+    *,
+    max_age: float | None = None,
+    methods: set[str] | None = None,
+    htmx_inline: bool = False,
 ) -> Callable[[F], F] | F:
     """Require an aal2 session: :func:`require_aal` with ``"aal2"`` bound."""
     requirement = Requirement(AAL.AAL2, max_age=max_age, methods=methods)
     if endpoint is not None:
         return _decorate(requirement, endpoint, "require_aal2")
-    return lambda func: _decorate(requirement, func, "require_aal2")
+    return lambda func: _decorate(requirement, func, "require_aal2", htmx_inline)

@@ -334,6 +334,10 @@ def test_a_denial_raised_directly_is_answered_by_the_app_once_it_has_the_handler
         assert (reply.status_code, reply.text) == (403, "no")
 
 
+# The app's own BaseHTTPMiddleware raising after call_next: older Starlette releases (the
+# lowest ones pyproject.toml allows) leave that middleware's receive stream unclosed, and
+# anyio warns when it is collected (Kludex/starlette#2813). The stream is Starlette's, not ours.
+@pytest.mark.filterwarnings("ignore:Unclosed <MemoryObjectReceiveStream:ResourceWarning")
 def test_a_failure_after_the_app_answered_the_denial_stays_a_500() -> None:
     # The app answered the denial itself: a 500 its own middleware then makes is not the
     # relay's to replace.

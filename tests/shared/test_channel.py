@@ -41,15 +41,27 @@ class Recorder:
             return list(self.dropped)
 
 
-@pytest.fixture
-def listening(redis_server: RedisServer) -> Any:
-    config = KratosConfig("http://kratos:4433", cache_url=redis_server.url, cache_key_secret=SECRET)
+def listen_at(url: str) -> tuple[_shared.SharedTier, Recorder]:
+    """Return a tier listening on the channel of the Redis at *url*, once subscribed."""
+    config = KratosConfig("http://kratos:4433", cache_url=url, cache_key_secret=SECRET)
     recorder = Recorder()
-    tier = _shared.SharedTier(
-        config, _shared.RedisCache(redis_server.url), recorder.keep, recorder.drop
-    )
+    tier = _shared.SharedTier(config, _shared.RedisCache(url), recorder.keep, recorder.drop)
     tier._listen()
     assert recorder.wait_for(1) == [None]  # subscribed: what it held is dropped once
+    return tier, recorder
+
+
+def hold(tier: _shared.SharedTier, digit: str) -> str:
+    """Make *tier* hold an entry (local key ``b"local-key"``); return its shared name."""
+    name = "kratos-aal:s:" + digit * 40  # what invalidate() publishes: a shared name
+    with tier._lock:
+        tier._names[name] = b"local-key"
+    return name
+
+
+@pytest.fixture
+def listening(redis_server: RedisServer) -> Any:
+    tier, recorder = listen_at(redis_server.url)
     yield tier, recorder
     tier.close()
 
@@ -67,9 +79,7 @@ def test_junk_on_the_channel_is_dropped_and_the_listener_stays(
     listening: Any, redis_server: RedisServer, junk: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     tier, recorder = listening
-    name = "kratos-aal:s:" + "0" * 40  # what invalidate() publishes: a shared name
-    with tier._lock:
-        tier._names[name] = b"local-key"
+    name = hold(tier, "0")
     publisher = redis_server.client()
     with caplog.at_level(logging.DEBUG, logger="kratos_aal"):
         publisher.publish(tier.channel, junk)
@@ -92,9 +102,7 @@ def test_only_the_first_junk_is_a_warning(
     listening: Any, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     tier, recorder = listening
-    name = "kratos-aal:s:" + "f" * 40
-    with tier._lock:
-        tier._names[name] = b"local-key"
+    name = hold(tier, "f")
     publisher = redis_server.client()
     with caplog.at_level(logging.DEBUG, logger="kratos_aal"):
         for junk in (b"one", b"two", "kratos-aal:s:" + "F" * 40):
@@ -158,15 +166,9 @@ def test_a_large_message_over_a_slow_link_keeps_the_listener(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     link = SlowLink(redis_server.port)
-    config = KratosConfig("http://kratos:4433", cache_url=link.url, cache_key_secret=SECRET)
-    recorder = Recorder()
-    tier = _shared.SharedTier(config, _shared.RedisCache(link.url), recorder.keep, recorder.drop)
+    tier, recorder = listen_at(link.url)
     try:
-        tier._listen()
-        assert recorder.wait_for(1) == [None]
-        name = "kratos-aal:s:" + "1" * 40
-        with tier._lock:
-            tier._names[name] = b"local-key"
+        name = hold(tier, "1")
         publisher = redis_server.client()
         with caplog.at_level(logging.WARNING, logger="kratos_aal"):
             publisher.publish(tier.channel, b"x" * (1 << 20))
@@ -190,16 +192,10 @@ def test_what_is_held_is_dropped_once_redis_has_taken_the_subscription(
     # SUBSCRIBE went out, not when Redis took it: a logout published in between, on a
     # slow link or a busy machine, reached nobody, and an entry cached meanwhile stayed.
     link = SlowLink(redis_server.port, hold=0.5)
-    config = KratosConfig("http://kratos:4433", cache_url=link.url, cache_key_secret=SECRET)
-    recorder = Recorder()
-    tier = _shared.SharedTier(config, _shared.RedisCache(link.url), recorder.keep, recorder.drop)
+    tier, recorder = listen_at(link.url)
     publisher = redis_server.client()
     try:
-        tier._listen()
-        assert recorder.wait_for(1) == [None]
-        name = "kratos-aal:s:" + "2" * 40
-        with tier._lock:
-            tier._names[name] = b"local-key"
+        name = hold(tier, "2")
         assert publisher.publish(tier.channel, name) == 1  # one listener hears it
         assert recorder.wait_for(2) == [None, b"local-key"]
     finally:

@@ -8,6 +8,7 @@ under ``/api/`` use ``KratosAuthentication`` and the AAL permissions.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from kratos_aal import Requirement
 
@@ -74,12 +75,21 @@ USE_TZ = True
 LOGIN_URL = "/login/"
 # runserver serves them (as `kratos-aal demo` does); behind a real server, collectstatic.
 STATIC_URL = "static/"
-# DRF's browsable API renders templates.
+# The example's own templates (the Account page's bank details).
+DEMO_TEMPLATES = Path(__file__).resolve().parent / "templates"
+# DRF's browsable API renders templates; the example's ask what the Kratos session allows
+# ({% load kratos_aal %}), and every template gets kratos_session (the context processor).
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [DEMO_TEMPLATES],
         "APP_DIRS": True,
-        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "kratos_aal.integrations.django.context_processors.kratos",
+            ]
+        },
     }
 ]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

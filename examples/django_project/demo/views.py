@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required, login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.template.loader import render_to_string
 from django.utils.html import escape
 from django.views import View
 
@@ -65,7 +66,12 @@ the browsable API sends you to Kratos for a second factor like any page;
 
 @login_not_required  # KRATOS_AAL["RULES"] guards /account/*
 def account(request: HttpRequest) -> HttpResponse:
-    return page(request, "account", "Account", "A password is enough here (<code>aal1</code>).")
+    text = "A password is enough here (<code>aal1</code>)."
+    extra = ""
+    if not _pages.wants_json(request.headers.get("Accept", "")):
+        # {% load kratos_aal %} in the template asks what the session allows.
+        extra = render_to_string("demo/bank_details.html", _pages.bank(), request=request)
+    return page(request, "account", "Account", text, extra)
 
 
 @login_not_required

@@ -1,5 +1,8 @@
 """Django: `@require_aal2`, `require_aal(...)`, `AALRequiredMixin`, `KratosSessionMiddleware`.
 
+Templates: the context processor ``kratos_aal.integrations.django.context_processors.kratos``
+and the tags of ``{% load kratos_aal %}``; ``page_access(request)`` in Python.
+
 .. code-block:: python
 
     INSTALLED_APPS = [..., "kratos_aal.integrations.django"]
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     from .decorators import require_aal, require_aal2
     from .middleware import KratosSessionMiddleware
     from .mixins import AALRequiredMixin
+    from .pages import apage_access, page_access
     from .users import KratosBackend, KratosUserMiddleware
 
 __all__ = [
@@ -27,7 +31,9 @@ __all__ = [
     "KratosBackend",
     "KratosSessionMiddleware",
     "KratosUserMiddleware",
+    "apage_access",
     "override_clients",
+    "page_access",
     "require_aal",
     "require_aal2",
 ]
@@ -37,7 +43,9 @@ _HOMES = {
     "KratosBackend": ".users",
     "KratosUserMiddleware": ".users",
     "KratosSessionMiddleware": ".middleware",
+    "apage_access": ".pages",
     "override_clients": ".conf",
+    "page_access": ".pages",
     "require_aal": ".decorators",
     "require_aal2": ".decorators",
 }

@@ -12,6 +12,7 @@ from django.utils.encoding import escape_uri_path
 from ... import _observe
 from ..._core import CachedSession, Decision, Outcome, Requirement
 from ..._models import Credentials, environ_hit_key
+from ..._page import inline_denial
 from ..._web import (
     HOP_COOKIE,
     SAFE_METHODS,
@@ -82,7 +83,7 @@ def _return_to(request: HttpRequest) -> str:
 
 
 def _finish(
-    request: HttpRequest, credentials: Credentials, decision: Decision
+    request: HttpRequest, credentials: Credentials, decision: Decision, inline: bool = False
 ) -> WebResponse | None:
     _observe.decided(decision, "django", request, web_request)
     if decision.outcome is Outcome.ALLOW:
@@ -90,7 +91,9 @@ def _finish(
         # A substring test: parsing request.COOKIES costs more than the whole check.
         request._kratos_aal_clear_hops = f"{HOP_COOKIE}=" in request.META.get("HTTP_COOKIE", "")
         return None
-    return conclude(decision, web_request(request), credentials, secret=hop_secret())
+    web = web_request(request)
+    fragment = inline_denial(decision, web) if inline else None
+    return fragment or conclude(decision, web, credentials, secret=hop_secret())
 
 
 _HOP_MARK = f"{HOP_COOKIE}="
@@ -141,8 +144,13 @@ def refuse(request: HttpRequest, requirement: Requirement) -> HttpResponse | Non
     return None if refusal is None else as_response(refusal)
 
 
-def deny(request: HttpRequest, requirement: Requirement) -> HttpResponse | None:
-    """Return the denial for *request*, or ``None`` (and attach the session) when allowed."""
+def deny(
+    request: HttpRequest, requirement: Requirement, *, inline: bool = False
+) -> HttpResponse | None:
+    """Return the denial for *request*, or ``None`` (and attach the session) when allowed.
+
+    *inline*: an HTMX request is answered with a link to follow instead (``inline_denial``).
+    """
     refusal = refuse(request, requirement)
     if refusal is not None:
         return refusal
@@ -154,13 +162,15 @@ def deny(request: HttpRequest, requirement: Requirement) -> HttpResponse | None:
         decision = client.check(credentials, requirement, lambda: _return_to(request))
     except BadRequest as error:
         return as_response(bad_request(str(error)))
-    denial = _finish(request, credentials, decision)
+    denial = _finish(request, credentials, decision, inline)
     if denial is None:
         return None
     return as_response(linked(denial, web_request(request), credentials, client, _prefix()))
 
 
-async def adeny(request: HttpRequest, requirement: Requirement) -> HttpResponse | None:
+async def adeny(
+    request: HttpRequest, requirement: Requirement, *, inline: bool = False
+) -> HttpResponse | None:
     """:func:`deny` for async views, on the awaitable client."""
     refusal = refuse(request, requirement)
     if refusal is not None:
@@ -173,7 +183,7 @@ async def adeny(request: HttpRequest, requirement: Requirement) -> HttpResponse 
         decision = await client.check(credentials, requirement, lambda: _return_to(request))
     except BadRequest as error:
         return as_response(bad_request(str(error)))
-    denial = _finish(request, credentials, decision)
+    denial = _finish(request, credentials, decision, inline)
     if denial is None:
         return None
     web = web_request(request)

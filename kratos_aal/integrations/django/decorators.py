@@ -20,7 +20,7 @@ __all__ = ["require_aal", "require_aal2"]
 V = TypeVar("V", bound=Callable[..., Any])
 
 
-def _decorate(view: V, requirement: Requirement) -> V:
+def _decorate(view: V, requirement: Requirement, inline: bool = False) -> V:
     if iscoroutinefunction(view):
 
         @functools.wraps(view)
@@ -33,7 +33,7 @@ def _decorate(view: V, requirement: Requirement) -> V:
                 and hit(request, requirement, clients()[1]) is not None
             ):
                 return await view(request, *args, **kwargs)  # no hop cookie to clear
-            denial = await adeny(request, requirement)
+            denial = await adeny(request, requirement, inline=inline)
             if denial is not None:
                 return denial
             return after(request, await view(request, *args, **kwargs))
@@ -49,7 +49,7 @@ def _decorate(view: V, requirement: Requirement) -> V:
                 and hit(request, requirement, clients()[0]) is not None
             ):
                 return view(request, *args, **kwargs)  # no hop cookie to clear
-            denial = deny(request, requirement)
+            denial = deny(request, requirement, inline=inline)
             if denial is not None:
                 return denial
             return after(request, view(request, *args, **kwargs))
@@ -69,6 +69,7 @@ def require_aal(
     *,
     max_age: float | timedelta | None = ...,
     methods: Collection[str] | None = ...,
+    htmx_inline: bool = ...,
 ) -> Callable[[V], V]: ...
 def require_aal(
     aal: AALLike | V = AAL.AAL2,
@@ -76,23 +77,33 @@ def require_aal(
     *,
     max_age: float | timedelta | None = None,
     methods: Collection[str] | None = None,
+    htmx_inline: bool = False,
 ) -> Callable[[V], V] | V:
     """Require *aal* of the view's Kratos session (and optionally freshness and methods).
 
     Use it with or without parentheses: ``@require_aal``, ``@require_aal("aal1")``,
     ``@require_aal("aal2", max_age=300, methods={"webauthn"})``. Sync and async views.
+
+    With *htmx_inline*, an HTMX request the session does not meet is answered ``200`` with
+    a "Verify to see this" link (to the step-up, enrollment or login that would allow it,
+    coming back to the page) that htmx swaps in, instead of ``HX-Redirect``.
+
+    .. versionadded:: 0.2 *htmx_inline*
     """
     if callable(aal) and not isinstance(aal, str):
         return _decorate(aal, Requirement(AAL.AAL2))
     requirement = Requirement(aal, max_age=max_age, methods=methods)
-    return lambda view: _decorate(view, requirement)
+    return lambda view: _decorate(view, requirement, htmx_inline)
 
 
 @overload
 def require_aal2(view: V, /) -> V: ...
 @overload
 def require_aal2(
-    *, max_age: float | timedelta | None = ..., methods: Collection[str] | None = ...
+    *,
+    max_age: float | timedelta | None = ...,
+    methods: Collection[str] | None = ...,
+    htmx_inline: bool = ...,
 ) -> Callable[[V], V]: ...
 def require_aal2(
     view: V | None = None,
@@ -100,9 +111,10 @@ def require_aal2(
     *,
     max_age: float | timedelta | None = None,
     methods: Collection[str] | None = None,
+    htmx_inline: bool = False,
 ) -> Callable[[V], V] | V:
     """Require an aal2 session: :func:`require_aal` with ``"aal2"`` bound."""
     requirement = Requirement(AAL.AAL2, max_age=max_age, methods=methods)
     if view is not None:
         return _decorate(view, requirement)
-    return lambda func: _decorate(func, requirement)
+    return lambda func: _decorate(func, requirement, htmx_inline)

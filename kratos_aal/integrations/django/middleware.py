@@ -75,12 +75,16 @@ class KratosSessionMiddleware:
             client, _ = conf.clients()
             try:
                 return client.whoami(credentials_of(request))
-            except StepUpRequired:
+            except StepUpRequired as error:
+                # Kept for templates: every requirement is a step-up there (see pages.py).
+                request._kratos_aal_step_up = error.redirect_to
                 return None
 
         async def alookup() -> Session | None:
             attached = request.__dict__.get("kratos_session")
-            if isinstance(attached, Session):
+            # Not the lazy object: isinstance(lazy, Session) would evaluate it, a blocking
+            # whoami on the event loop.
+            if not isinstance(attached, SimpleLazyObject) and isinstance(attached, Session):
                 return attached
             _, client = conf.clients()
             try:

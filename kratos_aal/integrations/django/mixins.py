@@ -20,11 +20,16 @@ class AALRequiredMixin:
         required_aal: ``"aal1"`` or ``"aal2"`` (the default).
         max_age: Seconds since the newest method of at least ``required_aal``.
         methods: Method names of which one must have been used.
+        htmx_inline: Answer an HTMX request the session does not meet with an inline
+            "Verify to see this" link instead of ``HX-Redirect`` (see ``require_aal``).
+
+    .. versionadded:: 0.2 *htmx_inline*
     """
 
     required_aal: AALLike = "aal2"
     max_age: float | timedelta | None = None
     methods: Collection[str] | None = None
+    htmx_inline: bool = False
 
     def get_requirement(self) -> Requirement:
         """Return the requirement for this request; override to decide per request."""
@@ -36,13 +41,13 @@ class AALRequiredMixin:
         if getattr(self, "view_is_async", False):
 
             async def _adispatch() -> Any:
-                denial = await adeny(request, requirement)
+                denial = await adeny(request, requirement, inline=self.htmx_inline)
                 if denial is not None:
                     return denial
                 return after(request, await parent(request, *args, **kwargs))
 
             return _adispatch()
-        denial = deny(request, requirement)
+        denial = deny(request, requirement, inline=self.htmx_inline)
         if denial is not None:
             return denial
         return after(request, parent(request, *args, **kwargs))
