@@ -6,9 +6,11 @@ which route needs which AAL and how a page reads the session.
 
 from __future__ import annotations
 
+import asyncio
 import html
+import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from urllib.parse import urlencode
 
@@ -38,9 +40,11 @@ button { padding: .45rem .9rem; border-radius: 6px; border: 1px solid #888; curs
 """
 
 
-def story(base_url: str, slash: str = "") -> str:
-    """Return the home page's list of what to try (*slash* ends Django's paths)."""
+def story(base_url: str, slash: str = "", *, live: bool = False) -> str:
+    """Return the home page's list of what to try (*slash* ends Django's paths; *live*:
+    the app has the live page)."""
     curl = f"curl -H 'Accept: application/json' {base_url}/api/balance{slash}"
+    live_item = LIVE_ITEM if live else ""
     return f"""
 <ol>
 <li><a href="/account{slash}">Account</a> needs a password (<code>aal1</code>). Its bank details
@@ -55,9 +59,62 @@ minutes (<code>max_age</code>): after that, Kratos asks again (re-authentication
 <li><a href="/api/balance{slash}">/api/balance</a> is an API: a browser following the link is
 sent to Kratos like any page, while a JSON client gets Kratos's own error body instead of a
 redirect. Try it from a terminal:
-<pre>{html.escape(curl)}</pre></li>
+<pre>{html.escape(curl)}</pre></li>{live_item}
 </ol>
 """
+
+
+LIVE_ITEM = """
+<li><a href="/account/live">Live</a> is a count the server pushes (server-sent events) for as
+long as the session allows the page. Signing out in another tab stops the count within a
+second or two, with a link to sign in again that comes back to it.</li>"""
+LIVE_TEXT = "A count the server pushes while your session allows this page (<code>aal1</code>)."
+
+
+def live(feed_path: str) -> str:
+    """Return the live page's counter, and the script that follows the event stream.
+
+    kratos-aal ends a watched stream with one ``kratos-aal`` event (the outcome and where
+    the browser goes next) when the session no longer allows it.
+    """
+    return f"""
+<p class=live>Count: <output id=count>0</output> · <span id=live-state>connecting</span></p>
+<p id=live-ended hidden></p>
+<script>
+(() => {{
+  const count = document.getElementById("count");
+  const state = document.getElementById("live-state");
+  const ended = document.getElementById("live-ended");
+  const events = new EventSource({json.dumps(feed_path)});
+  events.onopen = () => {{ state.textContent = "live"; }};
+  events.onmessage = (event) => {{ count.textContent = event.data; }};
+  events.addEventListener("kratos-aal", (event) => {{
+    events.close();  // else EventSource opens it again on its own
+    const {{ outcome, redirect_browser_to: next }} = JSON.parse(event.data);
+    state.textContent = "stopped";
+    ended.hidden = false;
+    ended.append(outcome === "unavailable"
+      ? "Stopped: the sign-in service is not answering. "
+      : "Stopped: your session no longer allows this page. ");
+    if (typeof next === "string" && /^https?:[/][/]/.test(next)) {{
+      const link = document.createElement("a");
+      link.id = "live-again";
+      link.href = next;
+      link.textContent = outcome === "login" ? "Sign in again" : "Verify again";
+      ended.append(link);
+    }}
+  }});
+}})();
+</script>"""
+
+
+async def feed(interval: float = 0.5) -> AsyncIterator[bytes]:
+    """Yield an event stream of a count, one a *interval*, for as long as it is read."""
+    count = 0
+    while True:
+        count += 1
+        yield f"data: {count}\n\n".encode()
+        await asyncio.sleep(interval)
 
 
 #: The demo's bank details: Germany's example IBAN, in full and masked.

@@ -24,6 +24,7 @@ from fastapi.responses import (
     JSONResponse,
     RedirectResponse,
     Response,
+    StreamingResponse,
 )
 from fastapi.templating import Jinja2Templates
 
@@ -84,7 +85,7 @@ def create_app(
             session, checked = None, False
         if _pages.wants_json(request.headers.get("accept", ""), default=True):
             return JSONResponse(_pages.as_json("home", session, checked=checked))
-        extra = _pages.story(str(request.base_url).rstrip("/"))
+        extra = _pages.story(str(request.base_url).rstrip("/"), live=True)
         if demo_clock_url:  # only the demo can move Kratos's clock
             extra += _pages.clock_form(demo_clock_url, f"{request.url_for('home')}?clock=moved")
         extra = _pages.clock_note(clock) + extra
@@ -107,6 +108,19 @@ def create_app(
             response = templates.TemplateResponse(request, "bank_details.html", _pages.bank())
             extra = bytes(response.body).decode()
         return page(request, "account", "Account", text, session, extra)
+
+    @app.get("/account/live")
+    async def live(
+        request: Request, session: Annotated[Session, Depends(require_aal1)]
+    ) -> Response:
+        extra = _pages.live(app.url_path_for("live_feed"))
+        return page(request, "live", "Live", _pages.LIVE_TEXT, session, extra)
+
+    @app.get("/account/live/feed", name="live_feed")
+    async def live_feed(_session: Annotated[Session, Depends(require_aal1)]) -> StreamingResponse:
+        # An event stream behind a dependency: kratos-aal checks its session again while it
+        # is open, and ends it with a "kratos-aal" event when the session no longer allows it.
+        return StreamingResponse(_pages.feed(), media_type="text/event-stream")
 
     # The JSON API takes session tokens too: declared for the OpenAPI document (Swagger's
     # "Authorize" can send a header, never a cookie); it reads nothing at run time.

@@ -26,6 +26,7 @@ from starlette.responses import (
     JSONResponse,
     RedirectResponse,
     Response,
+    StreamingResponse,
 )
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
@@ -71,7 +72,7 @@ async def home(request: Request) -> Response:
         session, checked = None, False
     if _pages.wants_json(request.headers.get("accept", "")):
         return JSONResponse(_pages.as_json("home", session, checked=checked))
-    extra = _pages.story(str(request.base_url).rstrip("/"))
+    extra = _pages.story(str(request.base_url).rstrip("/"), live=True)
     clock = request.app.state.demo_clock_url
     if clock:  # only the demo can move Kratos's clock
         extra += _pages.clock_form(clock, f"{request.url_for('home')}?clock=moved")
@@ -90,6 +91,17 @@ async def account(request: Request) -> Response:  # guarded by the "/account/*" 
         await load_page(request)
         extra = section(request, "bank_details.html")
     return page(request, "account", "Account", text, get_session(request), extra)
+
+
+async def live(request: Request) -> Response:  # guarded by the "/account/*" rule
+    extra = _pages.live(str(request.url_for("live_feed").path))
+    return page(request, "live", "Live", _pages.LIVE_TEXT, get_session(request), extra)
+
+
+async def live_feed(request: Request) -> StreamingResponse:
+    # An event stream on a guarded route: kratos-aal checks its session again while it is
+    # open, and ends it with a "kratos-aal" event when the session no longer allows it.
+    return StreamingResponse(_pages.feed(), media_type="text/event-stream")
 
 
 @require_aal2
@@ -151,6 +163,8 @@ def create_app(
         routes=[
             Route("/", home, name="home"),
             Route("/account", account),
+            Route("/account/live", live),
+            Route("/account/live/feed", live_feed, name="live_feed"),
             Route("/billing", billing, methods=["GET", "POST"]),
             Route("/billing/transfer", transfer, methods=["GET", "POST"]),
             Route("/api/balance", balance),
