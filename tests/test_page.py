@@ -8,6 +8,7 @@ on the blocking and the awaitable client.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -226,19 +227,25 @@ def test_the_links_of_a_page() -> None:
     assert page.session is AAL1 and "aal1" in repr(page)
 
 
-def test_the_logout_url_is_asked_once_and_rebased() -> None:
+def counted_logout() -> tuple[list[str], Callable[[], str]]:
+    """Return a logout URL source that records each time it is asked, and its record."""
     asked: list[str] = []
 
     def logout() -> str:
-        asked.append("x")
+        asked.append("logout")
         return "http://kratos:4433/self-service/logout?token=t"
 
+    return asked, logout
+
+
+def test_the_logout_url_is_asked_once_and_rebased() -> None:
+    asked, logout = counted_logout()
     page = PageAccess(AAL1, config=CONFIG, return_to=PAGE, logout=logout)
     assert page.logout_url() == f"{BROWSER}logout?token=t"
     assert page.logout_url("https://app.example/") == (
         f"{BROWSER}logout?token=t&return_to=https%3A%2F%2Fapp.example%2F"
     )
-    assert asked == ["x"]
+    assert asked == ["logout"]
 
 
 def test_return_to_is_built_once_and_only_when_a_url_needs_it() -> None:
@@ -304,12 +311,7 @@ def test_methods_that_are_not_names_are_a_configuration_error() -> None:
 
 
 def test_no_session_has_no_logout_url_and_asks_nothing() -> None:
-    asked: list[str] = []
-
-    def source() -> str:
-        asked.append("logout")
-        return "http://kratos:4433/self-service/logout?token=t"
-
+    asked, source = counted_logout()
     page = PageAccess(None, config=CONFIG, return_to=PAGE, logout=source)
     assert page.logout_url() is None and page.logout_url(PAGE) is None
     assert asked == []
