@@ -118,7 +118,7 @@ test: lint typecheck docs cov
 # same hit path on real servers (bench-servers).
 bench: $(STAMP)
 	$(BIN)/python -W ignore::DeprecationWarning -m benchmarks
-	$(BIN)/python -m benchmarks.live --connections 3000
+	$(BIN)/python -m benchmarks.live
 	$(MAKE) --no-print-directory bench-servers
 
 # Bare and guarded apps on uvicorn (uvloop, httptools) and gunicorn under wrk, server and
