@@ -464,11 +464,39 @@ async def test_coalesced_failure_reaches_every_waiter_once(fake: FakeKratos) -> 
     assert fake.calls[WHOAMI] == 1
 
 
-def test_coalesced_failure_threads(fake: FakeKratos) -> None:
+def test_coalesced_failure_threads(fake: FakeKratos, monkeypatch: pytest.MonkeyPatch) -> None:
+    import concurrent.futures
     import threading
 
-    fake.latency = 0.2
-    fake.fail("reset")
+    import kratos_aal._cache
+
+    # The failing call is held until the 99 other threads wait for it, however slowly a
+    # busy machine schedules them: all 100 share that one call and its failure.
+    waiting = 0
+    all_in = threading.Event()
+    lock = threading.Lock()
+
+    class CountedFuture(concurrent.futures.Future):  # type: ignore[type-arg]
+        def result(self, timeout: float | None = None) -> Any:
+            nonlocal waiting
+            with lock:
+                waiting += 1
+                if waiting == 99:
+                    all_in.set()
+            return super().result(timeout)
+
+    run = kratos_aal._cache.Flights.run
+
+    def held(self: Any, key: Any, load: Any, recheck: Any) -> Any:
+        def gated() -> Any:
+            assert all_in.wait(30), f"only {waiting} of 99 threads joined the call"
+            return load()
+
+        return run(self, key, gated, recheck)
+
+    monkeypatch.setattr(kratos_aal._cache, "Future", CountedFuture)
+    monkeypatch.setattr(kratos_aal._cache.Flights, "run", held)
+    fake.fail("reset")  # once: a second call would reach Kratos and be told 401 (login)
     barrier = threading.Barrier(100)
 
     def check(_: int) -> Any:
