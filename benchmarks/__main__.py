@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from kratos_aal import AsyncKratosClient, Credentials, KratosClient, KratosConfig
-from kratos_aal._core import parse_whoami
+from kratos_aal._kratos_api import parse_whoami
 from kratos_aal.testing import FakeKratos, reserve_port, serve
 
 from ._asgi import call, scope_for

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ._client import AsyncKratosClient, KratosClient
 from ._config import KratosConfig
-from ._core import Decision, Outcome, Requirement
+from ._decision import Decision, Outcome, Requirement
 from ._models import AAL, AuthenticationMethod, Credentials, Identity, Session
 from ._page import PageAccess, page_decision
 from .exceptions import (

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from ._core import Decision, Outcome, Requirement
+from ._decision import Decision, Outcome, Requirement
 from ._models import AAL
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ import httpx
 
 from ._client import KratosClient
 from ._config import KratosConfig
-from ._core import Requirement
+from ._decision import Requirement
 from ._demo import FRAMEWORKS
 from ._models import Credentials, Session
 from ._tiers import check_cache_tiers

@@ -15,7 +15,7 @@ import pytest
 
 from kratos_aal import AsyncKratosClient, Credentials, KratosClient, KratosConfig, Outcome
 from kratos_aal._cache import HOLD_TTL
-from kratos_aal._core import NO_SESSION_TTL
+from kratos_aal._kratos_api import NO_SESSION_TTL
 from kratos_aal.testing import FakeKratos
 
 from .conftest import APP, Driver

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from kratos_aal import AsyncKratosClient, Credentials, KratosClient, Outcome
-from kratos_aal._core import DEFAULT_RETRY_AFTER
+from kratos_aal._decision import DEFAULT_RETRY_AFTER
 from kratos_aal.testing import FakeKratos
 
 CAP = 3

@@ -9,7 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from kratos_aal import KratosConfig, Outcome, Requirement, Session
-from kratos_aal._core import decide, login_url, rebase, settings_url
+from kratos_aal._decision import decide
+from kratos_aal._kratos_api import login_url, rebase, settings_url
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 CONFIG = KratosConfig(public_url="http://kratos:4433", browser_url="https://example.com/kratos")

@@ -164,7 +164,7 @@ async def test_a_closed_port_is_connection_refused(caplog: pytest.LogCaptureFixt
 
 
 def test_the_503_says_what_happened() -> None:
-    from kratos_aal._core import Decision
+    from kratos_aal._decision import Decision
 
     def reason(cause: str | None) -> str:
         body = error_body(Decision(Outcome.UNAVAILABLE, retry_after=5, cause=cause))

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from kratos_aal import AsyncKratosClient, Credentials, KratosClient, Requirement, Session
 from kratos_aal._cache import TTLCache
-from kratos_aal._core import CachedSession, session_key
+from kratos_aal._cached_session import CachedSession
+from kratos_aal._core import session_key
 from kratos_aal._models import asgi_credentials, asgi_hit_key, environ_hit_key
 from kratos_aal.integrations.fastapi import RequireAAL, require_aal2
 from kratos_aal.testing import FakeKratos

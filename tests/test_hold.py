@@ -39,7 +39,7 @@ from kratos_aal import (
     Requirement,
     Session,
 )
-from kratos_aal._core import decide
+from kratos_aal._decision import decide
 from kratos_aal.integrations.starlette import KratosAALMiddleware
 from kratos_aal.testing import FakeKratos, reserve_port, serve
 

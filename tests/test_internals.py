@@ -11,7 +11,7 @@ import pytest
 
 from kratos_aal import Credentials, KratosUnavailable, MalformedResponse
 from kratos_aal._cache import MISSING, AsyncFlights, Flights, TTLCache
-from kratos_aal._core import parse_second_factor
+from kratos_aal._kratos_api import parse_second_factor
 from kratos_aal.testing import FakeKratos
 
 from .conftest import APP, Driver
@@ -200,7 +200,7 @@ async def test_logout_url(driver: Driver, fake: FakeKratos) -> None:
 @pytest.mark.parametrize(("status", "body"), [(200, {"logout_url": "http://x/nope"}), (404, {})])
 def test_parse_logout_errors(status: int, body: Any) -> None:
     from kratos_aal import KratosConfig
-    from kratos_aal._core import parse_logout
+    from kratos_aal._kratos_api import parse_logout
 
     with pytest.raises(KratosUnavailable):
         parse_logout(KratosConfig(public_url="http://k"), reply(status, body), None)

@@ -24,9 +24,9 @@ from kratos_aal import (
     Requirement,
     Session,
 )
-from kratos_aal._core import (
+from kratos_aal._decision import decide
+from kratos_aal._kratos_api import (
     NO_SESSION_TTL,
-    decide,
     parse_logout,
     parse_second_factor,
     parse_whoami,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kratos_aal import Credentials, Requirement
-from kratos_aal._core import Decision, Outcome
+from kratos_aal._decision import Decision, Outcome
 from kratos_aal._web import (
     MAX_HOPS,
     WebRequest,

@@ -20,7 +20,8 @@ from kratos_aal import (
     Requirement,
     Session,
 )
-from kratos_aal._core import decide, parse_whoami
+from kratos_aal._decision import decide
+from kratos_aal._kratos_api import parse_whoami
 
 CONFIG = KratosConfig(public_url="http://kratos:4433", cache_ttl=0)
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)

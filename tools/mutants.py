@@ -35,6 +35,9 @@ READER_THRESHOLD = 90.0
 #: Core modules: every function is mutated.
 CORE = {
     "kratos_aal/_core.py": ["*"],
+    "kratos_aal/_decision.py": ["*"],
+    "kratos_aal/_kratos_api.py": ["*"],
+    "kratos_aal/_cached_session.py": ["*"],
     "kratos_aal/_models.py": ["*"],
     "kratos_aal/_web.py": ["*"],
     "kratos_aal/_cache.py": ["*"],

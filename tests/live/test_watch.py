@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from kratos_aal import AsyncKratosClient, Credentials, KratosClient, Requirement
-from kratos_aal._core import Decision, Outcome, session_key
+from kratos_aal._core import session_key
+from kratos_aal._decision import Decision, Outcome
 from kratos_aal._live import MIN_PERIOD, Watcher, lapse_of, watcher_for
 from kratos_aal.testing import FakeKratos, Fault
 from kratos_aal.testing._clock import FakeClock

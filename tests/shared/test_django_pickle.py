@@ -16,7 +16,7 @@ from django.core.cache import caches
 from django.test import AsyncClient, Client
 
 from kratos_aal import Credentials, _shared
-from kratos_aal._core import whoami_request
+from kratos_aal._kratos_api import whoami_request
 from kratos_aal.integrations.django import conf
 from kratos_aal.integrations.django.cache import DjangoRedisCache
 from kratos_aal.integrations.django.checks import check_settings

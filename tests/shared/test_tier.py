@@ -24,7 +24,7 @@ from kratos_aal import (
     _observe,
     _shared,
 )
-from kratos_aal._core import whoami_request
+from kratos_aal._kratos_api import whoami_request
 from kratos_aal.exceptions import ConfigurationError
 from kratos_aal.testing import FakeKratos
 
