@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from ._client import AsyncKratosClient, KratosClient
 from ._config import KratosConfig
+from ._credentials import Credentials
 from ._decision import Decision, Outcome, Requirement
-from ._models import AAL, AuthenticationMethod, Credentials, Identity, Session
+from ._models import AAL, AuthenticationMethod, Identity, Session
 from ._page import PageAccess, page_decision
 from .exceptions import (
     ConfigurationError,

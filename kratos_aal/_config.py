@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._models import valid_cookie_name
+from ._credentials import valid_cookie_name
 from .exceptions import ConfigurationError
 
 __all__ = ["KratosConfig"]

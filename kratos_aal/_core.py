@@ -22,6 +22,7 @@ from ._cached_session import CachedSession as CachedSession
 from ._cached_session import allowed_from_cache as allowed_from_cache
 from ._cached_session import cached_session as cached_session
 from ._config import KratosConfig
+from ._credentials import Credentials
 from ._decision import DEFAULT_RETRY_AFTER as DEFAULT_RETRY_AFTER
 from ._decision import Decision as Decision
 from ._decision import Outcome as Outcome
@@ -44,7 +45,7 @@ from ._kratos_api import (
 from ._kratos_api import rebase as rebase
 from ._kratos_api import settings_url as settings_url
 from ._kratos_api import whoami_request as whoami_request
-from ._models import AAL, Credentials, Session
+from ._models import AAL, Session
 from .exceptions import KratosUnavailable, StepUpRequired
 
 T = TypeVar("T")

@@ -15,7 +15,8 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 import httpx
 
 from ._config import KratosConfig
-from ._models import Credentials, Session
+from ._credentials import Credentials
+from ._models import Session
 from .exceptions import KratosUnavailable, MalformedResponse
 
 _MAX_RETRY_AFTER = 3600

@@ -1,23 +1,31 @@
-"""Typed, immutable views of what Kratos sends, and what a request presents to it."""
+"""Typed, immutable views of what Kratos sends: sessions, identities, AALs and dates.
+
+What a request presents to Kratos is ``_credentials``'s; the hit path's cache key
+``_hit_key``'s.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
+# Re-exported for the modules that import them from here (kept until they import them
+# from their own modules): _web, testing and the integrations.
+from ._credentials import Credentials as Credentials
+from ._credentials import asgi_credentials as asgi_credentials
+from ._credentials import cookie_from_header as cookie_from_header
+from ._hit_key import asgi_hit_key as asgi_hit_key
+from ._hit_key import environ_hit_key as environ_hit_key
 from .exceptions import ConfigurationError, MalformedResponse
 
 __all__ = [
     "AAL",
     "AuthenticationMethod",
-    "Credentials",
     "Identity",
     "Session",
     "parse_datetime",
@@ -300,317 +308,3 @@ class Session:
     def method_names(self) -> tuple[str, ...]:
         """Return the names of the completed methods, oldest first."""
         return tuple(m.method for m in self.authentication_methods)
-
-
-# RFC 6265 cookie-octet; a Kratos cookie is base64url, an Ory Network one too.
-_COOKIE_VALUE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]+")
-_TOKEN_VALUE = re.compile(r"[\x21-\x7e]+")
-_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-#: Longer credentials are not Kratos's (its cookies stay under 4 KiB): treated as absent.
-MAX_CREDENTIAL_LENGTH = 4096
-# Keyed so that a cache key says nothing about a credential outside this process.
-_KEYED_HASH = hashlib.blake2b(key=secrets.token_bytes(16), digest_size=16)
-# The same hash with the kind already fed: the hit path copies these, never re-feeds.
-_COOKIE_HASH = _KEYED_HASH.copy()
-_COOKIE_HASH.update(b"c")
-_TOKEN_HASH = _KEYED_HASH.copy()
-_TOKEN_HASH.update(b"t")
-
-HeaderPairs = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
-
-
-_HEADER_KINDS: dict[str | bytes, int] = {}
-for _kind, _name in enumerate(("x-session-token", "cookie", "authorization"), start=1):
-    _HEADER_KINDS[_name] = _HEADER_KINDS[_name.encode()] = _kind
-_HEADER_LENGTHS = frozenset(len(name) for name in _HEADER_KINDS)
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode("latin-1") if isinstance(value, bytes) else value
-
-
-def cookie_from_header(header: str, name: str) -> str | None:
-    """Return the first well-formed value of cookie *name* in a ``Cookie`` header, as Go does.
-
-    Go's ``net/http`` (which Kratos reads cookies with) skips a pair whose value it cannot
-    parse and goes on, so ``name=bad\\value; name=GOOD`` is ``GOOD`` to Kratos, and to us.
-    """
-    for part in header.split(";"):
-        key, sep, value = part.partition("=")
-        if not sep or key.strip() != name:
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1]
-        if _valid(value, _COOKIE_VALUE):
-            return value
-    return None
-
-
-def _valid(value: str, pattern: re.Pattern[str]) -> bool:
-    return 0 < len(value) <= MAX_CREDENTIAL_LENGTH and pattern.fullmatch(value) is not None
-
-
-def valid_cookie_name(name: object) -> bool:
-    """Return whether *name* can be a cookie name."""
-    return isinstance(name, str) and _COOKIE_NAME.fullmatch(name) is not None
-
-
-class Credentials:
-    """What one request presents to Kratos: a session cookie value or a session token.
-
-    Falsy when it presents nothing. When both are given, the token wins, as in Kratos
-    (``X-Session-Token`` first), and only the winner is kept and sent. Immutable; the repr
-    never shows a value.
-
-    Args:
-        cookie: The value of the Kratos session cookie.
-        token: A session token (``ory_st_...``).
-        bearer: Whether the token came as ``Authorization: Bearer``.
-
-    Raises:
-        ValueError: a value has characters or a length Kratos never issues.
-    """
-
-    __slots__ = ("_key", "bearer", "cookie", "token")
-    cookie: str | None
-    token: str | None
-    bearer: bool
-    _key: bytes | None
-
-    def __init__(
-        self, cookie: str | None = None, token: str | None = None, bearer: bool = False
-    ) -> None:
-        if token and not _valid(token, _TOKEN_VALUE):
-            raise ValueError("the session token is not a well-formed Kratos token")
-        if cookie and not _valid(cookie, _COOKIE_VALUE):
-            raise ValueError("the session cookie is not a well-formed cookie value")
-        if token:
-            self._set(None, token, bearer)
-        else:
-            self._set(cookie or None, None, False)
-
-    def _set(self, cookie: str | None, token: str | None, bearer: bool) -> None:
-        object.__setattr__(self, "cookie", cookie)
-        object.__setattr__(self, "token", token)
-        object.__setattr__(self, "bearer", bearer)
-        object.__setattr__(self, "_key", None)
-
-    @classmethod
-    def _checked(
-        cls, cookie: str | None = None, token: str | None = None, bearer: bool = False
-    ) -> Credentials:
-        # For values from_headers has validated already: no second pass on the hot path.
-        made = cls.__new__(cls)
-        made._set(cookie, token, bearer)
-        return made
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("Credentials are immutable")
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Credentials):
-            return NotImplemented
-        return (self.cookie, self.token, self.bearer) == (other.cookie, other.token, other.bearer)
-
-    def __hash__(self) -> int:
-        return hash((self.cookie, self.token, self.bearer))
-
-    @classmethod
-    def from_headers(
-        cls, headers: HeaderPairs, *, cookie_name: str = "ory_kratos_session"
-    ) -> Credentials:
-        """Pick the credential Kratos itself would use from request headers.
-
-        *headers* is a mapping or an iterable of ``(name, value)`` pairs (str or
-        bytes, as in an ASGI scope); every ``Cookie`` header is read. Malformed or
-        oversized values count as absent.
-        """
-        pairs = headers.items() if isinstance(headers, Mapping) else headers
-        session_token = cookie = bearer = None
-        for raw_name, raw_value in pairs:
-            kind = _HEADER_KINDS.get(raw_name)
-            if kind is None:
-                if len(raw_name) not in _HEADER_LENGTHS:
-                    continue  # most headers: not even worth lower-casing
-                kind = _HEADER_KINDS.get(raw_name.lower())
-            if kind is None:
-                continue
-            if kind == 1:
-                session_token = session_token or _text(raw_value).strip()
-            elif kind == 2 and cookie is None:
-                cookie = cookie_from_header(_text(raw_value), cookie_name)
-            elif kind == 3 and bearer is None:
-                scheme, _, value = _text(raw_value).strip().partition(" ")
-                if scheme.lower() == "bearer" and value and " " not in value:
-                    bearer = value
-        # Kratos reads X-Session-Token first and does not fall back when it is invalid.
-        if session_token:
-            return (
-                cls._checked(token=session_token) if _valid(session_token, _TOKEN_VALUE) else cls()
-            )
-        if cookie:
-            return cls._checked(cookie=cookie)
-        if bearer and _valid(bearer, _TOKEN_VALUE):
-            return cls._checked(token=bearer, bearer=True)
-        return cls()
-
-    def __bool__(self) -> bool:
-        return bool(self.cookie or self.token)
-
-    def __repr__(self) -> str:
-        if self.token:
-            return "Credentials(token=<redacted>)"
-        if self.cookie:
-            return "Credentials(cookie=<redacted>)"
-        return "Credentials()"
-
-    @property
-    def is_token(self) -> bool:
-        """Return whether the request authenticated with a session token."""
-        return self.token is not None
-
-    def cache_key(self) -> bytes:
-        """Return a keyed hash of the credential: safe to keep in memory, never reversible."""
-        key = self._key
-        if key is None:
-            hasher = (_TOKEN_HASH if self.token else _COOKIE_HASH).copy()
-            hasher.update((self.token or self.cookie or "").encode())
-            key = hasher.digest()
-            object.__setattr__(self, "_key", key)
-        return key
-
-
-# ---------------------------------------------------------------------------------------
-# The hit path: the cache key a request's credential would be cached under, unvalidated.
-#
-# Only values that passed validation (``Credentials``) were ever hashed into the cache, so
-# a key computed here from a malformed value can only miss, and a miss takes the full
-# path, which validates. What keeps that true: (1) the value hashed is the very one the
-# full path would pick (``from_headers``; under ASGI ``asgi_credentials``, which reads
-# lower-case names only, as ASGI servers send them) whenever that one is well-formed (any
-# doubt, such as a cookie name seen where it is not a pair's name, gives ``None``, the
-# full path); (2) only ASCII is hashed, as the bytes ``cache_key`` hashes
-# for it (UTF-8 of ASCII is itself), so no other spelling can collide.
-#
-# In a Cookie header, the first mention of the name must be a pair's name: at the start
-# or after ";" or "; ", with "=" right after it. Elsewhere (inside a value, a longer name,
-# a space before "=") the first pair ``cookie_from_header`` matches may be another one:
-# ``None``. An empty value too: ``cookie_from_header`` goes on to the next pair of the
-# header, which this reading does not.
-
-
-def _hit_key(token: bytes | None, cookie: bytes | None) -> bytes | None:
-    if token:
-        hasher, value = _TOKEN_HASH.copy(), token
-    elif cookie:
-        hasher, value = _COOKIE_HASH.copy(), cookie
-    else:
-        return None
-    if not value.isascii():
-        return None  # never well-formed; and only ASCII hashes as cache_key hashes it
-    hasher.update(value)
-    return b"s" + hasher.digest()
-
-
-def asgi_hit_key(
-    headers: Iterable[tuple[bytes, bytes]], cookie_name: bytes, hop: bytes
-) -> tuple[bytes | None, bool]:
-    """Return the session cache key of raw ASGI *headers*, and whether cookie *hop* came.
-
-    *cookie_name* is the Kratos cookie's name, encoded. The key is ``None`` when the
-    request has no token or cookie the hit path can read (the full path decides then); see
-    the comment above.
-    """
-    token: bytes | None = None
-    cookie: bytes | None = None
-    hops = False
-    for header, value in headers:
-        # Plain comparisons first: ASGI names are lower-case, and most are neither.
-        if header == b"cookie":
-            if value.find(hop) >= 0:  # find, not "in": "in" takes the slower buffer path
-                hops = True
-            if cookie is not None:
-                continue
-            start = value.find(cookie_name)
-            if start < 0:
-                continue  # no pair so named in this header
-            stop = start + len(cookie_name)
-            if value[stop : stop + 1] != b"=" or (
-                start and value[start - 1] != 59 and value[start - 2 : start] != b"; "
-            ):
-                return None, False
-            end = value.find(b";", stop)
-            cookie = (value[stop + 1 :] if end < 0 else value[stop + 1 : end]).strip()
-            if not cookie:
-                return None, False
-            if cookie[0] == 34 and cookie[-1] == 34 and len(cookie) >= 2:
-                cookie = cookie[1:-1]
-                if not cookie:
-                    return None, False
-        elif header == b"x-session-token" and token is None:
-            token = value.strip() or None
-    # _hit_key, inlined: this runs on every request.
-    if token:
-        hasher, value = _TOKEN_HASH.copy(), token
-    elif cookie:
-        hasher, value = _COOKIE_HASH.copy(), cookie
-    else:
-        return None, hops
-    if not value.isascii():
-        return None, hops
-    hasher.update(value)
-    return b"s" + hasher.digest(), hops
-
-
-def asgi_credentials(headers: Iterable[tuple[bytes, bytes]], cookie_name: str) -> Credentials:
-    """Return the credentials of raw ASGI *headers*, read by their lower-case names only.
-
-    ASGI servers lower-case header names, and Starlette reads them so: ``Cookie`` from a
-    server that breaks the rule is no cookie to ``request.cookies`` either. The hit path
-    (:func:`asgi_hit_key`) reads them so too, which keeps it to what this reads.
-    """
-    return Credentials.from_headers(
-        [(name, value) for name, value in headers if name == name.lower()],
-        cookie_name=cookie_name,
-    )
-
-
-def environ_hit_key(token: str | None, cookie: str | None, cookie_name: str) -> bytes | None:
-    """Return the session cache key of a WSGI environ's (or Django META's) credentials.
-
-    *token* and *cookie* are ``HTTP_X_SESSION_TOKEN`` and ``HTTP_COOKIE``; ``None`` when
-    the hit path cannot read them (the full path decides). The cookie is read as
-    :func:`asgi_hit_key` reads one, on text: PEP 3333's strings are bytes decoded as
-    latin-1, and only ASCII ones are read here.
-    """
-    if token is not None:
-        if not token.isascii():
-            return None
-        stripped = token.strip()  # as from_headers strips it
-        if stripped:
-            return _hit_key(stripped.encode(), None)
-    if not cookie or not cookie.isascii():
-        return None
-    start = cookie.find(cookie_name)
-    if start < 0:
-        return None
-    stop = start + len(cookie_name)
-    if cookie[stop : stop + 1] != "=" or (
-        start and cookie[start - 1] != ";" and cookie[start - 2 : start] != "; "
-    ):
-        return None
-    end = cookie.find(";", stop)
-    value = (cookie[stop + 1 :] if end < 0 else cookie[stop + 1 : end]).strip(_ASCII_SPACE)
-    if value[:1] == '"' and len(value) >= 2 and value[-1] == '"':
-        value = value[1:-1]
-    if not value:
-        return None
-    hasher = _COOKIE_HASH.copy()  # ASCII already
-    hasher.update(value.encode())
-    return b"s" + hasher.digest()
-
-
-#: What bytes.strip() strips (the cookie as asgi_hit_key reads it); str.strip() strips
-#: "\x1c" to "\x1f" too.
-_ASCII_SPACE = " \t\n\r\x0b\x0c"

@@ -17,9 +17,10 @@ import httpx
 
 from ._client import KratosClient
 from ._config import KratosConfig
+from ._credentials import Credentials
 from ._decision import Requirement
 from ._demo import FRAMEWORKS
-from ._models import Credentials, Session
+from ._models import Session
 from ._tiers import check_cache_tiers
 from .exceptions import ConfigurationError, KratosAALError
 

@@ -26,7 +26,8 @@ from kratos_aal import AsyncKratosClient, Credentials, KratosClient, Requirement
 from kratos_aal._cache import TTLCache
 from kratos_aal._cached_session import CachedSession
 from kratos_aal._core import session_key
-from kratos_aal._models import asgi_credentials, asgi_hit_key, environ_hit_key
+from kratos_aal._credentials import asgi_credentials
+from kratos_aal._hit_key import asgi_hit_key, environ_hit_key
 from kratos_aal.integrations.fastapi import RequireAAL, require_aal2
 from kratos_aal.testing import FakeKratos
 

@@ -18,7 +18,8 @@ from kratos_aal import (
     MalformedResponse,
     Session,
 )
-from kratos_aal._models import MAX_CREDENTIAL_LENGTH, parse_datetime
+from kratos_aal._credentials import MAX_CREDENTIAL_LENGTH
+from kratos_aal._models import parse_datetime
 
 from .openapi import assert_valid, errors
 

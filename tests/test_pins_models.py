@@ -10,7 +10,7 @@ import pytest
 
 from kratos_aal import AAL, Credentials, Identity, KratosUnavailable, MalformedResponse, Session
 from kratos_aal._cache import MISSING, Flights, TTLCache
-from kratos_aal._models import MAX_CREDENTIAL_LENGTH, cookie_from_header
+from kratos_aal._credentials import MAX_CREDENTIAL_LENGTH, cookie_from_header
 
 from .pins import T0, session_json
 
@@ -294,7 +294,8 @@ def test_session_repr_names_the_identity_but_no_traits() -> None:
 def test_asgi_reads_credentials_by_lower_case_names_only() -> None:
     # ASGI servers lower-case header names and Starlette reads them so; both the hit path
     # and the full path read a credential only under its lower-case name.
-    from kratos_aal._models import asgi_credentials, asgi_hit_key
+    from kratos_aal._credentials import asgi_credentials
+    from kratos_aal._hit_key import asgi_hit_key
 
     name, hop = b"ory_kratos_session", b"kratos_aal_hops="
     cookie = (b"cookie", b"ory_kratos_session=abc")

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from kratos_aal import KratosConfig, Requirement
+from kratos_aal._credentials import Credentials
 from kratos_aal._decision import Decision, Outcome
-from kratos_aal._models import Credentials
 from kratos_aal._web import (
     HOP_COOKIE,
     HOP_WINDOW,

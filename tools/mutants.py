@@ -39,6 +39,8 @@ CORE = {
     "kratos_aal/_kratos_api.py": ["*"],
     "kratos_aal/_cached_session.py": ["*"],
     "kratos_aal/_models.py": ["*"],
+    "kratos_aal/_credentials.py": ["*"],
+    "kratos_aal/_hit_key.py": ["*"],
     "kratos_aal/_web.py": ["*"],
     "kratos_aal/_cache.py": ["*"],
 }

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from kratos_aal._models import Credentials
+from kratos_aal._credentials import Credentials
 from kratos_aal._web import MAX_HOPS, LoopPage, WebRequest, WebResponse
 from kratos_aal.integrations._loop import alinked, linked
 from kratos_aal.integrations.starlette import KratosAALMiddleware

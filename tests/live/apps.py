@@ -20,7 +20,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 
 from kratos_aal import KratosConfig, Requirement, Session
-from kratos_aal._models import asgi_credentials
+from kratos_aal._credentials import asgi_credentials
 from kratos_aal.integrations.fastapi import RequireAAL
 from kratos_aal.integrations.starlette import KratosAALMiddleware, middleware_of
 
