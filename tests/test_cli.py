@@ -16,9 +16,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from kratos_aal import cli
+from kratos_aal import _cli_serve, cli
+from kratos_aal._cli_doctor import EXPLANATIONS
 from kratos_aal._demo import ADA_TOTP_SECRET
-from kratos_aal.cli import EXPLANATIONS, main
+from kratos_aal.cli import main
 from kratos_aal.exceptions import ConfigurationError
 from kratos_aal.testing import FakeKratos, reserve_port, serve
 
@@ -402,7 +403,7 @@ def test_fake_command_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.append(httpx.get(f"{url[1]}/health/alive", timeout=10).status_code)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("kratos_aal.cli.time.sleep", visit)
+    monkeypatch.setattr("kratos_aal._cli_serve.time.sleep", visit)
     command = ["fake", "--port", "0", "--admin-port", "0", "--app-url", "http://127.0.0.1:8123/"]
     assert main(command, out=out) == 0
     assert seen == [200]
@@ -628,7 +629,6 @@ def test_a_missing_extra_is_one_line_naming_the_install(
 def test_an_import_error_past_the_checks_is_one_line_too(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import kratos_aal.cli as cli
 
     def broken(args: object, out: object) -> int:
         raise ModuleNotFoundError("No module named 'segno'", name="segno")
@@ -658,18 +658,18 @@ def test_an_import_error_past_the_checks_is_one_line_too(
     ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST.", "::ffff:127.0.0.1"],
 )
 def test_loopback_needs_no_warning(host: str) -> None:
-    assert cli.exposure_warning(host, "fake") is None
-    assert cli.exposure_warning(host, "demo") is None
+    assert _cli_serve.exposure_warning(host, "fake") is None
+    assert _cli_serve.exposure_warning(host, "demo") is None
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "192.168.1.20", "10.0.0.1", "myhost"])
 def test_any_other_address_gets_a_warning_naming_what_it_exposes(host: str) -> None:
-    warning = cli.exposure_warning(host, "fake")
+    warning = _cli_serve.exposure_warning(host, "fake")
     assert warning is not None
     assert warning.startswith(f"WARNING: kratos-aal fake listens on {host!r}, not on loopback")
     for exposed in ("passwords", "TOTP secret", "open registration", "admin API with no token"):
         assert exposed in warning
-    demo = cli.exposure_warning(host, "demo")
+    demo = _cli_serve.exposure_warning(host, "demo")
     assert demo is not None
     assert "passwords" in demo
     assert "admin API" not in demo  # the demo serves none

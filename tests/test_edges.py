@@ -12,9 +12,10 @@ import pytest
 from kratos_aal import ConfigurationError, Credentials, KratosConfig, Session
 from kratos_aal._cache import TTLCache
 from kratos_aal._cached_session import allowed_from_cache
+from kratos_aal._cli_doctor import _Doctor
+from kratos_aal._cli_whoami import describe_session
 from kratos_aal._decision import Requirement
 from kratos_aal._kratos_api import whoami_request
-from kratos_aal.cli import _Doctor, describe_session
 from kratos_aal.integrations.starlette import KratosUser, _web_request
 from kratos_aal.testing import FakeKratos
 
