@@ -176,9 +176,11 @@ def _span_attributes(request: httpx.Request, endpoint: str) -> dict[str, Any]:
 
 
 class _Call:
-    """One call to Kratos being measured: a span (when tracing) and its duration."""
+    """Measure one call to Kratos, a span (when tracing) and its duration: ``with`` around
+    the call, which sets ``response``; an exception is recorded and goes on."""
 
     def __init__(self, request: httpx.Request) -> None:
+        self.response: httpx.Response | None = None
         self.endpoint = endpoint_of(request)
         self.span: Any = None
         self.scope: Any = None
@@ -198,7 +200,11 @@ class _Call:
             propagate.inject(request.headers)
         self.started = time.perf_counter()
 
-    def finish(self, response: httpx.Response | None, error: BaseException | None) -> None:
+    def __enter__(self) -> _Call:
+        return self
+
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
+        response = self.response  # None when the call raised
         elapsed = time.perf_counter() - self.started
         status = response.status_code if response is not None else None
         if STATE.metrics is not None:
@@ -224,13 +230,8 @@ def send(
     refresh()
     if STATE.metrics is None and STATE.tracer is None:
         return send_request(request)
-    call = _Call(request)
-    try:
-        response = send_request(request)
-    except BaseException as error:
-        call.finish(None, error)
-        raise
-    call.finish(response, None)
+    with _Call(request) as call:
+        call.response = response = send_request(request)
     return response
 
 
@@ -241,13 +242,8 @@ async def asend(
     refresh()
     if STATE.metrics is None and STATE.tracer is None:
         return await send_request(request)
-    call = _Call(request)
-    try:
-        response = await send_request(request)
-    except BaseException as error:
-        call.finish(None, error)
-        raise
-    call.finish(response, None)
+    with _Call(request) as call:
+        call.response = response = await send_request(request)
     return response
 
 
