@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -363,26 +363,19 @@ class KratosConfig:
         for name, key in _ENV_STRINGS.items():
             if env.get(name):
                 values[key] = env[name]
-        for name, key in _ENV_NUMBERS.items():
-            if env.get(name):
-                try:
-                    values[key] = float(env[name])
-                except ValueError:
-                    raise ConfigurationError(
-                        f"{name} must be a number of seconds, got {env[name]!r}"
-                    ) from None
+        for table, convert, kind in _ENV_CONVERTED:
+            for name, key in table.items():
+                if env.get(name):
+                    try:
+                        values[key] = convert(env[name])
+                    except ValueError:
+                        raise ConfigurationError(
+                            f"{name} must be {kind}, got {env[name]!r}"
+                        ) from None
         if env.get("KRATOS_AAL_TRUSTED_ORIGINS"):
             values["trusted_origins"] = [
                 item for item in env["KRATOS_AAL_TRUSTED_ORIGINS"].split(",") if item.strip()
             ]
-        for name, key in _ENV_INTEGERS.items():
-            if env.get(name):
-                try:
-                    values[key] = int(env[name])
-                except ValueError:
-                    raise ConfigurationError(
-                        f"{name} must be a whole number, got {env[name]!r}"
-                    ) from None
         values.update(overrides)
         if "public_url" not in values:
             raise ConfigurationError("KRATOS_PUBLIC_URL is not set: set it to Kratos's public URL")
@@ -420,6 +413,11 @@ _ENV_NUMBERS = {
 _ENV_INTEGERS = {
     "KRATOS_AAL_MAX_CONCURRENT_CHECKS": "max_concurrent_checks",
 }
+#: The variables read as numbers: their table, the conversion, what the error calls it.
+_ENV_CONVERTED: tuple[tuple[dict[str, str], Callable[[str], float], str], ...] = (
+    (_ENV_NUMBERS, float, "a number of seconds"),
+    (_ENV_INTEGERS, int, "a whole number"),
+)
 _ENV_NAMES = {
     **{v: k for k, v in {**_ENV_STRINGS, **_ENV_NUMBERS, **_ENV_INTEGERS}.items()},
     "trusted_origins": "KRATOS_AAL_TRUSTED_ORIGINS",

@@ -176,6 +176,16 @@ def _frozen_mapping(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     raise _malformed(f"{key} is not an object")
 
 
+def _id_of(data: Any, not_an_object: str, no_id: str) -> str:
+    """Return the ``id`` of the JSON object *data*: a string, not empty."""
+    if not isinstance(data, Mapping):
+        raise _malformed(not_an_object)
+    value = data.get("id")
+    if not isinstance(value, str) or not value:
+        raise _malformed(no_id)
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class AuthenticationMethod:
     """One completed authentication step of a session (``authentication_methods[]``)."""
@@ -222,11 +232,7 @@ class Identity:
         Raises:
             MalformedResponse: *data* is not an identity.
         """
-        if not isinstance(data, Mapping):
-            raise _malformed("identity is not an object")
-        identity_id = data.get("id")
-        if not isinstance(identity_id, str) or not identity_id:
-            raise _malformed("identity.id is missing")
+        identity_id = _id_of(data, "identity is not an object", "identity.id is missing")
         metadata = data.get("metadata_public")
         return cls(
             id=identity_id,
@@ -263,11 +269,7 @@ class Session:
         Raises:
             MalformedResponse: *data* is not a session.
         """
-        if not isinstance(data, Mapping):
-            raise _malformed("the body is not a JSON object")
-        session_id = data.get("id")
-        if not isinstance(session_id, str) or not session_id:
-            raise _malformed("id is missing")
+        session_id = _id_of(data, "the body is not a JSON object", "id is missing")
         active = data.get("active", False)
         if not isinstance(active, bool):
             raise _malformed("active is not a boolean")
