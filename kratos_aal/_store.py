@@ -83,18 +83,22 @@ class RedisCache:
                 raise ConfigurationError(
                     "cache_url needs redis-py: pip install 'kratos-aal[redis]'"
                 ) from None
+
             # No retries: a retried command would add its timeout again, and a miss costs
             # only one Kratos call. The URL's own socket_timeout wins over ours.
             # The health check PINGs a connection idle for that long before using it: a
             # subscription cut without a word (a network partition) is found and renewed.
-            try:
-                client = redis.Redis.from_url(
+            def connect(socket_timeout: float) -> redis.Redis:
+                return redis.Redis.from_url(
                     url or "",
-                    socket_timeout=REDIS_TIMEOUT,
+                    socket_timeout=socket_timeout,
                     socket_connect_timeout=REDIS_TIMEOUT,
                     retry=Retry(NoBackoff(), 0),
                     health_check_interval=HEALTH_CHECK,
                 )
+
+            try:
+                client = connect(REDIS_TIMEOUT)
             except (ValueError, TypeError):
                 # KratosConfig checked the URL with redis-py's parser; the pool's own
                 # options (max_connections=-1) are checked only here. The message of
@@ -102,13 +106,7 @@ class RedisCache:
                 raise ConfigurationError(
                     "cache_url cannot be used by redis-py (an option in its query)"
                 ) from None
-            listener = redis.Redis.from_url(
-                url or "",
-                socket_timeout=LISTEN_TIMEOUT,
-                socket_connect_timeout=REDIS_TIMEOUT,
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=HEALTH_CHECK,
-            )
+            listener = connect(LISTEN_TIMEOUT)
         else:
             listener = client
         self._redis = client
