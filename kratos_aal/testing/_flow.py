@@ -202,18 +202,6 @@ class _Flows(_Sessions):
             "meta": meta,
         }
 
-    @classmethod
-    def _new_password_input(cls) -> dict[str, Any]:
-        """Return the password strategy's input of a new password (registration, settings)."""
-        return cls._input(
-            "password",
-            "password",
-            "password",
-            required=True,
-            autocomplete="new-password",
-            label=(1070001, "Password", "info"),
-        )
-
     def _csrf_nodes(self, flow: _Flow) -> list[dict[str, Any]]:
         """Return the hidden csrf_token node of a browser flow (none for API flows)."""
         if flow.csrf is None:

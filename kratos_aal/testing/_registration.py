@@ -13,7 +13,7 @@ import httpx
 
 from ._messages import MSG_DUPLICATE, MSG_EMAIL_MISSING, _too_short, _ui_text
 from ._records import _Flow
-from ._settings import _Settings
+from ._settings import _new_password_input, _Settings
 
 
 class _Registration(_Settings):
@@ -30,7 +30,7 @@ class _Registration(_Settings):
             autocomplete="email",
             label=(1070002, "E-Mail", "info"),
         )
-        nodes += [email, self._new_password_input()]
+        nodes += [email, _new_password_input()]
         nodes.append(self._submit("password", (1040001, "Sign up", "info")))
         return nodes
 

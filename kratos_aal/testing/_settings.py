@@ -22,6 +22,18 @@ from ._messages import (
 from ._records import _NO_CACHE, _Flow
 
 
+def _new_password_input() -> dict[str, Any]:
+    """Return the password strategy's input of a new password (registration, settings)."""
+    return _Login._input(
+        "password",
+        "password",
+        "password",
+        required=True,
+        autocomplete="new-password",
+        label=(1070001, "Password", "info"),
+    )
+
+
 class _Settings(_Login):
     """Start and submit settings flows (profile, password, TOTP pairing and unlinking)."""
 
@@ -42,7 +54,7 @@ class _Settings(_Login):
             )
         )
         nodes.append(self._input("method", "submit", "profile", value="profile", label=save))
-        nodes.append(self._new_password_input())
+        nodes.append(_new_password_input())
         nodes.append(self._input("method", "submit", "password", value="password", label=save))
         if identity.totp_secret:
             nodes.append(
