@@ -22,8 +22,6 @@ from . import _observe, _store
 from ._cache import HOLD_TTL
 from ._config import KratosConfig
 from ._core import Fetch, WhoamiResult
-from ._entries import SharedAnswer as SharedAnswer  # re-exported
-from ._entries import from_cache as from_cache  # re-exported
 from ._logouts import _TIERS, Logouts
 from ._store import REDIS_TIMEOUT as REDIS_TIMEOUT  # re-exported: integrations/django/cache.py
 from ._store import Listen as Listen  # re-exported: integrations/django/cache.py
