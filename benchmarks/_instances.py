@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from kratos_aal.testing._serve import free_port
+from kratos_aal.testing._redis import redis_binary, running_redis
 
 PROCESSES = 4
 SESSIONS = 100
@@ -39,45 +35,12 @@ Row = Callable[[str, str, str, str], None]
 @contextmanager
 def redis_server() -> Iterator[str | None]:
     """Run redis-server on a free loopback port, no persistence; yield its URL (or None)."""
-    binary = shutil.which("redis-server")
+    binary = redis_binary()
     if binary is None:
         yield None
         return
-    port = free_port()
-    with tempfile.TemporaryDirectory() as directory:
-        process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                directory,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.2) as probe:
-                        probe.sendall(b"PING\r\n")
-                        if probe.recv(16).startswith(b"+PONG"):
-                            break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.02)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(10)
+    with running_redis(binary) as server:
+        yield server.url
 
 
 class Child:

@@ -703,7 +703,7 @@ def _run_on(workers: Any) -> int:
 def test_blocking_exchanges_reuse_an_idle_thread() -> None:
     import time
 
-    from kratos_aal._client import _Exchanges
+    from kratos_aal._exchange import _Exchanges
 
     workers = _Exchanges(keep=2)
     first = _run_on(workers)
@@ -719,7 +719,7 @@ def test_blocking_exchanges_keep_no_more_idle_threads_than_asked() -> None:
     import threading
     import time
 
-    from kratos_aal._client import _Exchanges
+    from kratos_aal._exchange import _Exchanges
 
     workers = _Exchanges(keep=0)
     before = threading.active_count()

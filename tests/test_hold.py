@@ -124,7 +124,7 @@ async def test_async_client_pools_within_one_loop(served: tuple[FakeKratos, str]
 
 def _pool_of_running_loop(client: AsyncKratosClient) -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
-    pools = getattr(loop, kratos_aal._client._POOLS)
+    pools = getattr(loop, kratos_aal._pools._POOLS)
     return pools[client][0]  # type: ignore[no-any-return]
 
 
@@ -174,7 +174,7 @@ def test_a_pool_goes_with_its_client_on_a_loop_that_lives_on() -> None:
             del clients, client
             gc.collect()
             assert [ref for ref in refs if ref() is not None] == []
-            assert len(getattr(asyncio.get_running_loop(), kratos_aal._client._POOLS)) == 0
+            assert len(getattr(asyncio.get_running_loop(), kratos_aal._pools._POOLS)) == 0
             for _ in range(10):  # the loop closes each dropped pool in a task of its own
                 await asyncio.sleep(0)
             assert all(http.is_closed for http in pools)
@@ -187,7 +187,7 @@ def test_a_loop_that_takes_no_attribute_gets_a_client_per_exchange(
 ) -> None:
     class Slotted(asyncio.SelectorEventLoop):
         def __setattr__(self, name: str, value: Any) -> None:
-            if name == kratos_aal._client._POOLS:
+            if name == kratos_aal._pools._POOLS:
                 raise AttributeError(name)
             super().__setattr__(name, value)
 
@@ -200,7 +200,7 @@ def test_a_loop_that_takes_no_attribute_gets_a_client_per_exchange(
             decision = loop.run_until_complete(client.check(credentials, "aal2", APP))
             assert decision.outcome is Outcome.ALLOW
         assert len(client._loops) == 0
-        assert not hasattr(loop, kratos_aal._client._POOLS)
+        assert not hasattr(loop, kratos_aal._pools._POOLS)
         loop.run_until_complete(client.aclose())
     finally:
         loop.close()
@@ -456,7 +456,7 @@ def _settled(count: Callable[[], int], at_most: int, limit: float = 15.0) -> int
 
 
 def test_idle_exchange_threads_retire_after_a_while() -> None:
-    exchanges = kratos_aal._client._Exchanges(keep=8, linger=0.05)
+    exchanges = kratos_aal._exchange._Exchanges(keep=8, linger=0.05)
     # Thread objects, not idents: a new thread may reuse the ident of one that ended.
     before = set(threading.enumerate())
     done = [threading.Event() for _ in range(5)]
@@ -657,7 +657,7 @@ def stepped_clock(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     """The client's view of time: a wall clock and a monotonic clock tests move apart."""
     clock = SimpleNamespace(wall=time.time(), steady=1000.0)
     fake_time = SimpleNamespace(time=lambda: clock.wall, monotonic=lambda: clock.steady)
-    monkeypatch.setattr(kratos_aal._client, "time", fake_time)
+    monkeypatch.setattr(kratos_aal._base, "time", fake_time)
     return clock
 
 

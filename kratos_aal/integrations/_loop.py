@@ -10,8 +10,11 @@ to the session): a page replayed within the hop window costs no call of its own.
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 from .._client import AsyncKratosClient, KratosClient
 from .._models import Credentials
+from .._runners import adrive, drive
 from .._web import BadRequest, LoopPage, WebRequest, WebResponse, origin_of
 from ..exceptions import KratosAALError
 
@@ -31,6 +34,26 @@ def _may_sign_out(page: LoopPage, credentials: Credentials, home: str) -> bool:
     return page.signed_in and bool(credentials) and "://" in home
 
 
+def _linking(
+    response: WebResponse,
+    request: WebRequest,
+    credentials: Credentials,
+    client: KratosClient | AsyncKratosClient,
+    prefix: str,
+) -> Generator[str, str | None, WebResponse]:
+    """The plan of :func:`linked`: it yields the home URL a sign-out link is asked for."""
+    if not isinstance(response, LoopPage):
+        return response
+    home = _home(request, client, prefix)
+    sign_out = None
+    if _may_sign_out(response, credentials, home):
+        try:
+            sign_out = yield home
+        except KratosAALError:
+            sign_out = None  # Kratos cannot make one now: the page offers home only
+    return response.linked(home, sign_out)
+
+
 def linked(
     response: WebResponse,
     request: WebRequest,
@@ -39,16 +62,8 @@ def linked(
     prefix: str = "",
 ) -> WebResponse:
     """Return *response*, with its links filled in when it is the loop page."""
-    if not isinstance(response, LoopPage):
-        return response
-    home = _home(request, client, prefix)
-    sign_out = None
-    if _may_sign_out(response, credentials, home):
-        try:
-            sign_out = client._sign_out_link(credentials, home)
-        except KratosAALError:
-            sign_out = None  # Kratos cannot make one now: the page offers home only
-    return response.linked(home, sign_out)
+    plan = _linking(response, request, credentials, client, prefix)
+    return drive(plan, lambda home: client._sign_out_link(credentials, home), KratosAALError)
 
 
 async def alinked(
@@ -59,13 +74,5 @@ async def alinked(
     prefix: str = "",
 ) -> WebResponse:
     """:func:`linked` on the awaitable client."""
-    if not isinstance(response, LoopPage):
-        return response
-    home = _home(request, client, prefix)
-    sign_out = None
-    if _may_sign_out(response, credentials, home):
-        try:
-            sign_out = await client._sign_out_link(credentials, home)
-        except KratosAALError:
-            sign_out = None  # Kratos cannot make one now: the page offers home only
-    return response.linked(home, sign_out)
+    plan = _linking(response, request, credentials, client, prefix)
+    return await adrive(plan, lambda home: client._sign_out_link(credentials, home), KratosAALError)

@@ -52,3 +52,18 @@ def _ui_text(message: tuple[int, str, str], **context: Any) -> dict[str, Any]:
     if context:
         text["context"] = context
     return text
+
+
+def _too_short(password: str) -> dict[str, Any] | None:
+    """Return the message for a new *password* under ``_MIN_PASSWORD``, else ``None``.
+
+    strategy/password/validator.go: ErrorValidationPasswordMinLength.
+    """
+    if len(password) >= _MIN_PASSWORD:
+        return None
+    text = (
+        4000032,
+        f"The password must be at least {_MIN_PASSWORD} characters long, but got {len(password)}.",
+        "error",
+    )
+    return _ui_text(text, min_length=_MIN_PASSWORD, actual_length=len(password))

@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 import httpx
 
-from ._messages import _MIN_PASSWORD, MSG_DUPLICATE, MSG_EMAIL_MISSING, _ui_text
+from ._messages import MSG_DUPLICATE, MSG_EMAIL_MISSING, _too_short, _ui_text
 from ._records import _Flow
-from ._settings import _Settings
+from ._settings import _new_password_input, _Settings
 
 
 class _Registration(_Settings):
@@ -30,15 +30,7 @@ class _Registration(_Settings):
             autocomplete="email",
             label=(1070002, "E-Mail", "info"),
         )
-        password = self._input(
-            "password",
-            "password",
-            "password",
-            required=True,
-            autocomplete="new-password",
-            label=(1070001, "Password", "info"),
-        )
-        nodes += [email, password]
+        nodes += [email, _new_password_input()]
         nodes.append(self._submit("password", (1040001, "Sign up", "info")))
         return nodes
 
@@ -96,17 +88,9 @@ class _Registration(_Settings):
         if not email:
             flow.node_messages["traits.email"] = [_ui_text(MSG_EMAIL_MISSING)]
             return self._flow_error(request, flow, None, "registration")
-        if len(password) < _MIN_PASSWORD:
-            # strategy/password/validator.go: ErrorValidationPasswordMinLength.
-            text = (
-                4000032,
-                f"The password must be at least {_MIN_PASSWORD} characters long, but got "
-                f"{len(password)}.",
-                "error",
-            )
-            flow.node_messages["password"] = [
-                _ui_text(text, min_length=_MIN_PASSWORD, actual_length=len(password))
-            ]
+        too_short = _too_short(password)
+        if too_short is not None:
+            flow.node_messages["password"] = [too_short]
             return self._flow_error(request, flow, None, "registration")
         if any(i.email.lower() == email.lower() for i in self.identities.values()):
             return self._flow_error(request, flow, MSG_DUPLICATE, "registration")

@@ -12,14 +12,26 @@ import pyotp
 
 from ._login import _Login
 from ._messages import (
-    _MIN_PASSWORD,
     MSG_DUPLICATE,
     MSG_EMAIL_MISSING,
     MSG_INVALID_CODE,
     MSG_SAVED,
+    _too_short,
     _ui_text,
 )
 from ._records import _NO_CACHE, _Flow
+
+
+def _new_password_input() -> dict[str, Any]:
+    """Return the password strategy's input of a new password (registration, settings)."""
+    return _Login._input(
+        "password",
+        "password",
+        "password",
+        required=True,
+        autocomplete="new-password",
+        label=(1070001, "Password", "info"),
+    )
 
 
 class _Settings(_Login):
@@ -42,16 +54,7 @@ class _Settings(_Login):
             )
         )
         nodes.append(self._input("method", "submit", "profile", value="profile", label=save))
-        nodes.append(
-            self._input(
-                "password",
-                "password",
-                "password",
-                required=True,
-                autocomplete="new-password",
-                label=(1070001, "Password", "info"),
-            )
-        )
+        nodes.append(_new_password_input())
         nodes.append(self._input("method", "submit", "password", value="password", label=save))
         if identity.totp_secret:
             nodes.append(
@@ -249,18 +252,9 @@ class _Settings(_Login):
         identity = self.identities[flow.identity_id or ""]
         if method == "password":
             password = form.get("password", "")
-            if len(password) < _MIN_PASSWORD:
-                text = (
-                    4000032,
-                    f"The password must be at least {_MIN_PASSWORD} characters long, but got "
-                    f"{len(password)}.",
-                    "error",
-                )
-                flow.node_messages = {
-                    "password": [
-                        _ui_text(text, min_length=_MIN_PASSWORD, actual_length=len(password))
-                    ]
-                }
+            too_short = _too_short(password)
+            if too_short is not None:
+                flow.node_messages = {"password": [too_short]}
                 return self._flow_error(request, flow, None, "settings")
             identity.password = password
             return None

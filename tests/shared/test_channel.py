@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kratos_aal import KratosConfig, _shared
+from kratos_aal import KratosConfig, _shared, _store
 
 from .conftest import SECRET, RedisServer
 
@@ -45,7 +45,7 @@ def listen_at(url: str) -> tuple[_shared.SharedTier, Recorder]:
     """Return a tier listening on the channel of the Redis at *url*, once subscribed."""
     config = KratosConfig("http://kratos:4433", cache_url=url, cache_key_secret=SECRET)
     recorder = Recorder()
-    tier = _shared.SharedTier(config, _shared.RedisCache(url), recorder.keep, recorder.drop)
+    tier = _shared.SharedTier(config, _store.RedisCache(url), recorder.keep, recorder.drop)
     tier._listen()
     assert recorder.wait_for(1) == [None]  # subscribed: what it held is dropped once
     return tier, recorder

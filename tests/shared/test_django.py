@@ -10,7 +10,7 @@ import httpx
 import pytest
 from django.test import AsyncClient, Client
 
-from kratos_aal import Credentials, KratosClient, _shared
+from kratos_aal import Credentials, KratosClient, _store
 from kratos_aal.integrations.django import conf
 from kratos_aal.integrations.django.cache import DjangoCache, derived_secret
 from kratos_aal.integrations.django.checks import check_settings
@@ -268,7 +268,7 @@ def test_a_paused_redis_behind_the_alias_is_a_miss_not_a_hang(
 ) -> None:
     # Django's RedisCache has no socket timeout of its own: without ours, every request
     # would wait for as long as Redis is paused.
-    monkeypatch.setattr(_shared, "BACKOFF", 0.0)  # every request meets the paused Redis
+    monkeypatch.setattr(_store, "BACKOFF", 0.0)  # every request meets the paused Redis
     fake = redis_alias
     sessions = [fake.session("aal1") for _ in range(3)]
     with Paused(redis_server) as paused:
@@ -282,7 +282,7 @@ def test_a_paused_redis_behind_the_alias_is_a_miss_not_a_hang(
 async def test_a_paused_redis_behind_the_alias_is_a_miss_in_async_views(
     redis_alias: FakeKratos, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_shared, "BACKOFF", 0.0)
+    monkeypatch.setattr(_store, "BACKOFF", 0.0)
     fake = redis_alias
     sessions = [fake.session("aal2") for _ in range(3)]
     with Paused(redis_server) as paused:

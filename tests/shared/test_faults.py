@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kratos_aal import AsyncKratosClient, Credentials, KratosClient, Outcome, _shared
+from kratos_aal import AsyncKratosClient, Credentials, KratosClient, Outcome, _store
 from kratos_aal.testing import FakeKratos
 
 from .conftest import RedisServer
@@ -34,7 +34,7 @@ MINIMUM = 200
 @pytest.fixture(autouse=True)
 def short_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     # Three times Redis's own timeout: the fault still outlasts several back-offs.
-    monkeypatch.setattr(_shared, "BACKOFF", 0.3)
+    monkeypatch.setattr(_store, "BACKOFF", 0.3)
 
 
 @pytest.fixture
@@ -178,7 +178,7 @@ async def test_redis_stopped_and_started_again(
     async def fault() -> None:
         await asyncio.sleep(0.3)
         await asyncio.to_thread(redis_server.stop)
-        await asyncio.sleep(4 * _shared.BACKOFF)
+        await asyncio.sleep(4 * _store.BACKOFF)
         await asyncio.to_thread(redis_server.start)
         await asyncio.sleep(0.3)
 
@@ -196,7 +196,7 @@ async def test_redis_paused_and_resumed(
         await asyncio.sleep(0.3)
         redis_server.pause()
         try:
-            await asyncio.sleep(4 * _shared.BACKOFF)
+            await asyncio.sleep(4 * _store.BACKOFF)
         finally:
             redis_server.resume()
         await asyncio.sleep(0.3)
@@ -214,7 +214,7 @@ async def test_redis_answering_garbage(
     async def fault() -> None:
         await asyncio.sleep(0.3)
         proxy.switch(garbage=True)
-        await asyncio.sleep(4 * _shared.BACKOFF)
+        await asyncio.sleep(4 * _store.BACKOFF)
         proxy.switch(garbage=False)
         await asyncio.sleep(0.3)
 
@@ -228,7 +228,7 @@ async def test_garbage_from_the_start_is_never_an_allow(
     clients: list[Client], fake: FakeKratos, proxy: RedisProxy, monkeypatch: Any
 ) -> None:
     # No back-off: every request meets the garbage.
-    monkeypatch.setattr(_shared, "BACKOFF", 0.0)
+    monkeypatch.setattr(_store, "BACKOFF", 0.0)
     proxy.switch(garbage=True)
     load = Load(clients, fake)
 

@@ -21,8 +21,11 @@ from kratos_aal import (
     KratosConfig,
     Outcome,
     _client,
+    _exchange,
+    _logouts,
     _observe,
     _shared,
+    _store,
 )
 from kratos_aal._kratos_api import whoami_request
 from kratos_aal.exceptions import ConfigurationError
@@ -40,7 +43,7 @@ class Store:
         self.data: dict[str, bytes] = {}
         self.calls: list[str] = []
         self.error: BaseException | None = None
-        self.listen: _shared.Listen | None = None
+        self.listen: _store.Listen | None = None
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -150,8 +153,8 @@ async def pair(request: pytest.FixtureRequest, fake: FakeKratos) -> AsyncIterato
             client._http.close()
 
 
-def fake_redis(server: fakeredis.FakeServer) -> _shared.RedisCache:
-    return _shared.RedisCache(client=fakeredis.FakeRedis(server=server))
+def fake_redis(server: fakeredis.FakeServer) -> _store.RedisCache:
+    return _store.RedisCache(client=fakeredis.FakeRedis(server=server))
 
 
 # ---------------------------------------------------------------------------- settings
@@ -496,7 +499,7 @@ async def wait_until(condition: Callable[[], bool], limit: float = 5.0) -> None:
 async def test_a_listener_that_lost_its_subscription_drops_what_it_holds(
     pair: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_shared, "BACKOFF", 0.01)
+    monkeypatch.setattr(_store, "BACKOFF", 0.01)
     store = Store()
     calls: list[int] = []
     go_on = threading.Event()
@@ -548,7 +551,7 @@ async def test_a_failing_store_is_a_miss_then_left_alone_then_tried_again(
     pair: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(_shared, "_monotonic", lambda: clock[0])
+    monkeypatch.setattr(_store, "_monotonic", lambda: clock[0])
     store = Store()
     store.error = ConnectionError("down")
     client = pair.client(store, cache_ttl=30, local_cache_ttl=0)
@@ -556,7 +559,7 @@ async def test_a_failing_store_is_a_miss_then_left_alone_then_tried_again(
     assert await pair.check(client, credentials) is Outcome.ALLOW
     assert store.calls == ["read"]  # the write was not even tried
     # Backing off: no store call, every request asks Kratos.
-    clock[0] += _shared.BACKOFF - 0.01
+    clock[0] += _store.BACKOFF - 0.01
     assert await pair.check(client, credentials) is Outcome.ALLOW
     assert store.calls == ["read"]
     assert pair.whoami_calls == 2
@@ -646,7 +649,7 @@ def test_closing_stops_the_listener(fake: FakeKratos) -> None:
 async def test_a_logout_that_could_not_reach_the_store_is_retried(
     pair: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_shared, "BACKOFF", 60.0)  # the retry thread keeps out of this one
+    monkeypatch.setattr(_store, "BACKOFF", 60.0)  # the retry thread keeps out of this one
     store = Store()
     client = pair.client(store, local_cache_ttl=0)
     session = pair.fake.session("aal1")
@@ -670,7 +673,7 @@ async def test_a_logout_that_could_not_reach_the_store_is_retried(
 async def test_a_lost_logout_is_retried_without_a_lookup(
     pair: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_shared, "BACKOFF", 0.01)
+    monkeypatch.setattr(_store, "BACKOFF", 0.01)
     store = Store()
     client = pair.client(store)
     assert client._shared is not None
@@ -693,7 +696,7 @@ async def test_a_lost_logout_is_retried_without_a_lookup(
 def test_closing_stops_the_logout_retries(
     fake: FakeKratos, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_shared, "BACKOFF", 0.01)
+    monkeypatch.setattr(_store, "BACKOFF", 0.01)
     store = Store()
     store.error = ConnectionError("away")
     client = KratosClient(fake.config(cache_key_secret=SECRET), shared_cache=store)
@@ -910,8 +913,8 @@ def test_after_a_fork_a_client_starts_afresh(
     fake: FakeKratos, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The hook os.register_at_fork runs in a child (tests/shared/forking.py forks for real).
-    exchanges = _client._Exchanges()
-    monkeypatch.setattr(_client, "_EXCHANGES", exchanges)
+    exchanges = _exchange._Exchanges()
+    monkeypatch.setattr(_exchange, "_EXCHANGES", exchanges)
     owned = KratosClient(fake.config())
     injected_http = httpx.Client(transport=fake.transport())
     injected = KratosClient(fake.config(), http_client=injected_http)
@@ -929,7 +932,7 @@ def test_after_a_fork_a_tier_has_a_lock_of_its_own() -> None:
     one = tier()
     held = one._lock
     held.acquire()  # by a thread of the parent, which the child does not have
-    _shared._after_fork_in_child()
+    _logouts._after_fork_in_child()
     assert one._lock is not held
     assert one._lock.acquire(blocking=False)
     held.release()
