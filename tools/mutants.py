@@ -36,7 +36,12 @@ READER_THRESHOLD = 90.0
 CORE = {
     "kratos_aal/_core.py": ["*"],
     "kratos_aal/_models.py": ["*"],
-    "kratos_aal/_web.py": ["*"],
+    "kratos_aal/_web/messages.py": ["*"],
+    "kratos_aal/_web/paths.py": ["*"],
+    "kratos_aal/_web/urls.py": ["*"],
+    "kratos_aal/_web/hops.py": ["*"],
+    "kratos_aal/_web/denials.py": ["*"],
+    "kratos_aal/_web/origins.py": ["*"],
     "kratos_aal/_cache.py": ["*"],
 }
 #: The adapters' request-reading code: only these functions count (and are run).
