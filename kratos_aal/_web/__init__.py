@@ -15,7 +15,16 @@ into their own response type. One concern per module:
 from __future__ import annotations
 
 from .denials import LoopPage, conclude, error_body
-from .hops import HOP_COOKIE, HOP_WINDOW, MAX_HOPS, clear_hops, hop_key
+from .hops import (
+    CLEAR_HOPS,
+    HOP_COOKIE,
+    HOP_MARK,
+    HOP_WINDOW,
+    MAX_HOPS,
+    clear_hops,
+    hop_key,
+    sets_hops,
+)
 from .messages import (
     SAFE_METHODS,
     BadRequest,
@@ -36,7 +45,9 @@ from .paths import UNKNOWN, PathRules, route_readings, strictest
 from .urls import origin_of, page_of, request_url, return_to
 
 __all__ = [
+    "CLEAR_HOPS",
     "HOP_COOKIE",
+    "HOP_MARK",
     "HOP_WINDOW",
     "MAX_HOPS",
     "SAFE_METHODS",
@@ -62,6 +73,7 @@ __all__ = [
     "request_url",
     "return_to",
     "route_readings",
+    "sets_hops",
     "status_text",
     "strictest",
 ]

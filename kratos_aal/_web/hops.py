@@ -6,6 +6,7 @@ import functools
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 
 from .._models import cookie_from_header
 from .messages import WebRequest
@@ -18,19 +19,50 @@ MAX_HOPS = 3
 HOP_WINDOW = 3
 
 
+#: What a ``Cookie`` or ``Set-Cookie`` header that carries the hop cookie holds.
+HOP_MARK = f"{HOP_COOKIE}="
+_HOP_MARK_BYTES = HOP_MARK.encode()
+
+
 def _hop_cookie(value: str, request: WebRequest, max_age: int) -> tuple[str, str]:
-    secure = "; Secure" if request.scheme == "https" else ""
+    return _set_hops(value, request.scheme == "https", max_age)
+
+
+def _set_hops(value: str, secure: bool, max_age: int) -> tuple[str, str]:
+    flag = "; Secure" if secure else ""
     return (
         "Set-Cookie",
-        f"{HOP_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}",
+        f"{HOP_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{flag}",
     )
+
+
+#: The ``Set-Cookie`` that resets the loop counter, by whether the request came on https.
+CLEAR_HOPS = {secure: _set_hops("", secure, 0) for secure in (False, True)}
 
 
 def clear_hops(request: WebRequest) -> tuple[str, str] | None:
     """Return the ``Set-Cookie`` that resets the loop counter, when the request carries one."""
-    if f"{HOP_COOKIE}=" not in request.header("cookie"):
+    if HOP_MARK not in request.header("cookie"):
         return None
-    return _hop_cookie("", request, 0)
+    return CLEAR_HOPS[request.scheme == "https"]
+
+
+def sets_hops(headers: Iterable[tuple[str, str]] | Iterable[tuple[bytes, bytes]]) -> bool:
+    """Return whether a response with *headers* sets the hop cookie itself.
+
+    Every adapter resets the loop counter on the response to an allowed request (with
+    :func:`clear_hops`), but not on one that sets the cookie already: a denial from below
+    (a stricter middleware, dependency or decorator) counts a hop itself, and clearing
+    after it would restart the count on every bounce. *headers* are the response's
+    ``(name, value)`` pairs: text (WSGI, Flask, Django) or bytes (ASGI).
+    """
+    for name, value in headers:
+        if isinstance(value, bytes):
+            if value.startswith(_HOP_MARK_BYTES) and name.lower() == b"set-cookie":
+                return True
+        elif value.startswith(HOP_MARK) and name.lower() == "set-cookie":
+            return True
+    return False
 
 
 # The hop cookie is signed: unsigned, any client could send "<route>.3.<now>" on every

@@ -31,7 +31,8 @@ from .._core import Outcome, Requirement, RequirementLike, unavailable
 from .._models import AAL, AALLike, Session, asgi_credentials, asgi_hit_key
 from .._page import inline_denial
 from .._web import (
-    HOP_COOKIE,
+    CLEAR_HOPS,
+    HOP_MARK,
     SAFE_METHODS,
     UNKNOWN,
     BadRequest,
@@ -40,11 +41,11 @@ from .._web import (
     WebRequest,
     WebResponse,
     bad_request,
-    clear_hops,
     conclude,
     page_of,
     refuse_cross_origin,
     return_to,
+    sets_hops,
 )
 from ..exceptions import KratosUnavailable, StepUpRequired
 from ._asgi_live import GUARD_KEY, Guard
@@ -62,7 +63,9 @@ __all__ = [
 
 SCOPE_KEY = "kratos_aal.middleware"
 STEP_UP_KEY = "kratos_aal.step_up"
-_HOP_MARK = f"{HOP_COOKIE}=".encode()
+_HOP_MARK = HOP_MARK.encode()
+#: What resets the loop counter, by whether the request came on https.
+_CLEAR_HOPS = {s: (b"set-cookie", v.encode("latin-1")) for s, (_, v) in CLEAR_HOPS.items()}
 _SESSION_KEY = "kratos_session"
 _URL_SAFE = "/%:@!$&'()*+,;=-._~"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -522,17 +525,12 @@ class _Relay:
         if scope.get(_HOPS_KEY) or (
             _HOPS_KEY not in scope and scope.get("kratos_aal.allowed") and self._hops()
         ):
-            clear = clear_hops(_web_request(scope))
-            if clear is not None:
-                headers = message.get("headers", [])
-                for name, value in headers:
-                    # Not on a denial from below (a stricter dependency or decorator) that
-                    # counts a hop itself: clearing after it restarts the count each time.
-                    if value.startswith(_HOP_MARK) and name.lower() == b"set-cookie":
-                        break
-                else:
-                    headers = [*headers, (b"set-cookie", clear[1].encode("latin-1"))]
-                    message = {**message, "headers": headers}
+            # The request carries the hop cookie (its Cookie header holds _HOP_MARK): reset
+            # it, unless a denial from below (a stricter dependency or decorator) counted one.
+            headers = message.get("headers", [])
+            if not sets_hops(headers):
+                clear = _CLEAR_HOPS[scope.get("scheme") in ("https", "wss")]
+                message = {**message, "headers": [*headers, clear]}
         if GUARD_KEY in scope:
             for name, value in message.get("headers", ()):
                 if name.lower() == b"content-type" and value.lower().startswith(_EVENT_STREAM):
