@@ -116,7 +116,6 @@ class KratosAALWSGIMiddleware:
         self._cookie = self.config.cookie_name
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        environ["kratos_aal.middleware"] = self
         # PATH_INFO is what the app routes; SCRIPT_NAME is where the app is mounted.
         path = environ.get("PATH_INFO", "")
         requirement = self._known.get(path, UNKNOWN)  # only ASCII paths are in it
