@@ -480,48 +480,35 @@ def _stopped(scope: Scope, error: BaseException) -> bool:
 
 
 _EVENT_STREAM = b"text/event-stream"
-_DENIAL_KEY = "kratos_aal.denial"
 _HOPS_KEY = "kratos_aal.hops"  # set by an allowing hit: whether it saw the hop cookie
 
 
-async def _nothing() -> None:
-    return None
-
-
 class _Relay:
-    """Pass an app's messages on, answering a denial the app itself failed to answer.
+    """Pass an app's messages on: reset the loop counter on an allowed request, watch a stream.
 
     A Starlette or FastAPI app answers a dependency's denial itself (see
-    :func:`deny_in_scope`), or with its own handler of :class:`KratosDenied`. An app below
-    without Starlette's exception handling may start a 500 of its own instead: the denial
-    is in the scope by then (a mounted app shares the scope dict), so that 500 is replaced
-    by the denial. On an allowed request, the loop counter is reset.
+    :func:`deny_in_scope`), or with its own handler of :class:`KratosDenied`; a denial
+    that reaches the middleware instead is answered there, while nothing has started.
 
     A plain callable that returns what the app then awaits: on every request, relaying
     costs one function call per message, not a coroutine of its own.
     """
 
-    __slots__ = ("guard", "scope", "send", "started", "swallow")
+    __slots__ = ("guard", "scope", "send", "started")
 
     def __init__(self, scope: Scope, send: Send) -> None:
         self.scope = scope
         self.send = send
         self.started = False
-        self.swallow = False
         self.guard: Guard | None = None
 
     def __call__(self, message: Message) -> Awaitable[None]:
         if self.guard is not None:
             return self.guard.relay(message)
         if self.started or message["type"] != "http.response.start":
-            return _nothing() if self.swallow else self.send(message)
+            return self.send(message)
         self.started = True
         scope = self.scope
-        denial = scope.get(_DENIAL_KEY)
-        if isinstance(denial, WebResponse) and message.get("status") == 500:
-            # The app's error middleware answering the denial it did not handle.
-            self.swallow = True
-            return _send(self.send, denial)
         if scope.get(_HOPS_KEY) or (
             _HOPS_KEY not in scope and scope.get("kratos_aal.allowed") and self._hops()
         ):
@@ -545,19 +532,16 @@ class _Relay:
 
 
 def deny_in_scope(scope: Scope, response: WebResponse) -> KratosDenied:
-    """Return the exception a dependency raises for *response*, remembering it in *scope*.
+    """Return the exception a dependency raises for *response*, for the app in *scope* to answer.
 
     The Starlette or FastAPI app that runs the dependency answers it itself: the denial
     becomes that app's handler of :class:`KratosDenied` (unless it has one of its own), as
     if it had been registered with ``add_exception_handler``. An app mounted below the
     middleware would otherwise answer with a 500 from its own error middleware first; and
     the app's own middleware (CORS, say) sees the denial as it sees any response. Where
-    no such app runs the dependency, the middleware answers (the relay, or its own
-    ``except``); only then is the denial kept in *scope*, for the relay: whatever an app's
-    own handler answers is the app's answer.
+    no such app runs it, the middleware's own ``except`` answers a denial that reaches it.
     """
-    if not _answer_here(scope):
-        scope[_DENIAL_KEY] = response
+    _answer_here(scope)
     return KratosDenied(response)
 
 
