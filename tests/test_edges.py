@@ -13,7 +13,8 @@ from kratos_aal import ConfigurationError, Credentials, KratosConfig, Session
 from kratos_aal._cache import TTLCache
 from kratos_aal._core import Requirement, allowed_from_cache, whoami_request
 from kratos_aal.cli import _Doctor, describe_session
-from kratos_aal.integrations.starlette import KratosUser, _web_request
+from kratos_aal.integrations._asgi import _web_request
+from kratos_aal.integrations.starlette import KratosUser
 from kratos_aal.testing import FakeKratos
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -46,7 +46,7 @@ CORE = {
 }
 #: The adapters' request-reading code: only these functions count (and are run).
 READERS = {
-    "kratos_aal/integrations/starlette.py": ["_web_request", "_server_host"],
+    "kratos_aal/integrations/_asgi.py": ["_web_request", "_server_host"],
     "kratos_aal/integrations/wsgi.py": ["_web_request", "_wsgi_text", "_server_host"],
     "kratos_aal/integrations/django/_glue.py": [
         "web_request",

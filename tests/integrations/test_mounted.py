@@ -236,7 +236,7 @@ def test_an_answer_of_an_app_without_exception_handling_passes(inner_status: int
     # itself: whatever it answers is its own answer (no FastAPI dependency runs outside a
     # Starlette app's exception handling, so the relay replaces nothing).
     from kratos_aal._web import WebResponse
-    from kratos_aal.integrations.starlette import deny_in_scope
+    from kratos_aal.integrations._starlette_denial import deny_in_scope
 
     async def raw_app(scope: Any, receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
@@ -284,7 +284,7 @@ def test_an_apps_own_denial_handler_wins_whatever_it_answers(rules: Any) -> None
 def denying_app(*before: dict[str, Any]) -> Any:
     """Return a raw ASGI app that sends *before*, then raises a denial from a dependency."""
     from kratos_aal._web import WebResponse
-    from kratos_aal.integrations.starlette import deny_in_scope
+    from kratos_aal.integrations._starlette_denial import deny_in_scope
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
