@@ -30,6 +30,7 @@ from .messages import (
     BadRequest,
     WebRequest,
     WebResponse,
+    asgi_headers,
     bad_request,
     status_text,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "PathRules",
     "WebRequest",
     "WebResponse",
+    "asgi_headers",
     "bad_request",
     "clear_hops",
     "conclude",

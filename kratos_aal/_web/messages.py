@@ -53,6 +53,20 @@ class WebResponse:
     body: bytes = b""
 
 
+def asgi_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Return raw ASGI headers as :attr:`WebRequest.headers`: lower-case names, latin-1.
+
+    A repeated header is joined with ``", "``, a repeated ``Cookie`` with ``"; "``.
+    """
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in raw:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        if name in headers:
+            value = headers[name] + ("; " if name == "cookie" else ", ") + value
+        headers[name] = value
+    return headers
+
+
 # Kratos writes Go's http.StatusText; Python 3.13 renamed two of these phrases.
 _GO_STATUS_TEXT = {413: "Request Entity Too Large", 422: "Unprocessable Entity"}
 

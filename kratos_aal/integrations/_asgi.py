@@ -10,7 +10,7 @@ from urllib.parse import quote_from_bytes
 from starlette.types import Scope, Send
 
 from .._models import Session
-from .._web import WebRequest, WebResponse
+from .._web import WebRequest, WebResponse, asgi_headers
 from ._asgi_live import GUARD_KEY, Guard
 
 SCOPE_KEY = "kratos_aal.middleware"
@@ -22,12 +22,7 @@ _URL_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
 def _web_request(scope: Scope) -> WebRequest:
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers", ()):
-        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-        if name in headers:
-            value = headers[name] + ("; " if name == "cookie" else ", ") + value
-        headers[name] = value
+    headers = asgi_headers(scope.get("headers", ()))
     raw_path = scope.get("raw_path")
     path = (
         quote_from_bytes(raw_path, safe=_URL_SAFE)

@@ -94,6 +94,8 @@ class KratosAALMiddleware:
         requirement = self._known.get(path, UNKNOWN)
         if requirement is UNKNOWN:
             requirement = self.rules.requirement(path)
+        pass_on: Send | None = None
+        relay: _Relay | None = None
         if requirement is not None:
             # Unsafe methods only: a GET pays for a set look-up, no call.
             if scope["method"] not in SAFE_METHODS:
@@ -110,24 +112,14 @@ class KratosAALMiddleware:
                 # Allowed from the cache and no hop cookie to clear: nothing to relay (a
                 # denial a dependency raises below is answered by its app: deny_in_scope),
                 # but an event stream is watched while open (SPEC §5c).
-                watch = functools.partial(_watch, scope, send)
-                try:
-                    await self.app(scope, receive, watch)
-                except KratosDenied as denied:
-                    await _send(send, denied.response)
-                except (Exception, asyncio.CancelledError) as error:
-                    if not _stopped(scope, error):
-                        raise
-                finally:
-                    if type(scope.get(GUARD_KEY)) is Guard:
-                        await scope[GUARD_KEY].end()
-                return
-        relay = _Relay(scope, send)
+                pass_on = functools.partial(_watch, scope, send)
+        if pass_on is None:
+            pass_on = relay = _Relay(scope, send)
         try:
-            await self.app(scope, receive, relay)
+            await self.app(scope, receive, pass_on)
         except KratosDenied as denied:
             # A mounted app's own error middleware may already have answered for it.
-            if not relay.started:
+            if relay is None or not relay.started:
                 await _send(send, denied.response)
         except (Exception, asyncio.CancelledError) as error:
             if not _stopped(scope, error):
