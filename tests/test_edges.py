@@ -16,7 +16,8 @@ from kratos_aal._cli_doctor import _Doctor
 from kratos_aal._cli_whoami import describe_session
 from kratos_aal._decision import Requirement
 from kratos_aal._kratos_api import whoami_request
-from kratos_aal.integrations.starlette import KratosUser, _web_request
+from kratos_aal.integrations._asgi import _web_request
+from kratos_aal.integrations.starlette import KratosUser
 from kratos_aal.testing import FakeKratos
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)

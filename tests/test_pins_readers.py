@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kratos_aal.integrations.starlette import _web_request as asgi_request
+from kratos_aal.integrations._asgi import _web_request as asgi_request
 from kratos_aal.integrations.wsgi import _web_request as wsgi_request
 from kratos_aal.integrations.wsgi import _wsgi_text
 

@@ -1,4 +1,4 @@
-"""Pins on ``_web.py`` (issue 10): each test fails under a mutation the suite once let live."""
+"""Pins on ``_web`` (issue 10): each test fails under a mutation the suite once let live."""
 
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ def test_path_rules_remember_plain_paths_and_answer_from_memory() -> None:
 
 
 def test_path_rules_remember_at_most_so_many_paths() -> None:
-    from kratos_aal._web import _KNOWN_PATHS, PathRules
+    from kratos_aal._web import PathRules
+    from kratos_aal._web.paths import _KNOWN_PATHS
 
     rules = PathRules({"/pay/*": "aal2"})
     for number in range(_KNOWN_PATHS + 1):

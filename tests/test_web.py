@@ -1,4 +1,4 @@
-"""``_web.py`` on its own: path readings, globs, return_to limits, denial headers."""
+"""``_web`` on its own: path readings, globs, return_to limits, denial headers."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from kratos_aal._web import (
     BadRequest,
     PathRules,
     WebRequest,
-    _hop_mac,
-    _same_origin,
     clear_hops,
     conclude,
     hop_key,
@@ -25,6 +23,8 @@ from kratos_aal._web import (
     route_readings,
     strictest,
 )
+from kratos_aal._web.hops import _hop_mac
+from kratos_aal._web.urls import _same_origin
 
 CONFIG = KratosConfig(public_url="http://kratos:4433")
 ORIGIN = "http://app.example"

@@ -41,12 +41,17 @@ CORE = {
     "kratos_aal/_models.py": ["*"],
     "kratos_aal/_credentials.py": ["*"],
     "kratos_aal/_hit_key.py": ["*"],
-    "kratos_aal/_web.py": ["*"],
+    "kratos_aal/_web/messages.py": ["*"],
+    "kratos_aal/_web/paths.py": ["*"],
+    "kratos_aal/_web/urls.py": ["*"],
+    "kratos_aal/_web/hops.py": ["*"],
+    "kratos_aal/_web/denials.py": ["*"],
+    "kratos_aal/_web/origins.py": ["*"],
     "kratos_aal/_cache.py": ["*"],
 }
 #: The adapters' request-reading code: only these functions count (and are run).
 READERS = {
-    "kratos_aal/integrations/starlette.py": ["_web_request", "_server_host"],
+    "kratos_aal/integrations/_asgi.py": ["_web_request", "_server_host"],
     "kratos_aal/integrations/wsgi.py": ["_web_request", "_wsgi_text", "_server_host"],
     "kratos_aal/integrations/django/_glue.py": [
         "web_request",

@@ -16,7 +16,8 @@ from .._models import Credentials, asgi_credentials
 from .._page import PageAccess
 from .._web import BadRequest, return_to
 from ._access import aload_page
-from .starlette import STEP_UP_KEY, _web_request, get_session, load_session, middleware_of
+from ._asgi import STEP_UP_KEY, _web_request
+from .starlette import get_session, load_session, middleware_of
 
 __all__ = ["LoadPage", "load_page", "page_of"]
 

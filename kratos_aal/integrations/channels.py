@@ -34,7 +34,15 @@ from django.contrib.auth.models import AnonymousUser
 from .. import _observe
 from .._core import Outcome, Requirement, unavailable
 from .._models import AAL, AALLike, Credentials, Session, asgi_credentials
-from .._web import BadRequest, WebRequest, conclude, page_of, refuse_cross_origin, return_to
+from .._web import (
+    BadRequest,
+    WebRequest,
+    asgi_headers,
+    conclude,
+    page_of,
+    refuse_cross_origin,
+    return_to,
+)
 from ..exceptions import KratosUnavailable, StepUpRequired
 from ._asgi_live import GUARD_KEY, Guard, event_stream
 from .django import conf
@@ -52,12 +60,7 @@ _URL_SAFE = "/%:@!$&'()*+,;=-._~"
 
 def web_request(scope: Any) -> WebRequest:
     """Return the :class:`WebRequest` of a Channels *scope* (HTTP or WebSocket)."""
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers", ()):
-        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-        if name in headers:
-            value = headers[name] + ("; " if name == "cookie" else ", ") + value
-        headers[name] = value
+    headers = asgi_headers(scope.get("headers", ()))
     raw = scope.get("raw_path") or scope.get("path", "/").encode("utf-8", "surrogateescape")
     scheme = str(scope.get("scheme") or "http")
     server = scope.get("server")

@@ -34,14 +34,8 @@ from starlette.requests import HTTPConnection
 from .._core import Requirement
 from .._models import AAL, AALLike, Session
 from .._web import SAFE_METHODS
-from .starlette import (
-    KratosAALMiddleware,
-    KratosDenied,
-    _reason,
-    deny_in_scope,
-    get_session,
-    middleware_of,
-)
+from ._starlette_denial import _reason, deny_in_scope
+from .starlette import KratosAALMiddleware, KratosDenied, get_session, middleware_of
 
 __all__ = [
     "KratosAALMiddleware",

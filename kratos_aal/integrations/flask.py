@@ -36,7 +36,7 @@ from .._models import AAL, AALLike, Credentials, Session, environ_hit_key
 from .._page import inline_denial
 from .._settings import read
 from .._web import (
-    HOP_COOKIE,
+    HOP_MARK,
     SAFE_METHODS,
     BadRequest,
     WebResponse,
@@ -45,6 +45,7 @@ from .._web import (
     conclude,
     return_to,
     route_readings,
+    sets_hops,
     strictest,
 )
 from ..exceptions import KratosUnavailable, StepUpRequired
@@ -58,7 +59,6 @@ SETTING = "KRATOS_AAL"
 # This request's own state, in its WSGI environ: `g` belongs to the app context, which an
 # app that pushes one at import shares between every request of a thread.
 _MINE = "kratos_aal.flask"
-_HOP_MARK = f"{HOP_COOKIE}="
 
 #: A view function or a blueprint.
 V = TypeVar("V", bound="Callable[..., Any] | Blueprint")
@@ -154,7 +154,7 @@ def _deny(requirement: Requirement, inline: bool = False) -> Response | None:
         if refusal is not None:
             return _as_response(refusal)
     cookie = environ.get("HTTP_COOKIE")
-    if cookie is None or _HOP_MARK not in cookie:  # clearing the hop cookie: full path
+    if cookie is None or HOP_MARK not in cookie:  # clearing the hop cookie: full path
         key = environ_hit_key(
             environ.get("HTTP_X_SESSION_TOKEN"), cookie, state.client.config.cookie_name
         )
@@ -189,10 +189,8 @@ def _deny(requirement: Requirement, inline: bool = False) -> Response | None:
 def _clear_hops(response: Response) -> Response:
     clear = _mine().get("clear")
     # Not on a decorator's denial that counts a hop itself (a rule allowed, the decorator
-    # did not): clearing after it would restart the count on every bounce.
-    if clear is not None and not any(
-        value.startswith(_HOP_MARK) for value in response.headers.getlist("Set-Cookie")
-    ):
+    # did not).
+    if clear is not None and not sets_hops(response.headers):
         response.headers.add(*clear)
     return response
 

@@ -20,7 +20,7 @@ from .._config import KratosConfig
 from .._core import Requirement, RequirementLike
 from .._models import Credentials, environ_hit_key
 from .._web import (
-    HOP_COOKIE,
+    HOP_MARK,
     SAFE_METHODS,
     UNKNOWN,
     BadRequest,
@@ -33,6 +33,7 @@ from .._web import (
     conclude,
     refuse_cross_origin,
     return_to,
+    sets_hops,
     status_text,
 )
 from ._loop import linked
@@ -40,7 +41,6 @@ from ._loop import linked
 __all__ = ["ENVIRON_KEY", "KratosAALWSGIMiddleware"]
 
 ENVIRON_KEY = "kratos_aal.session"
-_HOP_MARK = f"{HOP_COOKIE}="
 _URL_SAFE = "/%:@!$&'()*+,;=-._~"
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -116,7 +116,6 @@ class KratosAALWSGIMiddleware:
         self._cookie = self.config.cookie_name
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        environ["kratos_aal.middleware"] = self
         # PATH_INFO is what the app routes; SCRIPT_NAME is where the app is mounted.
         path = environ.get("PATH_INFO", "")
         requirement = self._known.get(path, UNKNOWN)  # only ASCII paths are in it
@@ -130,7 +129,7 @@ class KratosAALWSGIMiddleware:
             if refusal is not None:
                 return _respond(start_response, refusal)
         cookie = environ.get("HTTP_COOKIE")
-        if cookie is None or _HOP_MARK not in cookie:  # clearing the hop cookie: full path
+        if cookie is None or HOP_MARK not in cookie:  # clearing the hop cookie: full path
             key = environ_hit_key(environ.get("HTTP_X_SESSION_TOKEN"), cookie, self._cookie)
             hit = self.client.cached_allow(key, requirement)  # a None key is a miss
             if hit is not None:
@@ -158,9 +157,7 @@ class KratosAALWSGIMiddleware:
             return self.app(environ, start_response)
 
         def start_and_clear(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
-            # Not on a denial from below (a stricter middleware) that counts a hop itself:
-            # clearing after it would restart the count on every bounce.
-            if any(n.lower() == "set-cookie" and v.startswith(_HOP_MARK) for n, v in headers):
+            if sets_hops(headers):  # a denial from below (a stricter middleware) counted one
                 return start_response(status, headers, *exc)
             return start_response(status, [*headers, clear], *exc)
 

@@ -106,11 +106,11 @@ async def test_a_forged_hop_count_gets_no_loop_page(
 
     from django.conf import settings
 
-    from kratos_aal import _web
-    from kratos_aal._web import _hop_mac, hop_key
+    from kratos_aal._web import denials, hop_key
+    from kratos_aal._web.hops import _hop_mac
 
     now = 1_800_000_000
-    monkeypatch.setattr(_web, "time", types.SimpleNamespace(time=lambda: now))
+    monkeypatch.setattr(denials, "time", types.SimpleNamespace(time=lambda: now))
     session = fake_kratos.session("aal1", totp=True)
     route = hashlib.sha256(path.encode()).hexdigest()[:12]
     payload = f"{route}.{MAX_HOPS}.{now}"

@@ -15,6 +15,7 @@ from ..._models import Credentials, environ_hit_key
 from ..._page import inline_denial
 from ..._web import (
     HOP_COOKIE,
+    HOP_MARK,
     SAFE_METHODS,
     BadRequest,
     CrossOriginRefusal,
@@ -24,6 +25,7 @@ from ..._web import (
     conclude,
     refuse_cross_origin,
     return_to,
+    sets_hops,
 )
 from .._loop import alinked, linked
 from . import conf
@@ -89,21 +91,18 @@ def _finish(
     if decision.outcome is Outcome.ALLOW:
         request.kratos_session = decision.session
         # A substring test: parsing request.COOKIES costs more than the whole check.
-        request._kratos_aal_clear_hops = f"{HOP_COOKIE}=" in request.META.get("HTTP_COOKIE", "")
+        request._kratos_aal_clear_hops = HOP_MARK in request.META.get("HTTP_COOKIE", "")
         return None
     web = web_request(request)
     fragment = inline_denial(decision, web) if inline else None
     return fragment or conclude(decision, web, credentials, secret=hop_secret())
 
 
-_HOP_MARK = f"{HOP_COOKIE}="
-
-
 def hit(request: HttpRequest, requirement: Requirement, client: Any) -> CachedSession | None:
     """Allow a cache hit straight from ``request.META``; ``None`` sends it the whole way."""
     meta = request.META
     cookie = meta.get("HTTP_COOKIE")
-    if cookie is not None and _HOP_MARK in cookie:
+    if cookie is not None and HOP_MARK in cookie:
         return None  # the hop cookie is cleared on the full path
     key = environ_hit_key(meta.get("HTTP_X_SESSION_TOKEN"), cookie, client.config.cookie_name)
     found: CachedSession | None = client.cached_allow(key, requirement)  # None key: a miss
@@ -194,8 +193,6 @@ def after(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     """Reset the loop breaker's counter on a response to an allowed request."""
     # Not on a decorator's denial that counts a hop itself (a rule allowed, the decorator
     # did not): clearing after it would restart the count on every bounce.
-    if getattr(request, "_kratos_aal_clear_hops", False) and not str(
-        response.get("Set-Cookie", "")
-    ).startswith(_HOP_MARK):
+    if getattr(request, "_kratos_aal_clear_hops", False) and not sets_hops(response.items()):
         response.delete_cookie(HOP_COOKIE, path="/", samesite="Lax")
     return response
