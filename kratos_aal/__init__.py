@@ -11,6 +11,7 @@ from ._credentials import Credentials
 from ._decision import Decision, Outcome, Requirement
 from ._models import AAL, AuthenticationMethod, Identity, Session
 from ._page import PageAccess, page_decision
+from ._version import __version__ as __version__
 from .exceptions import (
     ConfigurationError,
     KratosAALError,
@@ -39,5 +40,3 @@ __all__ = [
     "StepUpRequired",
     "page_decision",
 ]
-
-__version__ = "0.1.0.dev0"

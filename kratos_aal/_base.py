@@ -12,28 +12,23 @@ import httpx
 
 from . import _diagnose, _live, _observe, _shared
 from ._cache import MISSING, Tombstones, TTLCache
+from ._cached_session import CachedSession, allowed_from_cache, cached_session
 from ._config import KratosConfig
 from ._core import (
     LEARNED,
-    CachedSession,
-    Decision,
     Fetch,
-    Outcome,
     Plan,
-    Requirement,
-    ReturnTo,
-    WhoamiResult,
-    allowed_from_cache,
-    cached_session,
     check_plan,
     logout_key,
     logout_plan,
-    rebase,
     second_factor_key,
     session_key,
 )
+from ._credentials import Credentials
+from ._decision import Decision, Outcome, Requirement, ReturnTo
 from ._exchange import forget_cookies
-from ._models import AAL, Credentials
+from ._kratos_api import WhoamiResult, rebase
+from ._models import AAL
 from ._store import SharedCache
 
 __all__: list[str] = []

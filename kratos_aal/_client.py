@@ -19,19 +19,12 @@ from . import _calls, _exchange, _shared
 from ._base import _BaseClient, _log_decision
 from ._cache import AsyncFlights, Flights
 from ._config import KratosConfig
-from ._core import (
-    Decision,
-    Fetch,
-    Plan,
-    Requirement,
-    RequirementLike,
-    ReturnTo,
-    logout_plan,
-    whoami_plan,
-)
+from ._core import Fetch, Plan, logout_plan, whoami_plan
+from ._credentials import Credentials
 from ._deadline import bound_by_deadline
+from ._decision import Decision, Requirement, RequirementLike, ReturnTo
 from ._entries import from_cache
-from ._models import Credentials, Session
+from ._models import Session
 from ._pools import LoopPools, no_cookies
 from ._runners import adrive, drive
 from ._store import SharedCache

@@ -16,35 +16,29 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
-# Re-exported for the modules that import them from here (kept until they import them
-# from their own modules): _client, _shared, _page, _web, _live and the integrations.
-from ._cached_session import CachedSession as CachedSession
-from ._cached_session import allowed_from_cache as allowed_from_cache
-from ._cached_session import cached_session as cached_session
 from ._config import KratosConfig
 from ._credentials import Credentials
-from ._decision import DEFAULT_RETRY_AFTER as DEFAULT_RETRY_AFTER
-from ._decision import Decision as Decision
-from ._decision import Outcome as Outcome
-from ._decision import Requirement as Requirement
-from ._decision import RequirementLike as RequirementLike
-from ._decision import ReturnTo as ReturnTo
-from ._decision import _once as _once
-from ._decision import _resolve as _resolve
-from ._decision import decide as decide
-from ._decision import unavailable as unavailable
-from ._kratos_api import WhoamiResult as WhoamiResult
-from ._kratos_api import login_url as login_url
+from ._decision import (
+    Decision,
+    Outcome,
+    Requirement,
+    ReturnTo,
+    _once,
+    _resolve,
+    decide,
+    unavailable,
+)
 from ._kratos_api import (
+    WhoamiResult,
+    login_url,
     logout_request,
     parse_logout,
     parse_second_factor,
     parse_whoami,
+    rebase,
     second_factor_request,
+    whoami_request,
 )
-from ._kratos_api import rebase as rebase
-from ._kratos_api import settings_url as settings_url
-from ._kratos_api import whoami_request as whoami_request
 from ._models import AAL, Session
 from .exceptions import KratosUnavailable, StepUpRequired
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._config import KratosConfig
-from ._core import WhoamiResult
+from ._kratos_api import WhoamiResult
 from ._models import Session
 
 __all__ = ["Entries", "SharedAnswer", "from_cache"]

@@ -27,17 +27,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._cache import HOLD_TTL
-from ._core import (
-    DEFAULT_RETRY_AFTER,
-    Decision,
-    Outcome,
-    Requirement,
-    login_url,
-    rebase,
-    session_key,
-)
+from ._core import session_key
+from ._credentials import Credentials
+from ._decision import DEFAULT_RETRY_AFTER, Decision, Outcome, Requirement
 from ._diagnose import BUSY
-from ._models import Credentials, Session
+from ._kratos_api import login_url, rebase
+from ._models import Session
 
 if TYPE_CHECKING:
     from ._client import AsyncKratosClient

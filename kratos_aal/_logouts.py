@@ -15,9 +15,9 @@ from collections.abc import Callable
 from cachetools import LRUCache
 
 from . import _store
-from ._core import whoami_request
+from ._credentials import Credentials
 from ._entries import Entries
-from ._models import Credentials
+from ._kratos_api import whoami_request
 from ._store import Faults, SharedCache
 
 __all__ = ["Logouts"]

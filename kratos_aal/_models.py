@@ -14,13 +14,6 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
-# Re-exported for the modules that import them from here (kept until they import them
-# from their own modules): _web, testing and the integrations.
-from ._credentials import Credentials as Credentials
-from ._credentials import asgi_credentials as asgi_credentials
-from ._credentials import cookie_from_header as cookie_from_header
-from ._hit_key import asgi_hit_key as asgi_hit_key
-from ._hit_key import environ_hit_key as environ_hit_key
 from .exceptions import ConfigurationError, MalformedResponse
 
 __all__ = [

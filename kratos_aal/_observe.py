@@ -28,6 +28,7 @@ import httpx
 
 from ._decision import Decision, Outcome, Requirement
 from ._models import AAL
+from ._version import __version__
 
 if TYPE_CHECKING:
     from ._web import WebRequest
@@ -71,8 +72,6 @@ STATE = _State()
 
 class _Meters:
     def __init__(self, provider: Any) -> None:
-        from . import __version__
-
         meter = provider.get_meter("kratos_aal", __version__)
         self.decisions = meter.create_counter(
             "kratos_aal.decisions",
@@ -365,13 +364,14 @@ def decided(
         if decision.outcome is Outcome.ALLOW:
             if not _audits_allows(decision):
                 return
-            request = source if build is None else build(source)
-            if hop_cookie is not None:
-                stepped = hop_cookie()
+            if hop_cookie is not None:  # asked first: no request is built without it
+                if not hop_cookie():
+                    return
+                request = source if build is None else build(source)
             else:
-                stepped = _HOP_MARK in request.header("cookie")
-            if not stepped:
-                return
+                request = source if build is None else build(source)
+                if _HOP_MARK not in request.header("cookie"):
+                    return
         elif audit_logger.isEnabledFor(logging.INFO):
             request = source if build is None else build(source)
         else:

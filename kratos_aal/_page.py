@@ -2,7 +2,7 @@
 
 Sans-IO and framework-free, as ``_core`` is: the template tags and globals of every
 adapter ask :class:`PageAccess`, which asks :func:`page_decision`, which is the middleware's
-own :func:`~kratos_aal._core.decide`. A page never decides differently from the route that
+own :func:`~kratos_aal._decision.decide`. A page never decides differently from the route that
 would demand the same requirement, and never builds its URLs another way.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timedelta, timezone
 
 from ._config import KratosConfig
-from ._core import (
+from ._decision import (
     Decision,
     Outcome,
     Requirement,
@@ -22,10 +22,8 @@ from ._core import (
     _once,
     _resolve,
     decide,
-    login_url,
-    rebase,
-    settings_url,
 )
+from ._kratos_api import login_url, rebase, settings_url
 from ._models import AAL, AALLike, Session
 from ._web import WebRequest, WebResponse
 from .exceptions import ConfigurationError

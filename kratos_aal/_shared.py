@@ -21,10 +21,9 @@ from cachetools import LRUCache
 from . import _observe, _store
 from ._cache import HOLD_TTL
 from ._config import KratosConfig
-from ._core import Fetch, WhoamiResult
+from ._core import Fetch
+from ._kratos_api import WhoamiResult
 from ._logouts import _TIERS, Logouts
-from ._store import REDIS_TIMEOUT as REDIS_TIMEOUT  # re-exported: integrations/django/cache.py
-from ._store import Listen as Listen  # re-exported: integrations/django/cache.py
 from ._store import RedisCache, SharedCache
 from .exceptions import ConfigurationError
 

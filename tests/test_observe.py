@@ -520,3 +520,32 @@ async def test_admin_calls_name_no_identity_in_any_span_attribute(otel: Otel, mo
     for span in spans:
         texts = [span.name, *(f"{k}={v!s}" for k, v in (span.attributes or {}).items())]
         assert [t for t in texts if identity_id in t or session.cookie in t] == []
+
+
+def test_an_audited_wsgi_hit_builds_no_request(
+    monkeypatch: pytest.MonkeyPatch, audit: Audit
+) -> None:
+    # The WSGI hit path runs only without the hop cookie, so the allow it audits ends no
+    # step-up: nothing is recorded, and no WebRequest is built to find that out.
+    from kratos_aal.integrations import wsgi
+
+    built: list[object] = []
+    real = wsgi._web_request_only
+
+    def counted(environ: Any) -> Any:
+        built.append(environ)
+        return real(environ)
+
+    monkeypatch.setattr(wsgi, "_web_request_only", counted)
+    fake = FakeKratos()
+    session = fake.session("aal2")
+    send = wsgi_send(fake.client())
+    headers = {"accept": "text/html", "cookie": session.cookie_header}
+    assert send("/billing", headers) == 200  # a miss: the full path
+    assert send("/billing", headers) == 200  # a hit
+    assert built == []
+    assert audit.records == []
+    # A stepped-up browser's allow (the hop cookie came) takes the full path and is audited.
+    stepped = {**headers, "cookie": session.cookie_header + "; kratos_aal_hops=abc.1.2"}
+    assert send("/billing", stepped) == 200
+    assert len(audit.records) == 1

@@ -8,8 +8,8 @@ import json
 import time
 from dataclasses import dataclass
 
-from .._core import DEFAULT_RETRY_AFTER, Decision, Outcome
-from .._models import Credentials
+from .._credentials import Credentials
+from .._decision import DEFAULT_RETRY_AFTER, Decision, Outcome
 from .._negotiate import wants_json
 from .hops import HOP_WINDOW, MAX_HOPS, _hop_cookie, _hop_mac, _hops, hop_key
 from .messages import _NO_STORE, WebRequest, WebResponse, _page, status_text

@@ -8,7 +8,7 @@ import hmac
 import secrets
 from collections.abc import Iterable
 
-from .._models import cookie_from_header
+from .._credentials import cookie_from_header
 from .messages import WebRequest
 
 HOP_COOKIE = "kratos_aal_hops"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .._config import KratosConfig
-from .._models import Credentials
+from .._credentials import Credentials
 from .._negotiate import wants_json
 from .messages import _NO_STORE, SAFE_METHODS, WebRequest, WebResponse, _page, status_text
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from .._core import Requirement, RequirementLike
+from .._decision import Requirement, RequirementLike
 from ..exceptions import ConfigurationError
 
 _SLASHES = re.compile("/{2,}")

@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 from .._client import AsyncKratosClient, KratosClient
 from .._core import _second_factor_plan, logout_plan
-from .._models import AAL, Credentials, Session
+from .._credentials import Credentials
+from .._models import AAL, Session
 from .._page import PageAccess
 from ..exceptions import KratosAALError
 

@@ -19,8 +19,9 @@ from typing import Any
 
 from .. import _live, _observe
 from .._client import AsyncKratosClient
-from .._core import Decision, Requirement
-from .._models import Credentials, Session
+from .._credentials import Credentials
+from .._decision import Decision, Requirement
+from .._models import Session
 from .._web import WebRequest
 
 __all__ = ["GUARD_KEY", "Guard", "close_reason", "event_stream", "sse_event"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import request
 
-from .._models import Credentials
+from .._credentials import Credentials
 from .._page import PageAccess
 from .._web import BadRequest, return_to
 from ._access import load_page

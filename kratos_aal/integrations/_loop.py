@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Generator
 
 from .._client import AsyncKratosClient, KratosClient
-from .._models import Credentials
+from .._credentials import Credentials
 from .._runners import adrive, drive
 from .._web import BadRequest, LoopPage, WebRequest, WebResponse, origin_of
 from ..exceptions import KratosAALError

@@ -12,8 +12,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import _observe
 from .._client import AsyncKratosClient, client_for
 from .._config import KratosConfig
-from .._core import Outcome, Requirement, RequirementLike
-from .._models import Session, asgi_credentials, asgi_hit_key
+from .._credentials import asgi_credentials
+from .._decision import Outcome, Requirement, RequirementLike
+from .._hit_key import asgi_hit_key
+from .._models import Session
 from .._page import inline_denial
 from .._web import (
     CLEAR_HOPS,

@@ -12,7 +12,7 @@ from typing import get_type_hints
 
 from starlette.requests import HTTPConnection, Request
 
-from .._models import Credentials, asgi_credentials
+from .._credentials import Credentials, asgi_credentials
 from .._page import PageAccess
 from .._web import BadRequest, return_to
 from ._access import aload_page

@@ -32,8 +32,9 @@ from django.contrib import auth
 from django.contrib.auth.models import AnonymousUser
 
 from .. import _observe
-from .._core import Outcome, Requirement, unavailable
-from .._models import AAL, AALLike, Credentials, Session, asgi_credentials
+from .._credentials import Credentials, asgi_credentials
+from .._decision import Outcome, Requirement, unavailable
+from .._models import AAL, AALLike, Session
 from .._web import (
     BadRequest,
     WebRequest,

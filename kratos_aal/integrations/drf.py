@@ -32,8 +32,9 @@ from rest_framework.permissions import OR, BasePermission, OperandHolder, Operat
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
-from .._core import Decision, Outcome, Requirement, unavailable
-from .._models import AAL, AALLike, Credentials, Session
+from .._credentials import Credentials
+from .._decision import Decision, Outcome, Requirement, unavailable
+from .._models import AAL, AALLike, Session
 from .._web import (
     SAFE_METHODS,
     BadRequest,

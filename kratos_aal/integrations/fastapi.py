@@ -31,7 +31,7 @@ from fastapi.security.base import SecurityBase
 from starlette.exceptions import WebSocketException
 from starlette.requests import HTTPConnection
 
-from .._core import Requirement
+from .._decision import Requirement
 from .._models import AAL, AALLike, Session
 from .._web import SAFE_METHODS
 from ._starlette_denial import _reason, deny_in_scope

@@ -31,8 +31,10 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.local import LocalProxy
 
 from .._client import KratosClient
-from .._core import Outcome, Requirement, unavailable
-from .._models import AAL, AALLike, Credentials, Session, environ_hit_key
+from .._credentials import Credentials
+from .._decision import Outcome, Requirement, unavailable
+from .._hit_key import environ_hit_key
+from .._models import AAL, AALLike, Session
 from .._page import inline_denial
 from .._settings import read
 from .._web import (

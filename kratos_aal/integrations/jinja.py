@@ -38,7 +38,7 @@ from collections.abc import Callable, Collection
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from .._core import Decision, RequirementLike
+from .._decision import Decision, RequirementLike
 from .._page import PageAccess
 
 if TYPE_CHECKING:

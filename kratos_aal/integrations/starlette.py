@@ -19,8 +19,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
-from .._core import Requirement, unavailable
-from .._models import AAL, AALLike, Session, asgi_credentials
+from .._credentials import asgi_credentials
+from .._decision import Requirement, unavailable
+from .._models import AAL, AALLike, Session
 from .._web import conclude
 from ..exceptions import KratosUnavailable, StepUpRequired
 from ._asgi import _SESSION_KEY, SCOPE_KEY, STEP_UP_KEY, _web_request

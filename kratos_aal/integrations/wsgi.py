@@ -17,8 +17,9 @@ from urllib.parse import quote
 from .. import _observe
 from .._client import KratosClient, client_for
 from .._config import KratosConfig
-from .._core import Requirement, RequirementLike
-from .._models import Credentials, environ_hit_key
+from .._credentials import Credentials
+from .._decision import Requirement, RequirementLike
+from .._hit_key import environ_hit_key
 from .._web import (
     HOP_MARK,
     SAFE_METHODS,
@@ -74,6 +75,11 @@ def _web_request(environ: Mapping[str, Any]) -> tuple[WebRequest, list[tuple[str
         headers=headers,
     )
     return request, raw
+
+
+def _no_hops() -> bool:
+    """The hit path runs only without the hop cookie: an allow there ends no step-up."""
+    return False
 
 
 def _web_request_only(environ: Mapping[str, Any]) -> WebRequest:
@@ -135,7 +141,9 @@ class KratosAALWSGIMiddleware:
             if hit is not None:
                 environ[ENVIRON_KEY] = hit.session
                 if not _observe.STATE.quiet:
-                    _observe.decided(hit.allowed(requirement), "wsgi", environ, _web_request_only)
+                    _observe.decided(
+                        hit.allowed(requirement), "wsgi", environ, _web_request_only, _no_hops
+                    )
                 return self.app(environ, start_response)
         request, raw = _web_request(environ)
         credentials = Credentials.from_headers(raw, cookie_name=self.config.cookie_name)

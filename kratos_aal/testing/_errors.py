@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 
-from .._models import cookie_from_header
+from .._credentials import cookie_from_header
 from .._negotiate import negotiate, wants_json
 from .._web import status_text as go_status_text
 from ._records import _NO_CACHE, Fault, _uuid, rfc3339

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import pyotp
 
-from .._models import cookie_from_header
+from .._credentials import cookie_from_header
 from ._errors import _Errors
 from ._messages import BAD_REQUEST
 from ._records import FakeIdentity, FakeSession, _SessionRecord, rfc3339

@@ -10,8 +10,10 @@ from django.urls import get_script_prefix
 from django.utils.encoding import escape_uri_path
 
 from ... import _observe
-from ..._core import CachedSession, Decision, Outcome, Requirement
-from ..._models import Credentials, environ_hit_key
+from ..._cached_session import CachedSession
+from ..._credentials import Credentials
+from ..._decision import Decision, Outcome, Requirement
+from ..._hit_key import environ_hit_key
 from ..._page import inline_denial
 from ..._web import (
     HOP_COOKIE,

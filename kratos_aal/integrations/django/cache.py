@@ -32,9 +32,8 @@ from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
 from django.utils.module_loading import import_string
 
-from ... import _shared
 from ..._config import MAKE_RANDOM_ONE, guessable
-from ..._shared import Listen
+from ..._store import REDIS_TIMEOUT, Listen
 from ...exceptions import ConfigurationError
 
 __all__ = ["DjangoCache", "DjangoRedisCache", "prepare", "store"]
@@ -45,7 +44,7 @@ T = TypeVar("T")
 #: Seconds a call to the Django cache may take before it counts as a fault (a miss).
 #: Django's backends bring their own timeouts, or none: its RedisCache waits for as long
 #: as a paused Redis does, unless the alias's OPTIONS set ``socket_timeout``.
-TIMEOUT = _shared.REDIS_TIMEOUT
+TIMEOUT = REDIS_TIMEOUT
 #: Threads that make the calls, each keeping its own connections (Django's caches are
 #: per thread). A call that hangs holds one; those waiting behind it are given up.
 THREADS = 4

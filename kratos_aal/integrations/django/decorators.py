@@ -9,7 +9,7 @@ from typing import Any, TypeVar, overload
 
 from asgiref.sync import iscoroutinefunction
 
-from ..._core import Requirement
+from ..._decision import Requirement
 from ..._models import AAL, AALLike
 from ..._web import SAFE_METHODS
 from ._glue import adeny, after, deny, hit

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject
 
 from ... import _observe
-from ..._core import Decision, Outcome, unavailable
+from ..._decision import Decision, Outcome, unavailable
 from ..._models import Session
 from ..._web import WebRequest, conclude
 from ...exceptions import KratosUnavailable, StepUpRequired

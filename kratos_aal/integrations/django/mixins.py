@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
-from ..._core import Requirement
+from ..._decision import Requirement
 from ..._models import AALLike
 from ._glue import adeny, after, deny
 

@@ -36,7 +36,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.module_loading import import_string
 
-from ..._core import login_url, unavailable
+from ..._decision import unavailable
+from ..._kratos_api import login_url
 from ..._models import Session
 from ..._web import BadRequest, bad_request, conclude, origin_of
 from ...exceptions import KratosUnavailable, StepUpRequired

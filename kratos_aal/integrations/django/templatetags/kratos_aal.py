@@ -34,7 +34,7 @@ from django import template
 from django.core.exceptions import ImproperlyConfigured
 from django.template.base import FilterExpression, NodeList, Parser, Token, Variable
 
-from ...._core import Decision
+from ...._decision import Decision
 from ...._page import PageAccess, _requirement
 from ....exceptions import ConfigurationError
 from ..pages import page_access
