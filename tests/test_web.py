@@ -21,6 +21,7 @@ from kratos_aal._web import (
     hop_key,
     return_to,
     route_readings,
+    sets_hops,
     strictest,
 )
 from kratos_aal._web.hops import _hop_mac
@@ -291,6 +292,21 @@ def test_clearing_cookie_only_when_one_came_in() -> None:
     cleared = clear_hops(web(cookie=f"{HOP_COOKIE}=abc.1.2"))
     assert cleared is not None
     assert cleared[1].startswith(f"{HOP_COOKIE}=; ") and "Max-Age=0;" in cleared[1]
+
+
+@pytest.mark.parametrize("kind", [str, bytes, bytearray], ids=["str", "bytes", "bytearray"])
+def test_sets_hops_reads_text_and_any_bytes(kind: Any) -> None:
+    # r27 finding: ASGI headers that are bytes-like but not bytes (a bytearray, which
+    # the relay read before issue 27) must not be read as text: startswith(str) raises.
+    def pairs(*headers: tuple[str, str]) -> list[tuple[Any, Any]]:
+        if kind is str:
+            return list(headers)
+        return [(kind(n.encode()), kind(v.encode())) for n, v in headers]
+
+    hop = f"{HOP_COOKIE}=r.1.1; Path=/"
+    assert sets_hops(pairs(("Set-Cookie", "a=1"), ("SET-COOKIE", hop)))
+    assert not sets_hops(pairs(("Set-Cookie", "a=1"), ("X-Other", hop)))
+    assert not sets_hops(pairs(("Content-Type", "text/plain")))
 
 
 def hops_after(since: int) -> int:

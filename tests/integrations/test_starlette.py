@@ -316,6 +316,26 @@ async def test_hop_cookie_stays_on_pages_that_did_not_check(client: httpx.AsyncC
     assert reply.status_code == 200 and "set-cookie" not in reply.headers
 
 
+@pytest.mark.parametrize("kind", [bytes, bytearray])
+def test_the_relay_reads_bytes_like_header_values(fake: FakeKratos, kind: Any) -> None:
+    # r27 finding: an app below that sends bytearray header values (the relay read them
+    # before issue 27) got a 500 on an allowed request that carried the hop cookie.
+    async def raw_app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(kind(b"content-type"), kind(b"text/plain"))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    app = KratosAALMiddleware(raw_app, client=fake.async_client(), rules={"/x": "aal1"})
+    session = fake.session("aal1")
+    headers = {"Cookie": f"{session.cookie_header}; kratos_aal_hops=abc.1.1"}
+    # Starlette's TestClient: httpx's ASGITransport itself takes no bytearray.
+    http = TestClient(app, raise_server_exceptions=False)
+    for _ in range(2):  # the whole way, then the hit path
+        reply = http.get("/x", headers=headers)
+        assert (reply.status_code, reply.text) == (200, "ok")
+        assert reply.headers["set-cookie"].startswith("kratos_aal_hops=; ")
+
+
 async def test_load_session_reuses_what_a_rule_attached(fake: FakeKratos) -> None:
     async def page(request: Request) -> PlainTextResponse:
         first = await load_session(request)
