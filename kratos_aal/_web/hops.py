@@ -57,10 +57,11 @@ def sets_hops(headers: Iterable[tuple[str, str]] | Iterable[tuple[bytes, bytes]]
     ``(name, value)`` pairs: text (WSGI, Flask, Django) or bytes (ASGI).
     """
     for name, value in headers:
-        if isinstance(value, bytes):
-            if value.startswith(_HOP_MARK_BYTES) and name.lower() == b"set-cookie":
+        # Text is str; anything else is read as bytes (ASGI's, or a bytearray an app sent).
+        if isinstance(value, str):
+            if value.startswith(HOP_MARK) and name.lower() == "set-cookie":
                 return True
-        elif value.startswith(HOP_MARK) and name.lower() == "set-cookie":
+        elif value.startswith(_HOP_MARK_BYTES) and name.lower() == b"set-cookie":
             return True
     return False
 
