@@ -10,7 +10,8 @@ to the session): a page replayed within the hop window costs no call of its own.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from typing import Any
 
 from .._client import AsyncKratosClient, KratosClient
 from .._credentials import Credentials
@@ -19,6 +20,17 @@ from .._web import BadRequest, LoopPage, WebRequest, WebResponse, origin_of
 from ..exceptions import KratosAALError
 
 __all__ = ["alinked", "linked"]
+
+#: A plan's step: the name of a client method and its arguments.
+Call = tuple[Any, ...]
+
+
+def perform_on(client: KratosClient | AsyncKratosClient) -> Callable[[Call], Any]:
+    """Perform a plan's steps on *client*: each step calls the client method it names.
+
+    On the awaitable client the call is awaitable: one function serves both drivers.
+    """
+    return lambda step: getattr(client, step[0])(*step[1:])
 
 
 def _home(request: WebRequest, client: KratosClient | AsyncKratosClient, prefix: str) -> str:
@@ -34,21 +46,21 @@ def _may_sign_out(page: LoopPage, credentials: Credentials, home: str) -> bool:
     return page.signed_in and bool(credentials) and "://" in home
 
 
-def _linking(
+def linking(
     response: WebResponse,
     request: WebRequest,
     credentials: Credentials,
     client: KratosClient | AsyncKratosClient,
     prefix: str,
-) -> Generator[str, str | None, WebResponse]:
-    """The plan of :func:`linked`: it yields the home URL a sign-out link is asked for."""
+) -> Generator[Call, Any, WebResponse]:
+    """The plan of :func:`linked`: it asks for a sign-out link that comes back home."""
     if not isinstance(response, LoopPage):
         return response
     home = _home(request, client, prefix)
     sign_out = None
     if _may_sign_out(response, credentials, home):
         try:
-            sign_out = yield home
+            sign_out = yield ("_sign_out_link", credentials, home)
         except KratosAALError:
             sign_out = None  # Kratos cannot make one now: the page offers home only
     return response.linked(home, sign_out)
@@ -62,8 +74,8 @@ def linked(
     prefix: str = "",
 ) -> WebResponse:
     """Return *response*, with its links filled in when it is the loop page."""
-    plan = _linking(response, request, credentials, client, prefix)
-    return drive(plan, lambda home: client._sign_out_link(credentials, home), KratosAALError)
+    plan = linking(response, request, credentials, client, prefix)
+    return drive(plan, perform_on(client), KratosAALError)
 
 
 async def alinked(
@@ -74,5 +86,5 @@ async def alinked(
     prefix: str = "",
 ) -> WebResponse:
     """:func:`linked` on the awaitable client."""
-    plan = _linking(response, request, credentials, client, prefix)
-    return await adrive(plan, lambda home: client._sign_out_link(credentials, home), KratosAALError)
+    plan = linking(response, request, credentials, client, prefix)
+    return await adrive(plan, perform_on(client), KratosAALError)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +16,7 @@ from ..._credentials import Credentials
 from ..._decision import Decision, Outcome, Requirement
 from ..._hit_key import environ_hit_key
 from ..._page import inline_denial
+from ..._runners import adrive, drive
 from ..._web import (
     HOP_COOKIE,
     HOP_MARK,
@@ -29,7 +31,8 @@ from ..._web import (
     return_to,
     sets_hops,
 )
-from .._loop import alinked, linked
+from ...exceptions import KratosAALError
+from .._loop import Call, linking, perform_on
 from . import conf
 
 _CREDENTIAL_HEADERS = (
@@ -145,6 +148,26 @@ def refuse(request: HttpRequest, requirement: Requirement) -> HttpResponse | Non
     return None if refusal is None else as_response(refusal)
 
 
+#: What the plan is told of: a bad request, and Kratos's trouble with a sign-out link.
+_PLAN_ERRORS = (BadRequest, KratosAALError)
+
+
+def _denying(
+    request: HttpRequest, requirement: Requirement, inline: bool, client: Any
+) -> Generator[Call, Any, HttpResponse | None]:
+    """The plan of :func:`deny` and :func:`adeny` past the hit path: check, then answer."""
+    credentials = credentials_of(request)
+    try:
+        decision = yield ("check", credentials, requirement, lambda: _return_to(request))
+    except BadRequest as error:
+        return as_response(bad_request(str(error)))
+    denial = _finish(request, credentials, decision, inline)
+    if denial is None:
+        return None
+    plan = linking(denial, web_request(request), credentials, client, _prefix())
+    return as_response((yield from plan))
+
+
 def deny(
     request: HttpRequest, requirement: Requirement, *, inline: bool = False
 ) -> HttpResponse | None:
@@ -158,15 +181,8 @@ def deny(
     client, _ = conf.clients()
     if hit(request, requirement, client) is not None:
         return None
-    credentials = credentials_of(request)
-    try:
-        decision = client.check(credentials, requirement, lambda: _return_to(request))
-    except BadRequest as error:
-        return as_response(bad_request(str(error)))
-    denial = _finish(request, credentials, decision, inline)
-    if denial is None:
-        return None
-    return as_response(linked(denial, web_request(request), credentials, client, _prefix()))
+    plan = _denying(request, requirement, inline, client)
+    return drive(plan, perform_on(client), _PLAN_ERRORS)
 
 
 async def adeny(
@@ -179,16 +195,8 @@ async def adeny(
     _, client = conf.clients()
     if hit(request, requirement, client) is not None:
         return None
-    credentials = credentials_of(request)
-    try:
-        decision = await client.check(credentials, requirement, lambda: _return_to(request))
-    except BadRequest as error:
-        return as_response(bad_request(str(error)))
-    denial = _finish(request, credentials, decision, inline)
-    if denial is None:
-        return None
-    web = web_request(request)
-    return as_response(await alinked(denial, web, credentials, client, _prefix()))
+    plan = _denying(request, requirement, inline, client)
+    return await adrive(plan, perform_on(client), _PLAN_ERRORS)
 
 
 def after(request: HttpRequest, response: HttpResponse) -> HttpResponse:
