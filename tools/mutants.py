@@ -60,7 +60,7 @@ READERS = {
     ],
 }
 #: What the second stage runs: the whole suite, less the tests that read files which
-#: mutmut does not copy into mutants/ (docs, packaging) or reads the sources it rewrites.
+#: mutmut does not copy into mutants/ (docs, packaging), or the sources it rewrites (layers).
 FULL_SUITE = [
     "tests",
     "--ignore=tests/test_docs.py",
