@@ -16,12 +16,18 @@ from typing import Any
 import httpx
 import pytest
 
-from kratos_aal import AsyncKratosClient, Credentials, KratosClient, Outcome
+from kratos_aal import AsyncKratosClient, Credentials, KratosClient, Outcome, _calls
 from kratos_aal._decision import DEFAULT_RETRY_AFTER
 from kratos_aal.testing import FakeKratos
 
 CAP = 3
 WAIT = 30.0  # far longer than anything here takes, unless it waits for the stall
+
+
+@pytest.fixture(autouse=True)
+def _own_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Count from zero: a call another test left under way must not hold a slot here."""
+    monkeypatch.setattr(_calls, "_CALLS", _calls._Calls())
 
 
 class Stall(httpx.BaseTransport, httpx.AsyncBaseTransport):

@@ -20,6 +20,7 @@ from kratos_aal import (
     KratosClient,
     KratosConfig,
     Outcome,
+    _calls,
     _client,
     _exchange,
     _logouts,
@@ -915,6 +916,11 @@ def test_after_a_fork_a_client_starts_afresh(
     # The hook os.register_at_fork runs in a child (tests/shared/forking.py forks for real).
     exchanges = _exchange._Exchanges()
     monkeypatch.setattr(_exchange, "_EXCHANGES", exchanges)
+    # A count of its own: resetting the process's would let calls of other tests still
+    # under way give back slots they no longer hold, and raise the cap for later tests.
+    calls = _calls._Calls()
+    monkeypatch.setattr(_calls, "_CALLS", calls)
+    calls.take(5)  # a call of the parent's, which never ends in the child
     owned = KratosClient(fake.config())
     injected_http = httpx.Client(transport=fake.transport())
     injected = KratosClient(fake.config(), http_client=injected_http)
@@ -922,6 +928,7 @@ def test_after_a_fork_a_client_starts_afresh(
     jobs, old_http, old_flights = exchanges._jobs, owned._http, owned._flights
     _client._after_fork_in_child()
     assert exchanges._idle == 0 and exchanges._jobs is not jobs
+    assert calls._busy == 0
     assert owned._http is not old_http and owned._flights is not old_flights
     assert injected._http is injected_http  # the app's own client is the app's business
     for closing in (old_http, owned, injected, injected_http):
