@@ -294,6 +294,15 @@ def test_clearing_cookie_only_when_one_came_in() -> None:
     assert cleared[1].startswith(f"{HOP_COOKIE}=; ") and "Max-Age=0;" in cleared[1]
 
 
+@pytest.mark.parametrize(("scheme", "secure"), [("http", False), ("https", True)])
+def test_clearing_cookie_is_secure_on_https(scheme: str, secure: bool) -> None:
+    # As the cookie it clears: a Secure cookie is only replaced by a Secure one.
+    cookie = {**HTML, "cookie": f"{HOP_COOKIE}=abc.1.2"}
+    cleared = clear_hops(WebRequest("GET", scheme, "app.example", "/x", "", cookie))
+    assert cleared is not None
+    assert cleared[1].endswith("; Secure") is secure
+
+
 @pytest.mark.parametrize("kind", [str, bytes, bytearray], ids=["str", "bytes", "bytearray"])
 def test_sets_hops_reads_text_and_any_bytes(kind: Any) -> None:
     # r27 finding: ASGI headers that are bytes-like but not bytes (a bytearray, which
