@@ -27,7 +27,7 @@ from ._logouts import _TIERS, Logouts
 from ._store import RedisCache, SharedCache
 from .exceptions import ConfigurationError
 
-__all__ = ["RedisCache", "SharedCache", "SharedTier"]
+__all__ = ["SharedTier", "tier_for"]
 
 T = TypeVar("T")
 
