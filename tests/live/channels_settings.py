@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -16,11 +15,12 @@ INSTALLED_APPS = [
     "channels",
     "kratos_aal.integrations.django",
 ]
-# A file of this process's own: Channels reads users on threads of its pool.
+# A file of this process's own (in a folder the test removes when it stops the server):
+# Channels reads users on threads of its pool.
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.path.join(tempfile.mkdtemp(prefix="kratos-aal-live-"), "db.sqlite3"),
+        "NAME": os.environ["KRATOS_AAL_LIVE_DB"],
     }
 }
 ROOT_URLCONF = "tests.live.channels_asgi"

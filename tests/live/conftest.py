@@ -8,8 +8,10 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ class Instance:
     kind: str
     process: subprocess.Popen[bytes]
     port: int
+    folder: str  # the Channels app's database; removed when the instance stops
     url: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -87,21 +90,24 @@ def _command(kind: str, fd: int) -> list[str]:
 def start(kind: str, kratos_url: str, **env: str) -> Instance:
     """Start *kind*'s app in a process of its own; return once it answers."""
     sock = reserve_port()
+    folder = tempfile.mkdtemp(prefix="kratos-aal-live-")
     environ = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "KRATOS_PUBLIC_URL": kratos_url,
         "DJANGO_SETTINGS_MODULE": "tests.live.channels_settings",
+        "KRATOS_AAL_LIVE_DB": os.path.join(folder, "db.sqlite3"),
         **env,
     }
     process = subprocess.Popen(
         _command(kind, sock.fileno()), cwd=ROOT, env=environ, pass_fds=[sock.fileno()]
     )
-    instance = Instance(kind, process, sock.getsockname()[1])
+    instance = Instance(kind, process, sock.getsockname()[1], folder)
     sock.close()
     deadline = time.monotonic() + 60
     while True:
         if process.poll() is not None:
+            shutil.rmtree(folder, ignore_errors=True)
             raise RuntimeError(f"{kind} exited")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(instance.url + "/public", timeout=2).status_code == 200:
@@ -119,6 +125,7 @@ def stop(instance: Instance) -> None:
     except subprocess.TimeoutExpired:
         instance.process.kill()
         instance.process.wait(10)
+    shutil.rmtree(instance.folder, ignore_errors=True)
 
 
 @pytest.fixture
