@@ -146,3 +146,37 @@ def ideal_drf_permission(store: IdealStore) -> type:
             return True
 
     return IdealPermission
+
+
+class IdealUser:
+    """What an ideal DRF authentication returns as ``request.user``."""
+
+    is_authenticated = True
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+
+def ideal_drf_authentication(store: IdealStore) -> tuple[type, type]:
+    """Return a DRF authentication class that finds sessions in *store*, and a permission.
+
+    The permission allows when the authenticated session is aal2: the lookup is made once
+    per request, by the authentication.
+    """
+    from rest_framework.authentication import BaseAuthentication
+    from rest_framework.permissions import BasePermission
+
+    class IdealAuthentication(BaseAuthentication):  # type: ignore[misc]
+        def authenticate(self, request: Any) -> tuple[IdealUser, Any] | None:
+            cookie = _cut_text(request._request.META.get("HTTP_COOKIE", ""))
+            session = None if cookie is None else store.lookup(cookie, 1)
+            if session is None:
+                return None
+            request._request.kratos_session = session
+            return IdealUser(session), session
+
+    class IdealAAL2(BasePermission):  # type: ignore[misc]
+        def has_permission(self, request: Any, view: Any) -> bool:
+            return request.auth is not None and request.auth.aal.rank >= 2
+
+    return IdealAuthentication, IdealAAL2

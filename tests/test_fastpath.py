@@ -362,7 +362,16 @@ def test_entries_not_for_the_hit_path_are_never_hits(fake: FakeKratos, clock: Cl
 # Django's figure includes the two calls of the fake's clock (time.time is C in production).
 # "starlette, hops": the request carries the hop cookie, so the response is relayed to clear it.
 # "starlette": one call more per message (start, body), to see an event stream (SPEC §5c).
-MAX_ADDED_CALLS = {"starlette": 6, "starlette, hops": 8, "wsgi": 4, "django": 7}
+# "drf": IsAAL2 over AllowAny; "drf, authenticated": KratosAuthentication too, whose hit
+# the permission takes (62 calls when authentication took the whole whoami path).
+MAX_ADDED_CALLS = {
+    "starlette": 6,
+    "starlette, hops": 8,
+    "wsgi": 4,
+    "django": 7,
+    "drf": 10,
+    "drf, authenticated": 11,
+}
 #: Python calls RequireAAL adds to a cache hit over an empty ``Depends``, at most: the hit
 #: itself, and no dependency more for FastAPI to solve (one costs about 40 calls).
 MAX_FASTAPI_CALLS_OVER_EMPTY = 4
@@ -1044,3 +1053,43 @@ async def test_clearing_the_hop_cookie_keeps_the_apps_headers(
     *kept, (name, value) = start["headers"]
     assert kept == (app_headers or [])
     assert name == b"set-cookie" and value.startswith(b"kratos_aal_hops=;")
+
+
+@pytest.mark.parametrize("authenticated", [False, True], ids=["IsAAL2", "with-authentication"])
+def test_the_drf_hit_path_makes_few_calls(fake_kratos: FakeKratos, authenticated: bool) -> None:
+    from django.test import RequestFactory
+    from rest_framework.permissions import AllowAny
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
+
+    from kratos_aal.integrations.django.conf import override_clients
+    from kratos_aal.integrations.drf import IsAAL2, KratosAuthentication
+
+    class Bare(APIView):  # type: ignore[misc]
+        authentication_classes: list[Any] = []
+        permission_classes = [AllowAny]
+
+        def get(self, request: Any) -> Response:
+            return Response("ok")
+
+    class Guarded(Bare):
+        authentication_classes = [KratosAuthentication] if authenticated else []
+        permission_classes = [IsAAL2]
+
+    session = fake_kratos.session("aal2")
+    factory = RequestFactory()
+
+    def run(view: Any) -> Callable[[], Any]:
+        def one() -> None:
+            request = factory.get("/billing", HTTP_COOKIE=f"a=1; {session.cookie_header}")
+            assert view(request).status_code == 200
+
+        return one
+
+    bare, guarded = Bare.as_view(), Guarded.as_view()
+    with override_clients(fake_kratos.client(), fake_kratos.async_client()):
+        run(guarded)()
+        calls = fake_kratos.calls["/sessions/whoami"]
+        added = calls_of(run(guarded)) - calls_of(run(bare))
+    assert fake_kratos.calls["/sessions/whoami"] == calls == 1
+    assert added <= MAX_ADDED_CALLS["drf, authenticated" if authenticated else "drf"], added

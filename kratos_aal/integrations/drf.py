@@ -25,6 +25,7 @@ from typing import Any
 
 from django.apps import apps
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.http import HttpRequest
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
@@ -32,6 +33,8 @@ from rest_framework.permissions import OR, BasePermission, OperandHolder, Operat
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
+from .. import _observe
+from .._cached_session import CachedSession
 from .._credentials import Credentials
 from .._decision import Decision, Outcome, Requirement, unavailable
 from .._models import AAL, AALLike, Session
@@ -47,7 +50,15 @@ from .._web import (
 )
 from ..exceptions import KratosUnavailable, StepUpRequired
 from .django import conf
-from .django._glue import _return_to, credentials_of, hit, hop_secret, refusal_of, web_request
+from .django._glue import (
+    _return_to,
+    cached_hit,
+    credentials_of,
+    hit,
+    hop_secret,
+    refusal_of,
+    web_request,
+)
 
 __all__ = [
     "CrossOriginDenied",
@@ -69,6 +80,13 @@ _REFUSED = "This identity has no active user here."
 CHALLENGE = 'Bearer realm="kratos"'
 # Headers the renderer writes itself; the rest of a core response goes on the view's headers.
 _RENDERER_HEADERS = frozenset({"content-type", "content-length"})
+#: What KratosAuthentication's cache hit asks of a session: that it could allow anything.
+_SIGNED_IN = Requirement(AAL.AAL1)
+#: Where KratosAuthentication leaves its cache hit for the permissions of the same request.
+_HIT = "_kratos_aal_authenticated"
+#: The settings :func:`_links_users` reads; its answer is kept until one of them changes.
+_LINK_SETTINGS = frozenset({"MIDDLEWARE", "AUTHENTICATION_BACKENDS", "INSTALLED_APPS"})
+_LINKS: list[bool] = []
 
 
 class KratosUser:
@@ -108,14 +126,29 @@ def _links_users() -> bool:
     """Return whether the app links Django users (``KratosBackend`` or ``KratosUserMiddleware``).
 
     The backend counts however it is listed: its package's name, its module's, or a subclass.
+    Worked out once, and again after Django's ``setting_changed`` names a setting it reads
+    (as ``override_settings`` does): every authenticated request asks.
     """
+    if _LINKS:
+        return _LINKS[0]
     if not _USER_MIDDLEWARES.isdisjoint(getattr(settings, "MIDDLEWARE", None) or ()):
-        return True
-    if not apps.is_installed("django.contrib.auth"):
-        return False  # no Django users, and AUTHENTICATION_BACKENDS would not import
-    from .django import users
+        links = True
+    elif not apps.is_installed("django.contrib.auth"):
+        links = False  # no Django users, and AUTHENTICATION_BACKENDS would not import
+    else:
+        from .django import users
 
-    return users.listed_backend() is not None
+        links = users.listed_backend() is not None
+    _LINKS[:] = [links]
+    return links
+
+
+def _forget_links(*, setting: str, **_: Any) -> None:
+    if setting in _LINK_SETTINGS:
+        _LINKS.clear()
+
+
+setting_changed.connect(_forget_links)
 
 
 class KratosDenied(exceptions.APIException):
@@ -188,14 +221,23 @@ def _refused(request: Request, refusal: CrossOriginRefusal) -> CrossOriginDenied
     return denied
 
 
-def _user_for(request: HttpRequest, session: Session) -> Any:
+def _user_for(request: HttpRequest, session: Session, hit: CachedSession | None = None) -> Any:
     """Return the linked Django user when the app links users, else a :class:`KratosUser`.
+
+    A cache *hit* keeps its KratosUser for the next requests of the same session.
 
     Raises:
         AuthenticationFailed: the app links users and this identity has no active one.
     """
     if not _links_users():
-        return KratosUser(session)
+        if hit is None:
+            return KratosUser(session)
+        user = hit.extra
+        if not isinstance(user, KratosUser):
+            user = KratosUser(session)
+            if hit.extra is None:  # another adapter's object stays
+                hit.extra = user
+        return user
     # Imported only here: it needs django.contrib.auth, which DRF alone does not.
     from .django import users
 
@@ -231,10 +273,19 @@ class KratosAuthentication(BaseAuthentication):
             KratosDenied: Kratos is in trouble (503).
         """
         django_request = request._request
+        client, _ = conf.clients()
+        if django_request.method in SAFE_METHODS:
+            # The cache hit path, read from META as the decorators read it; unsafe methods
+            # go the whole way, where the CSRF check sees which credential came.
+            found = cached_hit(django_request, _SIGNED_IN, client)
+            if found is not None:
+                user = _user_for(django_request, found.session, found)
+                django_request.kratos_session = found.session
+                setattr(django_request, _HIT, found)
+                return user, found.session
         credentials = _credentials(django_request)
         if not credentials:
             return None
-        client, _ = conf.clients()
         try:
             session = client.whoami(credentials)
         except StepUpRequired:
@@ -316,6 +367,18 @@ class RequireAAL(_Combinable, BasePermission):
         refusal = refusal_of(django_request, self.requirement)
         if refusal is not None:
             raise _refused(request, refusal)
+        found = django_request.__dict__.get(_HIT)
+        if (
+            found is not None
+            and found.rank >= self.requirement.hit_rank
+            and isinstance(request.successful_authenticator, KratosAuthentication)
+        ):
+            # KratosAuthentication's cache hit on this request, and the request's user is
+            # the one it found (not another view's authenticator on the same HttpRequest).
+            if not _observe.STATE.quiet:
+                decision = found.allowed(self.requirement)
+                _observe.decided(decision, "django", django_request, web_request)
+            return True
         client, _ = conf.clients()
         found = hit(django_request, self.requirement, client)
         if found is not None:

@@ -309,3 +309,38 @@ def test_raw_path_info_reaches_views(fake_kratos: FakeKratos) -> None:
     client = browser(fake_kratos.session("aal2"))
     reply = client.generic("GET", "/", HTTP_ACCEPT="application/json", PATH_INFO="/balance/")
     assert reply.status_code == 200
+
+
+def test_a_cache_hit_authenticates_without_whoami_and_keeps_its_user(
+    fake_kratos: FakeKratos,
+) -> None:
+    from django.test import RequestFactory
+    from rest_framework.request import Request
+
+    from kratos_aal.integrations.drf import KratosAuthentication, KratosUser
+
+    ada, bob = fake_kratos.session("aal2"), fake_kratos.session("aal1")
+    factory = RequestFactory()
+
+    def authenticated(session: FakeSession, method: str = "get") -> tuple[Any, Any]:
+        request = getattr(factory, method)("/", HTTP_COOKIE=session.cookie_header, **JSON)
+        found = KratosAuthentication().authenticate(Request(request))
+        assert found is not None
+        return found
+
+    first = authenticated(ada)  # a miss: whoami
+    assert fake_kratos.calls["/sessions/whoami"] == 1
+    hits = [authenticated(ada) for _ in range(2)]
+    assert fake_kratos.calls["/sessions/whoami"] == 1
+    assert all(session.id == ada.id for _, session in [first, *hits])
+    assert isinstance(hits[0][0], KratosUser) and hits[0][0] is hits[1][0]
+    assert hits[0][0].username == ada.identity.email
+    # Another session is another user, on its miss and on its hits.
+    others = [authenticated(bob) for _ in range(2)]
+    assert {user.username for user, _ in others} == {bob.identity.email}
+    assert others[1][0] is not hits[0][0]
+    assert fake_kratos.calls["/sessions/whoami"] == 2
+    # An unsafe method goes the whole way (the CSRF check), without asking Kratos again.
+    with pytest.raises(Exception, match="CSRF"):
+        authenticated(ada, "post")
+    assert fake_kratos.calls["/sessions/whoami"] == 2

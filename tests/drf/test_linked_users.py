@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from kratos_aal.integrations.django.models import KratosIdentityLink
 from kratos_aal.integrations.django.users import KratosBackend
+from kratos_aal.integrations.drf import IsAAL2
 from kratos_aal.testing import FakeKratos, FakeSession
 
 pytestmark = [pytest.mark.urls("tests.drf.urls"), pytest.mark.django_db]
@@ -225,3 +226,37 @@ def test_another_authenticators_user_needs_its_own_session(
     client.cookies.load(own.cookies)
     assert client.get("/session-first/", **JSON).json()["user"] == "staff"
     assert client.get("/session-first/", **JSON).json()["user"] == "staff"
+
+
+def test_a_permission_takes_kratos_authentications_hit_only_for_its_user(
+    fake_kratos: FakeKratos, settings: Any, django_user_model: Any
+) -> None:
+    # KratosAuthentication leaves its cache hit on the HttpRequest for the permissions.
+    # Another DRF Request on the same HttpRequest, authenticated otherwise (an app's own
+    # class that asked KratosAuthentication first, say), must not borrow it.
+    from django.test import RequestFactory
+    from rest_framework.authentication import BaseAuthentication
+    from rest_framework.request import Request
+
+    from kratos_aal.integrations.drf import KratosAuthentication, _NotTheirs
+
+    settings.AUTHENTICATION_BACKENDS = [BACKEND, "django.contrib.auth.backends.ModelBackend"]
+    staff = django_user_model.objects.create_user("staff", password="x")
+
+    class Staff(BaseAuthentication):
+        def authenticate(self, request: Any) -> tuple[Any, None]:
+            return staff, None
+
+    other = fake_kratos.session("aal2")
+    factory = RequestFactory()
+    for _ in range(2):  # a miss, then a cache hit that leaves itself on the request
+        django_request = factory.get("/", HTTP_COOKIE=other.cookie_header, **JSON)
+        authenticated = Request(django_request, authenticators=[KratosAuthentication()])
+        assert authenticated.auth.id == other.id
+        assert IsAAL2().has_permission(authenticated, None)
+        borrowed = Request(django_request, authenticators=[Staff()])
+        assert borrowed.user == staff
+        with pytest.raises(_NotTheirs):
+            IsAAL2().has_permission(borrowed, None)
+    assert "_kratos_aal_authenticated" in django_request.__dict__
+    assert fake_kratos.calls["/sessions/whoami"] == 1

@@ -103,17 +103,35 @@ def _finish(
     return fragment or conclude(decision, web, credentials, secret=hop_secret())
 
 
-def hit(request: HttpRequest, requirement: Requirement, client: Any) -> CachedSession | None:
-    """Allow a cache hit straight from ``request.META``; ``None`` sends it the whole way."""
+def cached_hit(request: HttpRequest, requirement: Requirement, client: Any) -> CachedSession | None:
+    """Return the cached session that alone allows *requirement*, read from ``request.META``.
+
+    ``None`` sends the request the whole way. Nothing is attached or recorded (see
+    :func:`hit`).
+    """
     meta = request.META
     cookie = meta.get("HTTP_COOKIE")
     if cookie is not None and HOP_MARK in cookie:
         return None  # the hop cookie is cleared on the full path
     key = environ_hit_key(meta.get("HTTP_X_SESSION_TOKEN"), cookie, client.config.cookie_name)
-    found: CachedSession | None = client.cached_allow(key, requirement)  # None key: a miss
+    return client.cached_allow(key, requirement)  # type: ignore[no-any-return]  # None key: a miss
+
+
+def hit(request: HttpRequest, requirement: Requirement, client: Any) -> CachedSession | None:
+    """Allow a cache hit straight from ``request.META``; ``None`` sends it the whole way.
+
+    On a hit the session is attached. ``_kratos_aal_clear_hops`` is left as it is: the hit
+    path runs only without the hop cookie, so nothing can have set it.
+    """
+    # cached_hit, inlined: Django's hit path makes as few calls as it can.
+    meta = request.META
+    cookie = meta.get("HTTP_COOKIE")
+    if cookie is not None and HOP_MARK in cookie:
+        return None
+    key = environ_hit_key(meta.get("HTTP_X_SESSION_TOKEN"), cookie, client.config.cookie_name)
+    found: CachedSession | None = client.cached_allow(key, requirement)
     if found is not None:
         request.kratos_session = found.session
-        request._kratos_aal_clear_hops = False
         if not _observe.STATE.quiet:
             _observe.decided(found.allowed(requirement), "django", request, web_request)
     return found
