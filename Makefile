@@ -122,7 +122,7 @@ bench: $(STAMP)
 	$(MAKE) --no-print-directory bench-servers
 
 # Bare and guarded apps on uvicorn (uvloop, httptools) and gunicorn under wrk, server and
-# load pinned to separate CPUs (about 2.5 minutes); prints a markdown table for the README.
+# load pinned to separate CPUs, 5 rounds (about 4 minutes); prints a markdown table for the README.
 # Needs the Debian packages wrk, util-linux. Probe options: python -m benchmarks.servers -h
 bench-servers: $(STAMP)
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --quiet --locked --inexact --no-default-groups \

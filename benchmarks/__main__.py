@@ -27,6 +27,7 @@ from kratos_aal._kratos_api import parse_whoami
 from kratos_aal.testing import FakeKratos, reserve_port, serve
 
 from ._asgi import call, scope_for
+from ._browser import BROWSER_HEADERS, browser_cookie
 from ._instances import several_instances
 
 ROWS: list[tuple[str, str, str, str]] = []
@@ -74,21 +75,6 @@ def sync_client(fake: FakeKratos) -> KratosClient:
 
 
 # ----------------------------------------------------------------------------- the hit path
-
-#: A realistic browser request: eight headers, the Kratos cookie among two.
-BROWSER_HEADERS = [
-    ("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
-    ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
-    ("accept-language", "en-GB,en;q=0.5"),
-    ("accept-encoding", "gzip, deflate, br"),
-    ("referer", "http://testserver/account"),
-    ("connection", "keep-alive"),
-    ("upgrade-insecure-requests", "1"),
-]
-
-
-def browser_cookie(session: Any) -> str:
-    return f"csrftoken=Zm9vYmFyYmF6cXV4cXV1eA; {session.cookie_header}"
 
 
 def ratio_row(figure: str, times: dict[str, float], peer: str | None = None) -> None:

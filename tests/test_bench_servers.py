@@ -20,10 +20,14 @@ from benchmarks.servers import (
     ROWS,
     Row,
     added_ratio,
+    browser_headers,
     busy_ticks,
+    machine,
     parse_wrk,
     rotated,
+    spread,
     table_row,
+    throughput_verdict,
     verdict,
     wrk_script,
 )
@@ -114,22 +118,71 @@ def test_table_row_of_fastapi_shows_three_sides_and_the_added_ratio() -> None:
         "guarded": [_run(6000, 170, 19.0, bad=1)] * 3,
     }
     line = table_row(fastapi, runs)
-    assert "| 8,000 → 6,000 (0.75) |" in line
-    assert "| 122 → 136 → 170 |" in line
+    assert "| 8,000 → 6,000 |" in line
+    # Paired per round: 6000/8000, 6000/8200, 6000/7000.
+    assert "| 0.75 (0.73-0.86) | ≥ 0.85: missed |" in line  # spread 0.13 < effect 0.25
+    assert "| 122 → 136 → 170 | +48 (30-50) |" in line
     assert "+48 / +14 µs = 3.43x (≤ 2.0x: missed)" in line
     assert "| 12.0 → 13.0 → 19.0 |" in line
     assert line.endswith("| 3 |")
 
 
 def test_table_row_of_two_sides_has_no_added_ratio() -> None:
-    row = Row("Flask, gunicorn", "gunicorn", (("bare", "flask_bare"), ("guarded", "flask_guarded")))
+    row = Row(
+        "Flask, gunicorn", "gunicorn", (("bare", "flask_bare"), ("guarded", "flask_guarded")), 0.9
+    )
     line = table_row(row, {"bare": [_run(2000, 300, 40.0)], "guarded": [_run(1800, 330, 45.0)]})
-    assert line == "| Flask, gunicorn | 2,000 → 1,800 (0.90) | 300 → 330 | - | 40.0 → 45.0 | 0 |"
+    assert line == (
+        "| Flask, gunicorn | 2,000 → 1,800 | 0.90 (0.90-0.90) | ≥ 0.90: met | 300 → 330"
+        " | +30 (30-30) | - | 40.0 → 45.0 | 0 |"
+    )
+
+
+@pytest.mark.parametrize(
+    ("ratios", "said"),
+    [
+        ([0.92, 0.91, 0.93], "met"),  # spread 0.02 < effect 0.08
+        ([0.80, 0.82, 0.81], "missed"),
+        ([0.95, 0.80, 1.02], "unresolved"),  # spread 0.22 >= effect 0.05
+        ([1.01, 0.99, 1.00], "unresolved"),  # no effect to resolve
+    ],
+)
+def test_throughput_verdict_says_when_the_spread_hides_the_effect(
+    ratios: list[float], said: str
+) -> None:
+    assert throughput_verdict(ratios, 0.9) == said
+
+
+def test_spread_is_the_median_and_min_max() -> None:
+    assert spread([3.0, 1.0, 2.0, 10.0, 2.5], 1) == "2.5 (1.0-10.0)"
+
+
+def test_machine_names_python_cpus_and_virtualisation() -> None:
+    cpuinfo = "model name\t: AMD EPYC 9654\nflags\t\t: fpu vme hypervisor lahf_lm\n"
+    assert machine(cpuinfo, "docker", 16, 2, "cpython 3.12.3") == (
+        "Python cpython 3.12.3, 2 of 16 CPUs usable (AMD EPYC 9654), a virtual machine, docker"
+    )
+    bare_metal = "model name\t: Intel Xeon\nflags\t\t: fpu vme lahf_lm\n"
+    assert machine(bare_metal, "none", 8, 8, "cpython 3.11.7").endswith(
+        "(Intel Xeon), no hypervisor flag"
+    )
+    assert "CPU model unknown" in machine("", None, 1, 1, "pypy 3.10")
+
+
+def test_browser_headers_send_a_same_origin_referer_and_the_cookie_last() -> None:
+    arguments = browser_headers("http://127.0.0.1:8000/", "a=1; ory_kratos_session=x")
+    headers = arguments[1::2]
+    assert set(arguments[::2]) == {"-H"}
+    assert "Referer: http://127.0.0.1:8000/account" in headers
+    assert any(header.startswith("User-Agent: Mozilla/5.0") for header in headers)
+    assert headers[-1] == "Cookie: a=1; ory_kratos_session=x"
+    assert not any(header.lower().startswith(("host:", "connection:")) for header in headers)
 
 
 def test_every_row_names_factories_that_exist_bare_first() -> None:
     for row in ROWS:
         assert row.sides[0][0] == "bare"
+        assert row.target == (0.9 if row.server == "gunicorn" else 0.85)  # issue 28's
         for _, factory in row.sides:
             assert callable(getattr(_server_apps, factory))
 
