@@ -370,7 +370,7 @@ MAX_ADDED_CALLS = {
     "wsgi": 4,
     "django": 7,
     "drf": 10,
-    "drf, authenticated": 11,
+    "drf, authenticated": 12,
 }
 #: Python calls RequireAAL adds to a cache hit over an empty ``Depends``, at most: the hit
 #: itself, and no dependency more for FastAPI to solve (one costs about 40 calls).

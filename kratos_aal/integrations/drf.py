@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Any
 
 from django.apps import apps
@@ -34,7 +35,6 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
 from .. import _observe
-from .._cached_session import CachedSession
 from .._credentials import Credentials
 from .._decision import Decision, Outcome, Requirement, unavailable
 from .._models import AAL, AALLike, Session
@@ -107,7 +107,9 @@ class KratosUser:
         self.identity = session.identity
         self.id = self.pk = self.identity.id if self.identity else session.id
         traits = self.identity.traits if self.identity else {}
-        email = traits.get("email") if isinstance(traits, Mapping) else None
+        # What Identity holds first (checked in order): Mapping's own check runs Python.
+        readable = isinstance(traits, (MappingProxyType, dict, Mapping))
+        email = traits.get("email") if readable else None
         self.username = email if isinstance(email, str) else self.id
 
     def get_username(self) -> str:
@@ -221,23 +223,17 @@ def _refused(request: Request, refusal: CrossOriginRefusal) -> CrossOriginDenied
     return denied
 
 
-def _user_for(request: HttpRequest, session: Session, hit: CachedSession | None = None) -> Any:
+def _user_for(request: HttpRequest, session: Session) -> Any:
     """Return the linked Django user when the app links users, else a :class:`KratosUser`.
 
-    A cache *hit* keeps its KratosUser for the next requests of the same session.
+    A new KratosUser for every request, a cache hit's too: an app may set attributes on
+    ``request.user`` for one request, which must not outlive it.
 
     Raises:
         AuthenticationFailed: the app links users and this identity has no active one.
     """
     if not _links_users():
-        if hit is None:
-            return KratosUser(session)
-        user = hit.extra
-        if not isinstance(user, KratosUser):
-            user = KratosUser(session)
-            if hit.extra is None:  # another adapter's object stays
-                hit.extra = user
-        return user
+        return KratosUser(session)
     # Imported only here: it needs django.contrib.auth, which DRF alone does not.
     from .django import users
 
@@ -273,19 +269,23 @@ class KratosAuthentication(BaseAuthentication):
             KratosDenied: Kratos is in trouble (503).
         """
         django_request = request._request
-        client, _ = conf.clients()
-        if django_request.method in SAFE_METHODS:
+        meta = django_request.META
+        if django_request.method in SAFE_METHODS and (
+            "HTTP_COOKIE" in meta or "HTTP_X_SESSION_TOKEN" in meta
+        ):
             # The cache hit path, read from META as the decorators read it; unsafe methods
             # go the whole way, where the CSRF check sees which credential came.
+            client, _ = conf.clients()
             found = cached_hit(django_request, _SIGNED_IN, client)
             if found is not None:
-                user = _user_for(django_request, found.session, found)
+                user = _user_for(django_request, found.session)
                 django_request.kratos_session = found.session
                 setattr(django_request, _HIT, found)
                 return user, found.session
         credentials = _credentials(django_request)
         if not credentials:
             return None
+        client, _ = conf.clients()
         try:
             session = client.whoami(credentials)
         except StepUpRequired:
