@@ -107,9 +107,13 @@ def _mine() -> dict[str, Any]:
     return mine
 
 
-def _keep(session: Session | None) -> None:
-    """Attach *session* to the current request (and to ``g.kratos_session`` for the app)."""
-    _mine()["session"] = session
+def _keep(session: Session | None, environ: dict[str, Any] | None = None) -> None:
+    """Attach *session* to the current request (and to ``g.kratos_session`` for the app).
+
+    *environ*: the request's, where the caller has it (one read of ``request`` less).
+    """
+    mine = _mine() if environ is None else environ.setdefault(_MINE, {})
+    mine["session"] = session
     g.kratos_session = session
 
 
@@ -151,7 +155,9 @@ def _deny(requirement: Requirement, inline: bool = False) -> Response | None:
     """
     state = _state()
     environ = request.environ
-    if request.method not in SAFE_METHODS or "HTTP_UPGRADE" in environ:  # or a WebSocket
+    # request.method, without a second read through Flask's request proxy.
+    method = environ.get("REQUEST_METHOD", "GET").upper()
+    if method not in SAFE_METHODS or "HTTP_UPGRADE" in environ:  # or a WebSocket
         refusal = refuse_environ(environ, state.config, requirement)
         if refusal is not None:
             return _as_response(refusal)
@@ -162,7 +168,7 @@ def _deny(requirement: Requirement, inline: bool = False) -> Response | None:
         )
         hit = state.client.cached_allow(key, requirement)  # a None key is a miss
         if hit is not None:
-            _keep(hit.session)
+            _keep(hit.session, environ)
             return None
     web, raw = _web_request(environ)
     credentials = Credentials.from_headers(raw, cookie_name=state.config.cookie_name)
@@ -189,7 +195,8 @@ def _deny(requirement: Requirement, inline: bool = False) -> Response | None:
 
 
 def _clear_hops(response: Response) -> Response:
-    clear = _mine().get("clear")
+    mine = request.environ.get(_MINE)  # none on a request nothing guarded: none made
+    clear = None if mine is None else mine.get("clear")
     # Not on a decorator's denial that counts a hop itself (a rule allowed, the decorator
     # did not).
     if clear is not None and not sets_hops(response.headers):
