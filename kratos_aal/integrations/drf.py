@@ -24,9 +24,6 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
-from django.apps import apps
-from django.conf import settings
-from django.core.signals import setting_changed
 from django.http import HttpRequest
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
@@ -59,6 +56,7 @@ from .django._glue import (
     refusal_of,
     web_request,
 )
+from .django._links import links_users
 
 __all__ = [
     "CrossOriginDenied",
@@ -70,12 +68,6 @@ __all__ = [
     "RequireAAL",
 ]
 
-_USER_MIDDLEWARES = frozenset(
-    {
-        "kratos_aal.integrations.django.KratosUserMiddleware",
-        "kratos_aal.integrations.django.users.KratosUserMiddleware",
-    }
-)
 _REFUSED = "This identity has no active user here."
 CHALLENGE = 'Bearer realm="kratos"'
 # Headers the renderer writes itself; the rest of a core response goes on the view's headers.
@@ -84,9 +76,6 @@ _RENDERER_HEADERS = frozenset({"content-type", "content-length"})
 _SIGNED_IN = Requirement(AAL.AAL1)
 #: Where KratosAuthentication leaves its cache hit for the permissions of the same request.
 _HIT = "_kratos_aal_authenticated"
-#: The settings :func:`_links_users` reads; its answer is kept until one of them changes.
-_LINK_SETTINGS = frozenset({"MIDDLEWARE", "AUTHENTICATION_BACKENDS", "INSTALLED_APPS"})
-_LINKS: list[bool] = []
 
 
 class KratosUser:
@@ -122,35 +111,6 @@ class KratosUser:
 
     def __str__(self) -> str:
         return self.username
-
-
-def _links_users() -> bool:
-    """Return whether the app links Django users (``KratosBackend`` or ``KratosUserMiddleware``).
-
-    The backend counts however it is listed: its package's name, its module's, or a subclass.
-    Worked out once, and again after Django's ``setting_changed`` names a setting it reads
-    (as ``override_settings`` does): every authenticated request asks.
-    """
-    if _LINKS:
-        return _LINKS[0]
-    if not _USER_MIDDLEWARES.isdisjoint(getattr(settings, "MIDDLEWARE", None) or ()):
-        links = True
-    elif not apps.is_installed("django.contrib.auth"):
-        links = False  # no Django users, and AUTHENTICATION_BACKENDS would not import
-    else:
-        from .django import users
-
-        links = users.listed_backend() is not None
-    _LINKS[:] = [links]
-    return links
-
-
-def _forget_links(*, setting: str, **_: Any) -> None:
-    if setting in _LINK_SETTINGS:
-        _LINKS.clear()
-
-
-setting_changed.connect(_forget_links)
 
 
 class KratosDenied(exceptions.APIException):
@@ -232,7 +192,7 @@ def _user_for(request: HttpRequest, session: Session) -> Any:
     Raises:
         AuthenticationFailed: the app links users and this identity has no active one.
     """
-    if not _links_users():
+    if not links_users():
         return KratosUser(session)
     # Imported only here: it needs django.contrib.auth, which DRF alone does not.
     from .django import users
@@ -417,7 +377,7 @@ def _same_person(request: Request, session: Session | None) -> bool:
     if authenticator is None or isinstance(authenticator, KratosAuthentication):
         return True  # anonymous, or the user is the session's
     user = request.user
-    if not getattr(user, "is_authenticated", False) or not _links_users():
+    if not getattr(user, "is_authenticated", False) or not links_users():
         return True
     from .django import users
 
