@@ -31,7 +31,8 @@ Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
 
 #: The scope key of a connection's guard, or (for HTTP) of the requirements that allowed
-#: the request: a plain list, made a guard only if the response is an event stream.
+#: the request: the one that did, or a list of them, made a guard only if the response is an
+#: event stream.
 GUARD_KEY = "kratos_aal.live"
 EVENT = "kratos-aal"
 #: The close code where a server refuses to send 1008 (Daphne): "policy violation" in the

@@ -252,9 +252,12 @@ class KratosAALMiddleware:
             extra = hit.extra = (_AUTH[session.aal], KratosUser(session))
         scope["auth"], scope["user"] = extra
         scope[_HOPS_KEY] = hops  # also says "allowed" to the relay
-        live = scope.get(GUARD_KEY)  # what allowed it, for a stream's watch (SPEC §5c)
+        # What allowed it, for a stream's watch (SPEC §5c): _allowed, inlined.
+        live = scope.get(GUARD_KEY)
         if live is None:
-            scope[GUARD_KEY] = [requirement]
+            scope[GUARD_KEY] = requirement
+        elif type(live) is Requirement:
+            scope[GUARD_KEY] = [live, requirement]
         else:
             live.append(requirement)
         if not _observe.STATE.quiet:
@@ -272,10 +275,16 @@ class KratosAALMiddleware:
 
 
 def _allowed(scope: Scope, requirement: Requirement) -> None:
-    """Note that *requirement* allowed the request: a stream is watched for it (SPEC §5c)."""
+    """Note that *requirement* allowed the request: a stream is watched for it (SPEC §5c).
+
+    The first is kept alone, not in a list: most requests are allowed once, and nothing
+    is made for them.
+    """
     live = scope.get(GUARD_KEY)
     if live is None:
-        scope[GUARD_KEY] = [requirement]
+        scope[GUARD_KEY] = requirement
+    elif type(live) is Requirement:
+        scope[GUARD_KEY] = [live, requirement]
     else:
         live.append(requirement)  # a WebSocket's guard starts watching here
 
@@ -287,6 +296,8 @@ def _stream(scope: Scope, send: Send) -> Guard | None:
     Starlette's ``StreamingResponse`` runs one), whose end ends the response too.
     """
     allowed = scope.get(GUARD_KEY)
+    if type(allowed) is Requirement:
+        allowed = [allowed]
     middleware = scope.get(SCOPE_KEY)
     if not isinstance(allowed, list) or not isinstance(middleware, KratosAALMiddleware):
         return None
