@@ -1132,3 +1132,49 @@ async def test_a_starlette_hit_keeps_its_requirement_without_making_a_list(
     for _ in range(2):  # the whole way, then a hit
         await guarded(dict(scope), receive, send)
     assert all(type(one) is Requirement and one.aal.value == "aal2" for one in seen), seen
+
+
+async def test_a_stream_allowed_by_a_requirement_subclass_is_watched(
+    fake: FakeKratos, aal2_session: Any
+) -> None:
+    # Requirement is public: a rule may be an app's own subclass of it. Kept in the scope
+    # alone, it must still be watched when the response is an event stream, and a second
+    # requirement (a dependency below) joins it.
+    from kratos_aal import Requirement
+    from kratos_aal.integrations._asgi_live import GUARD_KEY, Guard
+    from kratos_aal.integrations._starlette_middleware import _allowed
+    from kratos_aal.integrations.starlette import KratosAALMiddleware
+
+    class Strict(Requirement):
+        pass
+
+    watched: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        _allowed(scope, Requirement("aal1"))  # as a dependency that allows it too
+        stream = [(b"content-type", b"text/event-stream; charset=utf-8")]
+        await send({"type": "http.response.start", "status": 200, "headers": stream})
+        guard = scope.get(GUARD_KEY)
+        watched.append(type(guard) is Guard and len(guard.connections))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    client = AsyncKratosClient(
+        fake.config(), http_client=httpx.AsyncClient(transport=fake.transport())
+    )
+    guarded = KratosAALMiddleware(app, client=client, rules={"/events": Strict("aal2")})
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/events",
+        "headers": [(b"cookie", aal2_session.cookie_header.encode())],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        return None
+
+    for _ in range(2):  # the whole way, then a hit
+        await guarded(dict(scope), receive, send)
+    assert watched == [2, 2]

@@ -256,10 +256,10 @@ class KratosAALMiddleware:
         live = scope.get(GUARD_KEY)
         if live is None:
             scope[GUARD_KEY] = requirement
-        elif type(live) is Requirement:
-            scope[GUARD_KEY] = [live, requirement]
-        else:
+        elif type(live) is list or type(live) is Guard:
             live.append(requirement)
+        else:  # one requirement (of any class: Requirement is public), now two
+            scope[GUARD_KEY] = [live, requirement]
         if not _observe.STATE.quiet:
             _observe.decided_asgi(hit.allowed(requirement), scope, _web_request)
         return session
@@ -283,10 +283,10 @@ def _allowed(scope: Scope, requirement: Requirement) -> None:
     live = scope.get(GUARD_KEY)
     if live is None:
         scope[GUARD_KEY] = requirement
-    elif type(live) is Requirement:
-        scope[GUARD_KEY] = [live, requirement]
-    else:
+    elif type(live) is list or type(live) is Guard:
         live.append(requirement)  # a WebSocket's guard starts watching here
+    else:  # one requirement (of any class: Requirement is public), now two
+        scope[GUARD_KEY] = [live, requirement]
 
 
 def _stream(scope: Scope, send: Send) -> Guard | None:
@@ -296,7 +296,7 @@ def _stream(scope: Scope, send: Send) -> Guard | None:
     Starlette's ``StreamingResponse`` runs one), whose end ends the response too.
     """
     allowed = scope.get(GUARD_KEY)
-    if type(allowed) is Requirement:
+    if isinstance(allowed, Requirement):
         allowed = [allowed]
     middleware = scope.get(SCOPE_KEY)
     if not isinstance(allowed, list) or not isinstance(middleware, KratosAALMiddleware):
