@@ -8,8 +8,9 @@ server's CPU per request (from ``/proc``) and what the guard adds to it, p99 lat
 replies that were not 200 (must be 0). The sides of a row run interleaved, ``--rounds``
 times each (the order rotates every round). Ratios and added CPU are paired per round (the
 guarded run against the bare run of the same round, so a slow spell slows both) and shown
-as the median with the min-max across rounds; a row whose spread is not smaller than the
-effect it measures says so (``unresolved``). The last line names the machine: Python, CPUs
+as the median with the min-max across rounds; a row meets its throughput target only when
+every round does, misses it when none does, and says ``unresolved`` when the rounds
+disagree. The last line names the machine: Python, CPUs
 and whether it is a container or a virtual machine.
 
 FastAPI has three sides, all with ``KratosAALMiddleware`` mounted without rules: a route
@@ -326,22 +327,30 @@ def rotated(items: Sequence[str], turn: int) -> list[str]:
     return [*items[shift:], *items[:shift]]
 
 
-def spread(values: Sequence[float], digits: int) -> str:
-    """Return the median of *values* and their min-max, e.g. ``0.91 (0.89-0.93)``."""
-    median = statistics.median(values)
-    return f"{median:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+def spread(values: Sequence[float], digits: int, *, signed: bool = False) -> str:
+    """Return the median of *values* and their min-max: ``0.91 (0.89-0.93)``.
+
+    *signed*: every figure with its sign, ``+22 (-26 to +31)``.
+    """
+    sign = "+" if signed else ""
+    low, high = f"{min(values):{sign}.{digits}f}", f"{max(values):{sign}.{digits}f}"
+    mid = f"{statistics.median(values):{sign}.{digits}f}"
+    return f"{mid} ({low} to {high})" if signed else f"{mid} ({low}-{high})"
 
 
 def throughput_verdict(ratios: Sequence[float], target: float) -> str:
-    """Say whether the paired throughput *ratios* keep *target*, and whether they can tell.
+    """Say whether the paired throughput *ratios* keep *target*, round by round.
 
-    ``unresolved``: the spread across rounds is not smaller than the effect measured (what
-    the guard costs, 1 - ratio), so the run cannot say how much the guard costs.
+    ``met``: every round did; ``missed``: none did; ``unresolved``: some rounds did and
+    some did not (or a single round), so the run cannot tell.
     """
-    median = statistics.median(ratios)
-    if max(ratios) - min(ratios) >= max(1 - median, 0.0):
+    if len(ratios) < 2:
         return "unresolved"
-    return "met" if median >= target else "missed"
+    if min(ratios) >= target:
+        return "met"
+    if max(ratios) < target:
+        return "missed"
+    return "unresolved"
 
 
 def table_row(row: Row, runs: dict[str, list[dict[str, float]]]) -> str:
@@ -373,7 +382,7 @@ def table_row(row: Row, runs: dict[str, list[dict[str, float]]]) -> str:
     return (
         f"| {row.figure} | {median(bare, 'rps'):,.0f} → {median(guarded, 'rps'):,.0f}"
         f" | {spread(ratios, 2)} | ≥ {row.target:.2f}: {throughput_verdict(ratios, row.target)}"
-        f" | {cpu} | +{spread(added_cpu, 0)} | {added} | {p99} | {bad} |"
+        f" | {cpu} | {spread(added_cpu, 0, signed=True)} | {added} | {p99} | {bad} |"
     )
 
 
