@@ -32,7 +32,8 @@ from kratos_aal.testing import reserve_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = ROOT / "test-artifacts" / "walkthrough"
+# KRATOS_AAL_ARTIFACTS: where a run keeps its screenshots (.ci/run gives each run its own).
+SHOTS = Path(os.environ.get("KRATOS_AAL_ARTIFACTS") or ROOT / "test-artifacts") / "walkthrough"
 FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
