@@ -361,11 +361,12 @@ def test_entries_not_for_the_hit_path_are_never_hits(fake: FakeKratos, clock: Cl
 #: Python calls a cache hit adds over the bare app, at most (the figures this ends with).
 # Django's figure includes the two calls of the fake's clock (time.time is C in production).
 # "starlette, hops": the request carries the hop cookie, so the response is relayed to clear it.
-# "starlette": one call more per message (start, body), to see an event stream (SPEC §5c).
+# "starlette": one call more per message (start, body), to see an event stream (SPEC §5c),
+# and one to make that watch (a closure: it keeps the guard it made, see _watching).
 # "drf": IsAAL2 over AllowAny; "drf, authenticated": KratosAuthentication too, whose hit
 # the permission takes (62 calls when authentication took the whole whoami path).
 MAX_ADDED_CALLS = {
-    "starlette": 6,
+    "starlette": 7,
     "starlette, hops": 8,
     "wsgi": 4,
     "django": 7,
@@ -1178,3 +1179,48 @@ async def test_a_stream_allowed_by_a_requirement_subclass_is_watched(
     for _ in range(2):  # the whole way, then a hit
         await guarded(dict(scope), receive, send)
     assert watched == [2, 2]
+
+
+@pytest.mark.parametrize("inner_rule", ["aal1", None], ids=["both-rules", "outer-rule-only"])
+async def test_a_stream_under_two_middlewares_is_watched_once_and_sent(
+    fake: FakeKratos, aal2_session: Any, inner_rule: str | None
+) -> None:
+    # A mounted app with its own middleware under the app's: on a cache hit the inner
+    # middleware's guard sends through the outer one's send, which must pass it on, not
+    # hand it back to that guard (a RecursionError and nothing sent, before the fix).
+    from kratos_aal.integrations._asgi_live import GUARD_KEY, Guard
+    from kratos_aal.integrations.starlette import KratosAALMiddleware
+
+    watched: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        stream = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": stream})
+        watched.append(type(scope.get(GUARD_KEY)) is Guard)
+        await send({"type": "http.response.body", "body": b"data: x\n\n", "more_body": False})
+
+    client = AsyncKratosClient(
+        fake.config(), http_client=httpx.AsyncClient(transport=fake.transport())
+    )
+    inner_rules = {"/events": inner_rule} if inner_rule else {}
+    inner = KratosAALMiddleware(app, client=client, rules=inner_rules)
+    outer = KratosAALMiddleware(inner, client=client, rules={"/events": "aal2"})
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/events",
+        "headers": [(b"cookie", aal2_session.cookie_header.encode())],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    for _ in range(3):  # the whole way, then hits
+        sent: list[str] = []
+
+        async def send(message: Any, sent: list[str] = sent) -> None:
+            sent.append(message["type"])
+
+        await asyncio.wait_for(outer(dict(scope), receive, send), 10)
+        assert sent == ["http.response.start", "http.response.body"]
+    assert watched == [True, True, True]

@@ -114,7 +114,7 @@ class KratosAALMiddleware:
                 # Allowed from the cache and no hop cookie to clear: nothing to relay (a
                 # denial a dependency raises below is answered by its app: deny_in_scope),
                 # but an event stream is watched while open (SPEC §5c).
-                pass_on = functools.partial(_watch, scope, send)
+                pass_on = _watching(scope, send)
         if pass_on is None:
             pass_on = relay = _Relay(scope, send)
         try:
@@ -307,21 +307,34 @@ def _stream(scope: Scope, send: Send) -> Guard | None:
     return guard
 
 
-def _watch(scope: Scope, send: Send, message: Message) -> Awaitable[None]:
-    """Send a message of an allowed request, watching it if it starts an event stream.
+def _watching(scope: Scope, send: Send) -> Send:
+    """Return the ``send`` of a request allowed from the cache: it watches an event stream.
 
-    A plain callable (as :class:`_Relay`): one call per message on the hit path.
+    A plain function (as :class:`_Relay` is a plain callable): one call per message on the
+    hit path, a closure the cheapest of them. Only the guard it made itself is relayed
+    through: a guard an inner middleware made (a mounted app's own) sends through this
+    one, and passing its messages back to it would loop.
     """
-    guard = scope.get(GUARD_KEY)
-    if type(guard) is Guard:
-        return guard.relay(message)
-    if message["type"] == "http.response.start":
-        for name, value in message.get("headers", ()):
-            if name.lower() == b"content-type" and value.lower().startswith(_EVENT_STREAM):
-                guard = _stream(scope, send)
-                if guard is not None:
-                    return guard.relay(message)
-    return send(message)
+    guard: Guard | None = None
+
+    def watch(message: Message) -> Awaitable[None]:
+        nonlocal guard
+        if guard is not None:
+            return guard.relay(message)
+        if message["type"] == "http.response.start":
+            for name, value in message.get("headers", ()):
+                # The length first: most names are not "content-type", and lower() makes one.
+                if (
+                    len(name) == 12
+                    and name.lower() == b"content-type"
+                    and value[:17].lower() == _EVENT_STREAM
+                ):
+                    guard = _stream(scope, send)
+                    if guard is not None:
+                        return guard.relay(message)
+        return send(message)
+
+    return watch
 
 
 class _Relay:
