@@ -45,7 +45,7 @@ from .._web import (
     csrf_error_body,
     error_body,
 )
-from ..exceptions import KratosUnavailable, StepUpRequired
+from ..exceptions import ConfigurationError, KratosUnavailable, StepUpRequired
 from .django import conf
 from .django._glue import (
     _return_to,
@@ -309,7 +309,12 @@ class RequireAAL(_Combinable, BasePermission):
         max_age: float | timedelta | None = None,
         methods: Collection[str] | None = None,
     ) -> None:
-        self.requirement = Requirement(aal, max_age=max_age, methods=methods)
+        self._kratos_aal_requirement = Requirement(aal, max_age=max_age, methods=methods)
+
+    @property
+    def requirement(self) -> Requirement:
+        """The :class:`~kratos_aal.Requirement` this permission asks of the session."""
+        return self._kratos_aal_requirement
 
     def __call__(self) -> RequireAAL:
         """Return itself: DRF instantiates each entry of ``permission_classes``."""
@@ -321,32 +326,35 @@ class RequireAAL(_Combinable, BasePermission):
         Raises:
             KratosDenied: it does not (or Kratos is in trouble); DRF answers with its response.
         """
+        # Read under a private name: IsAAL1 and IsAAL2 run this check too, and their
+        # subclasses may have a ``requirement`` of their own.
+        requirement = self._kratos_aal_requirement
         django_request = request._request
         # DRF views are exempt from CsrfViewMiddleware: the cookie alone must not let a
         # cross-origin request in, whatever authentication class the view has.
-        refusal = refusal_of(django_request, self.requirement)
+        refusal = refusal_of(django_request, requirement)
         if refusal is not None:
             raise _refused(request, refusal)
         found = django_request.__dict__.get(_HIT)
         if (
             found is not None
-            and found.rank >= self.requirement.hit_rank
+            and found.rank >= requirement.hit_rank
             and isinstance(request.successful_authenticator, KratosAuthentication)
         ):
             # KratosAuthentication's cache hit on this request, and the request's user is
             # the one it found (not another view's authenticator on the same HttpRequest).
             if not _observe.STATE.quiet:
-                decision = found.allowed(self.requirement)
+                decision = found.allowed(requirement)
                 _observe.decided(decision, "django", django_request, web_request)
             return True
         client, _ = conf.clients()
-        found = hit(django_request, self.requirement, client)
+        found = hit(django_request, requirement, client)
         if found is not None:
             return _same_person(request, found.session)
         try:
             decision = client.check(
                 _credentials(django_request),
-                self.requirement,
+                requirement,
                 lambda: _return_to(django_request),
             )
         except BadRequest as error:
@@ -402,16 +410,25 @@ class _Fixed(BasePermission, metaclass=_FixedMeta):
     """A :class:`RequireAAL` with the level fixed by the class."""
 
     aal: AAL
-    #: ``RequireAAL(aal)``, made once per class: every request asks it.
-    _permission: RequireAAL
+    #: ``Requirement(aal)``, made once per class: every request asks it. Private: a
+    #: subclass's own ``requirement`` is the app's, as it always was.
+    _kratos_aal_requirement: Requirement
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._permission = RequireAAL(cls.aal)
+        requirement = Requirement(cls.aal)
+        if isinstance(vars(cls).get("requirement"), Requirement):
+            # Never read: a max_age or methods set there would silently not be asked.
+            raise ConfigurationError(
+                f"{cls.__qualname__}.requirement: a Requirement on a subclass of IsAAL1 or "
+                f"IsAAL2 is not read; put RequireAAL({requirement.aal.value!r}, max_age=..., "
+                f"methods=...) in permission_classes instead"
+            )
+        cls._kratos_aal_requirement = requirement
 
-    def has_permission(self, request: Request, view: Any) -> bool:
-        """Return ``True`` when the session meets the class's AAL (see :class:`RequireAAL`)."""
-        return self._permission.has_permission(request, view)
+    # RequireAAL's own check, which reads only ``self._kratos_aal_requirement``: no call in
+    # between.
+    has_permission = RequireAAL.has_permission
 
 
 class IsAAL1(_Fixed):
