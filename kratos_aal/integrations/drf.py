@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import timedelta
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -95,11 +96,15 @@ class KratosUser:
         self.session = session
         self.identity = session.identity
         self.id = self.pk = self.identity.id if self.identity else session.id
+
+    @cached_property
+    def username(self) -> str:
+        """The identity's email trait, else its id (worked out when first read)."""
         traits = self.identity.traits if self.identity else {}
         # What Identity holds first (checked in order): Mapping's own check runs Python.
         readable = isinstance(traits, (MappingProxyType, dict, Mapping))
         email = traits.get("email") if readable else None
-        self.username = email if isinstance(email, str) else self.id
+        return email if isinstance(email, str) else self.id
 
     def get_username(self) -> str:
         """Return the identity's email trait, else its id."""

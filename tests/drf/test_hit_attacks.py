@@ -217,6 +217,20 @@ def test_kratos_users_are_per_session_never_shared_between_sessions(
     assert one[0].session is one[1] and two[0].session is two[1]
 
 
+def test_a_username_set_on_one_hit_is_that_requests_alone(fake_kratos: FakeKratos) -> None:
+    # KratosUser works its username out when first read (a hit need not pay for it); an app
+    # may still set it for one request, and the next request's user reads the identity's.
+    ada = fake_kratos.session("aal1")
+    warm(ada.cookie_header)
+    first, _ = authenticate(HTTP_COOKIE=ada.cookie_header)
+    assert "username" not in vars(first)  # not worked out on the hit path
+    first.username = "sudo:ada"
+    assert first.get_username() == str(first) == "sudo:ada"
+    second, _ = authenticate(HTTP_COOKIE=ada.cookie_header)
+    assert second.get_username() == str(second) == ada.identity.email
+    assert second.username == ada.identity.email
+
+
 def test_aal1_hit_does_not_satisfy_aal2(fake_kratos: FakeKratos) -> None:
     ada = fake_kratos.session("aal1")
     client = APIClient()
