@@ -314,12 +314,7 @@ class RequireAAL(_Combinable, BasePermission):
         max_age: float | timedelta | None = None,
         methods: Collection[str] | None = None,
     ) -> None:
-        self._kratos_aal_requirement = Requirement(aal, max_age=max_age, methods=methods)
-
-    @property
-    def requirement(self) -> Requirement:
-        """The :class:`~kratos_aal.Requirement` this permission asks of the session."""
-        return self._kratos_aal_requirement
+        self.requirement = Requirement(aal, max_age=max_age, methods=methods)
 
     def __call__(self) -> RequireAAL:
         """Return itself: DRF instantiates each entry of ``permission_classes``."""
@@ -331,51 +326,53 @@ class RequireAAL(_Combinable, BasePermission):
         Raises:
             KratosDenied: it does not (or Kratos is in trouble); DRF answers with its response.
         """
-        # Read under a private name: IsAAL1 and IsAAL2 run this check too, and their
-        # subclasses may have a ``requirement`` of their own.
-        requirement = self._kratos_aal_requirement
-        django_request = request._request
-        if django_request.method not in SAFE_METHODS or "HTTP_UPGRADE" in django_request.META:
-            # DRF views are exempt from CsrfViewMiddleware: the cookie alone must not let a
-            # cross-origin request in, whatever authentication class the view has. (The
-            # test refusal_of starts with, made here first: a GET pays for no call.)
-            refusal = refusal_of(django_request, requirement)
-            if refusal is not None:
-                raise _refused(request, refusal)
-        found = django_request.__dict__.get(_HIT)
-        if (
-            found is not None
-            and found.rank >= requirement.hit_rank
-            and isinstance(request.successful_authenticator, KratosAuthentication)
-        ):
-            # KratosAuthentication's cache hit on this request, and the request's user is
-            # the one it found (not another view's authenticator on the same HttpRequest).
-            if not _observe.STATE.quiet:
-                decision = found.allowed(requirement)
-                _observe.decided(decision, "django", django_request, web_request)
-            return True
-        client, _ = conf.clients()
-        found = hit(django_request, requirement, client)
-        if found is not None:
-            authenticator = request.successful_authenticator
-            if authenticator is None or isinstance(authenticator, KratosAuthentication):
-                return True  # _same_person's first answer, without the call
-            return _same_person(request, found.session)
-        try:
-            decision = client.check(
-                _credentials(django_request),
-                requirement,
-                lambda: _return_to(django_request),
-            )
-        except BadRequest as error:
-            raise _bad_request(str(error)) from None
-        if decision.outcome is Outcome.ALLOW:
-            django_request.kratos_session = decision.session
-            return _same_person(request, decision.session)
-        raise _denied(request, decision)
+        return _permits(request, self.requirement)
 
     def __repr__(self) -> str:
         return f"RequireAAL({self.requirement!r})"
+
+
+def _permits(request: Request, requirement: Requirement) -> bool:
+    """The check of RequireAAL, IsAAL1 and IsAAL2 (see :meth:`RequireAAL.has_permission`)."""
+    django_request = request._request
+    if django_request.method not in SAFE_METHODS or "HTTP_UPGRADE" in django_request.META:
+        # DRF views are exempt from CsrfViewMiddleware: the cookie alone must not let a
+        # cross-origin request in, whatever authentication class the view has. (The
+        # test refusal_of starts with, made here first: a GET pays for no call.)
+        refusal = refusal_of(django_request, requirement)
+        if refusal is not None:
+            raise _refused(request, refusal)
+    found = django_request.__dict__.get(_HIT)
+    if (
+        found is not None
+        and found.rank >= requirement.hit_rank
+        and isinstance(request.successful_authenticator, KratosAuthentication)
+    ):
+        # KratosAuthentication's cache hit on this request, and the request's user is
+        # the one it found (not another view's authenticator on the same HttpRequest).
+        if not _observe.STATE.quiet:
+            decision = found.allowed(requirement)
+            _observe.decided(decision, "django", django_request, web_request)
+        return True
+    client, _ = conf.clients()
+    found = hit(django_request, requirement, client)
+    if found is not None:
+        authenticator = request.successful_authenticator
+        if authenticator is None or isinstance(authenticator, KratosAuthentication):
+            return True  # _same_person's first answer, without the call
+        return _same_person(request, found.session)
+    try:
+        decision = client.check(
+            _credentials(django_request),
+            requirement,
+            lambda: _return_to(django_request),
+        )
+    except BadRequest as error:
+        raise _bad_request(str(error)) from None
+    if decision.outcome is Outcome.ALLOW:
+        django_request.kratos_session = decision.session
+        return _same_person(request, decision.session)
+    raise _denied(request, decision)
 
 
 class _NotTheirs(exceptions.PermissionDenied):
@@ -427,8 +424,9 @@ class _Fixed(BasePermission, metaclass=_FixedMeta):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         requirement = Requirement(cls.aal)
-        if isinstance(vars(cls).get("requirement"), Requirement):
-            # Never read: a max_age or methods set there would silently not be asked.
+        if isinstance(getattr(cls, "requirement", None), Requirement):
+            # Never read (on the class or a mixin): a max_age or methods set there would
+            # silently not be asked.
             raise ConfigurationError(
                 f"{cls.__qualname__}.requirement: a Requirement on a subclass of IsAAL1 or "
                 f"IsAAL2 is not read; put RequireAAL({requirement.aal.value!r}, max_age=..., "
@@ -436,9 +434,9 @@ class _Fixed(BasePermission, metaclass=_FixedMeta):
             )
         cls._kratos_aal_requirement = requirement
 
-    # RequireAAL's own check, which reads only ``self._kratos_aal_requirement``: no call in
-    # between.
-    has_permission = RequireAAL.has_permission
+    def has_permission(self, request: Request, view: Any) -> bool:
+        """Return ``True`` when the session meets the class's AAL (see :class:`RequireAAL`)."""
+        return _permits(request, self._kratos_aal_requirement)
 
 
 class IsAAL1(_Fixed):

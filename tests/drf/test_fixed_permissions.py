@@ -363,7 +363,7 @@ def test_each_class_holds_its_own_requirement() -> None:
         assert "requirement" not in vars(cls), cls
         made = cls._kratos_aal_requirement
         assert made.max_age is None and made.methods is None
-    assert IsAAL1.has_permission is IsAAL2.has_permission is RequireAAL.has_permission
+    assert IsAAL1.has_permission is IsAAL2.has_permission
     with pytest.raises(AttributeError):
         IsAAL2._kratos_aal_requirement.aal = AAL.AAL1  # type: ignore[misc]  # frozen
 
@@ -418,13 +418,37 @@ def test_a_requirement_on_a_subclass_fails_when_the_class_is_made() -> None:
             requirement = Requirement(AAL.AAL1, methods={"webauthn"})
 
 
-def test_require_aal_names_its_requirement_read_only() -> None:
+def test_a_requirement_on_a_mixin_fails_too() -> None:
+    class FreshMixin:
+        requirement = Requirement(AAL.AAL2, max_age=300)
+
+    with pytest.raises(ConfigurationError, match=r"Fresh\.requirement"):
+
+        class Fresh(FreshMixin, IsAAL2):
+            pass
+
+
+def test_require_aal_checks_the_requirement_it_shows(fake_kratos: FakeKratos) -> None:
+    # RequireAAL's ``requirement`` is a plain attribute, read by every check: what repr
+    # shows is what is asked, and a subclass that sets it in __init__ is enforced.
+    from django.test import RequestFactory
+
+    from kratos_aal.integrations.drf import KratosDenied
+
+    class Lowered(RequireAAL):
+        def __init__(self) -> None:
+            self.requirement = Requirement(AAL.AAL1)  # no super().__init__()
+
     permission = RequireAAL("aal2", max_age=300)
     assert permission.requirement == Requirement(AAL.AAL2, max_age=300)
     assert repr(permission) == f"RequireAAL({permission.requirement!r})"
-    with pytest.raises(AttributeError):
-        permission.requirement = Requirement(AAL.AAL1)  # type: ignore[misc]
-    assert permission.requirement == Requirement(AAL.AAL2, max_age=300)
+    session = fake_kratos.session("aal1", totp=True)
+    for _ in range(2):  # a miss, then a hit
+        request = RequestFactory().get("/", HTTP_COOKIE=session.cookie_header, **JSON)
+        drf = Request(request, authenticators=[KratosAuthentication()])
+        with pytest.raises(KratosDenied):
+            permission.has_permission(drf, None)
+        assert Lowered().has_permission(drf, None)
 
 
 # --- An app's own ``requirement`` on a subclass stays the app's -------------------------------
