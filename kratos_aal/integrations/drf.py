@@ -337,8 +337,7 @@ def _permits(request: Request, requirement: Requirement) -> bool:
     django_request = request._request
     if django_request.method not in SAFE_METHODS or "HTTP_UPGRADE" in django_request.META:
         # DRF views are exempt from CsrfViewMiddleware: the cookie alone must not let a
-        # cross-origin request in, whatever authentication class the view has. (The
-        # test refusal_of starts with, made here first: a GET pays for no call.)
+        # cross-origin request in. (refusal_of's first test, here: a GET makes no call.)
         refusal = refusal_of(django_request, requirement)
         if refusal is not None:
             raise _refused(request, refusal)
@@ -425,8 +424,7 @@ class _Fixed(BasePermission, metaclass=_FixedMeta):
         super().__init_subclass__(**kwargs)
         requirement = Requirement(cls.aal)
         if isinstance(getattr(cls, "requirement", None), Requirement):
-            # Never read (on the class or a mixin): a max_age or methods set there would
-            # silently not be asked.
+            # Never read (on the class or a mixin): its max_age or methods never asked.
             raise ConfigurationError(
                 f"{cls.__qualname__}.requirement: a Requirement on a subclass of IsAAL1 or "
                 f"IsAAL2 is not read; put RequireAAL({requirement.aal.value!r}, max_age=..., "
