@@ -1098,6 +1098,21 @@ def test_the_drf_hit_path_makes_few_calls(fake_kratos: FakeKratos, authenticated
     assert added <= MAX_ADDED_CALLS["drf, authenticated" if authenticated else "drf"], added
 
 
+def _cookie_get(path: str, session: Any) -> dict[str, Any]:
+    """An ASGI GET of *path* carrying *session*'s cookie, as a server hands it over."""
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "headers": [(b"cookie", session.cookie_header.encode())],
+    }
+
+
+async def _request() -> dict[str, Any]:
+    """The ``receive`` of a request without a body."""
+    return {"type": "http.request", "body": b""}
+
+
 async def test_a_starlette_hit_keeps_its_requirement_without_making_a_list(
     fake: FakeKratos, aal2_session: Any
 ) -> None:
@@ -1115,25 +1130,15 @@ async def test_a_starlette_hit_keeps_its_requirement_without_making_a_list(
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    client = AsyncKratosClient(
-        fake.config(), http_client=httpx.AsyncClient(transport=fake.transport())
-    )
+    client = fake.async_client()
     guarded = KratosAALMiddleware(app, client=client, rules={"/billing": "aal2"})
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/billing",
-        "headers": [(b"cookie", aal2_session.cookie_header.encode())],
-    }
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b""}
+    scope = _cookie_get("/billing", aal2_session)
 
     async def send(message: Any) -> None:
         return None
 
     for _ in range(2):  # the whole way, then a hit
-        await guarded(dict(scope), receive, send)
+        await guarded(dict(scope), _request, send)
     assert all(type(one) is Requirement and one.aal.value == "aal2" for one in seen), seen
 
 
@@ -1161,25 +1166,15 @@ async def test_a_stream_allowed_by_a_requirement_subclass_is_watched(
         watched.append(type(guard) is Guard and len(guard.connections))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    client = AsyncKratosClient(
-        fake.config(), http_client=httpx.AsyncClient(transport=fake.transport())
-    )
+    client = fake.async_client()
     guarded = KratosAALMiddleware(app, client=client, rules={"/events": Strict("aal2")})
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/events",
-        "headers": [(b"cookie", aal2_session.cookie_header.encode())],
-    }
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b""}
+    scope = _cookie_get("/events", aal2_session)
 
     async def send(message: Any) -> None:
         return None
 
     for _ in range(2):  # the whole way, then a hit
-        await guarded(dict(scope), receive, send)
+        await guarded(dict(scope), _request, send)
     assert watched == [2, 2]
 
 
@@ -1201,21 +1196,11 @@ async def test_a_stream_under_two_middlewares_is_watched_once_and_sent(
         watched.append(type(scope.get(GUARD_KEY)) is Guard)
         await send({"type": "http.response.body", "body": b"data: x\n\n", "more_body": False})
 
-    client = AsyncKratosClient(
-        fake.config(), http_client=httpx.AsyncClient(transport=fake.transport())
-    )
+    client = fake.async_client()
     inner_rules = {"/events": inner_rule} if inner_rule else {}
     inner = KratosAALMiddleware(app, client=client, rules=inner_rules)
     outer = KratosAALMiddleware(inner, client=client, rules={"/events": "aal2"})
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/events",
-        "headers": [(b"cookie", aal2_session.cookie_header.encode())],
-    }
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b""}
+    scope = _cookie_get("/events", aal2_session)
 
     for _ in range(3):  # the whole way, then hits
         sent: list[str] = []
@@ -1223,6 +1208,6 @@ async def test_a_stream_under_two_middlewares_is_watched_once_and_sent(
         async def send(message: Any, sent: list[str] = sent) -> None:
             sent.append(message["type"])
 
-        await asyncio.wait_for(outer(dict(scope), receive, send), 10)
+        await asyncio.wait_for(outer(dict(scope), _request, send), 10)
         assert sent == ["http.response.start", "http.response.body"]
     assert watched == [True, True, True]

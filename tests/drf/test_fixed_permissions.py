@@ -105,8 +105,10 @@ class OldInitialised(OldAAL2):
         self.made = True
 
 
-def combos(aal1: Any, aal2: Any) -> dict[str, list[Any]]:
-    """Every way a view may list them, from the two classes given."""
+def combos(
+    aal1: Any, aal2: Any, audited: Any, step_up: Any, worded: Any, initialised: Any
+) -> dict[str, list[Any]]:
+    """Every way a view may list them, from the classes given (new or old ones)."""
     return {
         "aal1": [aal1],
         "aal2": [aal2],
@@ -119,27 +121,17 @@ def combos(aal1: Any, aal2: Any) -> dict[str, list[Any]]:
         "aal1-or-aal2": [aal1 | aal2],
         "aal2-or-allow-any": [aal2 | AllowAny],
         "two-lists": [aal1, aal2],
+        "audited": [audited],
+        "step-up": [step_up],
+        "worded": [worded],
+        "not-worded": [~worded],
+        "initialised": [initialised],
+        "step-up-or-admin": [step_up | IsAdminUser],
     }
 
 
-NEW = {
-    **combos(IsAAL1, IsAAL2),
-    "audited": [Audited],
-    "step-up": [StepUp],
-    "worded": [Worded],
-    "not-worded": [~Worded],
-    "initialised": [Initialised],
-    "step-up-or-admin": [StepUp | IsAdminUser],
-}
-OLD = {
-    **combos(OldAAL1, OldAAL2),
-    "audited": [OldAudited],
-    "step-up": [OldStepUp],
-    "worded": [OldWorded],
-    "not-worded": [~OldWorded],
-    "initialised": [OldInitialised],
-    "step-up-or-admin": [OldStepUp | IsAdminUser],
-}
+NEW = combos(IsAAL1, IsAAL2, Audited, StepUp, Worded, Initialised)
+OLD = combos(OldAAL1, OldAAL2, OldAudited, OldStepUp, OldWorded, OldInitialised)
 #: Which of them demand aal2 of the Kratos session, whatever else they ask.
 NEEDS_AAL2 = {
     name
