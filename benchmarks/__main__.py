@@ -378,6 +378,7 @@ def drf_overhead(requests: int, rounds: int) -> None:
     configure_django()
     from django.test import RequestFactory
     from rest_framework.permissions import AllowAny
+    from rest_framework.request import Request
     from rest_framework.response import Response
     from rest_framework.views import APIView
 
@@ -405,15 +406,38 @@ def drf_overhead(requests: int, rounds: int) -> None:
     factory = RequestFactory()
     environ = {"HTTP_" + n.upper().replace("-", "_"): v for n, v in BROWSER_HEADERS}
 
+    def fresh() -> Any:
+        return factory.get("/billing", HTTP_COOKIE=browser_cookie(session), **environ)
+
     def measure(view: Callable[[Any], Any]) -> Callable[[], float]:
         def many() -> float:
-            made = [
-                factory.get("/billing", HTTP_COOKIE=browser_cookie(session), **environ)
-                for _ in range(requests)
-            ]
+            made = [fresh() for _ in range(requests)]
             start = time.perf_counter()
             for one in made:
                 view(one)
+            return (time.perf_counter() - start) / requests
+
+        return many
+
+    def alone(permission: type, authentication: type | None = None) -> Callable[[], float]:
+        """What DRF's view runs of *authentication* and *permission*, alone.
+
+        As ``APIView.initial`` does it (``request.user``, then a new permission's
+        ``has_permission``) on fresh requests, without the rest of a view (about 80 µs on
+        the 2-core VM), whose run-to-run spread is larger than what the permission adds.
+        """
+        classes = () if authentication is None else (authentication,)
+        api_view = APIView()
+
+        def many() -> float:
+            made = [
+                Request(fresh(), authenticators=[c() for c in classes]) for _ in range(requests)
+            ]
+            start = time.perf_counter()
+            for one in made:
+                one.user  # noqa: B018  # authenticates, as perform_authentication does
+                if not permission().has_permission(one, api_view):
+                    raise AssertionError(f"{permission.__name__} refused a cache hit")
             return (time.perf_counter() - start) / requests
 
         return many
@@ -439,22 +463,15 @@ def drf_overhead(requests: int, rounds: int) -> None:
             "ideal auth": IdealWithAuthentication.as_view(),
         }
         for view in views.values():
-            made = factory.get("/billing", HTTP_COOKIE=browser_cookie(session), **environ)
-            assert view(made).status_code == 200
+            assert view(fresh()).status_code == 200
         times = interleaved({name: measure(view) for name, view in views.items()}, rounds)
-        alone = interleaved(
+        alone_times = interleaved(
             {
-                "bare": _drf_alone(factory, session, environ, AllowAny, None, requests),
-                "ours": _drf_alone(factory, session, environ, IsAAL2, None, requests),
-                "ideal": _drf_alone(
-                    factory, session, environ, ideal_drf_permission(store), None, requests
-                ),
-                "auth": _drf_alone(
-                    factory, session, environ, IsAAL2, KratosAuthentication, requests
-                ),
-                "ideal auth": _drf_alone(
-                    factory, session, environ, permission, authentication, requests
-                ),
+                "bare": alone(AllowAny),
+                "ours": alone(IsAAL2),
+                "ideal": alone(ideal_drf_permission(store)),
+                "auth": alone(IsAAL2, KratosAuthentication),
+                "ideal auth": alone(permission, authentication),
             },
             rounds,
         )
@@ -463,49 +480,15 @@ def drf_overhead(requests: int, rounds: int) -> None:
         "DRF KratosAuthentication + IsAAL2, cache hit, added vs ideal pair",
         {**times, "ours added": times["auth added"], "ideal added": times["ideal auth added"]},
     )
-    ratio_row("DRF IsAAL2 alone (no view: DRF's Request), added vs ideal", alone)
+    ratio_row("DRF IsAAL2 alone (no view: DRF's Request), added vs ideal", alone_times)
     ratio_row(
         "DRF KratosAuthentication + IsAAL2 alone, added vs ideal pair",
-        {**alone, "ours added": alone["auth added"], "ideal added": alone["ideal auth added"]},
+        {
+            **alone_times,
+            "ours added": alone_times["auth added"],
+            "ideal added": alone_times["ideal auth added"],
+        },
     )
-
-
-def _drf_alone(
-    factory: Any,
-    session: Any,
-    environ: dict[str, str],
-    permission: type,
-    authentication: type | None,
-    requests: int,
-) -> Callable[[], float]:
-    """Return a measure: what DRF's view runs of *authentication* and *permission*, alone.
-
-    As ``APIView.initial`` does it (``request.user``, then a new permission's
-    ``has_permission``) on fresh requests, without the rest of a view (about 80 µs on the
-    2-core VM), whose run-to-run spread is larger than what the permission adds.
-    """
-    from rest_framework.request import Request
-    from rest_framework.views import APIView
-
-    view = APIView()
-    authenticators = () if authentication is None else (authentication,)
-
-    def many() -> float:
-        made = [
-            Request(
-                factory.get("/billing", HTTP_COOKIE=browser_cookie(session), **environ),
-                authenticators=[made() for made in authenticators],
-            )
-            for _ in range(requests)
-        ]
-        start = time.perf_counter()
-        for one in made:
-            one.user  # noqa: B018  # authenticates, as perform_authentication does
-            if not permission().has_permission(one, view):
-                raise AssertionError(f"{permission.__name__} refused a cache hit")
-        return (time.perf_counter() - start) / requests
-
-    return many
 
 
 def flask_overhead(requests: int, rounds: int) -> None:
