@@ -1211,3 +1211,44 @@ async def test_a_stream_under_two_middlewares_is_watched_once_and_sent(
         await asyncio.wait_for(outer(dict(scope), _request, send), 10)
         assert sent == ["http.response.start", "http.response.body"]
     assert watched == [True, True, True]
+
+
+@pytest.mark.parametrize("hops", [False, True], ids=["hit-watched", "hit-relayed"])
+@pytest.mark.parametrize("after_start", [True, False], ids=["after-start", "before-start"])
+async def test_a_denial_raised_below_is_answered_only_before_a_start(
+    fake: FakeKratos, aal2_session: Any, hops: bool, after_start: bool
+) -> None:
+    # A raw ASGI app (no Starlette app to answer it) raises KratosDenied. Before it has
+    # started a response the middleware answers with the denial; after, it must not send
+    # a second http.response.start (a cache hit without the hop cookie did, before the fix:
+    # its watch kept no "started" as the relay of the whole way does).
+    from kratos_aal._web import WebResponse
+    from kratos_aal._web.hops import HOP_MARK
+    from kratos_aal.integrations._starlette_denial import KratosDenied
+    from kratos_aal.integrations.starlette import KratosAALMiddleware
+
+    denial = KratosDenied(WebResponse(403, [("Content-Type", "text/plain")], b"no"))
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["deny"] and not after_start:
+            raise denial
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        if scope["deny"]:
+            raise denial
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    client = fake.async_client()
+    guarded = KratosAALMiddleware(app, client=client, rules={"/billing": "aal2"})
+    scope = _cookie_get("/billing", aal2_session)
+    if hops:
+        cookie = scope["headers"][0][1] + f"; {HOP_MARK}x.1.1".encode()
+        scope["headers"] = [(b"cookie", cookie)]
+    for deny in (False, True, True):  # the whole way allows, then hits deny below
+        sent: list[tuple[str, int | None]] = []
+
+        async def send(message: Any, sent: list[tuple[str, int | None]] = sent) -> None:
+            sent.append((message["type"], message.get("status")))
+
+        await guarded({**scope, "deny": deny}, _request, send)
+        starts = [status for kind, status in sent if kind == "http.response.start"]
+        assert starts == ([403] if deny and not after_start else [200]), sent

@@ -50,6 +50,8 @@ from ._starlette_denial import KratosDenied, _reason
 from ._starlette_user import _AUTH, KratosUser, _attach
 
 _HOP_MARK = HOP_MARK.encode()
+#: Set by a cache hit's watch when the app starts its response.
+_STARTED = "kratos_aal.started"
 #: What resets the loop counter, by whether the request came on https.
 _CLEAR_HOPS = {s: (b"set-cookie", v.encode("latin-1")) for s, (_, v) in CLEAR_HOPS.items()}
 
@@ -120,8 +122,9 @@ class KratosAALMiddleware:
         try:
             await self.app(scope, receive, pass_on)
         except KratosDenied as denied:
-            # A mounted app's own error middleware may already have answered for it.
-            if relay is None or not relay.started:
+            # Answered only while nothing has started: a mounted app's own error
+            # middleware may already have answered for it, or the app began its own.
+            if not (scope.get(_STARTED) if relay is None else relay.started):
                 await _send(send, denied.response)
         except (Exception, asyncio.CancelledError) as error:
             if not _stopped(scope, error):
@@ -322,6 +325,7 @@ def _watching(scope: Scope, send: Send) -> Send:
         if guard is not None:
             return guard.relay(message)
         if message["type"] == "http.response.start":
+            scope[_STARTED] = True  # no denial may start another (__call__'s except)
             for name, value in message.get("headers", ()):
                 # The length first: most names are not "content-type", and lower() makes one.
                 if (
