@@ -1252,3 +1252,44 @@ async def test_a_denial_raised_below_is_answered_only_before_a_start(
         await guarded({**scope, "deny": deny}, _request, send)
         starts = [status for kind, status in sent if kind == "http.response.start"]
         assert starts == ([403] if deny and not after_start else [200]), sent
+
+
+@pytest.mark.parametrize("hops", [False, True], ids=["no-hops", "hops"])
+async def test_headers_sent_as_an_iterator_reach_the_server_and_are_watched(
+    fake: FakeKratos, aal2_session: Any, hops: bool
+) -> None:
+    # ASGI's headers are any iterable of pairs (uvicorn reads a generator as a list). The
+    # relay's and the watch's scans for an event stream used a one-shot iterator up, and
+    # the server got no headers; a value after optional whitespace (" text/event-stream",
+    # as HTTP reads it) went unwatched.
+    from kratos_aal._web.hops import HOP_MARK
+    from kratos_aal.integrations._asgi_live import GUARD_KEY, Guard
+    from kratos_aal.integrations.starlette import KratosAALMiddleware
+
+    pairs = [(b"x-app", b"1"), (b"content-type", b" text/event-stream"), (b"x-app", b"2")]
+    watched: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = (pair for pair in pairs)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        watched.append(type(scope.get(GUARD_KEY)) is Guard)
+        await send({"type": "http.response.body", "body": b"data: x\n\n", "more_body": False})
+
+    client = fake.async_client()
+    guarded = KratosAALMiddleware(app, client=client, rules={"/events": "aal2"})
+    scope = _cookie_get("/events", aal2_session)
+    if hops:
+        cookie = scope["headers"][0][1] + f"; {HOP_MARK}x.1.1".encode()
+        scope["headers"] = [(b"cookie", cookie)]
+    for _ in range(3):  # the whole way, then hits
+        started: list[list[tuple[bytes, bytes]]] = []
+
+        async def send(message: Any, started: list[Any] = started) -> None:
+            if message["type"] == "http.response.start":
+                started.append(list(message["headers"]))
+
+        await asyncio.wait_for(guarded(dict(scope), _request, send), 10)
+        [headers] = started
+        assert [pair for pair in headers if pair[0] != b"set-cookie"] == pairs
+        assert any(name == b"set-cookie" for name, _ in headers) is hops
+    assert watched == [True, True, True]

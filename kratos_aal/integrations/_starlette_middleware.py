@@ -326,12 +326,15 @@ def _watching(scope: Scope, send: Send) -> Send:
             return guard.relay(message)
         if message["type"] == "http.response.start":
             scope[_STARTED] = True  # no denial may start another (__call__'s except)
-            for name, value in message.get("headers", ()):
+            headers = message.get("headers", ())
+            if type(headers) is not list:  # any iterable: a generator is read once, here
+                message = {**message, "headers": (headers := list(headers))}
+            for name, value in headers:
                 # The length first: most names are not "content-type", and lower() makes one.
                 if (
                     len(name) == 12
                     and name.lower() == b"content-type"
-                    and value[:17].lower() == _EVENT_STREAM
+                    and value.lstrip()[:17].lower() == _EVENT_STREAM
                 ):
                     guard = _stream(scope, send)
                     if guard is not None:
@@ -367,18 +370,20 @@ class _Relay:
             return self.send(message)
         self.started = True
         scope = self.scope
-        if scope.get(_HOPS_KEY) or (
-            _HOPS_KEY not in scope and scope.get("kratos_aal.allowed") and self._hops()
-        ):
-            # The request carries the hop cookie (its Cookie header holds _HOP_MARK): reset
-            # it, unless a denial from below (a stricter dependency or decorator) counted one.
-            headers = message.get("headers", [])
-            if not sets_hops(headers):
-                clear = _CLEAR_HOPS[scope.get("scheme") in ("https", "wss")]
-                message = {**message, "headers": [*headers, clear]}
+        headers = message.get("headers", ())
+        if type(headers) is not list:  # any iterable: a generator is read once, here
+            message = {**message, "headers": (headers := list(headers))}
+        # The request carries the hop cookie (its Cookie header holds _HOP_MARK): reset it,
+        # unless a denial from below (a stricter dependency or decorator) counted one.
+        if (
+            scope.get(_HOPS_KEY)
+            or (_HOPS_KEY not in scope and scope.get("kratos_aal.allowed") and self._hops())
+        ) and not sets_hops(headers):
+            clear = _CLEAR_HOPS[scope.get("scheme") in ("https", "wss")]
+            message = {**message, "headers": [*headers, clear]}
         if GUARD_KEY in scope:
             for name, value in message.get("headers", ()):
-                if name.lower() == b"content-type" and value.lower().startswith(_EVENT_STREAM):
+                if name.lower() == b"content-type" and value.lstrip()[:17].lower() == _EVENT_STREAM:
                     self.guard = _stream(scope, self.send)
                     if self.guard is not None:
                         return self.guard.relay(message)

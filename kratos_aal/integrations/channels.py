@@ -167,10 +167,13 @@ def conclude_of(scope: Any, error: KratosUnavailable) -> Any:
 def _watch(scope: Any, message: Any) -> Any:
     # HTTP: an event stream a requirement allowed is watched; anything else goes by.
     guard: Guard = scope[GUARD_KEY]
-    if message["type"] == "http.response.start" and event_stream(message):
-        guard.started = True
-        for requirement in scope.get(_ALLOWED_KEY, ()):
-            guard.append(requirement)
+    if message["type"] == "http.response.start":
+        if type(message.get("headers", [])) is not list:  # any iterable: read once, here
+            message = {**message, "headers": list(message["headers"])}
+        if event_stream(message):
+            guard.started = True
+            for requirement in scope.get(_ALLOWED_KEY, ()):
+                guard.append(requirement)
     if guard.connections or guard.verdict is not None:
         return guard.relay(message)
     return guard.send(message)

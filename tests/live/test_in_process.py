@@ -320,3 +320,45 @@ def test_channels_a_user_deactivated_while_connected_is_refused_at_the_next_hand
         before, after, _live = asyncio.run(run(base))
     assert before == f"{session.id} User"
     assert after == f"{session.id} AnonymousUser"  # the next handshake sees it
+
+
+@pytest.mark.django_db(transaction=True)
+def test_channels_headers_sent_as_an_iterator_reach_the_server_and_are_watched(
+    fake_kratos: FakeKratos,
+) -> None:
+    # ASGI's headers are any iterable of pairs. The watch's scan for an event stream used
+    # a one-shot iterator up, and the server got no headers; a value after optional
+    # whitespace (" text/event-stream", as HTTP reads it) went unwatched.
+    from kratos_aal.integrations._asgi_live import GUARD_KEY
+
+    pairs = [(b"x-app", b"1"), (b"content-type", b" text/event-stream"), (b"x-app", b"2")]
+    watched: list[bool] = []
+
+    async def stream(scope: Any, receive: Any, send: Any) -> None:
+        headers = (pair for pair in pairs)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        watched.append(scope[GUARD_KEY].started)
+        await send({"type": "http.response.body", "body": b"data: x\n\n", "more_body": False})
+
+    app = KratosAuthMiddleware(require_aal("aal1")(stream))
+    session = fake_kratos.session("aal1")
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/live/sse",
+        "scheme": "http",
+        "server": ("127.0.0.1", 80),
+        "headers": [(b"host", b"127.0.0.1"), (b"cookie", session.cookie_header.encode())],
+    }
+    started: list[list[tuple[bytes, bytes]]] = []
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            started.append(list(message["headers"]))
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
+    assert started == [pairs]
+    assert watched == [True]
