@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -50,8 +50,6 @@ from ._starlette_denial import KratosDenied, _reason
 from ._starlette_user import _AUTH, KratosUser, _attach
 
 _HOP_MARK = HOP_MARK.encode()
-#: Set by a cache hit's watch when the app starts its response.
-_STARTED = "kratos_aal.started"
 #: What resets the loop counter, by whether the request came on https.
 _CLEAR_HOPS = {s: (b"set-cookie", v.encode("latin-1")) for s, (_, v) in CLEAR_HOPS.items()}
 
@@ -100,6 +98,7 @@ class KratosAALMiddleware:
             requirement = self.rules.requirement(path)
         pass_on: Send | None = None
         relay: _Relay | None = None
+        began: Callable[[], bool] | None = None  # the hit path's: has the app started?
         if requirement is not None:
             # Unsafe methods only: a GET pays for a set look-up, no call.
             if scope["method"] not in SAFE_METHODS:
@@ -116,7 +115,7 @@ class KratosAALMiddleware:
                 # Allowed from the cache and no hop cookie to clear: nothing to relay (a
                 # denial a dependency raises below is answered by its app: deny_in_scope),
                 # but an event stream is watched while open (SPEC §5c).
-                pass_on = _watching(scope, send)
+                pass_on, began = _watching(scope, send)
         if pass_on is None:
             pass_on = relay = _Relay(scope, send)
         try:
@@ -124,7 +123,7 @@ class KratosAALMiddleware:
         except KratosDenied as denied:
             # Answered only while nothing has started: a mounted app's own error
             # middleware may already have answered for it, or the app began its own.
-            if not (scope.get(_STARTED) if relay is None else relay.started):
+            if not (relay.started if relay is not None else began is not None and began()):
                 await _send(send, denied.response)
         except (Exception, asyncio.CancelledError) as error:
             if not _stopped(scope, error):
@@ -310,8 +309,11 @@ def _stream(scope: Scope, send: Send) -> Guard | None:
     return guard
 
 
-def _watching(scope: Scope, send: Send) -> Send:
+def _watching(scope: Scope, send: Send) -> tuple[Send, Callable[[], bool]]:
     """Return the ``send`` of a request allowed from the cache: it watches an event stream.
+
+    And a function that says whether the app has started its response through it: kept
+    per call, not in the scope, which other layers and calls share.
 
     A plain function (as :class:`_Relay` is a plain callable): one call per message on the
     hit path, a closure the cheapest of them. Only the guard it made itself is relayed
@@ -319,13 +321,14 @@ def _watching(scope: Scope, send: Send) -> Send:
     one, and passing its messages back to it would loop.
     """
     guard: Guard | None = None
+    began = False
 
     def watch(message: Message) -> Awaitable[None]:
-        nonlocal guard
+        nonlocal guard, began
         if guard is not None:
             return guard.relay(message)
         if message["type"] == "http.response.start":
-            scope[_STARTED] = True  # no denial may start another (__call__'s except)
+            began = True  # no denial may start another (__call__'s except)
             headers = message.get("headers", ())
             if type(headers) is not list:  # any iterable: a generator is read once, here
                 message = {**message, "headers": (headers := list(headers))}
@@ -341,7 +344,7 @@ def _watching(scope: Scope, send: Send) -> Send:
                         return guard.relay(message)
         return send(message)
 
-    return watch
+    return watch, lambda: began
 
 
 class _Relay:
