@@ -337,7 +337,7 @@ def _watching(scope: Scope, send: Send) -> tuple[Send, Callable[[], bool]]:
                 if (
                     len(name) == 12
                     and name.lower() == b"content-type"
-                    and value.lstrip()[:17].lower() == _EVENT_STREAM
+                    and _EVENT_STREAM in value.lower()
                 ):
                     guard = _stream(scope, send)
                     if guard is not None:
@@ -371,11 +371,11 @@ class _Relay:
             return self.guard.relay(message)
         if self.started or message["type"] != "http.response.start":
             return self.send(message)
-        self.started = True
         scope = self.scope
         headers = message.get("headers", ())
         if type(headers) is not list:  # any iterable: a generator is read once, here
             message = {**message, "headers": (headers := list(headers))}
+        self.started = True  # once read: a start whose headers raised is not one
         # The request carries the hop cookie (its Cookie header holds _HOP_MARK): reset it,
         # unless a denial from below (a stricter dependency or decorator) counted one.
         if (
@@ -386,7 +386,7 @@ class _Relay:
             message = {**message, "headers": [*headers, clear]}
         if GUARD_KEY in scope:
             for name, value in message.get("headers", ()):
-                if name.lower() == b"content-type" and value.lstrip()[:17].lower() == _EVENT_STREAM:
+                if name.lower() == b"content-type" and _EVENT_STREAM in value.lower():
                     self.guard = _stream(scope, self.send)
                     if self.guard is not None:
                         return self.guard.relay(message)
