@@ -8,11 +8,13 @@ swallowed a later denial; now kept per call, as the whole way's relay keeps it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
 
 from kratos_aal._web import WebResponse
+from kratos_aal._web.hops import HOP_MARK
 from kratos_aal.integrations._starlette_denial import KratosDenied
 from kratos_aal.integrations.starlette import KratosAALMiddleware
 from kratos_aal.testing import FakeKratos
@@ -261,26 +263,42 @@ async def test_a_raw_apps_dependency_denial_before_a_start_is_answered_by_the_mi
         assert ("http.response.body", b"secret") not in sent, sent
 
 
-async def test_a_websocket_with_a_started_mark_is_still_refused(fake: FakeKratos) -> None:
-    # The mark is an HTTP affair: a WebSocket scope carrying it is refused as ever.
+class Broken(Exception):
+    """What an app's headers generator raises."""
+
+
+def _raising() -> Any:
+    yield (b"x-a", b"1")
+    raise Broken
+
+
+@pytest.mark.parametrize("hops", [False, True], ids=["hit-watched", "hit-relayed"])
+async def test_a_denial_after_a_start_whose_headers_raised_is_answered(
+    fake: FakeKratos, hops: bool
+) -> None:
+    # A start whose headers raised never reached the server: it is no start, and a denial
+    # after it is answered, on a hit as the whole way (an outside review of 39b5694).
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "websocket.accept"})
+        # Nothing reaches the server: the app denies instead.
+        with contextlib.suppress(Broken):
+            await send({"type": "http.response.start", "status": 200, "headers": _raising()})
+        raise KratosDenied(WebResponse(403, [("Content-Type", "text/plain")], b"no"))
 
-    guarded = KratosAALMiddleware(app, client=fake.async_client(), rules={"/ws": "aal2"})
-    session = fake.session("aal1")
-    sent: list[Any] = []
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "websocket.connect"}
-
+    guarded = KratosAALMiddleware(app, client=fake.async_client(), rules={"/p": "aal2"})
+    cookie = fake.session("aal2").cookie_header
+    if hops:
+        cookie += f"; {HOP_MARK}x.1.1"
     scope = {
-        "type": "websocket",
-        "path": "/ws",
-        "headers": [(b"cookie", session.cookie_header.encode())],
-        "kratos_aal.started": True,
+        "type": "http",
+        "method": "GET",
+        "path": "/p",
+        "headers": [(b"cookie", cookie.encode())],
     }
-    await guarded(scope, receive, send)
-    assert [m["type"] for m in sent] == ["websocket.close"] and sent[0]["code"] == 1008, sent
+    for run in range(3):  # the whole way, then cache hits
+        sent: list[Any] = []
+
+        async def send(message: Any, sent: list[Any] = sent) -> None:
+            sent.append((message["type"], message.get("status")))
+
+        await asyncio.wait_for(guarded(dict(scope), _request, send), 10)
+        assert ("http.response.start", 403) in sent, (run, sent)

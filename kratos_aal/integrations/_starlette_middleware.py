@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -50,6 +50,8 @@ from ._starlette_denial import KratosDenied, _reason
 from ._starlette_user import _AUTH, KratosUser, _attach
 
 _HOP_MARK = HOP_MARK.encode()
+#: The headers of a start that has none: read, never changed (a list: not copied).
+_NO_HEADERS: list[tuple[bytes, bytes]] = []
 #: What resets the loop counter, by whether the request came on https.
 _CLEAR_HOPS = {s: (b"set-cookie", v.encode("latin-1")) for s, (_, v) in CLEAR_HOPS.items()}
 
@@ -98,7 +100,7 @@ class KratosAALMiddleware:
             requirement = self.rules.requirement(path)
         pass_on: Send | None = None
         relay: _Relay | None = None
-        began: Callable[[], bool] | None = None  # the hit path's: has the app started?
+        began: list[bool] | None = None  # the hit path's: has the app started?
         if requirement is not None:
             # Unsafe methods only: a GET pays for a set look-up, no call.
             if scope["method"] not in SAFE_METHODS:
@@ -115,7 +117,8 @@ class KratosAALMiddleware:
                 # Allowed from the cache and no hop cookie to clear: nothing to relay (a
                 # denial a dependency raises below is answered by its app: deny_in_scope),
                 # but an event stream is watched while open (SPEC §5c).
-                pass_on, began = _watching(scope, send)
+                began = [False]
+                pass_on = _watching(scope, send, began)
         if pass_on is None:
             pass_on = relay = _Relay(scope, send)
         try:
@@ -123,7 +126,7 @@ class KratosAALMiddleware:
         except KratosDenied as denied:
             # Answered only while nothing has started: a mounted app's own error
             # middleware may already have answered for it, or the app began its own.
-            if not (relay.started if relay is not None else began is not None and began()):
+            if not (relay.started if relay is not None else began is not None and began[0]):
                 await _send(send, denied.response)
         except (Exception, asyncio.CancelledError) as error:
             if not _stopped(scope, error):
@@ -309,11 +312,11 @@ def _stream(scope: Scope, send: Send) -> Guard | None:
     return guard
 
 
-def _watching(scope: Scope, send: Send) -> tuple[Send, Callable[[], bool]]:
+def _watching(scope: Scope, send: Send, began: list[bool]) -> Send:
     """Return the ``send`` of a request allowed from the cache: it watches an event stream.
 
-    And a function that says whether the app has started its response through it: kept
-    per call, not in the scope, which other layers and calls share.
+    ``began[0]`` says whether the app has started its response through it: kept per call,
+    not in the scope, which other layers and calls share.
 
     A plain function (as :class:`_Relay` is a plain callable): one call per message on the
     hit path, a closure the cheapest of them. Only the guard it made itself is relayed
@@ -321,17 +324,16 @@ def _watching(scope: Scope, send: Send) -> tuple[Send, Callable[[], bool]]:
     one, and passing its messages back to it would loop.
     """
     guard: Guard | None = None
-    began = False
 
     def watch(message: Message) -> Awaitable[None]:
-        nonlocal guard, began
+        nonlocal guard
         if guard is not None:
             return guard.relay(message)
         if message["type"] == "http.response.start":
-            began = True  # no denial may start another (__call__'s except)
-            headers = message.get("headers", ())
+            headers = message.get("headers", _NO_HEADERS)
             if type(headers) is not list:  # any iterable: a generator is read once, here
                 message = {**message, "headers": (headers := list(headers))}
+            began[0] = True  # once read: no denial may start another (__call__'s except)
             for name, value in headers:
                 # The length first: most names are not "content-type", and lower() makes one.
                 if (
@@ -344,7 +346,7 @@ def _watching(scope: Scope, send: Send) -> tuple[Send, Callable[[], bool]]:
                         return guard.relay(message)
         return send(message)
 
-    return watch, lambda: began
+    return watch
 
 
 class _Relay:
@@ -372,7 +374,7 @@ class _Relay:
         if self.started or message["type"] != "http.response.start":
             return self.send(message)
         scope = self.scope
-        headers = message.get("headers", ())
+        headers = message.get("headers", _NO_HEADERS)
         if type(headers) is not list:  # any iterable: a generator is read once, here
             message = {**message, "headers": (headers := list(headers))}
         self.started = True  # once read: a start whose headers raised is not one

@@ -264,6 +264,7 @@ def _warm_the_failure_path(server: Server, gate: Gate) -> None:
     random cookies). Every test then starts with both paths warm.
     """
     stall = gate.stall = threading.Event()
+    asked = gate.stalled
     try:
         cookie = requests_of("random-cookie", server, gate.fake)
         statuses = asyncio.run(
@@ -273,6 +274,7 @@ def _warm_the_failure_path(server: Server, gate: Gate) -> None:
         stall.set()
         gate.stall = None
     assert set(statuses) == {503}, Counter(statuses)
+    assert gate.stalled > asked, "the warm-up never reached Kratos"
 
 
 # ------------------------------------------------------------------ a small load client
