@@ -689,4 +689,11 @@ async def test_cache_ttl_zero_checks_an_open_session_once_a_second_at_most(
     elapsed = loop.time() - started
     made = fake.calls["/sessions/whoami"] - first
     assert 1 <= made <= elapsed / FLOOR + 1
-    assert next_check_in(watcher) > 0  # the next one waits too
+    # A check the timer began may still be under way (a busy machine: its timer had no
+    # handle yet, and this failed in CI); once it ends, the next one waits too.
+    [group] = watcher._groups.values()
+    for _ in range(500):
+        if group.task is None or group.task.done():
+            break
+        await asyncio.sleep(0.01)
+    assert next_check_in(watcher) > 0
