@@ -502,6 +502,7 @@ def test_a_stalled_kratos_leaves_threads_for_other_pages(
         # Far less than Kratos's timeout (60 s): only a wait for the stall exceeds it.
         return await asyncio.wait_for(_load(server.port, requests, len(requests)), 20)
 
+    gate.settle()  # nothing of an earlier test's may reach Kratos and count as stalled
     gate.stall, gate.stalled = release, 0
     background = threading.Thread(target=stalled_pair, daemon=True)
     try:

@@ -6,7 +6,6 @@ GET, so that a refusal is shown to come before the cache-hit path too.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +29,8 @@ from kratos_aal.integrations import flask as kflask
 from kratos_aal.integrations import starlette as kstarlette
 from kratos_aal.integrations.wsgi import KratosAALWSGIMiddleware
 from kratos_aal.testing import FakeKratos
+
+from .websocket import websocket
 
 HERE = "http://testserver"
 SPA = "https://spa.example"
@@ -392,53 +393,7 @@ def _ws_apps(fake: FakeKratos, **config: Any) -> Iterator[tuple[str, Any, list[s
 
 
 def _connect(app: Any, headers: dict[str, str]) -> str:
-    """Open ``/ws`` on *app* with *headers*; return the first text sent, or the close.
-
-    The app is called as a server calls it, in this thread: Starlette 0.40's TestClient
-    (the lowest version allowed) once hung in its portal's teardown under a busy CI run.
-    """
-    return asyncio.run(asyncio.wait_for(_session(app, headers), 30))
-
-
-async def _session(app: Any, headers: dict[str, str]) -> str:
-    incoming: list[dict[str, Any]] = [
-        {"type": "websocket.connect"},
-        {"type": "websocket.disconnect", "code": 1000},
-    ]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop(0)  # a third receive is an IndexError: nothing more comes
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "websocket",
-        "path": "/ws",
-        "raw_path": b"/ws",
-        "root_path": "",
-        "scheme": "ws",
-        "query_string": b"",
-        "http_version": "1.1",
-        "server": ("testserver", 80),
-        "client": ("testclient", 50000),
-        "subprotocols": [],
-        "headers": [
-            (b"host", b"testserver"),
-            *(
-                (name.lower().encode("latin-1"), value.encode("latin-1"))
-                for name, value in headers.items()
-            ),
-        ],
-    }
-    await app(scope, receive, send)
-    for message in sent:
-        if message["type"] == "websocket.send":
-            return str(message["text"])
-        if message["type"] == "websocket.close":
-            return f"{message.get('code', 1000)} {message.get('reason', '')}"
-    raise AssertionError(f"neither text nor a close: {sent}")
+    return websocket(app, "/ws", headers)
 
 
 def test_a_websocket_from_a_foreign_origin_is_closed_before_accept() -> None:

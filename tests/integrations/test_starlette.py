@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from kratos_aal import ConfigurationError, KratosClient, KratosConfig, Requirement
 from kratos_aal.integrations.starlette import (
@@ -28,6 +28,8 @@ from kratos_aal.integrations.starlette import (
     require_aal2,
 )
 from kratos_aal.testing import FakeKratos
+
+from .websocket import websocket
 
 RAN: list[str] = []
 
@@ -209,23 +211,13 @@ async def test_load_session_for_public_pages(client: httpx.AsyncClient, fake: Fa
 
 
 def test_websockets(fake: FakeKratos) -> None:
-    with TestClient(build(fake)) as test:
-        with test.websocket_connect("/ws/live", headers=cookie(fake.session("aal2"))) as ws:
-            assert ws.receive_text() == "aal2"
-        for headers in ({}, cookie(fake.session("aal1", totp=True))):
-            with (
-                pytest.raises(WebSocketDisconnect) as closed,
-                test.websocket_connect("/ws/live", headers=headers),
-            ):
-                pass
-            assert closed.value.code == 1008
-        with test.websocket_connect("/open/ws") as ws:  # no rule: no Kratos call
-            assert ws.receive_text() == "none"
-        with pytest.raises(WebSocketDisconnect) as closed, test.websocket_connect("/decorated/ws"):
-            pass
-        assert closed.value.code == 1008
-        with test.websocket_connect("/decorated/ws", headers=cookie(fake.session("aal2"))) as ws:
-            assert ws.receive_text() == "decorated"
+    app = build(fake)
+    assert websocket(app, "/ws/live", cookie(fake.session("aal2"))) == "aal2"
+    for headers in ({}, cookie(fake.session("aal1", totp=True))):
+        assert websocket(app, "/ws/live", headers).startswith("1008 "), headers
+    assert websocket(app, "/open/ws") == "none"  # no rule: no Kratos call
+    assert websocket(app, "/decorated/ws").startswith("1008 ")
+    assert websocket(app, "/decorated/ws", cookie(fake.session("aal2"))) == "decorated"
 
 
 def test_lifespan_passes_through(fake: FakeKratos) -> None:

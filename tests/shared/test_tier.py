@@ -856,7 +856,9 @@ async def test_a_waiter_gives_up_after_a_short_wait(
     store.data[lock] = b"1"  # held by an instance that died
     assert await pair.check(client, credentials) is Outcome.ALLOW
     assert pair.whoami_calls == 1
-    assert store.calls.count("peek") > 3
+    # It looked more than once while it waited (every 5 ms). How many times is not
+    # asserted: on a busy machine the sleeps run long, and 4 looks need not fit in 50 ms.
+    assert store.calls.count("peek") > 1
 
 
 async def test_a_failing_lock_is_a_miss(pair: Pair) -> None:
