@@ -717,11 +717,10 @@ def test_blocking_exchanges_reuse_an_idle_thread() -> None:
 
     from kratos_aal._exchange import _Exchanges
 
-    workers = _Exchanges(keep=2)
+    workers = _Exchanges(keep=2, linger=10)  # it may not retire while a busy machine waits
     first = _run_on(workers)
-    for _ in range(100):  # the thread counts itself idle just after the job
-        if workers._idle:
-            break
+    deadline = time.monotonic() + 10
+    while not workers._idle and time.monotonic() < deadline:  # idle just after the job
         time.sleep(0.01)
     assert workers._idle == 1
     assert _run_on(workers) == first
@@ -734,13 +733,12 @@ def test_blocking_exchanges_keep_no_more_idle_threads_than_asked() -> None:
     from kratos_aal._exchange import _Exchanges
 
     workers = _Exchanges(keep=0)
-    before = threading.active_count()
+    before = set(threading.enumerate())  # others' threads may end meanwhile: not counted
     _run_on(workers)
-    for _ in range(100):
-        if threading.active_count() == before:
-            break
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and set(threading.enumerate()) - before:
         time.sleep(0.01)
-    assert threading.active_count() == before and workers._idle == 0
+    assert not set(threading.enumerate()) - before and workers._idle == 0
     _run_on(workers)  # a new thread then
 
 

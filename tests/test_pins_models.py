@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
-from kratos_aal import AAL, Credentials, Identity, KratosUnavailable, MalformedResponse, Session
+from kratos_aal import (
+    AAL,
+    Credentials,
+    Identity,
+    KratosUnavailable,
+    MalformedResponse,
+    Session,
+    _cache,
+)
 from kratos_aal._cache import MISSING, Flights, TTLCache
 from kratos_aal._credentials import MAX_CREDENTIAL_LENGTH, cookie_from_header
 
@@ -254,7 +263,17 @@ def test_cache_a_dead_entry_takes_no_room() -> None:
     ("error", "copied"),
     [(KratosUnavailable("down", retry_after=3), True), (LookupError("not ours"), False)],
 )
-def test_flights_copy_only_our_errors_for_followers(error: Exception, copied: bool) -> None:
+def test_flights_copy_only_our_errors_for_followers(
+    error: Exception, copied: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    joined = threading.Event()
+
+    class Watched(Future[Any]):
+        def result(self, timeout: float | None = None) -> Any:
+            joined.set()  # a follower waits on the leader's call
+            return super().result(timeout)
+
+    monkeypatch.setattr(_cache, "Future", Watched)
     flights = Flights()
     started, release = threading.Event(), threading.Event()
     raised: list[BaseException] = []
@@ -275,7 +294,7 @@ def test_flights_copy_only_our_errors_for_followers(error: Exception, copied: bo
     started.wait(5)
     follower = threading.Thread(target=run)
     follower.start()
-    threading.Event().wait(0.1)  # let the follower join the leader's call
+    assert joined.wait(10)  # the follower joined the leader's call
     release.set()
     leader.join(5)
     follower.join(5)

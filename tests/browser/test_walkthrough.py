@@ -316,7 +316,7 @@ def test_unlink_in_chromium(browser: Any, demo: Demo) -> None:
             page.goto(f"{demo.kratos_url}/self-service/settings/browser?return_to={demo.app_url}/")
             walk.on_kratos("settings")
             page.click("button[name=totp_unlink]")
-            page.wait_for_url(f"{demo.app_url}/", timeout=5_000)
+            page.wait_for_url(f"{demo.app_url}/")
             identity = next(i for i in demo.fake.identities.values() if i.email == ada.email)
             assert identity.totp_secret is None
 
