@@ -60,7 +60,7 @@ def sse_event(decision: Decision, redirect_browser_to: str | None) -> bytes:
 def event_stream(message: Message) -> bool:
     """Return whether an ``http.response.start`` *message* starts an event stream."""
     for name, value in message.get("headers", ()):
-        if name.lower() == b"content-type" and _EVENT_STREAM in value.lower():
+        if name.lower() == b"content-type" and value.lower().find(_EVENT_STREAM) >= 0:
             return True
     return False
 

@@ -336,10 +336,11 @@ def _watching(scope: Scope, send: Send, began: list[bool]) -> Send:
             began[0] = True  # once read: no denial may start another (__call__'s except)
             for name, value in headers:
                 # The length first: most names are not "content-type", and lower() makes one.
+                # Anywhere in the value (a comma list): find, as "in" takes the buffer path.
                 if (
                     len(name) == 12
                     and name.lower() == b"content-type"
-                    and _EVENT_STREAM in value.lower()
+                    and value.lower().find(_EVENT_STREAM) >= 0
                 ):
                     guard = _stream(scope, send)
                     if guard is not None:
@@ -388,7 +389,7 @@ class _Relay:
             message = {**message, "headers": [*headers, clear]}
         if GUARD_KEY in scope:
             for name, value in message.get("headers", ()):
-                if name.lower() == b"content-type" and _EVENT_STREAM in value.lower():
+                if name.lower() == b"content-type" and value.lower().find(_EVENT_STREAM) >= 0:
                     self.guard = _stream(scope, self.send)
                     if self.guard is not None:
                         return self.guard.relay(message)
