@@ -134,6 +134,33 @@ async def test_an_inner_start_that_never_reached_the_server_does_not_swallow_a_d
         assert _starts(sent) == [403], sent
 
 
+@pytest.mark.parametrize("hops", [False, True], ids=["hit-watched", "hit-relayed"])
+@pytest.mark.parametrize("after_start", [True, False], ids=["after-start", "before-start"])
+async def test_a_denial_raised_below_is_answered_only_before_a_start(
+    fake: FakeKratos, aal2_session: Any, hops: bool, after_start: bool
+) -> None:
+    # A raw ASGI app (no Starlette app to answer it) raises KratosDenied. Before it has
+    # started a response the middleware answers with the denial; after, it must not send
+    # a second http.response.start (a cache hit without the hop cookie did, before a53265f:
+    # its watch kept no "started" as the relay of the whole way does).
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["deny"] and not after_start:
+            raise _denial()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        if scope["deny"]:
+            raise _denial()
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    guarded = KratosAALMiddleware(app, client=fake.async_client(), rules={"/billing": "aal2"})
+    scope = _cookie_get("/billing", aal2_session)
+    if hops:
+        scope["headers"] = [(b"cookie", scope["headers"][0][1] + f"; {HOP_MARK}x.1.1".encode())]
+    for deny in (False, True, True):  # the whole way allows, then hits deny below
+        sent, send = _recorder()
+        await guarded({**scope, "deny": deny}, _request, send)
+        assert _starts(sent) == ([403] if deny and not after_start else [200]), sent
+
+
 @pytest.mark.parametrize("same_client", [True, False], ids=["same-client", "other-client"])
 @pytest.mark.parametrize("after_start", [True, False], ids=["after-start", "before-start"])
 async def test_nested_middlewares_answer_a_raw_apps_denial_once(

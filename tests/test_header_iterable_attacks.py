@@ -418,12 +418,13 @@ def _channels_run(
     "content_types",
     [
         [b"text/event-stream"],
+        [b" text/event-stream"],
         [b"\ttext/event-stream"],
         [b"text/plain", b"text/event-stream"],
         [b"text/plain, text/event-stream"],
         [b", text/event-stream"],
     ],
-    ids=["plain", "tab", "two-lines", "comma-list", "comma-first"],
+    ids=["plain", "space", "tab", "two-lines", "comma-list", "comma-first"],
 )
 def test_channels_every_spelling_a_browser_reads_as_an_event_stream_is_watched(
     fake_kratos: FakeKratos, content_types: list[bytes]
